@@ -1,0 +1,605 @@
+"""MJML compiled once per template, then Jinja per prospect: the HTML, text part and subject of one mail.
+
+The pipeline (listmonk's "compile once, render per subscriber", STYLE.md)::
+
+    templates/x.mjml + mj-include'd partials --MJML (mjml-python), once per content hash--> compiled HTML
+        compiled HTML (Jinja markup intact) --Jinja, sandboxed, HTML autoescape, per prospect--> html
+        compiled HTML --HTML->text, once--> text template --Jinja, sandboxed, no escaping, per prospect--> text
+        item.subject --Jinja, sandboxed, no escaping--> subject (CR/LF/NUL refused)
+
+Prospect data never passes through MJML: MJML only ever sees the marketer's files, and autoescape runs last,
+so a prospect called ``<script>`` comes out as ``&lt;script&gt;``. Both Jinja environments are
+``SandboxedEnvironment`` (marketers edit templates; ``{{ ''.__class__ }}`` is refused) with ``StrictUndefined``
+so that a misspelt variable fails ``nurture check`` instead of sending "Dear ,".
+
+Writing templates for mjml-python: Jinja control flow between MJML components goes inside ``<mj-raw>``;
+do not put double quotes inside ``{{ }}`` in an attribute (use single quotes) and write ``&lt;`` for a bare
+``<`` in ``mj-text`` (the parser rejects both). ``<mj-include path="...">`` paths are relative to the
+templates folder, whichever file includes them, and may not leave it.
+
+Links: after Jinja, every ``<a href="http(s)://...">`` is offered to the sender's ``rewrite_link(url, index)``
+hook (click tracking) with ``index`` counting the offered links from 0 in document order; links marked
+``data-nurture="no-track"`` (unsubscribe, preferences, view in browser) are never offered. The text part keeps
+the original URLs: it is the fallback a reader copies from, and its links are not click-tracked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html as htmlmod
+import re
+import unicodedata
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+import jinja2
+import mjml
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+from nurture import clock
+from nurture.errors import ConfigError, HeaderInjectionError
+
+RewriteLink = Callable[[str, int], "str | None"]
+
+NO_TRACK = "no-track"
+
+_INCLUDE = re.compile(r"""<mj-include\b[^>]*?\bpath\s*=\s*(["'])(.*?)\1""", re.S)
+_ANCHOR = re.compile(r"""<a\b[^>]*>""", re.I | re.S)
+_HREF = re.compile(r"""(\bhref\s*=\s*)(["'])(.*?)\2""", re.I | re.S)
+_NO_TRACK = re.compile(r"""\bdata-nurture\s*=\s*["']?no-track""", re.I)
+_HEADER_BAD = re.compile(r"[\r\n\x00]")
+_BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+
+
+class ItemLike(Protocol):
+    """What :meth:`Renderer.render` needs of a content item (``nurture.campaigns.ContentItem`` has it)."""
+
+    subject: str
+    template: str
+    text_template: str | None
+    vars: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """One mail's content, ready for ``nurture.message``: header-safe subject, HTML and text parts."""
+
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class CompiledTemplate:
+    """An MJML template compiled to HTML that still carries its Jinja markup.
+
+    ``digest`` is the SHA-256 over the template and every included file (names and contents): equal digests,
+    equal output, so the compile result is reused. ``files`` lists them, template first.
+    """
+
+    name: str
+    digest: str
+    files: tuple[str, ...]
+    html_source: str
+    html: jinja2.Template
+    text: jinja2.Template
+
+
+# --------------------------------------------------------------------------------------------------------
+# Jinja environments
+
+
+def _html_env() -> SandboxedEnvironment:
+    # autoescape=True (not select_autoescape): compiled templates come from strings, which select_autoescape
+    # would leave unescaped.
+    return SandboxedEnvironment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def _text_env(templates_dir: Path) -> SandboxedEnvironment:
+    # trim/lstrip blocks: a `{% for %}` on a line of its own leaves no blank line in the text part.
+    return SandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                                lstrip_blocks=True, keep_trailing_newline=True,
+                                loader=jinja2.FileSystemLoader(str(templates_dir), encoding="utf-8"))
+
+
+def _template_error(where: str, exc: Exception) -> ConfigError:
+    """A Jinja problem as a ConfigError naming the file (and line when Jinja knows one)."""
+    if isinstance(exc, SecurityError):
+        return ConfigError(f"{where}: template refused by the sandbox: {exc}",
+                           hint="templates may use variables and filters only, not Python internals")
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        line = f":{exc.lineno}" if exc.lineno and not where.endswith("(compiled)") else ""
+        return ConfigError(f"{where}{line}: Jinja syntax error: {exc.message}")
+    if isinstance(exc, jinja2.UndefinedError):
+        return ConfigError(f"{where}: {exc.message}",
+                           hint="check the variable name; for optional values write {{ x | default('') }}")
+    return ConfigError(f"{where}: template error: {exc}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# HTML -> text
+
+_BLOCK = frozenset("address article aside blockquote center dd div dl dt footer form h1 h2 h3 h4 h5 h6 header "
+                   "hr li main nav ol p pre section table tbody td tfoot th thead tr ul".split())
+_SKIP = frozenset(("head", "style", "script", "title", "template"))
+_VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|max-height\s*:\s*0|mso-hide\s*:\s*all", re.I)
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+
+
+def _display_width(text: str) -> int:
+    """Columns a monospace mail client gives ``text`` (CJK counts two), for heading underlines."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+class _TextExtractor(HTMLParser):
+    """Readable plain text from mail HTML: headings underlined, paragraphs apart, list items with "- ",
+    links as ``text (url)``; styles, scripts, comments and hidden elements (the preheader) dropped.
+    Jinja markup in the HTML passes through as text, so this runs once per compiled template."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self.current: list[str] = []
+        self.skip_depth = 0
+        self.stack: list[tuple[str, bool]] = []   # (tag, hides its content)
+        self.links: list[tuple[str, int]] = []     # (href, position in current) of open <a>
+        self.heading: str | None = None
+        self.list_depth = 0
+
+    def _flush(self, blank: bool = False) -> None:
+        text = _SPACES.sub(" ", "".join(self.current)).strip()
+        self.current = []
+        if text:
+            if self.heading in ("h1", "h2"):
+                self.lines += ["", text, ("=" if self.heading == "h1" else "-") * min(_display_width(text), 72)]
+            else:
+                self.lines.append(text)
+        if blank and self.lines and self.lines[-1] != "":
+            self.lines.append("")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        style = dict(attrs).get("style") or ""
+        hides = tag in _SKIP or bool(_HIDDEN_STYLE.search(style))
+        if tag not in _VOID:
+            self.stack.append((tag, hides))
+            if hides:
+                self.skip_depth += 1
+        if self.skip_depth:
+            return
+        if tag == "br":
+            self._flush()
+        elif tag in ("ul", "ol"):
+            self._flush(blank=True)
+            self.list_depth += 1
+        elif tag == "li":
+            self._flush()
+            self.current.append("  " * max(self.list_depth - 1, 0) + "- ")
+        elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            self._flush(blank=True)
+            self.heading = tag
+            if tag not in ("h1", "h2"):
+                self.current.append("■ ")
+        elif tag in ("p", "table", "hr", "blockquote"):
+            self._flush(blank=True)
+        elif tag in _BLOCK:
+            self._flush()
+        elif tag == "a":
+            self.links.append((dict(attrs).get("href") or "", len(self.current)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _VOID or not any(t == tag for t, _ in self.stack):
+            return
+        while self.stack:
+            open_tag, hides = self.stack.pop()
+            if hides:
+                self.skip_depth -= 1
+            if open_tag == tag:
+                break
+        if self.skip_depth:
+            return
+        if tag == "a" and self.links:
+            href, start = self.links.pop()
+            label = _SPACES.sub(" ", "".join(self.current[start:])).strip()
+            if href and not href.startswith("#") and href not in label:
+                shown = href[len("mailto:"):] if href.startswith("mailto:") else href
+                if not label:
+                    self.current.append(shown)
+                elif shown != label:
+                    self.current.append(f" ({shown})")
+        elif tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            self._flush(blank=True)
+            self.heading = None
+        elif tag in ("ul", "ol"):
+            self._flush(blank=True)
+            self.list_depth = max(self.list_depth - 1, 0)
+        elif tag in ("p", "table", "blockquote"):
+            self._flush(blank=True)
+        elif tag in _BLOCK:
+            self._flush()
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip_depth:
+            self.current.append(data)
+
+    def text(self) -> str:
+        self._flush()
+        return _BLANK_RUNS.sub("\n\n", "\n".join(self.lines)).strip() + "\n"
+
+
+def html_to_text(html: str) -> str:
+    """Plain text for the text/plain part, readable in any client (see :class:`_TextExtractor`)."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    return parser.text()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Links
+
+
+def rewrite_links(html: str, rewrite_link: RewriteLink) -> str:
+    """``html`` with each trackable http(s) ``<a href>`` replaced by what ``rewrite_link(url, index)`` returns
+    (None keeps it). Links marked ``data-nurture="no-track"`` are never passed to the hook."""
+    index = 0
+
+    def anchor(match: re.Match[str]) -> str:
+        nonlocal index
+        tag = match.group(0)
+        if _NO_TRACK.search(tag):
+            return tag
+        href = _HREF.search(tag)
+        if href is None:
+            return tag
+        url = htmlmod.unescape(href.group(3)).strip()
+        if not url.lower().startswith(("http://", "https://")):
+            return tag
+        new = rewrite_link(url, index)
+        index += 1
+        if new is None or new == url:
+            return tag
+        quoted = htmlmod.escape(new, quote=True)
+        return tag[:href.start(3)] + quoted + tag[href.end(3):]
+
+    return _ANCHOR.sub(anchor, html)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The renderer
+
+
+class Renderer:
+    """Compiles and renders the templates under ``templates_dir``. One per run (or per worker thread pool:
+    rendering is thread-safe once a template is compiled).
+
+    ``compile_count`` counts real MJML compilations (cache misses), for tests and benchmarks.
+    A template is read from disk the first time :meth:`render` meets it; :meth:`compile` re-reads the files
+    and compiles again only if their content hash changed.
+    """
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.templates_dir = Path(templates_dir)
+        self.compile_count = 0
+        self._by_digest: dict[str, CompiledTemplate] = {}
+        self._by_name: dict[str, CompiledTemplate] = {}
+        self._html_env = _html_env()
+        self._text_env = _text_env(self.templates_dir)
+        self._subjects: dict[str, jinja2.Template] = {}
+        self._texts: dict[str, jinja2.Template] = {}
+
+    # -- files
+
+    def _display(self, name: str) -> str:
+        return str(PurePosixPath(self.templates_dir.name) / name)
+
+    def _read(self, name: str, included_from: str | None = None) -> str:
+        """The text of ``name`` (relative to the templates folder), refusing paths that leave it."""
+        rel = PurePosixPath(name.strip().replace("\\", "/"))
+        where = f"{self._display(included_from)}: mj-include " if included_from else ""
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            raise ConfigError(f'{where}"{name}": template paths must be relative to the templates folder '
+                              "and stay inside it")
+        path = self.templates_dir / rel
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"{where or ''}{self._display(str(rel))}: template not found",
+                              hint=f"paths are relative to {self.templates_dir}") from None
+        except OSError as exc:
+            raise ConfigError(f"{self._display(str(rel))}: cannot read: {exc.strerror}") from None
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{self._display(str(rel))}: not UTF-8", hint="save templates as UTF-8") from None
+
+    def _sources(self, name: str) -> dict[str, str]:
+        """The template and every file it includes, transitively, in first-seen order."""
+        sources: dict[str, str] = {}
+        todo: list[tuple[str, str | None]] = [(name, None)]
+        while todo:
+            current, parent = todo.pop(0)
+            key = str(PurePosixPath(current.strip()))
+            if key in sources:
+                continue
+            sources[key] = self._read(current, parent)
+            todo += [(m.group(2), key) for m in _INCLUDE.finditer(sources[key])]
+        return sources
+
+    # -- compile
+
+    def compile(self, template: str) -> CompiledTemplate:
+        """``template`` (path relative to the templates folder) compiled to HTML with its Jinja intact.
+
+        Reuses the previous result when the template and all its includes hash the same. MJML problems raise
+        ConfigError naming the file (the template or the include at fault) and the usual causes.
+        """
+        sources = self._sources(template)
+        digest = hashlib.sha256()
+        for name, text in sources.items():
+            digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+        key = digest.hexdigest()
+        compiled = self._by_digest.get(key)
+        if compiled is None:
+            compiled = self._compile(template, sources, key)
+            self._by_digest[key] = compiled
+        self._by_name[template] = compiled
+        return compiled
+
+    def _compile(self, template: str, sources: dict[str, str], digest: str) -> CompiledTemplate:
+        root = next(iter(sources))
+
+        def load(path: str) -> str:
+            key = str(PurePosixPath(path.strip()))
+            if key not in sources:  # an include the scan missed (unusual quoting): read it now
+                sources[key] = self._read(path, root)
+            return sources[key]
+
+        try:
+            html = mjml.mjml2html(sources[root], include_loader=load, disable_comments=True)
+        except ConfigError:
+            raise
+        except Exception as exc:  # mjml-python raises a bare ValueError with mrml's message
+            raise self._mjml_error(root, sources, str(exc)) from None
+        self.compile_count += 1
+        where = f"{self._display(root)} (compiled)"
+        try:
+            html_template = self._html_env.from_string(html)
+            text_template = self._text_env.from_string(html_to_text(html))
+        except jinja2.TemplateSyntaxError as exc:
+            # The compiled HTML's line numbers mean nothing to the author: find the source file at fault.
+            for name, text in sources.items():
+                try:
+                    self._html_env.parse(text)
+                except jinja2.TemplateSyntaxError as inner:
+                    raise _template_error(self._display(name), inner) from None
+            raise _template_error(where, exc) from None
+        return CompiledTemplate(name=template, digest=digest, files=tuple(sources), html_source=html,
+                                html=html_template, text=text_template)
+
+    def _mjml_error(self, root: str, sources: dict[str, str], message: str) -> ConfigError:
+        culprit = root
+        m = re.search(r'template from "([^"]+)"', message)
+        if m:
+            culprit = str(PurePosixPath(m.group(1).strip()))
+        line = ""
+        pos = re.search(r"at position (\d+):(\d+)", message)
+        if pos:
+            line = f":{pos.group(1)}"
+        else:
+            # mrml gives no position for these two classic mistakes; point at the first suspicious line.
+            for number, text in enumerate(sources.get(culprit, "").splitlines(), 1):
+                if re.search(r"""=\s*"[^"]*\{\{[^}"]*"[^}]*\}\}""", text) or re.search(r"<(?=[\s\d=])", text):
+                    line = f":{number}"
+                    break
+        return ConfigError(
+            f"{self._display(culprit)}{line}: MJML error: {message}",
+            hint="common causes: an unclosed tag, double quotes inside {{ }} in an attribute (use single "
+                 "quotes), a bare < in text (write &lt;), Jinja {% %} between MJML components outside "
+                 "<mj-raw>")
+
+    # -- render
+
+    def _subject_template(self, source: str) -> jinja2.Template:
+        template = self._subjects.get(source)
+        if template is None:
+            try:
+                template = self._text_env.from_string(source)
+            except jinja2.TemplateSyntaxError as exc:
+                raise _template_error(f"subject {source!r}", exc) from None
+            self._subjects[source] = template
+        return template
+
+    def _text_template(self, name: str) -> jinja2.Template:
+        template = self._texts.get(name)
+        if template is None:
+            self._read(name)  # same path rules and messages as MJML templates
+            try:
+                template = self._text_env.get_template(str(PurePosixPath(name.strip())))
+            except jinja2.TemplateSyntaxError as exc:
+                raise _template_error(self._display(name), exc) from None
+            self._texts[name] = template
+        return template
+
+    def render(self, item: ItemLike, context: Mapping[str, Any], *,
+               rewrite_link: RewriteLink | None = None) -> RenderedMessage:
+        """Subject, HTML and text of ``item`` for one prospect's ``context`` (see :func:`build_context`).
+
+        Raises HeaderInjectionError if the rendered subject holds CR, LF or NUL, ConfigError for template
+        problems (unknown variable, sandbox violation, MJML error) naming the file.
+        """
+        compiled = self._by_name.get(item.template) or self.compile(item.template)
+        subject_where = f"subject of {item.template}"
+        try:
+            subject = self._subject_template(item.subject).render(context)
+        except (jinja2.TemplateError, SecurityError) as exc:
+            raise _template_error(subject_where, exc) from None
+        if _HEADER_BAD.search(subject):
+            raise HeaderInjectionError(
+                f"{subject_where}: rendered subject contains a line break or NUL: {subject!r}",
+                hint="a prospect field used in the subject holds a newline; fix the prospect data")
+        subject = subject.strip()
+        try:
+            html = compiled.html.render(context)
+        except (jinja2.TemplateError, SecurityError) as exc:
+            raise _template_error(self._display(item.template), exc) from None
+        text_name = item.text_template
+        try:
+            if text_name:
+                text = self._text_template(text_name).render(context)
+            else:
+                text = _BLANK_RUNS.sub("\n\n", compiled.text.render(context))
+        except (jinja2.TemplateError, SecurityError) as exc:
+            raise _template_error(self._display(text_name or item.template) + " (text part)", exc) from None
+        if rewrite_link is not None:
+            html = rewrite_links(html, rewrite_link)
+        return RenderedMessage(subject=subject, html=html, text=text)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Context
+
+
+def _field(obj: Any, name: str, default: Any = "") -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+PROSPECT_FIELDS = ("name", "company", "title", "industry", "email", "temperature", "stage", "rank", "owner",
+                   "language", "time_zone")
+
+
+def build_context(config: Any, campaign: Any, item: Any, prospect: Any, urls: Mapping[str, str]) -> dict:
+    """The variables a template sees. ``prospect`` is a ``models.Prospect`` or a mapping with its fields;
+    ``urls`` holds ``unsubscribe``, ``preferences`` and ``view_in_browser`` (``tracking.urls_for``).
+
+    Values are plain dicts and strings, so templates cannot reach the database session or ORM internals.
+    """
+    identity = config.identity
+    attributes = dict(_field(prospect, "attributes", None) or {})
+    person = {name: (_field(prospect, name, "") or "") for name in PROSPECT_FIELDS}
+    person["attributes"] = attributes
+    cadence = getattr(campaign, "cadence", None)
+    zone = getattr(cadence, "time_zone", None) or config.cadence.time_zone
+    try:
+        today = clock.now().astimezone(zoneinfo.ZoneInfo(zone)).date()
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        today = clock.now().date()
+    return {
+        "prospect": person,
+        "owner": {"name": person["owner"]},
+        "campaign": {"name": campaign.name, "description": getattr(campaign, "description", ""),
+                     "language": getattr(campaign, "language", "")},
+        "sender": {
+            "organization": identity.organization or identity.from_name,
+            "from_name": getattr(campaign, "from_name", None) or identity.from_name or identity.organization,
+            "postal_address": identity.postal_address,
+            "inquiry": identity.inquiry,
+            "website": identity.website,
+        },
+        "item": {"key": _field(item, "key", ""), "vars": dict(_field(item, "vars", None) or {})},
+        "urls": {"unsubscribe": urls.get("unsubscribe", ""), "preferences": urls.get("preferences", ""),
+                 "view_in_browser": urls.get("view_in_browser", "")},
+        "today": today,
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# Footer check (特定電子メール法 and CAN-SPAM, shared/COMPLIANCE.md)
+
+#: Wording that tells the reader they can refuse further mail, by language.
+OPT_OUT_WORDS = {
+    "ja": ("配信停止", "配信を停止", "配信解除", "登録解除", "受信を希望されない", "受信拒否", "購読を停止"),
+    "en": ("unsubscribe", "opt out", "opt-out", "stop receiving", "no longer wish"),
+}
+
+
+class _FooterScan(HTMLParser):
+    """Visible text of the HTML, plus each link's href and the text of the block around it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text = _TextExtractor()
+        self.blocks: list[list[str]] = [[]]
+        self.links: list[tuple[str, int]] = []  # (href, block index)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.text.handle_starttag(tag, attrs)
+        if self.text.skip_depth:
+            return
+        if tag in _BLOCK or tag == "br":
+            self.blocks.append([])
+        if tag == "a":
+            self.links.append((dict(attrs).get("href") or "", len(self.blocks) - 1))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.text.handle_endtag(tag)
+        if tag in _BLOCK:
+            self.blocks.append([])
+
+    def handle_data(self, data: str) -> None:
+        self.text.handle_data(data)
+        if not self.text.skip_depth:
+            self.blocks[-1].append(data)
+
+
+def _normalized(text: str) -> str:
+    return _SPACES.sub("", unicodedata.normalize("NFKC", text)).lower()
+
+
+def footer_problems(rendered: RenderedMessage, config: Any, language: str) -> list[str]:
+    """What the mail lacks of what 特定電子メール法 (and CAN-SPAM) require in every mail: the sender's name,
+    postal address, an opt-out statement with its link, an inquiry contact. Each is looked for in the visible
+    HTML and in the text part; an empty list means the mail is complete.
+
+    The opt-out statement counts when a paragraph holding opt-out wording (:data:`OPT_OUT_WORDS`) also
+    holds an http(s) or mailto link, so "配信停止はこちら" must sit next to its link, as the law asks.
+    """
+    identity = config.identity
+    words = OPT_OUT_WORDS.get(language, ()) + OPT_OUT_WORDS["en"]
+    scan = _FooterScan()
+    scan.feed(rendered.html)
+    scan.close()
+    html_text = _normalized(scan.text.text())
+    text = _normalized(rendered.text)
+    problems: list[str] = []
+
+    def need(label: str, value: str, setting: str) -> None:
+        if not value.strip():
+            problems.append(f"{label}: [identity] {setting} is empty in the configuration")
+            return
+        wanted = _normalized(value)
+        for part, haystack in (("HTML", html_text), ("text", text)):
+            if wanted not in haystack:
+                problems.append(f"{part} part lacks the {label} ({value.strip()!r})")
+
+    need("sender name", identity.organization or identity.from_name, "organization")
+    need("postal address", identity.postal_address, "postal_address")
+
+    def opt_out_in_html() -> bool:
+        for href, block in scan.links:
+            if not href.lower().startswith(("http://", "https://", "mailto:")):
+                continue
+            around = _normalized("".join(scan.blocks[block]))
+            if any(_normalized(w) in around for w in words):
+                return True
+        return False
+
+    if not opt_out_in_html():
+        problems.append("HTML part lacks an opt-out statement next to its link "
+                        "(e.g. 配信停止はこちら / Unsubscribe, linked to {{ urls.unsubscribe }})")
+    if not any(re.search(re.escape(w) + r".{0,200}?(https?://|mailto:|@)", unicodedata.normalize("NFKC", line),
+                         re.I)
+               for line in _paragraphs(rendered.text) for w in words):
+        problems.append("text part lacks an opt-out statement with its URL")
+    need("inquiry contact", identity.inquiry, "inquiry")
+    return problems
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
