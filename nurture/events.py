@@ -346,13 +346,16 @@ def _group_labels(conn: Connection, fresh: list[NewEvent]) -> int:
     ids = {e.delivery_id for e in clicks}
     since = min(e.occurred_at for e in clicks) - window
     until = max(e.occurred_at for e in clicks) + window
+    pot_ids = {e.delivery_id for e in clicks if e.data.get("honeypot")}
+    recent = and_(Event.type == CLICKED, Event.delivery_id.in_(ids),
+                  Event.occurred_at >= since, Event.occurred_at <= until)
+    condition = or_(recent, and_(Event.delivery_id.in_(pot_ids), Event.type.in_((CLICKED, OPENED)))) \
+        if pot_ids else recent
     stored = conn.execute(select(Event.id, Event.delivery_id, Event.url, Event.occurred_at, Event.ip,
-                                 Event.user_agent, Event.rule, Event.type, Event.data)
-                          .where(Event.delivery_id.in_(ids), Event.type.in_((CLICKED, OPENED)),
-                                 or_(Event.type == OPENED,
-                                     and_(Event.occurred_at >= since, Event.occurred_at <= until)))).all()
-    burst = botdetect.burst_clicks([(r.id, r.delivery_id, r.data.get("link_index", r.url) if r.data else r.url,
-                                     r.occurred_at) for r in stored if r.type == CLICKED and r.rule != "honeypot"])
+                                 Event.user_agent, Event.rule, Event.type, Event.data).where(condition)).all()
+    burst = botdetect.burst_clicks([(r.id, r.delivery_id, (r.data or {}).get("link_index", r.url), r.occurred_at)
+                                    for r in stored if r.type == CLICKED and r.rule != "honeypot"
+                                    and since <= r.occurred_at <= until])
     if burst:
         relabelled += conn.execute(
             update(Event).where(Event.id.in_(burst), Event.rule.notin_(botdetect.STRONGER_THAN_BURST))

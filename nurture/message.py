@@ -296,12 +296,12 @@ def _part(subtype: str, content: str) -> bytes:
         lines.pop()
     raw = ("\r\n".join(lines) + "\r\n").encode("utf-8")
     head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: '.encode("ascii")
-    if raw.isascii() and max((len(x) for x in lines), default=0) <= 998 and not raw.startswith(b"--"):
-        return head + b"7bit\r\n\r\n" + raw.rstrip(b"\r\n")
+    if raw.isascii() and max((len(x) for x in lines), default=0) <= 998:
+        return head + b"7bit\r\n\r\n" + raw[:-2]
     non_ascii = sum(1 for byte in raw if byte > 127)
     if non_ascii * 6 < len(raw):
         body = binascii.b2a_qp(raw, istext=True).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        return head + b"quoted-printable\r\n\r\n" + body.rstrip(b"\r\n")
+        return head + b"quoted-printable\r\n\r\n" + body[:-2]
     encoded = base64.encodebytes(raw).replace(b"\n", b"\r\n")  # 76-char lines (RFC 2045 6.8)
     return head + b"base64\r\n\r\n" + encoded.rstrip(b"\r\n")
 

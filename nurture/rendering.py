@@ -48,7 +48,6 @@ RewriteLink = Callable[[str, int], "str | None"]
 NO_TRACK = "no-track"
 
 _INCLUDE = re.compile(r"""<mj-include\b[^>]*?\bpath\s*=\s*(["'])(.*?)\1""", re.S)
-_ANCHOR = re.compile(r"""<a\b[^>]*>""", re.I | re.S)
 _HREF = re.compile(r"""(\bhref\s*=\s*)(["'])(.*?)\2""", re.I | re.S)
 _NO_TRACK = re.compile(r"""\bdata-nurture\s*=\s*["']?no-track""", re.I)
 _HEADER_BAD = re.compile(r"[\r\n\x00]")
@@ -93,17 +92,40 @@ class CompiledTemplate:
 # Jinja environments
 
 
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox with a fast path for the plain dicts of :func:`build_context`.
+
+    ``{{ prospect.name }}`` on a dict first tries ``getattr`` and pays for an AttributeError before falling
+    back to the item; looking the key up first halves the cost of each variable (bench/render.py). Items of
+    a plain dict are data, which the sandbox hands out by subscript anyway, so nothing unsafe becomes
+    reachable; anything else takes the sandbox's checked path.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 def _html_env() -> SandboxedEnvironment:
     # autoescape=True (not select_autoescape): compiled templates come from strings, which select_autoescape
     # would leave unescaped.
-    return SandboxedEnvironment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return _Sandbox(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
-def _text_env(templates_dir: Path) -> SandboxedEnvironment:
-    # trim/lstrip blocks: a `{% for %}` on a line of its own leaves no blank line in the text part.
-    return SandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                                lstrip_blocks=True, keep_trailing_newline=True,
-                                loader=jinja2.FileSystemLoader(str(templates_dir), encoding="utf-8"))
+def _text_env(templates_dir: Path | None, trim_blocks: bool = True) -> SandboxedEnvironment:
+    # trim/lstrip blocks: in a hand-written text template a `{% for %}` on a line of its own leaves no blank
+    # line. Text derived from HTML has block tags inside lines (`{% if x %}<br>`), where trimming the newline
+    # after a tag would join two lines: it uses trim_blocks=False and drops block-only lines itself.
+    loader = jinja2.FileSystemLoader(str(templates_dir), encoding="utf-8") if templates_dir else None
+    return _Sandbox(autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=trim_blocks,
+                                lstrip_blocks=True, keep_trailing_newline=True, loader=loader)
+
+
+_BLOCK_ONLY_LINE = re.compile(r"(?m)^((?:[ \t]*\{%[^{}\n]*?%\}[ \t]*)+)\n")
 
 
 def _template_error(where: str, exc: Exception) -> ConfigError:
@@ -245,28 +267,44 @@ def html_to_text(html: str) -> str:
 
 def rewrite_links(html: str, rewrite_link: RewriteLink) -> str:
     """``html`` with each trackable http(s) ``<a href>`` replaced by what ``rewrite_link(url, index)`` returns
-    (None keeps it). Links marked ``data-nurture="no-track"`` are never passed to the hook."""
+    (None keeps it). Links marked ``data-nurture="no-track"`` are never passed to the hook.
+
+    Scans with ``str.find`` for ``<a`` rather than a regex over every tag: five times faster on a 20 kB mail
+    (bench/render.py), which matters at thousands of messages per second.
+    """
+    out: list[str] = []
     index = 0
-
-    def anchor(match: re.Match[str]) -> str:
-        nonlocal index
-        tag = match.group(0)
-        if _NO_TRACK.search(tag):
-            return tag
+    pos = 0
+    start = _find_anchor(html, 0)
+    while start != -1:
+        end = html.find(">", start)
+        if end == -1:
+            break
+        tag = html[start:end + 1]
         href = _HREF.search(tag)
-        if href is None:
-            return tag
-        url = htmlmod.unescape(href.group(3)).strip()
-        if not url.lower().startswith(("http://", "https://")):
-            return tag
-        new = rewrite_link(url, index)
-        index += 1
-        if new is None or new == url:
-            return tag
-        quoted = htmlmod.escape(new, quote=True)
-        return tag[:href.start(3)] + quoted + tag[href.end(3):]
+        if href is not None and not _NO_TRACK.search(tag):
+            url = htmlmod.unescape(href.group(3)).strip()
+            if url[:8].lower().startswith(("http://", "https://")):
+                new = rewrite_link(url, index)
+                index += 1
+                if new is not None and new != url:
+                    out += [html[pos:start], tag[:href.start(3)], htmlmod.escape(new, quote=True),
+                            tag[href.end(3):]]
+                    pos = end + 1
+        start = _find_anchor(html, end + 1)
+    out.append(html[pos:])
+    return "".join(out)
 
-    return _ANCHOR.sub(anchor, html)
+
+def _find_anchor(html: str, pos: int) -> int:
+    """Position of the next ``<a`` start tag (any case, followed by whitespace) at or after ``pos``, or -1."""
+    while True:
+        lower = html.find("<a", pos)
+        upper = html.find("<A", pos)
+        found = lower if upper == -1 or (lower != -1 and lower < upper) else upper
+        if found == -1 or html[found + 2:found + 3] in (" ", "\t", "\n", "\r", "\f"):
+            return found
+        pos = found + 2
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -289,6 +327,7 @@ class Renderer:
         self._by_name: dict[str, CompiledTemplate] = {}
         self._html_env = _html_env()
         self._text_env = _text_env(self.templates_dir)
+        self._derived_text_env = _text_env(None, trim_blocks=False)
         self._subjects: dict[str, jinja2.Template] = {}
         self._texts: dict[str, jinja2.Template] = {}
 
@@ -369,7 +408,7 @@ class Renderer:
         where = f"{self._display(root)} (compiled)"
         try:
             html_template = self._html_env.from_string(html)
-            text_template = self._text_env.from_string(html_to_text(html))
+            text_template = self._derived_text_env.from_string(_BLOCK_ONLY_LINE.sub(r"\1", html_to_text(html)))
         except jinja2.TemplateSyntaxError as exc:
             # The compiled HTML's line numbers mean nothing to the author: find the source file at fault.
             for name, text in sources.items():

@@ -167,8 +167,9 @@ def parse_segment(table: Any, problems: Problems, path: KeyPath = ("segment",)) 
                 flags[key] = spec
             continue
         if key not in FIELDS:
-            tip = _suggest(key, list(FIELDS) + list(FLAGS)) or f"; segment fields are: {', '.join(FIELDS)}"
-            problems.add(here, f'unknown segment field "{key}"{tip}')
+            tip = _suggest(key, list(FIELDS) + list(FLAGS)) or \
+                f" in [segment]; segment fields are: {', '.join(FIELDS)}, {', '.join(FLAGS)}"
+            problems.add(here, f'unknown key "{key}"{tip}')
             continue
         allowed = FIELDS[key].operators
         if not isinstance(spec, dict) or not spec:
@@ -246,13 +247,19 @@ def sqlite_email_hash(value: str | None) -> str | None:
 
 
 def mailable_clauses(now: datetime) -> list[ColumnElement[bool]]:
-    """Conditions every nurture recipient meets: active, consent on record, not suppressed, not paused."""
+    """Conditions every nurture recipient meets: active, consent on record, not paused (see also
+    :func:`not_suppressed`, kept apart so that it can come last)."""
     return [
         Prospect.status == "active",
         Prospect.consent_basis != "unknown",
         or_(Prospect.paused_until.is_(None), Prospect.paused_until <= now),
-        ~exists().where(Suppression.email_hash == email_sha256(Prospect.email)),
     ]
+
+
+def not_suppressed() -> ColumnElement[bool]:
+    """No suppression entry for the prospect's address. The dearest test (a hash per row), so
+    :func:`segment_select` puts it last: SQLite evaluates AND-ed terms in order and stops at the first false."""
+    return ~exists().where(Suppression.email_hash == email_sha256(Prospect.email))
 
 
 def _tag_exists(tags: tuple[str, ...]) -> ColumnElement[bool]:
@@ -307,7 +314,7 @@ def segment_select(campaign: Any, now: datetime) -> Select:
     keyset ``.where(Prospect.id > last_id)`` to stream it in batches.
     """
     segment = campaign if isinstance(campaign, Segment) else campaign.segment
-    return select(Prospect.id).where(*mailable_clauses(now), *segment_clauses(segment, now))
+    return select(Prospect.id).where(*mailable_clauses(now), *segment_clauses(segment, now), not_suppressed())
 
 
 def mailable_reason(prospect: Prospect, now: datetime, *, suppression: str | None = None) -> str | None:

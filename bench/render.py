@@ -1,0 +1,106 @@
+"""Messages rendered per second per core: the sample newsletter, compiled once, rendered per prospect.
+
+Usage: python bench/render.py [--seconds 3] [--campaign mfg-insights] [--item 1]
+
+Prints, in one run and on one core (this loop is single-threaded):
+- ``render``: :meth:`Renderer.render` — subject, HTML (autoescaped), text part — with compile-once;
+- ``render+links``: the same with a ``rewrite_link`` hook, as the sending engine calls it for click tracking;
+- ``bare``: a bare Jinja render of the same compiled HTML in the same sandboxed, autoescaping environment
+  (the floor: what rendering costs with nothing else done);
+- ``bare-unsandboxed``: the same HTML in a plain ``jinja2.Environment`` (for information).
+Targets (issue 3): render >= 8,000/s and >= 0.8 x bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jinja2
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from nurture import campaigns, config, rendering  # noqa: E402
+from nurture.config import Config, IdentityConfig  # noqa: E402
+
+IDENTITY = IdentityConfig(organization="株式会社サンプル製作所", from_name="サンプル製作所 ニュース",
+                          from_address="news@example.co.jp",
+                          postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
+                          inquiry="info@example.co.jp / 03-1234-5678", website="https://www.example.co.jp")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def rate(fn, contexts, seconds: float) -> float:
+    """Calls per second of ``fn(context)`` cycling over ``contexts`` for about ``seconds``."""
+    for ctx in contexts[:50]:  # warm-up
+        fn(ctx)
+    n, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for ctx in contexts:
+            fn(ctx)
+        n += len(contexts)
+        now = time.perf_counter()
+        if now >= deadline:
+            return n / (now - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--campaign", default="mfg-insights")
+    parser.add_argument("--item", type=int, default=1, help="1-based content item number")
+    args = parser.parse_args()
+
+    cfg = Config(identity=IDENTITY, root=REPO)
+    campaign = campaigns.load_campaign(cfg.campaigns_dir / f"{args.campaign}.toml", cfg)
+    item = campaign.content.items[args.item - 1]
+    renderer = rendering.Renderer(cfg.templates_dir)
+    t0 = time.perf_counter()
+    compiled = renderer.compile(item.template)
+    compile_ms = (time.perf_counter() - t0) * 1000
+
+    contexts = []
+    for i in range(500):
+        prospect = {"name": f"山田 太郎{i}", "company": f"山田精機株式会社 第{i}工場", "owner": "佐藤",
+                    "email": f"p{i}@example.jp", "industry": "製造業", "temperature": "warm"}
+        urls = {k: f"https://news.example.com/{k[0]}/{i:08d}tok" for k in ("unsubscribe", "preferences",
+                                                                              "view_in_browser")}
+        contexts.append(rendering.build_context(cfg, campaign, item, prospect, urls))
+
+    plain = jinja2.Environment(autoescape=True).from_string(compiled.html_source)
+    link = lambda url, index: f"https://news.example.com/c/123/{index}"  # noqa: E731
+    results = {
+        "render": rate(lambda c: renderer.render(item, c), contexts, args.seconds),
+        "render+links": rate(lambda c: renderer.render(item, c, rewrite_link=link), contexts, args.seconds),
+        "bare": rate(lambda c: compiled.html.render(c), contexts, args.seconds),
+        "bare-unsandboxed": rate(lambda c: plain.render(c), contexts, args.seconds),
+    }
+    sample = renderer.render(item, contexts[0])
+    print(f"cpu: {cpu_model()}; nproc: {os.cpu_count()}; python {platform.python_version()}")
+    print(f"template: {item.template} ({len(compiled.files)} files); MJML compile once: {compile_ms:.1f} ms; "
+          f"html {len(sample.html):,} chars, text {len(sample.text):,} chars")
+    for name, value in results.items():
+        print(f"{name:>18}: {value:9,.0f} messages/s/core   ({1e6 / value:6.1f} us each)")
+    ratio = results["render"] / results["bare"]
+    ok = results["render"] >= 8000 and ratio >= 0.8
+    print(f"render / bare = {ratio:.2f}; render+links / bare = {results['render+links'] / results['bare']:.2f}")
+    print(f"target >= 8,000/s and >= 0.8 x bare: {'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

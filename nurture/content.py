@@ -1,0 +1,381 @@
+"""The information-only check: flags sales-pitch language in newsletter text (SEEDS 000: "information, not
+proposals"). Japanese and English; the rules are data (``nurture/rules/*.toml``), this module only runs them.
+
+Contract
+--------
+``check_text(text, *, language=None, allow=(), source="", rules=None) -> list[Finding]``
+    ``language`` "ja" / "en" applies that language's rules plus the ``any`` ones; ``None`` applies every rule.
+    ``allow`` holds objects with ``.phrase`` (a campaign's ``Allowance``) or plain strings: a finding whose
+    phrase contains an allowed phrase (after the same normalisation) is dropped. Findings come sorted by line.
+``check_message(rendered, ...)`` checks ``rendered.subject`` (reported as line 0) and ``rendered.text``.
+
+How a text is judged
+--------------------
+1. NFKC normalisation first (UAX #15), so ＄９９, ９，８００円, ＦＲＥＥ and half-width ｷｬﾝﾍﾟｰﾝ match the same
+   rules as $99, 9,800円, FREE and キャンペーン; English matching is case-insensitive. Findings quote the
+   original text, not the normalised one.
+2. Each rule's patterns are searched over the whole text. A hit is kept only if the rule's ``near`` context
+   (when given) occurs and none of its ``unless`` context occurs in the hit's *context*: the sentence around
+   it (ended by 。！？!? , ". ", a blank line or a new bullet/numbered line), cut to ``window`` characters on
+   each side when the rule sets one. This is how a price attached to an offer (月額9,800円（税別）, $49 per
+   user) differs from a macro figure (市場規模は約3兆円, $870 per ton, 1ドル=152円).
+3. Allowed phrases are dropped; where hits overlap, the more severe (then the longer) one is kept.
+4. Several soft signals make a pitch: when an item has warnings from ``ESCALATE_AT`` or more different rules,
+   those warnings are reported as errors (their ``why`` says so).
+
+Severities: ``error`` = selling (a price or discount of an offer, urgency, purchase/demo/quote calls to action,
+pushy appointment requests) and fails ``nurture check``; ``warning`` = a soft signal that is often fine in an
+informational letter (a single "お気軽にご相談ください", 無料 on its own, "our platform helps ...").
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from nurture.errors import ConfigError
+from nurture.tomlschema import Problems, TomlFile, build
+
+CATEGORIES = ("price", "discount", "urgency", "purchase_cta", "sales_cta", "pushy_appointment")
+SEVERITIES = ("error", "warning")
+LANGUAGES = ("ja", "en")
+ESCALATE_AT = 3
+RULES_DIR = Path(__file__).resolve().parent / "rules"
+
+Category = Literal["price", "discount", "urgency", "purchase_cta", "sales_cta", "pushy_appointment"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rule files: the TOML shape (checked by tomlschema) and the compiled form.
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One ``[[rule]]`` table as written. Patterns are Python regexes matched against NFKC-normalised text
+    with IGNORECASE and MULTILINE; ``phrases`` are literal (word-bounded when they start/end with a letter
+    or digit, any whitespace between words). ``examples`` must be flagged and ``counterexamples`` must not:
+    both are checked when the file loads, so a rule file documents and tests itself."""
+
+    id: str
+    category: Category
+    severity: Literal["error", "warning"]
+    why: str
+    patterns: tuple[str, ...] = ()
+    phrases: tuple[str, ...] = ()
+    near: tuple[str, ...] = ()
+    unless: tuple[str, ...] = ()
+    window: int = 0
+    examples: tuple[str, ...] = ()
+    counterexamples: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.id):
+            raise ValueError(f'rule id "{self.id}" must be lowercase letters, digits and "-"')
+        if not self.patterns and not self.phrases:
+            raise ValueError(f'rule "{self.id}" needs "patterns" or "phrases"')
+        if self.window < 0:
+            raise ValueError(f'rule "{self.id}": window must be 0 (the whole sentence) or a positive number')
+        if not self.why.strip():
+            raise ValueError(f'rule "{self.id}": "why" must tell the marketer what is wrong')
+
+
+@dataclass(frozen=True)
+class RuleFileSpec:
+    """A whole rules file: ``language`` ("ja", "en" or "any") and its ``[[rule]]`` tables."""
+
+    language: Literal["ja", "en", "any"]
+    rule: tuple[RuleSpec, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A compiled rule. ``origin`` is ``file:line`` of its ``[[rule]]`` header."""
+
+    id: str
+    language: str
+    category: str
+    severity: str
+    why: str
+    regex: re.Pattern[str]
+    near: re.Pattern[str] | None
+    unless: re.Pattern[str] | None
+    window: int
+    origin: str
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Compiled rules from one or more files; :meth:`for_language` selects what a check applies."""
+
+    rules: tuple[Rule, ...]
+    _by_language: dict[str | None, tuple[Rule, ...]] = field(default_factory=dict, compare=False, repr=False)
+
+    def for_language(self, language: str | None) -> tuple[Rule, ...]:
+        if language not in self._by_language:
+            if language is not None and language not in LANGUAGES:
+                raise ConfigError(f'content check: unknown language "{language}"; use one of: ja, en')
+            self._by_language[language] = tuple(
+                r for r in self.rules if language is None or r.language in (language, "any"))
+        return self._by_language[language]
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+_FLAGS = re.IGNORECASE | re.MULTILINE
+
+
+def _phrase_regex(phrase: str) -> str:
+    """A literal phrase as a regex: whitespace matches any run of whitespace (line wraps), and an ASCII
+    letter/digit at either end must not continue a longer word ("OFF" must not match "OFFICE")."""
+    phrase = unicodedata.normalize("NFKC", phrase).strip()
+    body = r"\s+".join(re.escape(part) for part in phrase.split())
+    if re.match(r"[A-Za-z0-9]", phrase):
+        body = r"(?<![A-Za-z0-9])" + body
+    if re.search(r"[A-Za-z0-9]$", phrase):
+        body += r"(?![A-Za-z0-9])"
+    return body
+
+
+def _compile_list(sources: Iterable[str], path: tuple, rule_id: str, problems: Problems) -> re.Pattern | None:
+    parts = []
+    for source in sources:
+        try:
+            compiled = re.compile(source, _FLAGS)
+        except re.error as exc:
+            problems.add(path, f'rule "{rule_id}": bad regex {source!r}: {exc.msg} at position {exc.pos}')
+            continue
+        if compiled.fullmatch(""):
+            problems.add(path, f'rule "{rule_id}": pattern {source!r} matches empty text, so it would flag '
+                               "everything; make it match at least one character")
+            continue
+        parts.append(f"(?:{source})")
+    return re.compile("|".join(parts), _FLAGS) if parts else None
+
+
+def _compile_file(path: Path, seen: dict[str, str]) -> list[Rule]:
+    toml = TomlFile(path)
+    problems = Problems(toml)
+    spec: RuleFileSpec | None = build(RuleFileSpec, toml.data, (), problems)
+    problems.raise_if_any()
+    assert spec is not None
+    rules: list[Rule] = []
+    for index, rs in enumerate(spec.rule):
+        if rs is None:
+            continue
+        where = ("rule", index)
+        origin = toml.where(where)
+        if rs.id in seen:
+            problems.add(where + ("id",), f'rule id "{rs.id}" is already used at {seen[rs.id]}; ids must be unique')
+            continue
+        seen[rs.id] = origin
+        sources = list(rs.patterns) + [_phrase_regex(p) for p in rs.phrases]
+        before = len(problems.items)
+        regex = _compile_list(sources, where + ("patterns" if rs.patterns else "phrases",), rs.id, problems)
+        near = _compile_list(rs.near, where + ("near",), rs.id, problems) if rs.near else None
+        unless = _compile_list(rs.unless, where + ("unless",), rs.id, problems) if rs.unless else None
+        if len(problems.items) > before or regex is None:
+            continue
+        rule = Rule(rs.id, spec.language, rs.category, rs.severity, rs.why.strip(), regex, near, unless,
+                    rs.window, origin)
+        for example in rs.examples:
+            if not _hits(unicodedata.normalize("NFKC", example), (rule,)):
+                problems.add(where + ("examples",), f'rule "{rs.id}" does not flag its example {example!r}')
+        for example in rs.counterexamples:
+            if _hits(unicodedata.normalize("NFKC", example), (rule,)):
+                problems.add(where + ("counterexamples",),
+                             f'rule "{rs.id}" flags its counterexample {example!r}')
+        rules.append(rule)
+    problems.raise_if_any()
+    return rules
+
+
+@functools.lru_cache(maxsize=8)
+def _load(paths: tuple[str, ...]) -> RuleSet:
+    seen: dict[str, str] = {}
+    rules: list[Rule] = []
+    for path in paths:
+        rules.extend(_compile_file(Path(path), seen))
+    return RuleSet(tuple(rules))
+
+
+def builtin_rule_files() -> list[Path]:
+    """The shipped rule files, ``nurture/rules/*.toml`` in name order."""
+    return sorted(RULES_DIR.glob("*.toml"))
+
+
+def load_rules(extra_paths: Iterable[str | Path] = ()) -> RuleSet:
+    """The built-in rules plus the rules in ``extra_paths`` (a user's own files), compiled and validated once
+    per process. Raises ConfigError (``file:line: ...``) for unknown keys, bad regexes, duplicate ids, and
+    rules that miss their own examples."""
+    paths = [str(p) for p in builtin_rule_files()] + [str(Path(p)) for p in extra_paths]
+    return _load(tuple(paths))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Findings.
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One flagged phrase. ``line`` is 1-based in the checked text; 0 means the subject (check_message)."""
+
+    source: str
+    line: int
+    phrase: str
+    category: str
+    severity: str
+    why: str
+    rule: str
+
+    def __str__(self) -> str:
+        where = self.source or "<text>"
+        where = f"{where} (subject)" if self.line == 0 else f"{where}:{self.line}"
+        return f'{where}: {self.severity}: [{self.category}] "{self.phrase}": {self.why} ({self.rule})'
+
+
+@dataclass(frozen=True)
+class _Hit:
+    start: int
+    end: int
+    rule: Rule
+
+
+# Sentence ends: Japanese and ASCII terminators, a period before whitespace, a blank line, or a line break
+# before a bullet / numbered item (list items are separate statements in newsletters).
+_BOUNDARY = re.compile(r"[。！？!?]|\.(?=\s)|\n[ \t]*\n|\n(?=[ \t]*(?:[・•●○■□◆◇▶►▼▽※★☆\-*]|\d+[.)]))")
+_LOOKAROUND = 400  # a sentence longer than this is cut; keeps context search O(1) per hit
+
+
+def _context(text: str, start: int, end: int, window: int) -> str:
+    lo = max(0, start - _LOOKAROUND)
+    left = lo
+    for m in _BOUNDARY.finditer(text, lo, start):
+        left = m.end()
+    m = _BOUNDARY.search(text, end, min(len(text), end + _LOOKAROUND))
+    right = m.start() + (1 if m and m.group(0) in "。！？!?." else 0) if m else min(len(text), end + _LOOKAROUND)
+    if window:
+        left, right = max(left, start - window), min(right, end + window)
+    return text[left:right]
+
+
+def _hits(norm: str, rules: Iterable[Rule]) -> list[_Hit]:
+    hits = []
+    for rule in rules:
+        for m in rule.regex.finditer(norm):
+            if m.end() == m.start():
+                continue
+            if rule.near is not None or rule.unless is not None:
+                ctx = _context(norm, m.start(), m.end(), rule.window)
+                if rule.near is not None and not rule.near.search(ctx):
+                    continue
+                if rule.unless is not None and rule.unless.search(ctx):
+                    continue
+            hits.append(_Hit(m.start(), m.end(), rule))
+    return hits
+
+
+def _allowed_phrases(allow: Iterable[Any]) -> list[str]:
+    out = []
+    for entry in allow:
+        phrase = entry if isinstance(entry, str) else getattr(entry, "phrase", "")
+        phrase = unicodedata.normalize("NFKC", phrase or "").casefold().strip()
+        if phrase:
+            out.append(phrase)
+    return out
+
+
+def _resolve_overlaps(hits: list[_Hit]) -> list[_Hit]:
+    """Keep the most severe, then the longest, of overlapping hits."""
+    ranked = sorted(hits, key=lambda h: (h.rule.severity != "error", -(h.end - h.start), h.start))
+    kept: list[_Hit] = []
+    for hit in ranked:
+        if all(hit.end <= k.start or hit.start >= k.end for k in kept):
+            kept.append(hit)
+    return sorted(kept, key=lambda h: (h.start, h.end))
+
+
+def _original_spans(text: str, norm: str) -> tuple[list[int], list[int]] | None:
+    """For each index of ``norm``, where its source starts and ends in ``text``; None if NFKC of the text
+    cannot be split per character cluster (then findings quote the normalised phrase)."""
+    starts: list[int] = []
+    ends: list[int] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        j = i + 1
+        # A cluster is a character plus what NFKC may compose onto it: combining marks and the half-width
+        # (semi-)voiced sound marks ﾞ ﾟ (U+FF9E/U+FF9F) that turn ｶﾞ into ガ.
+        while j < n and (unicodedata.combining(text[j]) or text[j] in "\uff9e\uff9f"):
+            j += 1
+        piece = unicodedata.normalize("NFKC", text[i:j])
+        starts.extend([i] * len(piece))
+        ends.extend([j] * len(piece))
+        i = j
+    if len(starts) != len(norm):
+        return None
+    return starts, ends
+
+
+def _findings(text: str, rules: tuple[Rule, ...], allowed: list[str], source: str, *, subject: bool) -> list[Finding]:
+    norm = unicodedata.normalize("NFKC", text)
+    hits = _hits(norm, rules)
+    if not hits:
+        return []
+    if allowed:
+        hits = [h for h in hits if not any(a in norm[h.start:h.end].casefold() for a in allowed)]
+    hits = _resolve_overlaps(hits)
+    spans = None if norm == text else _original_spans(text, norm)
+    newlines = [i for i, c in enumerate(norm) if c == "\n"]
+    out = []
+    for hit in hits:
+        if norm == text:
+            phrase = text[hit.start:hit.end]
+        elif spans is not None:
+            phrase = text[spans[0][hit.start]:spans[1][hit.end - 1]]
+        else:
+            phrase = norm[hit.start:hit.end]
+        line = 0 if subject else bisect.bisect_left(newlines, hit.start) + 1
+        r = hit.rule
+        out.append(Finding(source, line, " ".join(phrase.split()), r.category, r.severity, r.why, r.id))
+    return out
+
+
+def _escalate(findings: list[Finding]) -> list[Finding]:
+    soft_rules = {f.rule for f in findings if f.severity == "warning"}
+    if len(soft_rules) < ESCALATE_AT:
+        return findings
+    note = f" [{len(soft_rules)} different soft sales signals in one item read as a pitch]"
+    return [dataclasses.replace(f, severity="error", why=f.why + note) if f.severity == "warning" else f
+            for f in findings]
+
+
+def check_text(text: str, *, language: str | None = None, allow: Iterable[Any] = (), source: str = "",
+               rules: RuleSet | None = None) -> list[Finding]:
+    """Sales-pitch findings in ``text`` (see the module docstring), sorted by position."""
+    ruleset = (rules or load_rules()).for_language(language)
+    return _escalate(_findings(text or "", ruleset, _allowed_phrases(allow), source, subject=False))
+
+
+def check_message(rendered: Any, *, language: str | None = None, allow: Iterable[Any] = (), source: str = "",
+                  rules: RuleSet | None = None) -> list[Finding]:
+    """Findings for a rendered mail: its ``.subject`` (line 0) and its ``.text`` part (lines numbered there).
+    The HTML part is not read: the text part carries the same words, and line numbers there are useful."""
+    ruleset = (rules or load_rules()).for_language(language)
+    allowed = _allowed_phrases(allow)
+    found = _findings(getattr(rendered, "subject", "") or "", ruleset, allowed, source, subject=True)
+    found += _findings(getattr(rendered, "text", "") or "", ruleset, allowed, source, subject=False)
+    return _escalate(found)
+
+
+def errors(findings: Iterable[Finding]) -> list[Finding]:
+    """The findings that fail a check."""
+    return [f for f in findings if f.severity == "error"]

@@ -1,0 +1,680 @@
+"""The sending engine behind ``nurture send``: plan who is due, then deliver, never losing or repeating a mail.
+
+Two phases, each safe to run in several processes at once (on one machine or many):
+
+**Plan.** For each active campaign, highest priority first, segment members are streamed in keyset batches.
+Each member gets a :class:`Decision`: ``send`` (a *pending* delivery row is inserted), ``deferred`` (due, but
+not now: the global gap after another campaign's mail, quiet hours, a holiday) or ``skipped`` (not due yet, no
+consent, unsubscribed, sequence finished, ...), always with a reason. A delivery is unique per (campaign,
+prospect, item): inserting it twice does nothing. Each batch is planned under a lock (``BEGIN IMMEDIATE`` on
+SQLite, a transaction-level advisory lock on PostgreSQL) so two planners cannot both decide that one prospect is
+due in two campaigns. Pending rows count as "mailed now" for the gap, which is how a prospect due in two
+campaigns gets the higher-priority one now and the other later (deferred, never dropped).
+
+**Deliver.** Worker threads (``[throttle] concurrency``) claim small batches of pending deliveries: on
+PostgreSQL ``FOR UPDATE SKIP LOCKED``, on SQLite inside ``BEGIN IMMEDIATE``; a claim is a lease
+(``claimed_by``, ``lease_until``), renewed while held. Each message is rendered, throttled, handed to the
+sender and its outcome recorded at once, in its own transaction:
+
+=====================  ===========================================================================
+outcome                delivery becomes
+=====================  ===========================================================================
+accepted               ``sent`` (provider id, Message-ID, time)
+temporary failure      ``pending`` again, ``next_attempt_at`` after exponential backoff (or the provider's
+                       Retry-After / X-RateLimit-Reset); ``failed`` after ``max_attempts``
+permanent failure      ``failed`` with the provider's words; a hard bounce also suppresses the address
+ambiguous (timeout)    ``unknown``: never resent blindly; a provider webhook (``processed``) settles it
+not mailable any more  ``skipped`` with the reason (e.g. unsubscribed between plan and send)
+=====================  ===========================================================================
+
+Crash safety: a process killed at any moment leaves its claimed rows ``pending`` under a lease; after the lease
+(``[delivery] lease_seconds``) another run takes them. The only window for a repeat is a message the provider
+accepted whose ``sent`` record was not yet committed when the process died: at most one message per worker
+thread. The outbox sender names files by delivery id, so even that repeat overwrites rather than duplicates.
+
+Too many failures in a row (``[delivery] error_budget``) pause the campaign (``campaign_states``) with the
+reason; ``nurture resume CAMPAIGN`` lifts the pause.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, and_, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from nurture import cadence as calendar
+from nurture import clock, db, events, tracking
+from nurture.campaigns import Campaign, ContentItem
+from nurture.config import Config
+from nurture.errors import (
+    AmbiguousSendError, NurtureError, PermanentSendError, SendError, TemporarySendError,
+)
+from nurture.message import OutgoingMessage, list_id_for, message_id_for
+from nurture.models import CampaignState, Delivery, Prospect, Suppression, email_hash
+from nurture.rendering import Renderer, build_context
+from nurture.segments import mailable_reason, segment_clauses
+from nurture.senders import Sender, make_sender
+from nurture.throttle import Throttle, ThrottleDeferred
+
+log = logging.getLogger("nurture.sending")
+
+PLAN_BATCH = 1000
+CLAIM_BATCH = 8
+MAX_BACKOFF = timedelta(hours=6)
+#: Deliveries that count as "this prospect was (or is being) mailed" for cadence purposes.
+MAILED_STATES = ("sent", "unknown", "pending")
+_PLAN_LOCK_KEY = 0x6E757274  # "nurt": the PostgreSQL advisory lock that serialises planning batches
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the planner decided for one segment member of one campaign."""
+
+    campaign: str
+    prospect_id: int
+    email: str
+    outcome: str  # send | deferred | skipped
+    reason: str = ""
+    item_key: str = ""
+    subject: str = ""
+    not_before: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"campaign": self.campaign, "email": self.email, "outcome": self.outcome, "reason": self.reason,
+                "item": self.item_key, "not_before": self.not_before.isoformat() if self.not_before else None}
+
+
+@dataclass
+class Outcome:
+    """The end of one delivery attempt in the deliver phase."""
+
+    delivery_id: int
+    campaign: str
+    email: str
+    state: str  # sent | deferred | failed | skipped | unknown
+    reason: str = ""
+
+
+@dataclass
+class Report:
+    """Everything one run did; counters by reason, plus the individual decisions when asked for."""
+
+    planned: int = 0
+    sent: int = 0
+    deferred: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    unknown: Counter = field(default_factory=Counter)
+    paused: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run, "planned": self.planned, "sent": self.sent,
+            "deferred": dict(self.deferred), "skipped": dict(self.skipped), "failed": dict(self.failed),
+            "unknown": dict(self.unknown), "paused_campaigns": self.paused, "notes": self.notes,
+            "decisions": [d.as_dict() for d in self.decisions],
+            "outcomes": [{"delivery": o.delivery_id, "campaign": o.campaign, "email": o.email, "state": o.state,
+                          "reason": o.reason} for o in self.outcomes],
+        }
+
+
+def _category(reason: str) -> str:
+    """Reasons carry dates and names; the summary counts them by their leading words."""
+    return reason.split(":")[0].split(" (")[0].strip()
+
+
+# ---------------------------------------------------------------------------------------------------- planning
+
+_PROSPECT_COLUMNS = (Prospect.id, Prospect.email, Prospect.name, Prospect.temperature, Prospect.industry,
+                     Prospect.time_zone, Prospect.status, Prospect.status_reason, Prospect.consent_basis,
+                     Prospect.paused_until, Prospect.frequency_factor)
+
+
+def _campaign_window_reason(campaign: Campaign, now: datetime) -> str | None:
+    local = now.astimezone(campaign.cadence.zone).date()
+    if campaign.cadence.start and local < campaign.cadence.start:
+        return f"campaign starts on {campaign.cadence.start.isoformat()}"
+    if campaign.cadence.end and local > campaign.cadence.end:
+        return f"campaign ended on {campaign.cadence.end.isoformat()}"
+    return None
+
+
+def paused_campaigns(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return {r.campaign: r.paused_reason for r in conn.execute(
+            select(CampaignState.campaign, CampaignState.paused_reason).where(CampaignState.paused.is_(True)))}
+
+
+def _member_batches(engine: Engine, campaign: Campaign, now: datetime) -> Iterator[list[Any]]:
+    """Segment members (mailable or not: the dry run says why not) in keyset batches of PLAN_BATCH."""
+    clauses = segment_clauses(campaign.segment, now)
+    last = 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(select(*_PROSPECT_COLUMNS).where(*clauses, Prospect.id > last)
+                                .order_by(Prospect.id).limit(PLAN_BATCH)).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+
+
+@dataclass
+class _History:
+    """Delivery history of one planning batch, fetched in two set-based queries."""
+
+    last_any: dict[int, tuple[datetime, str]] = field(default_factory=dict)
+    items: dict[int, dict[str, tuple[str, datetime]]] = field(default_factory=dict)
+    suppressed: dict[str, str] = field(default_factory=dict)
+
+
+def _history(conn: Connection, campaign: Campaign, rows: list[Any]) -> _History:
+    ids = [r.id for r in rows]
+    h = _History()
+    when = func.coalesce(Delivery.sent_at, Delivery.created_at)
+    latest = (select(Delivery.prospect_id, func.max(when).label("at"))
+              .where(Delivery.prospect_id.in_(ids), Delivery.state.in_(MAILED_STATES))
+              .group_by(Delivery.prospect_id).subquery())
+    for pid, at, name in conn.execute(
+            select(latest.c.prospect_id, latest.c.at, Delivery.campaign)
+            .join(Delivery, and_(Delivery.prospect_id == latest.c.prospect_id, when == latest.c.at))):
+        h.last_any[pid] = (at, name)
+    for pid, key, state, at in conn.execute(
+            select(Delivery.prospect_id, Delivery.item_key, Delivery.state, when)
+            .where(Delivery.campaign == campaign.name, Delivery.prospect_id.in_(ids))):
+        h.items.setdefault(pid, {})[key] = (state, at)
+    hashes = {email_hash(r.email): r.email for r in rows}
+    for digest, reason in conn.execute(select(Suppression.email_hash, Suppression.reason)
+                                       .where(Suppression.email_hash.in_(list(hashes)))):
+        h.suppressed[hashes[digest]] = reason
+    return h
+
+
+def _next_item(campaign: Campaign, row: Any, received: dict[str, tuple[str, datetime]]) -> ContentItem | str:
+    """The item this prospect gets next, or the reason there is none.
+
+    Sequence: the first item in file order not yet received. Pool: the same never-repeat rule, but each
+    prospect starts at a different place in the pool (by id), so one send spreads across the items.
+    """
+    items = [it for it in campaign.items if not it.industries or row.industry in it.industries]
+    if not items:
+        return f"no item for industry {row.industry or '(none)'}"
+    if campaign.content.mode == "pool":
+        start = row.id % len(items)
+        items = items[start:] + items[:start]
+    for item in items:
+        if item.key not in received:
+            return item
+    if campaign.content.when_exhausted == "wait":
+        return "content exhausted: waiting for new items"
+    return "sequence finished: every item received"
+
+
+def _fmt(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def decide(config: Config, campaign: Campaign, row: Any, history: _History, now: datetime,
+           planned_elsewhere: dict[int, str]) -> Decision:
+    """The planner's rule for one member (pure). Order matters: 'not mailable' before 'not due' before
+    'due but not now'. ``planned_elsewhere`` holds prospects planned in this dry run by a higher campaign."""
+    base = dict(campaign=campaign.name, prospect_id=row.id, email=row.email)
+    reason = mailable_reason(row, now, suppression=history.suppressed.get(row.email))
+    if reason:
+        return Decision(outcome="skipped", reason=reason, **base)
+    zone = ZoneInfo(row.time_zone) if row.time_zone else campaign.cadence.zone
+    received = history.items.get(row.id, {})
+    queued = [k for k, (state, _) in received.items() if state == "pending"]
+    if queued:
+        return Decision(outcome="skipped", reason=f"already queued: item {queued[0]} waits to be sent", **base)
+    factor = row.frequency_factor if row.frequency_factor and row.frequency_factor > 0 else 1.0
+    interval = timedelta(days=campaign.cadence.interval_for(row.temperature) * factor)
+    mailed = [at for state, at in received.values() if state in MAILED_STATES]
+    if mailed:
+        due = max(mailed) + interval
+        if now < due:
+            return Decision(outcome="skipped", reason=f"not due until {_fmt(due, zone)}", not_before=due, **base)
+    cap = campaign.cadence.monthly_cap
+    if cap:
+        local_now = now.astimezone(zone)
+        this_month = sum(1 for at in mailed if (a := at.astimezone(zone)).year == local_now.year
+                         and a.month == local_now.month)
+        if this_month >= cap:
+            return Decision(outcome="deferred", reason=f"monthly cap of {cap} reached", **base)
+    gap = timedelta(days=config.cadence.min_gap_days)
+    if row.id in planned_elsewhere:
+        return Decision(outcome="deferred", reason=f"cadence gap: due in {planned_elsewhere[row.id]} (higher "
+                                                   "priority) this run", not_before=now + gap, **base)
+    last = history.last_any.get(row.id)
+    if last and now < last[0] + gap:
+        after = last[0] + gap
+        what = "queued now" if last[0] >= now - timedelta(minutes=1) else f"on {_fmt(last[0], zone)}"
+        return Decision(outcome="deferred", reason=f"cadence gap: mailed by {last[1]} {what}; next after "
+                                                   f"{_fmt(after, zone)}", not_before=after, **base)
+    item = _next_item(campaign, row, received)
+    if isinstance(item, str):
+        return Decision(outcome="skipped", reason=item, **base)
+    why_not_now = calendar.is_send_time(now.astimezone(zone), campaign.cadence)
+    if why_not_now:
+        nxt = calendar.next_send_time(now, campaign.cadence, zone)
+        return Decision(outcome="deferred", reason=why_not_now, item_key=item.key, not_before=nxt, **base)
+    return Decision(outcome="send", item_key=item.key, subject=item.subject, **base)
+
+
+def _insert_ignore(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    maker = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(maker(Delivery).on_conflict_do_nothing(
+        index_elements=["campaign", "prospect_id", "item_key"]), rows)
+
+
+def _plan_lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PLAN_LOCK_KEY})
+
+
+def plan(engine: Engine, config: Config, campaigns: Iterable[Campaign], report: Report, *, dry_run: bool = False,
+         limit: int | None = None, keep_decisions: bool = False,
+         progress: Callable[[str, int], None] | None = None) -> None:
+    """Decide for every segment member of every campaign; insert pending deliveries (not in a dry run)."""
+    now = clock.now()
+    paused = paused_campaigns(engine)
+    planned_elsewhere: dict[int, str] = {}
+    for campaign in campaigns:
+        if campaign.status != "active":
+            report.notes.append(f"{campaign.name}: paused in its file (status = \"{campaign.status}\")")
+            continue
+        if campaign.name in paused:
+            report.paused[campaign.name] = paused[campaign.name]
+            continue
+        window = _campaign_window_reason(campaign, now)
+        if window:
+            report.notes.append(f"{campaign.name}: {window}")
+            continue
+        for rows in _member_batches(engine, campaign, now):
+            with db.transaction(engine, immediate=True) as session:
+                conn = session.connection()
+                _plan_lock(conn)
+                history = _history(conn, campaign, rows)
+                new_rows = []
+                for row in rows:
+                    decision = decide(config, campaign, row, history, now, planned_elsewhere)
+                    if decision.outcome == "send" and limit is not None and report.planned >= limit:
+                        decision = Decision(campaign=campaign.name, prospect_id=row.id, email=row.email,
+                                            outcome="deferred", reason="--limit reached",
+                                            item_key=decision.item_key)
+                    if decision.outcome == "send":
+                        report.planned += 1
+                        if dry_run:
+                            planned_elsewhere[row.id] = campaign.name
+                        else:
+                            new_rows.append({
+                                "campaign": campaign.name, "prospect_id": row.id, "item_key": decision.item_key,
+                                "state": "pending", "error": "", "subject": "", "sender": "", "message_id": "",
+                                "provider_message_id": "", "attempts": 0, "claimed_by": "", "lease_until": None,
+                                "next_attempt_at": None, "created_at": now, "sent_at": None, "updated_at": now})
+                    elif decision.outcome == "deferred":
+                        report.deferred[_category(decision.reason)] += 1
+                    else:
+                        report.skipped[_category(decision.reason)] += 1
+                    if keep_decisions:
+                        report.decisions.append(decision)
+                if new_rows:
+                    _insert_ignore(conn, new_rows)
+            if progress:
+                progress(campaign.name, len(rows))
+
+
+# ---------------------------------------------------------------------------------------------------- delivery
+
+def _instrument(html: str, pixel: str | None, honeypot: str | None) -> str:
+    """Add the open pixel and the hidden honeypot link just before ``</body>`` (or at the end)."""
+    extra = ""
+    if honeypot:
+        # Invisible to people and screen readers; security scanners that follow every href reveal themselves.
+        extra += (f'<a href="{honeypot}" data-nurture="no-track" tabindex="-1" aria-hidden="true" '
+                  'style="display:none;font-size:0;line-height:0;max-height:0;overflow:hidden">&#8203;</a>')
+    if pixel:
+        extra += (f'<img src="{pixel}" width="1" height="1" alt="" '
+                  'style="display:block;width:1px;height:1px;border:0;margin:0;padding:0" />')
+    if not extra:
+        return html
+    index = html.lower().rfind("</body>")
+    return html[:index] + extra + html[index:] if index >= 0 else html + extra
+
+
+class Deliverer:
+    """Claims pending deliveries and sends them with ``concurrency`` worker threads."""
+
+    def __init__(self, engine: Engine, config: Config, campaigns: dict[str, Campaign], report: Report, *,
+                 sender_factory: Callable[[Config], Sender] = make_sender, throttle: Throttle | None = None,
+                 limit: int | None = None, on_outcome: Callable[[Outcome], None] | None = None,
+                 keep_outcomes: bool = False) -> None:
+        self.engine = engine
+        self.config = config
+        self.campaigns = campaigns
+        self.report = report
+        self.sender_factory = sender_factory
+        self.throttle = throttle or Throttle(config.throttle)
+        self.limit = limit
+        self.on_outcome = on_outcome
+        self.keep_outcomes = keep_outcomes
+        self.renderer = Renderer(config.templates_dir)
+        self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease = timedelta(seconds=config.delivery.lease_seconds)
+        self._lock = threading.Lock()
+        self._claimed_total = 0
+        self._failures: Counter = Counter()
+        self._paused: set[str] = set(paused_campaigns(engine))
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+
+    # -- claiming ------------------------------------------------------------------------------------------
+    def _take_budget(self, wanted: int) -> int:
+        with self._lock:
+            if self.limit is None:
+                return wanted
+            n = max(0, min(wanted, self.limit - self._claimed_total))
+            self._claimed_total += n
+            return n
+
+    def claim(self, worker: str, n: int) -> list[int]:
+        """Claim up to ``n`` due pending deliveries of the active campaigns; their ids."""
+        names = [c for c in self.campaigns if c not in self._paused]
+        if not names or n <= 0:
+            return []
+        now = clock.now()
+        with db.transaction(self.engine, immediate=True) as session:
+            stmt = (select(Delivery.id)
+                    .where(Delivery.state == "pending", Delivery.campaign.in_(names),
+                           or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+                           or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
+                    .order_by(Delivery.id).limit(n))
+            if self.engine.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            ids = list(session.scalars(stmt))
+            if ids:
+                session.execute(update(Delivery).where(Delivery.id.in_(ids))
+                                .values(claimed_by=worker, lease_until=now + self.lease, updated_at=now))
+        return ids
+
+    def _renew(self, worker: str, ids: list[int]) -> set[int]:
+        """Extend the lease on rows still ours; the ids we still hold."""
+        now = clock.now()
+        with db.transaction(self.engine) as session:
+            session.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claimed_by == worker,
+                                                   Delivery.state == "pending")
+                            .values(lease_until=now + self.lease))
+            return set(session.scalars(select(Delivery.id).where(Delivery.id.in_(ids),
+                                                                 Delivery.claimed_by == worker)))
+
+    def _release(self, ids: list[int], worker: str) -> None:
+        with db.transaction(self.engine) as session:
+            session.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claimed_by == worker,
+                                                   Delivery.state == "pending")
+                            .values(claimed_by="", lease_until=None))
+
+    # -- one message -------------------------------------------------------------------------------------------
+    def _load(self, ids: list[int]) -> list[Any]:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(Delivery.id.label("delivery_id"), Delivery.campaign, Delivery.item_key, Delivery.attempts,
+                       Prospect.__table__)
+                .join(Prospect, Prospect.id == Delivery.prospect_id)
+                .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+
+    def _record(self, worker: str, delivery_id: int, values: dict[str, Any]) -> bool:
+        """Write an outcome if the claim is still ours (True), else leave the row to its new owner."""
+        values = {**values, "claimed_by": "", "lease_until": None, "updated_at": clock.now()}
+        with db.transaction(self.engine) as session:
+            result = session.execute(update(Delivery).where(Delivery.id == delivery_id,
+                                                            Delivery.claimed_by == worker).values(**values))
+            return result.rowcount == 1
+
+    def _message(self, row: Any, campaign: Campaign, item: ContentItem) -> OutgoingMessage:
+        config = self.config
+        urls = tracking.urls_for(config, row.delivery_id, row.id)
+        context = build_context(config, campaign, item, row, urls)
+        track_clicks = campaign.tracking.clicks and config.tracking.click_tracking
+        rendered = self.renderer.render(
+            item, context,
+            rewrite_link=(lambda url, index: tracking.click_url(config, row.delivery_id, index, url))
+            if track_clicks else None)
+        pixel = urls["open_pixel"] if campaign.tracking.opens and config.tracking.open_pixel else None
+        honeypot = tracking.honeypot_url(config, row.delivery_id) if config.tracking.honeypot_link else None
+        return OutgoingMessage(
+            delivery_id=row.delivery_id, campaign=campaign.name, to_address=row.email, to_name=row.name or "",
+            from_address=campaign.from_address, from_name=campaign.from_name, reply_to=campaign.reply_to,
+            subject=rendered.subject, html=_instrument(rendered.html, pixel, honeypot), text=rendered.text,
+            list_id=list_id_for(campaign.name, campaign.from_address),
+            list_unsubscribe=tracking.list_unsubscribe_headers(config, row.delivery_id, row.id),
+            message_id=message_id_for(row.delivery_id, campaign.name, campaign.from_address))
+
+    def _outcome(self, outcome: Outcome) -> None:
+        with self._lock:
+            r = self.report
+            if outcome.state == "sent":
+                r.sent += 1
+                self._failures[outcome.campaign] = 0
+            else:
+                counter = {"deferred": r.deferred, "failed": r.failed, "skipped": r.skipped,
+                           "unknown": r.unknown}[outcome.state]
+                counter[_category(outcome.reason)] += 1
+                if outcome.state in ("failed", "deferred") and outcome.reason.startswith("provider"):
+                    self._failures[outcome.campaign] += 1
+                    if self._failures[outcome.campaign] >= self.config.delivery.error_budget:
+                        self._pause(outcome.campaign, outcome.reason)
+            if self.keep_outcomes:
+                r.outcomes.append(outcome)
+        if self.on_outcome:
+            self.on_outcome(outcome)
+
+    def _pause(self, campaign: str, last_reason: str) -> None:
+        if campaign in self._paused:
+            return
+        self._paused.add(campaign)
+        reason = (f"{self.config.delivery.error_budget} delivery failures in a row; last: {last_reason}. "
+                  f"Fix the cause, then run `nurture resume {campaign}`")
+        self.report.paused[campaign] = reason
+        now = clock.now()
+        maker = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        with db.transaction(self.engine) as session:
+            stmt = maker(CampaignState).values(campaign=campaign, paused=True, paused_reason=reason, paused_at=now)
+            session.execute(stmt.on_conflict_do_update(
+                index_elements=["campaign"], set_={"paused": True, "paused_reason": reason, "paused_at": now}))
+        log.warning("campaign %s paused: %s", campaign, reason)
+
+    def _deliver_one(self, worker: str, sender: Sender, row: Any) -> None:
+        now = clock.now()
+        campaign = self.campaigns[row.campaign]
+        base = dict(delivery_id=row.delivery_id, campaign=row.campaign, email=row.email)
+        if row.campaign in self._paused:
+            self._release([row.delivery_id], worker)
+            return
+        with self.engine.connect() as conn:
+            suppressed = conn.scalar(select(Suppression.reason).where(Suppression.email_hash == email_hash(row.email)))
+        reason = mailable_reason(row, now, suppression=suppressed)
+        if reason:
+            self._record(worker, row.delivery_id, {"state": "skipped", "error": reason})
+            self._outcome(Outcome(state="skipped", reason=reason, **base))
+            return
+        zone = ZoneInfo(row.time_zone) if row.time_zone else campaign.cadence.zone
+        why_not_now = calendar.is_send_time(now.astimezone(zone), campaign.cadence)
+        if why_not_now:
+            later = calendar.next_send_time(now, campaign.cadence, zone)
+            if later is None:
+                reason = f"no send time left in the campaign's calendar ({why_not_now})"
+                self._record(worker, row.delivery_id, {"state": "skipped", "error": reason})
+                self._outcome(Outcome(state="skipped", reason=reason, **base))
+                return
+            self._record(worker, row.delivery_id, {"next_attempt_at": later, "error": why_not_now})
+            self._outcome(Outcome(state="deferred", reason=why_not_now, **base))
+            return
+        try:
+            item = next(it for it in campaign.items if it.key == row.item_key)
+        except StopIteration:
+            reason = f"item {row.item_key} is no longer in {campaign.path.name}"
+            self._record(worker, row.delivery_id, {"state": "skipped", "error": reason})
+            self._outcome(Outcome(state="skipped", reason=reason, **base))
+            return
+        try:
+            msg = self._message(row, campaign, item)
+        except NurtureError as exc:
+            reason = f"render: {exc.message}"
+            self._record(worker, row.delivery_id, {"state": "failed", "error": reason})
+            self._outcome(Outcome(state="failed", reason=reason, **base))
+            with self._lock:
+                self._failures[row.campaign] += 1
+                if self._failures[row.campaign] >= self.config.delivery.error_budget:
+                    self._pause(row.campaign, reason)
+            return
+        try:
+            self.throttle.acquire(msg.to_domain, max_wait=self.lease.total_seconds() / 3)
+        except ThrottleDeferred as exc:
+            later = clock.now() + timedelta(seconds=exc.wait)
+            reason = f"throttled: {exc.reason}"
+            self._record(worker, row.delivery_id, {"next_attempt_at": later, "error": reason})
+            self._outcome(Outcome(state="deferred", reason=reason, **base))
+            return
+        attempts = row.attempts + 1
+        try:
+            result = sender.send(msg)
+        except TemporarySendError as exc:
+            self._temporary(worker, row, attempts, exc, base)
+            return
+        except PermanentSendError as exc:
+            reason = f"provider refused: {exc.message}"
+            self._record(worker, row.delivery_id, {"state": "failed", "error": reason, "attempts": attempts,
+                                                  "sender": sender.name, "message_id": msg.message_id})
+            if exc.hard_bounce:
+                events.record_event(self.engine, events.NewEvent(
+                    type=events.BOUNCED, occurred_at=clock.now(), source="smtp" if sender.name == "smtp" else "send",
+                    delivery_id=row.delivery_id, data={"bounce": "hard", "code": exc.code, "message": exc.message}))
+            self._outcome(Outcome(state="failed", reason=reason, **base))
+            return
+        except AmbiguousSendError as exc:
+            reason = f"unknown: {exc.message} (not resent; a provider webhook settles it)"
+            self._record(worker, row.delivery_id, {"state": "unknown", "error": reason, "attempts": attempts,
+                                                  "sender": sender.name, "message_id": msg.message_id})
+            self._outcome(Outcome(state="unknown", reason=reason, **base))
+            return
+        except SendError as exc:  # a sender raising the base class: treat as temporary, never lose it
+            self._temporary(worker, row, attempts, TemporarySendError(exc.message, exc.code), base)
+            return
+        sent_at = clock.now()
+        self._record(worker, row.delivery_id, {
+            "state": "sent", "sent_at": sent_at, "error": "", "attempts": attempts, "sender": sender.name,
+            "subject": msg.subject, "message_id": msg.message_id,
+            "provider_message_id": result.provider_message_id or ""})
+        self._outcome(Outcome(state="sent", **base))
+
+    def _temporary(self, worker: str, row: Any, attempts: int, exc: SendError, base: dict[str, Any]) -> None:
+        max_attempts = self.config.delivery.max_attempts
+        if attempts >= max_attempts:
+            reason = f"provider kept deferring: gave up after {attempts} attempts: {exc.message}"
+            self._record(worker, row.delivery_id, {"state": "failed", "error": reason, "attempts": attempts})
+            self._outcome(Outcome(state="failed", reason=reason, **base))
+            return
+        backoff = timedelta(seconds=self.config.delivery.retry_base_seconds * 2 ** (attempts - 1))
+        if exc.retry_after:
+            backoff = max(backoff, timedelta(seconds=exc.retry_after))
+        later = clock.now() + min(backoff, MAX_BACKOFF)
+        reason = f"provider deferred: {exc.message}"
+        self._record(worker, row.delivery_id, {"next_attempt_at": later, "error": reason, "attempts": attempts})
+        self._outcome(Outcome(state="deferred", reason=reason, **base))
+
+    # -- workers -----------------------------------------------------------------------------------------------
+    def _worker(self, index: int) -> None:
+        worker = f"{self.worker_prefix}:{index}"
+        try:
+            with self.sender_factory(self.config) as sender:
+                while not self._stop.is_set():
+                    want = self._take_budget(CLAIM_BATCH)
+                    ids = self.claim(worker, want)
+                    if len(ids) < want and self.limit is not None:
+                        with self._lock:
+                            self._claimed_total -= want - len(ids)
+                    if not ids:
+                        return
+                    claimed_at = clock.now()
+                    rows = self._load(ids)
+                    for i, row in enumerate(rows):
+                        if self._stop.is_set():
+                            self._release([r.delivery_id for r in rows[i:]], worker)
+                            return
+                        if clock.now() - claimed_at > self.lease / 2:
+                            held = self._renew(worker, [r.delivery_id for r in rows[i:]])
+                            claimed_at = clock.now()
+                            if row.delivery_id not in held:
+                                continue
+                        self._deliver_one(worker, sender, row)
+        except BaseException as exc:  # surfaced by run(); the claims expire and are retried
+            self._errors.append(exc)
+            self._stop.set()
+
+    def run(self) -> None:
+        threads = [threading.Thread(target=self._worker, args=(i,), name=f"nurture-send-{i}", daemon=True)
+                   for i in range(self.config.throttle.concurrency)]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+        except KeyboardInterrupt:
+            self._stop.set()
+            for t in threads:
+                t.join()
+            raise
+        if self._errors:
+            raise self._errors[0]
+
+
+def send(engine: Engine, config: Config, campaigns: list[Campaign], *, dry_run: bool = False,
+         limit: int | None = None, keep_decisions: bool = False, keep_outcomes: bool = False,
+         sender_factory: Callable[[Config], Sender] = make_sender, throttle: Throttle | None = None,
+         plan_progress: Callable[[str, int], None] | None = None,
+         on_outcome: Callable[[Outcome], None] | None = None) -> Report:
+    """Plan and deliver (or, with ``dry_run``, only decide). Returns the run's :class:`Report`."""
+    report = Report(dry_run=dry_run)
+    if not dry_run:
+        config.tracking_secret()  # fail before planning anything, with the hint how to set it
+    plan(engine, config, campaigns, report, dry_run=dry_run, limit=limit, keep_decisions=keep_decisions,
+         progress=plan_progress)
+    if dry_run:
+        return report
+    Deliverer(engine, config, {c.name: c for c in campaigns if c.status == "active"}, report,
+              sender_factory=sender_factory, throttle=throttle, limit=limit, on_outcome=on_outcome,
+              keep_outcomes=keep_outcomes).run()
+    return report
+
+
+def pending_count(engine: Engine, campaigns: Iterable[str]) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(Delivery)
+                           .where(Delivery.state == "pending", Delivery.campaign.in_(list(campaigns)))) or 0
+
+
+def resume(engine: Engine, campaign: str) -> bool:
+    """Lift a pause set by the error budget; True if there was one."""
+    with db.transaction(engine) as session:
+        result = session.execute(update(CampaignState).where(CampaignState.campaign == campaign,
+                                                             CampaignState.paused.is_(True))
+                                 .values(paused=False, paused_reason=""))
+        return result.rowcount > 0
