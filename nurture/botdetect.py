@@ -48,6 +48,7 @@ Rules over several events (applied by ``events.record_events``, which relabels t
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -103,37 +104,49 @@ def label_hit(kind: str, *, user_agent: str = "", ip: str = "", method: str = "G
               occurred_at: datetime | None = None, sent_at: datetime | None = None, honeypot: bool = False,
               machine_open: bool | None = None) -> Verdict:
     """The verdict of the single-event rules for an ``opened`` or ``clicked`` event (table in the module doc)."""
-    ua = (user_agent or "").strip()
-    low = ua.lower()
-    addr = _ip(ip)
     if honeypot:
         return Verdict(MACHINE, 1.0, "honeypot")
     if machine_open:
         return Verdict(MACHINE, 0.95, "sg_machine_open")
-    if method.upper() == "HEAD":
-        return Verdict(MACHINE, 0.95, "head_request")
-    if any(g in low for g in GATEWAY_AGENTS):
-        return Verdict(MACHINE, 0.9, "security_gateway")
-    apple_agent = ua == "Mozilla/5.0"
-    apple_net = addr is not None and addr in _APPLE_NET
-    if apple_agent and apple_net:
-        return Verdict(MACHINE, 0.9, "apple_mpp")
-    if kind == "clicked" and addr is not None and any(addr in n for n in _GATEWAY_NETS):
-        return Verdict(MACHINE, 0.8, "gateway_network")
+    strong, weak = _agent_verdicts(kind, (user_agent or "").strip(), ip or "", (method or "GET").upper())
+    if strong is not None:
+        return strong
     if occurred_at is not None and sent_at is not None and \
             0 <= (occurred_at - sent_at).total_seconds() < TOO_SOON_SECONDS:
         return Verdict(MACHINE, 0.8, "too_soon")
+    return weak
+
+
+@functools.lru_cache(maxsize=8192)
+def _agent_verdicts(kind: str, ua: str, ip: str, method: str) -> tuple[Verdict | None, Verdict]:
+    """The rules that depend only on the request: those ranked above ``too_soon`` (or None) and those below.
+    Cached: a tracking server sees the same few hundred agents and proxies over and over."""
+    low = ua.lower()
+    addr = _ip(ip)
+    apple_agent = ua == "Mozilla/5.0"
+    apple_net = addr is not None and addr in _APPLE_NET
+    strong: Verdict | None = None
+    if method == "HEAD":
+        strong = Verdict(MACHINE, 0.95, "head_request")
+    elif any(g in low for g in GATEWAY_AGENTS):
+        strong = Verdict(MACHINE, 0.9, "security_gateway")
+    elif apple_agent and apple_net:
+        strong = Verdict(MACHINE, 0.9, "apple_mpp")
+    elif kind == "clicked" and addr is not None and any(addr in n for n in _GATEWAY_NETS):
+        strong = Verdict(MACHINE, 0.8, "gateway_network")
     if apple_agent:
-        return Verdict(MACHINE, 0.7, "apple_mpp_agent")
-    if apple_net:
-        return Verdict(MACHINE, 0.7, "apple_network")
-    if "googleimageproxy" in low:
-        return Verdict(UNKNOWN, 0.5, "gmail_image_proxy")
-    if _AUTOMATION.search(ua):
-        return Verdict(MACHINE, 0.8, "automation_agent")
-    if not ua:
-        return Verdict(UNKNOWN, 0.4, "no_user_agent")
-    return Verdict(HUMAN, 0.7, "browser")
+        weak = Verdict(MACHINE, 0.7, "apple_mpp_agent")
+    elif apple_net:
+        weak = Verdict(MACHINE, 0.7, "apple_network")
+    elif "googleimageproxy" in low:
+        weak = Verdict(UNKNOWN, 0.5, "gmail_image_proxy")
+    elif _AUTOMATION.search(ua):
+        weak = Verdict(MACHINE, 0.8, "automation_agent")
+    elif not ua:
+        weak = Verdict(UNKNOWN, 0.4, "no_user_agent")
+    else:
+        weak = Verdict(HUMAN, 0.7, "browser")
+    return strong, weak
 
 
 def burst_clicks(clicks: Iterable[tuple[int, int, object, datetime]]) -> set[int]:

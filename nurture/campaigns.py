@@ -438,7 +438,8 @@ def load_campaigns(config: Config, names: list[str] | None = None) -> list[Campa
         head = messages[0] if len(messages) == 1 else f"{len(messages)} problems:\n  " + "\n  ".join(messages)
         raise ConfigError(head)
     if missing:
-        available = ", ".join(sorted(c.name for c in loaded)) or f"none (no *.toml in {display_path(config.campaigns_dir)})"
+        available = ", ".join(sorted(c.name for c in loaded)) \
+            or f"none (no *.toml in {display_path(config.campaigns_dir)})"
         raise NotFound(f"no campaign named {', '.join(sorted(missing))}", hint=f"available: {available}")
     chosen = [c for c in loaded if not names or c.name in names]
     return sorted(chosen, key=lambda c: (-c.priority, c.name))

@@ -149,7 +149,8 @@ def list_id_for(campaign: str, from_address: str) -> str:
     return f"<{campaign}.{domain_of(from_address)}>"
 
 
-def _idna_address(value: str) -> str:
+def ascii_address(value: str) -> str:
+    """The address with an internationalised domain in IDNA form (what SMTP envelopes and headers carry)."""
     local, _, domain = value.rpartition("@")
     try:
         domain.encode("ascii")
@@ -199,11 +200,11 @@ def build_mime(msg: OutgoingMessage, dkim: DkimKey | None = None) -> bytes:
     """
     validate(msg)
     headers = [
-        ("From", _mailbox(msg.from_name, _idna_address(msg.from_address))),
-        ("To", _mailbox(msg.to_name, _idna_address(msg.to_address))),
+        ("From", _mailbox(msg.from_name, ascii_address(msg.from_address))),
+        ("To", _mailbox(msg.to_name, ascii_address(msg.to_address))),
     ]
     if msg.reply_to:
-        headers.append(("Reply-To", _idna_address(msg.reply_to)))
+        headers.append(("Reply-To", ascii_address(msg.reply_to)))
     headers += [
         ("Subject", _unstructured(msg.subject)),
         ("Date", format_datetime(clock.now())),
@@ -268,8 +269,9 @@ def _encoded_words(text: str) -> str:
 
 
 def _unstructured(value: str) -> str:
-    """An unstructured header body (RFC 5322 3.2.5): ASCII as is, anything else wholly as encoded-words."""
-    return value if value.isascii() else _encoded_words(value)
+    """An unstructured header body (RFC 5322 3.2.5): ASCII as is, anything else wholly as encoded-words
+    (also ASCII with leading white space, which parsers drop as part of the folding after the colon)."""
+    return value if value.isascii() and value[:1] not in (" ", "\t") else _encoded_words(value)
 
 
 _ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")

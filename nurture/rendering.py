@@ -28,17 +28,19 @@ from __future__ import annotations
 import hashlib
 import html as htmlmod
 import re
+import secrets
 import unicodedata
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import jinja2
 import mjml
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from markupsafe import Markup
 
 from nurture import clock
 from nurture.errors import ConfigError, HeaderInjectionError
@@ -86,6 +88,7 @@ class CompiledTemplate:
     html_source: str
     html: jinja2.Template
     text: jinja2.Template
+    plan: _SharedPlan | None = None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -163,8 +166,9 @@ class _TextExtractor(HTMLParser):
     links as ``text (url)``; styles, scripts, comments and hidden elements (the preheader) dropped.
     Jinja markup in the HTML passes through as text, so this runs once per compiled template."""
 
-    def __init__(self) -> None:
+    def __init__(self, canonical: Callable[[str], str] | None = None) -> None:
         super().__init__(convert_charrefs=True)
+        self.canonical = canonical or (lambda text: text)
         self.lines: list[str] = []
         self.current: list[str] = []
         self.skip_depth = 0
@@ -227,7 +231,7 @@ class _TextExtractor(HTMLParser):
         if tag == "a" and self.links:
             href, start = self.links.pop()
             label = _SPACES.sub(" ", "".join(self.current[start:])).strip()
-            if href and not href.startswith("#") and href not in label:
+            if href and not href.startswith("#") and self.canonical(href) not in self.canonical(label):
                 shown = href[len("mailto:"):] if href.startswith("mailto:") else href
                 if not label:
                     self.current.append(shown)
@@ -253,9 +257,10 @@ class _TextExtractor(HTMLParser):
         return _BLANK_RUNS.sub("\n\n", "\n".join(self.lines)).strip() + "\n"
 
 
-def html_to_text(html: str) -> str:
-    """Plain text for the text/plain part, readable in any client (see :class:`_TextExtractor`)."""
-    parser = _TextExtractor()
+def html_to_text(html: str, canonical: Callable[[str], str] | None = None) -> str:
+    """Plain text for the text/plain part, readable in any client (see :class:`_TextExtractor`).
+    ``canonical`` maps text before comparing a link's label with its URL (the planner's placeholders)."""
+    parser = _TextExtractor(canonical)
     parser.feed(html)
     parser.close()
     return parser.text()
@@ -308,6 +313,155 @@ def _find_anchor(html: str, pos: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------------------
+# One Jinja pass for subject, text and HTML
+
+_CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+_SENTINEL = re.compile("\ue000(\\d+)\ue001")
+_SENTINEL_LINE = re.compile("(?m)^((?:[ \t]*\ue000\\d+\ue001[ \t]*)+)\n")
+_BLOCK_WORD = re.compile(r"\{%[-+]?\s*(\w+)\s*(.*?)\s*[-+]?%\}$", re.S)
+_VAR_BODY = re.compile(r"\{\{([-+]?)\s*(.*?)\s*([-+]?)\}\}$", re.S)
+#: Constructs whose output the planner cannot re-escape safely, or that need a loader.
+_UNPLANNED = frozenset(("macro", "call", "filter", "autoescape", "include", "import", "from", "extends", "block"))
+_ANCHOR_TAG = re.compile(r"<[aA]\s[^>]*>")
+#: Blocks that open a Jinja scope: a `{% set %}` inside them is not seen after them.
+_SCOPES = {"for": "endfor", "macro": "endmacro", "call": "endcall", "filter": "endfilter", "with": "endwith",
+           "block": "endblock", "set": "endset", "autoescape": "endautoescape", "raw": "endraw"}
+LINK_FUNCTION = "_nurture_link"
+
+
+@dataclass(frozen=True)
+class _SharedPlan:
+    """Jinja sources that let one render produce the text part and the HTML while evaluating each shared
+    expression once: the text section runs first and ``{% set %}``s each value or ``{% if %}`` test, the HTML
+    section reuses them. Tracked links call :data:`LINK_FUNCTION` in the HTML itself, so no scan of the
+    rendered HTML is needed."""
+
+    text: str
+    html: str
+
+
+def _plan_shared(html: str) -> _SharedPlan | None:
+    """The shared-evaluation sources for compiled ``html``, or None when the template uses constructs this
+    planner does not handle (the renderer then renders text and HTML separately and scans for links)."""
+    if "{% raw" in html or "\ue000" in html or "\ue001" in html:
+        return None
+    constructs: list[str] = []
+
+    def mark(match: re.Match[str]) -> str:
+        constructs.append(match.group(0))
+        return f"\ue000{len(constructs) - 1}\ue001"
+
+    marked = _CONSTRUCT.sub(mark, html)
+
+    def kind(n: int) -> tuple[str, str, str]:
+        src = constructs[n]
+        if src.startswith("{{"):
+            m = _VAR_BODY.match(src)
+            if m is None:
+                return "other", "", ""
+            return ("var" if not (m.group(1) or m.group(3)) else "var-ws"), m.group(1) + m.group(3), m.group(2)
+        if src.startswith("{%"):
+            m = _BLOCK_WORD.match(src)
+            if m is None:
+                return "other", "", ""
+            return ("block" if src[2:3] not in "-+" and src[-3:-2] not in "-+" else "block-ws"), m.group(1), \
+                m.group(2)
+        return "other", "", ""
+
+    kinds = [kind(n) for n in range(len(constructs))]
+    if any(k.startswith("block") and (word in _UNPLANNED or (word == "set" and "=" not in body))
+           for k, word, body in kinds):
+        return None
+
+    def drop_block_lines(match: re.Match[str]) -> str:
+        ids = [int(i) for i in _SENTINEL.findall(match.group(1))]
+        return match.group(1) if all(kinds[i][0].startswith("block") for i in ids) else match.group(0)
+
+    def canonical(text: str) -> str:
+        return _SENTINEL.sub(lambda m: constructs[int(m.group(1))], text)
+
+    text = _SENTINEL_LINE.sub(drop_block_lines, html_to_text(marked, canonical))
+    in_text = [int(i) for i in _SENTINEL.findall(text)]
+    if len(set(in_text)) != len(in_text):
+        return None
+    # Scope depth of each construct, in HTML order; only depth-0 values can be shared between sections.
+    depth, shared = 0, set()
+    for n, (k, word, _) in enumerate(kinds):
+        if k == "block" and word in _SCOPES.values():
+            depth -= 1
+        elif k == "block" and word in _SCOPES and not (word == "set" and "=" in kinds[n][2]):
+            depth += 1
+            continue
+        if depth == 0 and (k == "var" or (k == "block" and word == "if")):
+            shared.add(n)
+    shared &= set(in_text)
+
+    def text_part(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        k, _, body = kinds[n]
+        if n not in shared:
+            return constructs[n]
+        if k == "var":
+            return f"{{% set _nv{n} = ({body}) %}}{{{{ _nv{n} }}}}"
+        return f"{{% set _nc{n} = ({body}) %}}{{% if _nc{n} %}}"
+
+    def html_value(n: int) -> str:
+        return f"_nv{n}" if n in shared else f"({kinds[n][2]})"
+
+    def html_part(match: re.Match[str]) -> str:
+        # The combined template renders without autoescape (the subject and text must not be escaped), so
+        # every HTML output is escaped here explicitly: `|e` is what autoescape does (Markup passes).
+        n = int(match.group(1))
+        k, mods, body = kinds[n]
+        if n in shared:
+            return f"{{{{ _nv{n}|e }}}}" if k == "var" else f"{{% if _nc{n} %}}"
+        if k.startswith("var"):
+            src = constructs[n]
+            return f"{{{{{src[2] if src[2] in '-+' else ''} ({body})|e {src[-3] if src[-3] in '-+' else ''}}}}}"
+        return constructs[n]
+
+    def anchor(match: re.Match[str]) -> str:
+        tag = match.group(0)
+        href = _HREF.search(tag)
+        if href is None or _NO_TRACK.search(tag):
+            return tag
+        pieces = re.split("(\ue000\\d+\ue001)", href.group(3))
+        if any(not kinds[int(p[1:-1])][0].startswith("var") for p in pieces[1::2]):
+            return tag  # a {% %} inside href: left as written, not click-tracked
+        static = htmlmod.unescape("".join(pieces[0::2])).strip().lower()
+        if len(pieces) == 1 and not static.startswith(("http://", "https://")):
+            return tag
+        parts = [repr(htmlmod.unescape(p)) if i % 2 == 0 else html_value(int(p[1:-1]))
+                 for i, p in enumerate(pieces) if p]
+        call = f"{{{{ {LINK_FUNCTION}({' ~ '.join(parts) or repr('')})|e }}}}"
+        return tag[:href.start(3)] + call + tag[href.end(3):]
+
+    html_shared = _SENTINEL.sub(html_part, _ANCHOR_TAG.sub(anchor, marked))
+    return _SharedPlan(text=_SENTINEL.sub(text_part, text), html=html_shared)
+
+
+def _keep_link(url: Any) -> Any:
+    """The link function when nothing rewrites links: the URL unchanged."""
+    return url
+
+
+def _link_function(rewrite_link: RewriteLink) -> Callable[[Any], str]:
+    """The per-message :data:`LINK_FUNCTION`: numbers the http(s) links it sees and asks ``rewrite_link``."""
+    index = 0
+
+    def link(value: Any) -> str:
+        nonlocal index
+        url = (value.unescape() if isinstance(value, Markup) else str(value)).strip()
+        if not url[:8].lower().startswith(("http://", "https://")):
+            return url
+        new = rewrite_link(url, index)
+        index += 1
+        return url if new is None else new
+
+    return link
+
+
+# --------------------------------------------------------------------------------------------------------
 # The renderer
 
 
@@ -328,8 +482,11 @@ class Renderer:
         self._html_env = _html_env()
         self._text_env = _text_env(self.templates_dir)
         self._derived_text_env = _text_env(None, trim_blocks=False)
+        self._combined_env = _Sandbox(autoescape=False, undefined=jinja2.StrictUndefined,
+                                      keep_trailing_newline=True)
         self._subjects: dict[str, jinja2.Template] = {}
         self._texts: dict[str, jinja2.Template] = {}
+        self._combined: dict[tuple[str, str, bool], tuple[jinja2.Template, str]] = {}
 
     # -- files
 
@@ -417,8 +574,14 @@ class Renderer:
                 except jinja2.TemplateSyntaxError as inner:
                     raise _template_error(self._display(name), inner) from None
             raise _template_error(where, exc) from None
+        plan = _plan_shared(html)
+        if plan is not None:
+            try:  # the planner only moves Jinja constructs around; if that breaks them, render the plain way
+                self._combined_env.parse(plan.text + plan.html)
+            except jinja2.TemplateSyntaxError:
+                plan = None
         return CompiledTemplate(name=template, digest=digest, files=tuple(sources), html_source=html,
-                                html=html_template, text=text_template)
+                                html=html_template, text=text_template, plan=plan)
 
     def _mjml_error(self, root: str, sources: dict[str, str], message: str) -> ConfigError:
         culprit = root
@@ -464,6 +627,23 @@ class Renderer:
             self._texts[name] = template
         return template
 
+    def _combined_template(self, subject: str, compiled: CompiledTemplate,
+                           derived_text: bool) -> tuple[jinja2.Template, str]:
+        """One template rendering subject, text part (when derived) and HTML in a single pass, and the
+        separator between them: a random token per template, which prospect data cannot contain by chance
+        or design. Cached per (subject, template digest)."""
+        key = (subject, compiled.digest, derived_text)
+        found = self._combined.get(key)
+        if found is None:
+            self._subject_template(subject)  # syntax errors reported against the subject alone
+            sep = f"\x00{secrets.token_hex(8)}\x00"
+            plan = compiled.plan
+            assert plan is not None
+            text = plan.text if derived_text else ""
+            found = (self._combined_env.from_string(f"{subject}{sep}{text}{sep}{plan.html}"), sep)
+            self._combined[key] = found
+        return found
+
     def render(self, item: ItemLike, context: Mapping[str, Any], *,
                rewrite_link: RewriteLink | None = None) -> RenderedMessage:
         """Subject, HTML and text of ``item`` for one prospect's ``context`` (see :func:`build_context`).
@@ -472,31 +652,68 @@ class Renderer:
         problems (unknown variable, sandbox violation, MJML error) naming the file.
         """
         compiled = self._by_name.get(item.template) or self.compile(item.template)
-        subject_where = f"subject of {item.template}"
-        try:
-            subject = self._subject_template(item.subject).render(context)
-        except (jinja2.TemplateError, SecurityError) as exc:
-            raise _template_error(subject_where, exc) from None
+        text_name = item.text_template
+        if compiled.plan is not None:
+            template, sep = self._combined_template(item.subject, compiled, not text_name)
+            link = _keep_link if rewrite_link is None else _link_function(rewrite_link)
+            try:
+                out = template.render(context, **{LINK_FUNCTION: link})
+            except (jinja2.TemplateError, SecurityError) as exc:
+                self._raise_render_error(item, context, exc)
+            subject, text, html = out.split(sep, 2)
+        else:
+            subject = self._render_subject(item, context)
+            try:
+                html = compiled.html.render(context)
+            except (jinja2.TemplateError, SecurityError) as exc:
+                raise _template_error(self._display(item.template), exc) from None
+            text = "" if text_name else compiled.text.render(context)
+            if rewrite_link is not None:
+                html = rewrite_links(html, rewrite_link)
         if _HEADER_BAD.search(subject):
             raise HeaderInjectionError(
-                f"{subject_where}: rendered subject contains a line break or NUL: {subject!r}",
+                f"subject of {item.template}: rendered subject contains a line break or NUL: {subject!r}",
                 hint="a prospect field used in the subject holds a newline; fix the prospect data")
-        subject = subject.strip()
-        try:
-            html = compiled.html.render(context)
-        except (jinja2.TemplateError, SecurityError) as exc:
-            raise _template_error(self._display(item.template), exc) from None
-        text_name = item.text_template
-        try:
-            if text_name:
+        if text_name:
+            try:
                 text = self._text_template(text_name).render(context)
-            else:
-                text = _BLANK_RUNS.sub("\n\n", compiled.text.render(context))
+            except (jinja2.TemplateError, SecurityError) as exc:
+                raise _template_error(self._display(text_name), exc) from None
+        elif "\n\n\n" in text or "\n \n" in text:  # a false {% if %} left blank lines behind
+            text = _BLANK_RUNS.sub("\n\n", text)
+        return RenderedMessage(subject=subject.strip(), html=html, text=text)
+
+    def _render_subject(self, item: ItemLike, context: Mapping[str, Any]) -> str:
+        try:
+            return self._subject_template(item.subject).render(context)
         except (jinja2.TemplateError, SecurityError) as exc:
-            raise _template_error(self._display(text_name or item.template) + " (text part)", exc) from None
-        if rewrite_link is not None:
-            html = rewrite_links(html, rewrite_link)
-        return RenderedMessage(subject=subject, html=html, text=text)
+            raise _template_error(f"subject of {item.template}", exc) from None
+
+    def _raise_render_error(self, item: ItemLike, context: Mapping[str, Any], exc: Exception) -> NoReturn:
+        """Say whether the subject or the template failed: the single pass cannot tell them apart."""
+        self._render_subject(item, context)
+        raise _template_error(self._display(item.template), exc) from None
+
+
+def add_tracking_markup(html: str, *, open_pixel: str | None = None, honeypot: str | None = None) -> str:
+    """``html`` with the open pixel and the bot honeypot link placed just before ``</body>``.
+
+    Both are invisible to people and carry ``data-nurture="no-track"`` so they are never rewritten; the
+    honeypot has no text and sits in a hidden element, so people neither see nor follow it (and the text part,
+    rendered earlier, never contains it). Call after :meth:`Renderer.render`.
+    """
+    parts = []
+    if honeypot:
+        parts.append(f'<div style="display:none;max-height:0;overflow:hidden;mso-hide:all;" aria-hidden="true">'
+                     f'<a href="{htmlmod.escape(honeypot)}" data-nurture="no-track" tabindex="-1"></a></div>')
+    if open_pixel:
+        parts.append(f'<img src="{htmlmod.escape(open_pixel)}" width="1" height="1" alt="" '
+                     f'style="display:block;width:1px;height:1px;border:0;" data-nurture="no-track">')
+    if not parts:
+        return html
+    snippet = "".join(parts)
+    end = html.rfind("</body>")
+    return html[:end] + snippet + html[end:] if end != -1 else html + snippet
 
 
 # --------------------------------------------------------------------------------------------------------

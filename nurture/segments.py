@@ -197,7 +197,8 @@ def parse_segment(table: Any, problems: Problems, path: KeyPath = ("segment",)) 
 def _check_consistency(segment: Segment, table: dict, problems: Problems, path: KeyPath) -> None:
     low, high = segment.values("score", "gte"), segment.values("score", "lte")
     if low and high and float(low[0]) > float(high[0]):
-        problems.add(path + ("score",), f"segment.score: gte {low[0]:g} is above lte {high[0]:g}; no prospect can match")
+        problems.add(path + ("score",),
+                     f"segment.score: gte {low[0]:g} is above lte {high[0]:g}; no prospect can match")
     older, newer = segment.values("last_contact", "older_than"), segment.values("last_contact", "newer_than")
     if older and newer and float(newer[0]) <= float(older[0]):
         problems.add(path + ("last_contact",),
@@ -212,7 +213,8 @@ def _check_consistency(segment: Segment, table: dict, problems: Problems, path: 
         inside = set((segment.values(field, "eq") or ()) + (segment.values(field, "in") or ()))
         outside = set(segment.values(field, "not_in") or ())
         if inside and inside <= outside:
-            problems.add(path + (field,), f"segment.{field}: every value chosen is also in not_in; no prospect can match")
+            problems.add(path + (field,),
+                         f"segment.{field}: every value chosen is also in not_in; no prospect can match")
 
 
 # ---------------------------------------------------------------------------------------------- SQL

@@ -137,6 +137,8 @@ class Report:
 
 def _category(reason: str) -> str:
     """Reasons carry dates and names; the summary counts them by their leading words."""
+    if reason.startswith("not due until"):
+        return "not due yet"
     return reason.split(":")[0].split(" (")[0].strip()
 
 
@@ -246,7 +248,9 @@ def decide(config: Config, campaign: Campaign, row: Any, history: _History, now:
         return Decision(outcome="skipped", reason=f"already queued: item {queued[0]} waits to be sent", **base)
     factor = row.frequency_factor if row.frequency_factor and row.frequency_factor > 0 else 1.0
     interval = timedelta(days=campaign.cadence.interval_for(row.temperature) * factor)
-    mailed = [at for state, at in received.values() if state in MAILED_STATES]
+    # A failed attempt counts for this campaign's interval (no re-mailing right after a refusal), not for the
+    # global gap, which is about mail that reached the person.
+    mailed = [at for state, at in received.values() if state in MAILED_STATES or state == "failed"]
     if mailed:
         due = max(mailed) + interval
         if now < due:
@@ -375,7 +379,7 @@ class Deliverer:
         self.limit = limit
         self.on_outcome = on_outcome
         self.keep_outcomes = keep_outcomes
-        self.renderer = Renderer(config.templates_dir)
+        self._local = threading.local()
         self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease = timedelta(seconds=config.delivery.lease_seconds)
         self._lock = threading.Lock()
@@ -384,6 +388,14 @@ class Deliverer:
         self._paused: set[str] = set(paused_campaigns(engine))
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
+
+    @property
+    def renderer(self) -> Renderer:
+        """One renderer per worker thread: compiled templates are cached per thread, nothing is shared."""
+        renderer = getattr(self._local, "renderer", None)
+        if renderer is None:
+            renderer = self._local.renderer = Renderer(self.config.templates_dir)
+        return renderer
 
     # -- claiming ------------------------------------------------------------------------------------------
     def _take_budget(self, wanted: int) -> int:

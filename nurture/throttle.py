@@ -180,6 +180,13 @@ class Throttle:
 
     # ----------------------------------------------------------------------------------------- API
 
+    def check(self, domain: str) -> tuple[float, str]:
+        """(seconds until a send to ``domain`` is allowed, which limit says so) without counting anything;
+        (0.0, "") when allowed now. Lets the loop defer a message held back by a slow domain and take another
+        recipient instead of blocking a worker (head-of-line blocking, see bench/throttle.py)."""
+        with self._lock:
+            return self._check(self.clock(), domain.lower())
+
     def try_acquire(self, domain: str) -> float:
         """Count one send to ``domain`` if every limit allows it now and return 0.0; otherwise count nothing
         and return the seconds until it may be allowed."""

@@ -253,3 +253,38 @@ def test_campaign_files_are_frozen(ws):
     c = load_campaign(write(ws, GOOD), configuration.load())
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.name = "x"  # type: ignore[misc]
+
+
+README = Path(__file__).resolve().parent.parent / "campaigns" / "README.md"
+
+
+def readme_example() -> str:
+    import re
+
+    text = README.read_text("utf-8")
+    return re.search(r"## A complete example.*?```toml\n(.*?)```", text, re.S).group(1)
+
+
+def test_readme_example_is_a_valid_campaign(ws):
+    for name in ("mfg/2026-11-supply-chain.mjml", "mfg/2026-11-supply-chain.txt", "mfg/02-logistics-2024.mjml"):
+        (ws / "templates" / name).write_text("<mjml></mjml>", encoding="utf-8")
+    c = load_campaign(write(ws, readme_example()), configuration.load())
+    assert c.name == "mfg-insights" and [i.key for i in c.items] == ["2026-11-supply-chain", "02-logistics-2024"]
+    assert len(c.cadence.company_holidays) == 4 and c.cadence.monthly_cap == 2
+    assert lint_campaign(c) == []
+
+
+def test_readme_documents_every_key():
+    import typing
+
+    from nurture import campaigns
+    from nurture.segments import FIELDS, FLAGS, OPERATORS
+
+    example = readme_example()
+    keys = set()
+    for cls in (campaigns._FileTable, campaigns._CadenceTable, campaigns._ContentTable, campaigns._ItemTable,
+                campaigns.Allowance, campaigns.CampaignTracking):
+        keys |= set(typing.get_type_hints(cls))
+    keys |= set(FIELDS) | set(FLAGS) | set(OPERATORS)
+    missing = sorted(k for k in keys if k not in example)
+    assert missing == [], f"campaigns/README.md does not explain: {missing}"

@@ -151,15 +151,7 @@ def test_missing_identity_is_reported_once_per_campaign(ws, runner):
     assert result.output.count("postal_address is empty") == 1
 
 
-def _has_content_rules() -> bool:
-    from nurture import content
-
-    return bool(content.load_rules().rules)
-
-
 def test_salesy_content_fails_with_item_phrase_category_and_why(ws, runner):
-    if not _has_content_rules():
-        pytest.skip("nurture/rules/ ships no content rules yet")
     add_campaign(ws, "sales", CAMPAIGN.replace('name = "news"', 'name = "sales"')
                  .replace('template = "news/info.mjml"\nvars = { topic = "在庫" }', 'template = "news/salesy.mjml"'))
     result = runner.invoke(main, ["check", "sales", "--json"])
@@ -174,8 +166,6 @@ def test_salesy_content_fails_with_item_phrase_category_and_why(ws, runner):
 
 
 def test_allow_lets_a_phrase_through(ws, runner):
-    if not _has_content_rules():
-        pytest.skip("nurture/rules/ ships no content rules yet")
     (ws / "templates" / "news" / "info.mjml").write_text(
         INFO.replace("公開統計から整理しました。", "公開統計から整理しました。今なら期間限定の統計速報も公開されています。"), "utf-8")
     assert runner.invoke(main, ["check"]).exit_code == 1

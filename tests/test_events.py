@@ -209,3 +209,87 @@ def test_vocabulary_is_checked():
         NewEvent("opend", NOW, "pixel")
     with pytest.raises(ValueError, match="timezone"):
         NewEvent(ev.OPENED, datetime(2026, 1, 1), "pixel")
+
+
+# --------------------------------------------------------------------------------------------- nurture events import
+
+def _init(runner, workspace):
+    from nurture.cli import main
+
+    result = runner.invoke(main, ["init"])
+    assert result.exit_code == 0, result.output
+    from nurture import db
+    from nurture.config import load
+
+    return db.engine_for(load().database_url)
+
+
+def _run(runner, *args):
+    from nurture.cli import main
+
+    return runner.invoke(main, list(args))
+
+
+def test_import_cp932_japanese_headers_and_reimport(runner, workspace):
+    engine = _init(runner, workspace)
+    pid = seed_prospect(engine, "taro@example.co.jp")
+    seed_prospect(engine, "hanako@example.co.jp")
+    (workspace / "events.csv").write_bytes(
+        "メールアドレス,種別,日付,タイトル,メモ,会場\r\n"
+        "Taro@Example.co.jp,セミナー参加,2026/11/20 14:00,製造DXセミナー,質問あり,東京\r\n"
+        "hanako@example.co.jp,資料ＤＬ,2026/11/21,①調達ガイド,,\r\n"
+        "taro@example.co.jp,面談,2026-11-22,,髙橋部長同席,\r\n".encode("cp932"))
+    r = _run(runner, "events", "import", "events.csv")
+    assert r.exit_code == 0, r.output
+    assert "(cp932): recorded 3, already recorded 0, rejected 0" in r.output
+    r = _run(runner, "events", "import", "events.csv")
+    assert "recorded 0, already recorded 3" in r.output
+    rows = stored(engine)
+    assert [x["type"] for x in rows] == ["seminar_attended", "document_downloaded", "met"]
+    seminar = rows[0]
+    assert seminar["prospect_id"] == pid and seminar["source"] == "import"
+    assert seminar["occurred_at"] == datetime(2026, 11, 20, 5, 0, tzinfo=UTC)  # 14:00 Asia/Tokyo
+    assert seminar["data"]["title"] == "製造DXセミナー" and seminar["data"]["attributes"] == {"会場": "東京"}
+    assert rows[1]["data"]["title"] == "①調達ガイド" and rows[2]["data"]["note"] == "髙橋部長同席"
+    r = _run(runner, "events", "list", "--prospect", "taro@example.co.jp", "--json")
+    import json
+
+    assert [e["type"] for e in json.loads(r.output)] == ["met", "seminar_attended"]
+
+
+def test_import_bad_rows_all_or_nothing(runner, workspace):
+    engine = _init(runner, workspace)
+    seed_prospect(engine, "taro@example.co.jp")
+    (workspace / "ev.csv").write_text(
+        "\ufeffEmail,Type,Date,Title\n"
+        "taro@example.co.jp,replied,2026-11-20,Re: newsletter\n"
+        "not-an-address,met,2026-11-20,\n"
+        "taro@example.co.jp,lunch,2026-11-20,\n"
+        "taro@example.co.jp,met,2026-13-45,\n"
+        "nobody@example.com,met,2026-11-20,\n"
+        "taro@example.co.jp,met,,\n", encoding="utf-8")
+    r = _run(runner, "events", "import", "ev.csv")
+    assert r.exit_code == 1
+    for line in ('ev.csv: row 3, email: "not-an-address" is not a valid address',
+                 'ev.csv: row 4, type: "lunch" is not an offline event type',
+                 'ev.csv: row 5, date: "2026-13-45" is not a real date',
+                 'ev.csv: row 6, email: "nobody@example.com" is not a known prospect',
+                 'ev.csv: row 7, date: "" is empty'):
+        assert line in r.output, r.output
+    assert "nothing was recorded" in r.output and stored(engine) == []
+    r = _run(runner, "events", "import", "ev.csv", "--dry-run", "--skip-invalid")
+    assert "would record 1" in r.output and stored(engine) == []
+    r = _run(runner, "events", "import", "ev.csv", "--skip-invalid", "--json")
+    import json
+
+    summary = json.loads(r.output)
+    assert summary["recorded"] == 1 and len(summary["rejected"]) == 5 and summary["written"]
+    assert [x["type"] for x in stored(engine)] == ["replied"]
+
+
+def test_import_missing_columns_is_a_clear_error(runner, workspace):
+    _init(runner, workspace)
+    (workspace / "x.csv").write_text("email,when?\na@example.com,2026-11-20\n", encoding="utf-8")
+    r = _run(runner, "events", "import", "x.csv")
+    assert r.exit_code == 1 and "missing column(s): type / 種別, date / 日付" in r.output
+    assert "Traceback" not in r.output

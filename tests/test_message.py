@@ -67,7 +67,8 @@ def test_long_japanese_subject_folds_and_decodes_back_exactly():
 
 
 @pytest.mark.parametrize("subject", ["Hello", "ａｂｃ１２３　全角スペース", "末尾に空白 ", "😀 emoji 𠮷野家",
-                                     "x" * 120, "word " * 30])
+                                     "x" * 120, "word " * 30,
+                                     "Hello ", " leading", "a  b", "tab\there", 'semi;colon: (p) "q"', "=?not"])
 def test_subjects_round_trip(subject):
     assert parse(build_mime(make(subject=subject)))["Subject"] == subject
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 import smtplib
-import socket
 import ssl
 
 from nurture.errors import (
@@ -30,7 +29,7 @@ from nurture.errors import (
     PermanentSendError,
     TemporarySendError,
 )
-from nurture.message import DkimKey, OutgoingMessage, build_mime, message_id_for
+from nurture.message import DkimKey, OutgoingMessage, ascii_address, build_mime, message_id_for
 from nurture.senders.base import Sender, SendResult
 
 # RFC 3463 3.2: X.1.Y = addressing status (bad mailbox 5.1.1, bad domain 5.1.2, bad syntax 5.1.3,
@@ -203,11 +202,11 @@ class SmtpSender(Sender):
         conn = self._conn
         stage = "MAIL"
         try:
-            code, text = conn.mail(msg.from_address)
+            code, text = conn.mail(ascii_address(msg.from_address))
             if code != 250:
                 raise classify_reply(code, text, "MAIL")
             stage = "RCPT"
-            code, text = conn.rcpt(msg.to_address)
+            code, text = conn.rcpt(ascii_address(msg.to_address))
             if code not in (250, 251):
                 raise classify_reply(code, text, "RCPT")
             stage = "DATA"

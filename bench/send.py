@@ -1,0 +1,288 @@
+"""Benchmark: `nurture send` end to end (plan + render + throttle + SMTP + record) into a local SMTP server.
+
+Servers: postfix's `smtp-sink` (C; Debian package postfix; started here on 127.0.0.1) and aiosmtpd (Python).
+For each server the same messages are also sent by a bare smtplib loop over the same number of connections,
+pre-rendered, in the same run: the ratio says what nurture's bookkeeping costs.
+
+    python bench/send.py                       # 100,000 prospects, smtp-sink and aiosmtpd
+    python bench/send.py --prospects 20000 --servers smtp-sink
+    python bench/send.py --rss 1000000         # peak RSS while planning and sending 1M (takes long)
+
+Targets (issue 4): >= 1,000 msg/s end to end into smtp-sink, >= 0.8 of the bare loop, RSS < 300 MB for 1M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def start_smtp_sink(port: int) -> subprocess.Popen:
+    exe = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    if not Path(exe).exists():
+        raise SystemExit("smtp-sink not found: apt-get install postfix")
+    proc = subprocess.Popen([exe, "-u", "nobody", "-4", f"127.0.0.1:{port}", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc
+
+
+def start_aiosmtpd(port: int) -> subprocess.Popen:
+    code = ("import asyncio, sys\n"
+            "from aiosmtpd.controller import Controller\n"
+            "class H:\n"
+            "    async def handle_DATA(self, server, session, envelope):\n"
+            "        return '250 OK'\n"
+            f"c = Controller(H(), hostname='127.0.0.1', port={port}); c.start()\n"
+            "import time\nwhile True: time.sleep(3600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    wait_port(port)
+    return proc
+
+
+def workspace(folder: Path, port: int, concurrency: int) -> None:
+    from nurture.demo import open_calendar
+
+    (folder / "campaigns").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "templates", folder / "templates", dirs_exist_ok=True)
+    text = open_calendar((REPO / "campaigns" / "mfg-insights.toml").read_text(encoding="utf-8"))
+    text = text.replace("monthly_cap = 2", "")
+    (folder / "campaigns" / "mfg-insights.toml").write_text(text, encoding="utf-8")
+    (folder / "nurture.toml").write_text(f"""
+[database]
+url = "sqlite:///{folder / 'bench.db'}"
+[identity]
+organization = "株式会社ベンチ"
+from_name = "ベンチ ニュース"
+from_address = "news@bench.example.co.jp"
+postal_address = "東京都千代田区1-1"
+inquiry = "info@bench.example.co.jp"
+[delivery]
+sender = "smtp"
+[smtp]
+host = "127.0.0.1"
+port = {port}
+messages_per_connection = 1000000
+[throttle]
+per_second = 1000000
+default_domain_per_second = 1000000
+concurrency = {concurrency}
+[tracking]
+base_url = "https://t.bench.example.co.jp"
+secret = "bench-secret-0123456789abcdef"
+""", encoding="utf-8")
+
+
+def load_prospects(url: str, n: int) -> None:
+    from sqlalchemy import insert
+
+    from nurture import db
+    from nurture.models import Prospect
+
+    engine = db.engine_for(url)
+    db.upgrade(engine)
+    now = datetime.now(UTC)
+    base = {"company": "株式会社サンプル", "title": "部長", "industry": "製造業", "temperature": "warm", "stage": "MQL",
+            "rank": "C", "score": 0.0, "owner": "佐藤", "next_action": "", "time_zone": "", "language": "ja",
+            "attributes": {}, "consent_basis": "business_card", "consent_source": "bench", "status": "active",
+            "status_reason": "", "frequency_factor": 1.0, "created_at": now, "updated_at": now,
+            **{f"strength_{s}": 0 for s in ("existing_business", "empathy", "contribution", "multiple_contacts",
+                                            "decision_maker", "invested")}}
+    with engine.begin() as conn:
+        for start in range(0, n, 10_000):
+            conn.execute(insert(Prospect), [
+                {**base, "email": f"user{i}@corp{i % 500}.example.co.jp", "name": f"山田 太郎{i}"}
+                for i in range(start, min(n, start + 10_000))])
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_nurture(folder: Path) -> dict:
+    """Plan + deliver in this process; returns timings and peak RSS."""
+    from nurture import config as configuration, db, sending
+    from nurture.campaigns import load_campaigns
+
+    cfg = configuration.load(folder / "nurture.toml")
+    engine = db.engine_for(cfg.database_url)
+    campaigns = load_campaigns(cfg)
+    peak = [rss_mb()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            peak[0] = max(peak[0], rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.perf_counter()
+    report = sending.Report()
+    sending.plan(engine, cfg, campaigns, report)
+    t1 = time.perf_counter()
+    sending.Deliverer(engine, cfg, {c.name: c for c in campaigns}, report).run()
+    t2 = time.perf_counter()
+    stop.set()
+    peak[0] = max(peak[0], rss_mb())
+    return {"planned": report.planned, "sent": report.sent, "failed": sum(report.failed.values()),
+            "plan_s": t1 - t0, "deliver_s": t2 - t1, "peak_rss_mb": peak[0]}
+
+
+def prerender(folder: Path, n: int) -> list[tuple[str, bytes]]:
+    """The same mails as nurture sends (same template, same headers), built ahead of time."""
+    from nurture import config as configuration, tracking
+    from nurture.campaigns import load_campaigns
+    from nurture.message import OutgoingMessage, build_mime, list_id_for, message_id_for
+    from nurture.rendering import Renderer, build_context
+
+    cfg = configuration.load(folder / "nurture.toml")
+    campaign = load_campaigns(cfg)[0]
+    item = campaign.items[0]
+    renderer = Renderer(cfg.templates_dir)
+    out = []
+    for i in range(n):
+        prospect = {"email": f"user{i}@corp{i % 500}.example.co.jp", "name": f"山田 太郎{i}", "company": "株式会社サンプル",
+                    "industry": "製造業", "temperature": "warm", "attributes": {}}
+        urls = tracking.urls_for(cfg, i + 1, i + 1)
+        rendered = renderer.render(item, build_context(cfg, campaign, item, prospect, urls),
+                                   rewrite_link=lambda url, k, i=i: tracking.click_url(cfg, i + 1, k, url))
+        msg = OutgoingMessage(delivery_id=i + 1, campaign=campaign.name, to_address=prospect["email"],
+                              to_name=prospect["name"], from_address=campaign.from_address,
+                              from_name=campaign.from_name, subject=rendered.subject, html=rendered.html,
+                              text=rendered.text, list_id=list_id_for(campaign.name, campaign.from_address),
+                              list_unsubscribe=tracking.list_unsubscribe_headers(cfg, i + 1, i + 1),
+                              message_id=message_id_for(i + 1, campaign.name, campaign.from_address))
+        out.append((prospect["email"], build_mime(msg)))
+    return out
+
+
+def bare_loop(port: int, messages: list[tuple[str, bytes]], connections: int) -> float:
+    """smtplib over ``connections`` threads/connections, pre-rendered messages; seconds taken."""
+    chunks = [messages[i::connections] for i in range(connections)]
+
+    def work(chunk: list[tuple[str, bytes]]) -> None:
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            for rcpt, data in chunk:
+                smtp.sendmail("news@bench.example.co.jp", [rcpt], data)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in chunks]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def child(args: argparse.Namespace) -> None:
+    folder = Path(args.child)
+    if args.mode == "nurture":
+        print(json.dumps(run_nurture(folder)))
+    else:
+        messages = prerender(folder, args.n)
+        seconds = bare_loop(args.port, messages, args.concurrency)
+        print(json.dumps({"sent": len(messages), "seconds": seconds}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prospects", type=int, default=100_000)
+    parser.add_argument("--servers", nargs="*", default=["smtp-sink", "aiosmtpd"])
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--rss", type=int, metavar="N", help="only measure peak RSS for N prospects (smtp-sink)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    servers = ["smtp-sink"] if args.rss else args.servers
+    n = args.rss or args.prospects
+    print(f"machine: {os.cpu_count()} cores, {platform_cpu()}; python {sys.version.split()[0]}")
+    for server in servers:
+        port = free_port()
+        proc = start_smtp_sink(port) if server == "smtp-sink" else start_aiosmtpd(port)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                workspace(folder, port, args.concurrency)
+                t0 = time.perf_counter()
+                load_prospects(f"sqlite:///{folder / 'bench.db'}", n)
+                print(f"[{server}] loaded {n:,} prospects in {time.perf_counter() - t0:.1f} s")
+                out = subprocess.run([sys.executable, __file__, "--child", tmp, "--mode", "nurture"],
+                                     capture_output=True, text=True)
+                if out.returncode:
+                    raise SystemExit(out.stderr)
+                r = json.loads(out.stdout)
+                total = r["plan_s"] + r["deliver_s"]
+                print(f"[{server}] nurture send: {r['sent']:,} sent, {r['failed']} failed; plan {r['plan_s']:.1f} s "
+                      f"({r['planned'] / r['plan_s']:,.0f}/s), deliver {r['deliver_s']:.1f} s "
+                      f"({r['sent'] / r['deliver_s']:,.0f} msg/s), end to end {r['sent'] / total:,.0f} msg/s; "
+                      f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                if args.rss:
+                    continue
+                bare_n = min(n, 20_000)  # pre-rendered messages are held in memory: a sample is enough
+                out = subprocess.run([sys.executable, __file__, "--child", tmp, "--mode", "bare", "--n",
+                                      str(bare_n), "--port", str(port), "--concurrency", str(args.concurrency)],
+                                     capture_output=True, text=True)
+                if out.returncode:
+                    raise SystemExit(out.stderr)
+                b = json.loads(out.stdout)
+                bare_rate = b["sent"] / b["seconds"]
+                print(f"[{server}] bare smtplib loop, {args.concurrency} connections, pre-rendered: "
+                      f"{bare_rate:,.0f} msg/s; nurture deliver / bare = {r['sent'] / r['deliver_s'] / bare_rate:.2f}, "
+                      f"end to end / bare = {r['sent'] / total / bare_rate:.2f}")
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+def platform_cpu() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()
