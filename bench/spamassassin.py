@@ -12,7 +12,6 @@ fired for each; exits 1 if any message reaches the threshold, 2 if spamassassin 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import re
 import shutil
 import subprocess

@@ -2,7 +2,7 @@
 and the name of the rule that decided (pure functions; :mod:`nurture.events` applies them when recording).
 
 Events are never dropped: scoring reads the label, people can audit it, and a rule found wrong can be re-run.
-Nothing is ever unsubscribed or advanced by a GET or an open (RFC 8058 section 1: link scanners fetch URLs).
+Nothing is ever unsubscribed or advanced by a GET or an open (RFC 8058: link scanners fetch URLs).
 
 Single-event rules, strongest first (the first that matches decides):
 
@@ -151,18 +151,27 @@ def _agent_verdicts(kind: str, ua: str, ip: str, method: str) -> tuple[Verdict |
 
 def burst_clicks(clicks: Iterable[tuple[int, int, object, datetime]]) -> set[int]:
     """Ids of clicks that belong to a burst: per delivery, two or more different links clicked within
-    :data:`BURST_SECONDS` of each other. ``clicks`` are ``(event id, delivery id, link key, occurred_at)``."""
-    by_delivery: dict[int, list[tuple[datetime, object, int]]] = {}
+    :data:`BURST_SECONDS` of each other. ``clicks`` are ``(event id, delivery id, link key, occurred_at)``.
+    A sliding window with a count per link: linear in the number of clicks."""
+    by_delivery: dict[int, list[tuple[datetime, int, object]]] = {}
     for event_id, delivery_id, link, at in clicks:
-        by_delivery.setdefault(delivery_id, []).append((at, link, event_id))
+        by_delivery.setdefault(delivery_id, []).append((at, event_id, link))
     out: set[int] = set()
     for hits in by_delivery.values():
-        hits.sort(key=lambda h: (h[0], h[2]))
-        start = 0
-        for end in range(len(hits)):
-            while (hits[end][0] - hits[start][0]).total_seconds() > BURST_SECONDS:
+        if len(hits) < 2:
+            continue
+        hits.sort(key=lambda h: (h[0], h[1]))
+        counts: dict[object, int] = {}
+        start = marked = 0
+        for end, (at, _, link) in enumerate(hits):
+            counts[link] = counts.get(link, 0) + 1
+            while (at - hits[start][0]).total_seconds() > BURST_SECONDS:
+                gone = hits[start][2]
+                counts[gone] -= 1
+                if not counts[gone]:
+                    del counts[gone]
                 start += 1
-            window = hits[start:end + 1]
-            if len({str(link) for _, link, _ in window}) >= 2:
-                out.update(event_id for _, _, event_id in window)
+            if len(counts) >= 2:
+                out.update(h[1] for h in hits[max(start, marked):end + 1])
+                marked = end + 1
     return out

@@ -30,6 +30,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def is_frozen() -> bool:
+    """True when time does not pass (a test or NURTURE_NOW fixed it): waiting for it would wait forever."""
+    return _fixed is not None or bool(os.environ.get("NURTURE_NOW"))
+
+
 def set_now(value: datetime | None) -> None:
     """Fix the clock at ``value`` (None releases it)."""
     global _fixed

@@ -12,9 +12,10 @@ Contract
 How a text is judged
 --------------------
 1. NFKC normalisation first (UAX #15), so ＄９９, ９，８００円, ＦＲＥＥ and half-width ｷｬﾝﾍﾟｰﾝ match the same
-   rules as $99, 9,800円, FREE and キャンペーン; English matching is case-insensitive. Findings quote the
-   original text, not the normalised one.
-2. Each rule's patterns are searched over the whole text. A hit is kept only if the rule's ``near`` context
+   rules as $99, 9,800円, FREE and キャンペーン; ASCII letters match regardless of case. Findings quote
+   the original text, not the normalised one.
+2. Each rule's patterns are searched over the whole text (a pattern runs only where the literals every
+   match of it must contain occur: see ``_required_literals``). A hit is kept only if the rule's ``near`` context
    (when given) occurs and none of its ``unless`` context occurs in the hit's *context*: the sentence around
    it (ended by 。！？!? , ". ", a blank line or a new bullet/numbered line), cut to ``window`` characters on
    each side when the rule sets one. This is how a price attached to an offer (月額9,800円（税別）, $49 per
@@ -58,8 +59,8 @@ Category = Literal["price", "discount", "urgency", "purchase_cta", "sales_cta", 
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """One ``[[rule]]`` table as written. Patterns are Python regexes matched against NFKC-normalised text
-    with IGNORECASE and MULTILINE; ``phrases`` are literal (word-bounded when they start/end with a letter
+    """One ``[[rule]]`` table as written. Patterns are Python regexes (MULTILINE) matched against NFKC-
+    normalised text, ignoring the case of ASCII letters; ``phrases`` are literal (word-bounded when they start/end with a letter
     or digit, any whitespace between words). ``examples`` must be flagged and ``counterexamples`` must not:
     both are checked when the file loads, so a rule file documents and tests itself."""
 
@@ -329,17 +330,20 @@ class _Hit:
 # Sentence ends: Japanese and ASCII terminators, a period before whitespace, a blank line, or a line break
 # before a bullet / numbered item (list items are separate statements in newsletters).
 _BOUNDARY = re.compile(r"[。！？!?]|\.(?=\s)|\n[ \t]*\n|\n(?=[ \t]*(?:[・•●○■□◆◇▶►▼▽※★☆\-*]|\d+[.)]))")
-_LOOKAROUND = 400
-_REACH = 300  # longest match assumed around a required literal (rules match words, not paragraphs)  # a sentence longer than this is cut; keeps context search O(1) per hit
+_LOOKAROUND = 400  # a sentence longer than this is cut; keeps the context search O(1) per hit
+_REACH = 300  # longest match assumed around a required literal (rules match words, not paragraphs)
 
 
 def _context(text: str, start: int, end: int, window: int) -> str:
-    lo = max(0, start - _LOOKAROUND)
-    left = lo
-    for m in _BOUNDARY.finditer(text, lo, start):
+    """The sentence around ``text[start:end]`` (its terminator included), cut to ``window`` chars a side."""
+    left = max(0, start - _LOOKAROUND)
+    for m in _BOUNDARY.finditer(text, left, start):
         left = m.end()
     m = _BOUNDARY.search(text, end, min(len(text), end + _LOOKAROUND))
-    right = m.start() + (1 if m and m.group(0) in "。！？!?." else 0) if m else min(len(text), end + _LOOKAROUND)
+    if m is None:
+        right = min(len(text), end + _LOOKAROUND)
+    else:
+        right = m.end() if m.group(0) in ("。", "!", "?", ".") else m.start()
     if window:
         left, right = max(left, start - window), min(right, end + window)
     return text[left:right]

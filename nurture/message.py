@@ -290,6 +290,9 @@ def _mailbox(name: str, addr: str) -> str:
     return f"{phrase}\r\n <{addr}>" if len(phrase) + len(addr) > 66 else f"{phrase} <{addr}>"
 
 
+_ASCII_BYTES = bytes(range(128))
+
+
 def _part(subtype: str, content: str) -> bytes:
     """A text/<subtype> body part in canonical CRLF form (RFC 2046 4.1.1): 7bit when ASCII with short lines,
     quoted-printable when mostly ASCII, else base64 (Japanese: 4/3 of the UTF-8 size instead of ~3x in QP)."""
@@ -300,7 +303,7 @@ def _part(subtype: str, content: str) -> bytes:
     head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: '.encode("ascii")
     if raw.isascii() and max((len(x) for x in lines), default=0) <= 998:
         return head + b"7bit\r\n\r\n" + raw[:-2]
-    non_ascii = sum(1 for byte in raw if byte > 127)
+    non_ascii = len(raw.translate(None, _ASCII_BYTES))  # C-speed count of bytes > 127
     if non_ascii * 6 < len(raw):
         body = binascii.b2a_qp(raw, istext=True).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         return head + b"quoted-printable\r\n\r\n" + body[:-2]

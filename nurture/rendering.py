@@ -3,24 +3,33 @@
 The pipeline (listmonk's "compile once, render per subscriber", STYLE.md)::
 
     templates/x.mjml + mj-include'd partials --MJML (mjml-python), once per content hash--> compiled HTML
-        compiled HTML (Jinja markup intact) --Jinja, sandboxed, HTML autoescape, per prospect--> html
-        compiled HTML --HTML->text, once--> text template --Jinja, sandboxed, no escaping, per prospect--> text
-        item.subject --Jinja, sandboxed, no escaping--> subject (CR/LF/NUL refused)
+    compiled HTML (Jinja intact) --HTML->text, once--> text template (Jinja intact)
+    per prospect, ONE sandboxed Jinja pass:  subject | text part | HTML (every output HTML-escaped)
 
-Prospect data never passes through MJML: MJML only ever sees the marketer's files, and autoescape runs last,
-so a prospect called ``<script>`` comes out as ``&lt;script&gt;``. Both Jinja environments are
-``SandboxedEnvironment`` (marketers edit templates; ``{{ ''.__class__ }}`` is refused) with ``StrictUndefined``
-so that a misspelt variable fails ``nurture check`` instead of sending "Dear ,".
+Prospect data never passes through MJML: MJML only sees the marketer's files, and escaping happens in the
+final Jinja pass, so a prospect called ``<script>`` comes out as ``&lt;script&gt;`` in the HTML (and as
+itself in the subject and text part, which are not HTML). All environments are ``SandboxedEnvironment``
+(marketers edit templates; ``{{ ''.__class__ }}`` is refused) with ``StrictUndefined``, so a misspelt variable
+fails ``nurture check`` instead of sending "Dear ,".
+
+The single pass (:class:`_SharedPlan`): the subject, the derived text and the HTML are one Jinja template
+separated by a random token; the text section evaluates each shared ``{{ }}`` and ``{% if %}`` once with
+``{% set %}`` and the HTML section reuses the value, escaped with ``|e`` (what autoescape would do). It saves
+two Jinja context set-ups per message and the scan of the rendered HTML for links (bench/render.py). Templates
+it does not handle (macros, ``{% raw %}``, includes, whitespace-control corner cases) fall back to the plain
+way: HTML rendered with autoescape, text and subject rendered separately, links found by a scan; both ways
+give identical output (tests/test_rendering.py checks the shipped samples).
 
 Writing templates for mjml-python: Jinja control flow between MJML components goes inside ``<mj-raw>``;
 do not put double quotes inside ``{{ }}`` in an attribute (use single quotes) and write ``&lt;`` for a bare
 ``<`` in ``mj-text`` (the parser rejects both). ``<mj-include path="...">`` paths are relative to the
-templates folder, whichever file includes them, and may not leave it.
+templates folder, whichever file includes them, and may not leave it. mjml-python gives included sections no
+width: wrap includes of sections in ``<mj-wrapper padding="0">`` as the shipped templates do.
 
-Links: after Jinja, every ``<a href="http(s)://...">`` is offered to the sender's ``rewrite_link(url, index)``
-hook (click tracking) with ``index`` counting the offered links from 0 in document order; links marked
-``data-nurture="no-track"`` (unsubscribe, preferences, view in browser) are never offered. The text part keeps
-the original URLs: it is the fallback a reader copies from, and its links are not click-tracked.
+Links: every ``<a href="http(s)://...">`` is offered to the sender's ``rewrite_link(url, index)`` hook (click
+tracking), ``index`` counting the offered links from 0 in document order; links marked
+``data-nurture="no-track"`` (unsubscribe, preferences, view in browser, the sender's website) are never
+offered. The text part keeps the original URLs: it is what a reader copies from, and is not click-tracked.
 """
 
 from __future__ import annotations
@@ -47,9 +56,11 @@ from nurture.errors import ConfigError, HeaderInjectionError
 
 RewriteLink = Callable[[str, int], "str | None"]
 
+#: The ``data-nurture`` value that keeps a link away from click tracking (unsubscribe, preferences, view).
 NO_TRACK = "no-track"
 
 _INCLUDE = re.compile(r"""<mj-include\b[^>]*?\bpath\s*=\s*(["'])(.*?)\1""", re.S)
+_ANCHOR_TAG = re.compile(r"<[aA]\s[^>]*>")
 _HREF = re.compile(r"""(\bhref\s*=\s*)(["'])(.*?)\2""", re.I | re.S)
 _NO_TRACK = re.compile(r"""\bdata-nurture\s*=\s*["']?no-track""", re.I)
 _HEADER_BAD = re.compile(r"[\r\n\x00]")
@@ -79,7 +90,10 @@ class CompiledTemplate:
     """An MJML template compiled to HTML that still carries its Jinja markup.
 
     ``digest`` is the SHA-256 over the template and every included file (names and contents): equal digests,
-    equal output, so the compile result is reused. ``files`` lists them, template first.
+    equal output, so the compile result is reused. ``files`` lists them, template first. ``html_source`` is
+    MJML's output; ``html`` and ``text`` are it and its derived text part as separate Jinja templates (the
+    plain way, and the baseline of bench/render.py); ``plan`` is the single-pass form, None when the planner
+    stepped aside.
     """
 
     name: str
@@ -274,42 +288,27 @@ def rewrite_links(html: str, rewrite_link: RewriteLink) -> str:
     """``html`` with each trackable http(s) ``<a href>`` replaced by what ``rewrite_link(url, index)`` returns
     (None keeps it). Links marked ``data-nurture="no-track"`` are never passed to the hook.
 
-    Scans with ``str.find`` for ``<a`` rather than a regex over every tag: five times faster on a 20 kB mail
-    (bench/render.py), which matters at thousands of messages per second.
+    This scans the rendered HTML (about 20 us for a 20 kB mail); templates the single-pass planner handles
+    (all shipped ones) get their links rewritten during the Jinja render instead, see :class:`_SharedPlan`.
     """
-    out: list[str] = []
     index = 0
-    pos = 0
-    start = _find_anchor(html, 0)
-    while start != -1:
-        end = html.find(">", start)
-        if end == -1:
-            break
-        tag = html[start:end + 1]
+
+    def anchor(match: re.Match[str]) -> str:
+        nonlocal index
+        tag = match.group(0)
         href = _HREF.search(tag)
-        if href is not None and not _NO_TRACK.search(tag):
-            url = htmlmod.unescape(href.group(3)).strip()
-            if url[:8].lower().startswith(("http://", "https://")):
-                new = rewrite_link(url, index)
-                index += 1
-                if new is not None and new != url:
-                    out += [html[pos:start], tag[:href.start(3)], htmlmod.escape(new, quote=True),
-                            tag[href.end(3):]]
-                    pos = end + 1
-        start = _find_anchor(html, end + 1)
-    out.append(html[pos:])
-    return "".join(out)
+        if href is None or _NO_TRACK.search(tag):
+            return tag
+        url = htmlmod.unescape(href.group(3)).strip()
+        if not url[:8].lower().startswith(("http://", "https://")):
+            return tag
+        new = rewrite_link(url, index)
+        index += 1
+        if new is None or new == url:
+            return tag
+        return tag[:href.start(3)] + htmlmod.escape(new, quote=True) + tag[href.end(3):]
 
-
-def _find_anchor(html: str, pos: int) -> int:
-    """Position of the next ``<a`` start tag (any case, followed by whitespace) at or after ``pos``, or -1."""
-    while True:
-        lower = html.find("<a", pos)
-        upper = html.find("<A", pos)
-        found = lower if upper == -1 or (lower != -1 and lower < upper) else upper
-        if found == -1 or html[found + 2:found + 3] in (" ", "\t", "\n", "\r", "\f"):
-            return found
-        pos = found + 2
+    return _ANCHOR_TAG.sub(anchor, html)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -322,7 +321,10 @@ _BLOCK_WORD = re.compile(r"\{%[-+]?\s*(\w+)\s*(.*?)\s*[-+]?%\}$", re.S)
 _VAR_BODY = re.compile(r"\{\{([-+]?)\s*(.*?)\s*([-+]?)\}\}$", re.S)
 #: Constructs whose output the planner cannot re-escape safely, or that need a loader.
 _UNPLANNED = frozenset(("macro", "call", "filter", "autoescape", "include", "import", "from", "extends", "block"))
-_ANCHOR_TAG = re.compile(r"<[aA]\s[^>]*>")
+#: Filters and names whose result depends on autoescape being on (they return Markup only then, or mix Markup
+#: with plain strings): with them, ``|e`` after the fact would not give what autoescape gives.
+_AUTOESCAPE_SENSITIVE = re.compile(r"\b(?:urlize|xmlattr|safe|format|join|indent|wordwrap|caller|super|"
+                                   r"markup|escape|forceescape|e)\b", re.I)
 #: Blocks that open a Jinja scope: a `{% set %}` inside them is not seen after them.
 _SCOPES = {"for": "endfor", "macro": "endmacro", "call": "endcall", "filter": "endfilter", "with": "endwith",
            "block": "endblock", "set": "endset", "autoescape": "endautoescape", "raw": "endraw"}
@@ -338,6 +340,7 @@ class _SharedPlan:
 
     text: str
     html: str
+    html_alone: str  # the HTML section when a text template replaces the derived text: nothing shared
 
 
 def _plan_shared(html: str) -> _SharedPlan | None:
@@ -369,6 +372,8 @@ def _plan_shared(html: str) -> _SharedPlan | None:
         return "other", "", ""
 
     kinds = [kind(n) for n in range(len(constructs))]
+    if any(_AUTOESCAPE_SENSITIVE.search(body) for _, _, body in kinds):
+        return None
     if any(k.startswith("block") and (word in _UNPLANNED or (word == "set" and "=" not in body))
            for k, word, body in kinds):
         return None
@@ -405,10 +410,13 @@ def _plan_shared(html: str) -> _SharedPlan | None:
             return f"{{% set _nv{n} = ({body}) %}}{{{{ _nv{n} }}}}"
         return f"{{% set _nc{n} = ({body}) %}}{{% if _nc{n} %}}"
 
-    def html_value(n: int) -> str:
+    def html_section(shared: set[int]) -> str:
+        return _SENTINEL.sub(lambda m: html_part(m, shared), _ANCHOR_TAG.sub(lambda m: anchor(m, shared), marked))
+
+    def html_value(n: int, shared: set[int]) -> str:
         return f"_nv{n}" if n in shared else f"({kinds[n][2]})"
 
-    def html_part(match: re.Match[str]) -> str:
+    def html_part(match: re.Match[str], shared: set[int]) -> str:
         # The combined template renders without autoescape (the subject and text must not be escaped), so
         # every HTML output is escaped here explicitly: `|e` is what autoescape does (Markup passes).
         n = int(match.group(1))
@@ -420,7 +428,7 @@ def _plan_shared(html: str) -> _SharedPlan | None:
             return f"{{{{{src[2] if src[2] in '-+' else ''} ({body})|e {src[-3] if src[-3] in '-+' else ''}}}}}"
         return constructs[n]
 
-    def anchor(match: re.Match[str]) -> str:
+    def anchor(match: re.Match[str], shared: set[int]) -> str:
         tag = match.group(0)
         href = _HREF.search(tag)
         if href is None or _NO_TRACK.search(tag):
@@ -431,13 +439,13 @@ def _plan_shared(html: str) -> _SharedPlan | None:
         static = htmlmod.unescape("".join(pieces[0::2])).strip().lower()
         if len(pieces) == 1 and not static.startswith(("http://", "https://")):
             return tag
-        parts = [repr(htmlmod.unescape(p)) if i % 2 == 0 else html_value(int(p[1:-1]))
+        parts = [repr(htmlmod.unescape(p)) if i % 2 == 0 else html_value(int(p[1:-1]), shared)
                  for i, p in enumerate(pieces) if p]
         call = f"{{{{ {LINK_FUNCTION}({' ~ '.join(parts) or repr('')})|e }}}}"
         return tag[:href.start(3)] + call + tag[href.end(3):]
 
-    html_shared = _SENTINEL.sub(html_part, _ANCHOR_TAG.sub(anchor, marked))
-    return _SharedPlan(text=_SENTINEL.sub(text_part, text), html=html_shared)
+    return _SharedPlan(text=_SENTINEL.sub(text_part, text), html=html_section(shared),
+                       html_alone=html_section(set()))
 
 
 def _keep_link(url: Any) -> Any:
@@ -578,6 +586,7 @@ class Renderer:
         if plan is not None:
             try:  # the planner only moves Jinja constructs around; if that breaks them, render the plain way
                 self._combined_env.parse(plan.text + plan.html)
+                self._combined_env.parse(plan.html_alone)
             except jinja2.TemplateSyntaxError:
                 plan = None
         return CompiledTemplate(name=template, digest=digest, files=tuple(sources), html_source=html,
@@ -639,8 +648,8 @@ class Renderer:
             sep = f"\x00{secrets.token_hex(8)}\x00"
             plan = compiled.plan
             assert plan is not None
-            text = plan.text if derived_text else ""
-            found = (self._combined_env.from_string(f"{subject}{sep}{text}{sep}{plan.html}"), sep)
+            body = f"{plan.text}{sep}{plan.html}" if derived_text else f"{sep}{plan.html_alone}"
+            found = (self._combined_env.from_string(f"{subject}{sep}{body}"), sep)
             self._combined[key] = found
         return found
 

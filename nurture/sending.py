@@ -50,7 +50,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, func, or_, select, text, update
+from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -60,11 +60,11 @@ from nurture import clock, db, events, tracking
 from nurture.campaigns import Campaign, ContentItem
 from nurture.config import Config
 from nurture.errors import (
-    AmbiguousSendError, NurtureError, PermanentSendError, SendError, TemporarySendError,
+    AmbiguousSendError, ConfigError, NurtureError, PermanentSendError, SendError, TemporarySendError,
 )
-from nurture.message import OutgoingMessage, list_id_for, message_id_for
+from nurture.message import OutgoingMessage, list_id_for, message_id_for, validate
 from nurture.models import CampaignState, Delivery, Prospect, Suppression, email_hash
-from nurture.rendering import Renderer, build_context
+from nurture.rendering import Renderer, add_tracking_markup, build_context
 from nurture.segments import mailable_reason, segment_clauses
 from nurture.senders import Sender, make_sender
 from nurture.throttle import Throttle, ThrottleDeferred
@@ -72,7 +72,9 @@ from nurture.throttle import Throttle, ThrottleDeferred
 log = logging.getLogger("nurture.sending")
 
 PLAN_BATCH = 1000
-CLAIM_BATCH = 8
+CLAIM_BATCH = 16
+THROTTLE_MAX_WAIT = 2.0  # seconds a worker waits for one domain before deferring that message
+IDLE_WAIT = 30.0  # a run waits this long at most for throttled or briefly deferred mail to become due
 MAX_BACKOFF = timedelta(hours=6)
 #: Deliveries that count as "this prospect was (or is being) mailed" for cadence purposes.
 MAILED_STATES = ("sent", "unknown", "pending")
@@ -347,22 +349,6 @@ def plan(engine: Engine, config: Config, campaigns: Iterable[Campaign], report: 
 
 # ---------------------------------------------------------------------------------------------------- delivery
 
-def _instrument(html: str, pixel: str | None, honeypot: str | None) -> str:
-    """Add the open pixel and the hidden honeypot link just before ``</body>`` (or at the end)."""
-    extra = ""
-    if honeypot:
-        # Invisible to people and screen readers; security scanners that follow every href reveal themselves.
-        extra += (f'<a href="{honeypot}" data-nurture="no-track" tabindex="-1" aria-hidden="true" '
-                  'style="display:none;font-size:0;line-height:0;max-height:0;overflow:hidden">&#8203;</a>')
-    if pixel:
-        extra += (f'<img src="{pixel}" width="1" height="1" alt="" '
-                  'style="display:block;width:1px;height:1px;border:0;margin:0;padding:0" />')
-    if not extra:
-        return html
-    index = html.lower().rfind("</body>")
-    return html[:index] + extra + html[index:] if index >= 0 else html + extra
-
-
 class Deliverer:
     """Claims pending deliveries and sends them with ``concurrency`` worker threads."""
 
@@ -398,6 +384,8 @@ class Deliverer:
         return renderer
 
     # -- claiming ------------------------------------------------------------------------------------------
+    # Each worker holds one connection for the whole run and reuses compiled statements: per-message
+    # bookkeeping is what separates nurture from a bare smtplib loop (bench/send.py), so it is kept small.
     def _take_budget(self, wanted: int) -> int:
         with self._lock:
             if self.limit is None:
@@ -406,58 +394,92 @@ class Deliverer:
             self._claimed_total += n
             return n
 
-    def claim(self, worker: str, n: int) -> list[int]:
+    def _begin(self, conn: Connection, immediate: bool = False):  # type: ignore[no-untyped-def]
+        if immediate and conn.dialect.name == "sqlite":
+            conn.info["begin_mode"] = "IMMEDIATE"
+        return conn.begin()
+
+    def claim(self, conn: Connection, worker: str, n: int) -> list[int]:
         """Claim up to ``n`` due pending deliveries of the active campaigns; their ids."""
         names = [c for c in self.campaigns if c not in self._paused]
         if not names or n <= 0:
             return []
         now = clock.now()
-        with db.transaction(self.engine, immediate=True) as session:
-            stmt = (select(Delivery.id)
-                    .where(Delivery.state == "pending", Delivery.campaign.in_(names),
-                           or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-                           or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
-                    .order_by(Delivery.id).limit(n))
-            if self.engine.dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
-            ids = list(session.scalars(stmt))
+        stmt = (select(Delivery.id)
+                .where(Delivery.state == "pending", Delivery.campaign.in_(names),
+                       or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+                       or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
+                .order_by(Delivery.id).limit(n))
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        with self._begin(conn, immediate=True):
+            ids = list(conn.scalars(stmt))
             if ids:
-                session.execute(update(Delivery).where(Delivery.id.in_(ids))
-                                .values(claimed_by=worker, lease_until=now + self.lease, updated_at=now))
+                conn.execute(update(Delivery).where(Delivery.id.in_(ids))
+                             .values(claimed_by=worker, lease_until=now + self.lease, updated_at=now))
         return ids
 
-    def _renew(self, worker: str, ids: list[int]) -> set[int]:
+    def _next_due_in(self, conn: Connection) -> float | None:
+        """Seconds until the earliest unclaimed pending delivery of these campaigns becomes due, if any.
+        Rows other workers hold are theirs to finish and do not count."""
+        names = [c for c in self.campaigns if c not in self._paused]
+        if not names:
+            return None
+        now = clock.now()
+        first = conn.scalar(select(func.min(Delivery.next_attempt_at))
+                            .where(Delivery.state == "pending", Delivery.campaign.in_(names),
+                                   Delivery.next_attempt_at > now,
+                                   or_(Delivery.lease_until.is_(None), Delivery.lease_until < now)))
+        conn.rollback()
+        return None if first is None else (first - now).total_seconds()
+
+    def _renew(self, conn: Connection, worker: str, ids: list[int]) -> set[int]:
         """Extend the lease on rows still ours; the ids we still hold."""
         now = clock.now()
-        with db.transaction(self.engine) as session:
-            session.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claimed_by == worker,
-                                                   Delivery.state == "pending")
-                            .values(lease_until=now + self.lease))
-            return set(session.scalars(select(Delivery.id).where(Delivery.id.in_(ids),
-                                                                 Delivery.claimed_by == worker)))
+        with self._begin(conn):
+            conn.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claimed_by == worker,
+                                                Delivery.state == "pending")
+                         .values(lease_until=now + self.lease))
+            return set(conn.scalars(select(Delivery.id).where(Delivery.id.in_(ids),
+                                                              Delivery.claimed_by == worker)))
 
-    def _release(self, ids: list[int], worker: str) -> None:
-        with db.transaction(self.engine) as session:
-            session.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claimed_by == worker,
-                                                   Delivery.state == "pending")
-                            .values(claimed_by="", lease_until=None))
+    def _release(self, conn: Connection, ids: list[int], worker: str) -> None:
+        if not ids:
+            return
+        with self._begin(conn):
+            conn.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claimed_by == worker,
+                                                Delivery.state == "pending")
+                         .values(claimed_by="", lease_until=None))
 
     # -- one message -------------------------------------------------------------------------------------------
-    def _load(self, ids: list[int]) -> list[Any]:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(Delivery.id.label("delivery_id"), Delivery.campaign, Delivery.item_key, Delivery.attempts,
-                       Prospect.__table__)
-                .join(Prospect, Prospect.id == Delivery.prospect_id)
-                .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+    def _load(self, conn: Connection, ids: list[int]) -> tuple[list[Any], dict[str, str]]:
+        """The claimed rows with their prospects, and the suppression reasons of their addresses."""
+        rows = conn.execute(
+            select(Delivery.id.label("delivery_id"), Delivery.campaign, Delivery.item_key, Delivery.attempts,
+                   Prospect.__table__)
+            .join(Prospect, Prospect.id == Delivery.prospect_id)
+            .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+        hashes = {email_hash(r.email): r.email for r in rows}
+        suppressed = {hashes[h]: reason for h, reason in conn.execute(
+            select(Suppression.email_hash, Suppression.reason).where(Suppression.email_hash.in_(list(hashes))))}
+        conn.rollback()
+        return rows, suppressed
 
-    def _record(self, worker: str, delivery_id: int, values: dict[str, Any]) -> bool:
-        """Write an outcome if the claim is still ours (True), else leave the row to its new owner."""
+    _record_statements: dict[frozenset, Any] = {}
+
+    def _record(self, conn: Connection, worker: str, delivery_id: int, values: dict[str, Any]) -> bool:
+        """Write an outcome if the claim is still ours (True), else leave the row to its new owner.
+        One short transaction per message: the crash window for a repeat stays one message per worker."""
         values = {**values, "claimed_by": "", "lease_until": None, "updated_at": clock.now()}
-        with db.transaction(self.engine) as session:
-            result = session.execute(update(Delivery).where(Delivery.id == delivery_id,
-                                                            Delivery.claimed_by == worker).values(**values))
-            return result.rowcount == 1
+        keys = frozenset(values)
+        stmt = self._record_statements.get(keys)
+        if stmt is None:
+            stmt = (update(Delivery).where(Delivery.id == bindparam("_id"), Delivery.claimed_by == bindparam("_w"))
+                    .values({k: bindparam(k) for k in keys}))
+            self._record_statements[keys] = stmt
+        with self._begin(conn):
+            result = conn.execute(stmt, {**values, "_id": delivery_id, "_w": worker})
+        return result.rowcount == 1
 
     def _message(self, row: Any, campaign: Campaign, item: ContentItem) -> OutgoingMessage:
         config = self.config
@@ -470,13 +492,16 @@ class Deliverer:
             if track_clicks else None)
         pixel = urls["open_pixel"] if campaign.tracking.opens and config.tracking.open_pixel else None
         honeypot = tracking.honeypot_url(config, row.delivery_id) if config.tracking.honeypot_link else None
-        return OutgoingMessage(
+        msg = OutgoingMessage(
             delivery_id=row.delivery_id, campaign=campaign.name, to_address=row.email, to_name=row.name or "",
             from_address=campaign.from_address, from_name=campaign.from_name, reply_to=campaign.reply_to,
-            subject=rendered.subject, html=_instrument(rendered.html, pixel, honeypot), text=rendered.text,
+            subject=rendered.subject, html=add_tracking_markup(rendered.html, open_pixel=pixel, honeypot=honeypot),
+            text=rendered.text,
             list_id=list_id_for(campaign.name, campaign.from_address),
             list_unsubscribe=tracking.list_unsubscribe_headers(config, row.delivery_id, row.id),
             message_id=message_id_for(row.delivery_id, campaign.name, campaign.from_address))
+        validate(msg)  # header injection and bad addresses fail this mail here, not inside the sender
+        return msg
 
     def _outcome(self, outcome: Outcome) -> None:
         with self._lock:
@@ -488,14 +513,12 @@ class Deliverer:
                 counter = {"deferred": r.deferred, "failed": r.failed, "skipped": r.skipped,
                            "unknown": r.unknown}[outcome.state]
                 counter[_category(outcome.reason)] += 1
-                if outcome.state in ("failed", "deferred") and outcome.reason.startswith("provider"):
-                    self._failures[outcome.campaign] += 1
-                    if self._failures[outcome.campaign] >= self.config.delivery.error_budget:
-                        self._pause(outcome.campaign, outcome.reason)
             if self.keep_outcomes:
                 r.outcomes.append(outcome)
         if self.on_outcome:
             self.on_outcome(outcome)
+        if outcome.state == "deferred":
+            log.info("deferred %s (%s): %s", outcome.email, outcome.campaign, outcome.reason)
 
     def _pause(self, campaign: str, last_reason: str) -> None:
         if campaign in self._paused:
@@ -512,135 +535,155 @@ class Deliverer:
                 index_elements=["campaign"], set_={"paused": True, "paused_reason": reason, "paused_at": now}))
         log.warning("campaign %s paused: %s", campaign, reason)
 
-    def _deliver_one(self, worker: str, sender: Sender, row: Any) -> None:
+    def _deliver_one(self, conn: Connection, worker: str, sender: Sender, row: Any,
+                     suppressed: dict[str, str]) -> None:
         now = clock.now()
         campaign = self.campaigns[row.campaign]
         base = dict(delivery_id=row.delivery_id, campaign=row.campaign, email=row.email)
+
+        def finish(state: str, reason: str, **values: Any) -> None:
+            if state in ("skipped", "failed", "unknown"):
+                values["state"] = state
+            self._record(conn, worker, row.delivery_id, {"error": reason, **values})
+            self._outcome(Outcome(state=state, reason=reason, **base))
+
         if row.campaign in self._paused:
-            self._release([row.delivery_id], worker)
+            self._release(conn, [row.delivery_id], worker)
             return
-        with self.engine.connect() as conn:
-            suppressed = conn.scalar(select(Suppression.reason).where(Suppression.email_hash == email_hash(row.email)))
-        reason = mailable_reason(row, now, suppression=suppressed)
+        reason = mailable_reason(row, now, suppression=suppressed.get(row.email))
         if reason:
-            self._record(worker, row.delivery_id, {"state": "skipped", "error": reason})
-            self._outcome(Outcome(state="skipped", reason=reason, **base))
-            return
+            return finish("skipped", reason)
         zone = ZoneInfo(row.time_zone) if row.time_zone else campaign.cadence.zone
         why_not_now = calendar.is_send_time(now.astimezone(zone), campaign.cadence)
         if why_not_now:
             later = calendar.next_send_time(now, campaign.cadence, zone)
             if later is None:
-                reason = f"no send time left in the campaign's calendar ({why_not_now})"
-                self._record(worker, row.delivery_id, {"state": "skipped", "error": reason})
-                self._outcome(Outcome(state="skipped", reason=reason, **base))
-                return
-            self._record(worker, row.delivery_id, {"next_attempt_at": later, "error": why_not_now})
-            self._outcome(Outcome(state="deferred", reason=why_not_now, **base))
-            return
-        try:
-            item = next(it for it in campaign.items if it.key == row.item_key)
-        except StopIteration:
-            reason = f"item {row.item_key} is no longer in {campaign.path.name}"
-            self._record(worker, row.delivery_id, {"state": "skipped", "error": reason})
-            self._outcome(Outcome(state="skipped", reason=reason, **base))
-            return
+                return finish("skipped", f"no send time left in the campaign's calendar ({why_not_now})")
+            return finish("deferred", why_not_now, next_attempt_at=later)
+        item = next((it for it in campaign.items if it.key == row.item_key), None)
+        if item is None:
+            return finish("skipped", f"item {row.item_key} is no longer in {campaign.path.name}")
         try:
             msg = self._message(row, campaign, item)
-        except NurtureError as exc:
+        except NurtureError as exc:  # template or header problems: this mail cannot be built
             reason = f"render: {exc.message}"
-            self._record(worker, row.delivery_id, {"state": "failed", "error": reason})
-            self._outcome(Outcome(state="failed", reason=reason, **base))
-            with self._lock:
-                self._failures[row.campaign] += 1
-                if self._failures[row.campaign] >= self.config.delivery.error_budget:
-                    self._pause(row.campaign, reason)
+            finish("failed", reason)
+            self._count_failure(row.campaign, reason)
             return
         try:
-            self.throttle.acquire(msg.to_domain, max_wait=self.lease.total_seconds() / 3)
+            # Wait a little for a slow domain, not long: a worker stuck on one domain would hold back all
+            # the others (head-of-line blocking). The message is retried when its domain allows it.
+            self.throttle.acquire(msg.to_domain, max_wait=THROTTLE_MAX_WAIT)
         except ThrottleDeferred as exc:
-            later = clock.now() + timedelta(seconds=exc.wait)
-            reason = f"throttled: {exc.reason}"
-            self._record(worker, row.delivery_id, {"next_attempt_at": later, "error": reason})
-            self._outcome(Outcome(state="deferred", reason=reason, **base))
-            return
+            return finish("deferred", f"throttled: {exc.reason}",
+                          next_attempt_at=clock.now() + timedelta(seconds=exc.wait))
         attempts = row.attempts + 1
+        sent = dict(attempts=attempts, sender=sender.name, message_id=msg.message_id, subject=msg.subject)
         try:
             result = sender.send(msg)
         except TemporarySendError as exc:
-            self._temporary(worker, row, attempts, exc, base)
-            return
+            return self._temporary(conn, worker, row, attempts, exc, base)
         except PermanentSendError as exc:
-            reason = f"provider refused: {exc.message}"
-            self._record(worker, row.delivery_id, {"state": "failed", "error": reason, "attempts": attempts,
-                                                  "sender": sender.name, "message_id": msg.message_id})
+            if sender.name == "sendgrid" and exc.code in (401, 403):
+                # The key is wrong for every message, not this one: stop and keep the mail pending.
+                self._release(conn, [row.delivery_id], worker)
+                raise ConfigError(f"SendGrid refused the API key: {exc.message}",
+                                  hint="check SENDGRID_API_KEY (it needs the Mail Send permission)") from None
+            finish("failed", f"provider refused: {exc.message}", **sent)
+            self._count_failure(row.campaign, f"provider refused: {exc.message}")
             if exc.hard_bounce:
                 events.record_event(self.engine, events.NewEvent(
                     type=events.BOUNCED, occurred_at=clock.now(), source="smtp" if sender.name == "smtp" else "send",
                     delivery_id=row.delivery_id, data={"bounce": "hard", "code": exc.code, "message": exc.message}))
-            self._outcome(Outcome(state="failed", reason=reason, **base))
             return
         except AmbiguousSendError as exc:
-            reason = f"unknown: {exc.message} (not resent; a provider webhook settles it)"
-            self._record(worker, row.delivery_id, {"state": "unknown", "error": reason, "attempts": attempts,
-                                                  "sender": sender.name, "message_id": msg.message_id})
-            self._outcome(Outcome(state="unknown", reason=reason, **base))
-            return
+            return finish("unknown", f"unknown: {exc.message} (not resent; a provider webhook settles it)", **sent)
         except SendError as exc:  # a sender raising the base class: treat as temporary, never lose it
-            self._temporary(worker, row, attempts, TemporarySendError(exc.message, exc.code), base)
-            return
-        sent_at = clock.now()
-        self._record(worker, row.delivery_id, {
-            "state": "sent", "sent_at": sent_at, "error": "", "attempts": attempts, "sender": sender.name,
-            "subject": msg.subject, "message_id": msg.message_id,
+            return self._temporary(conn, worker, row, attempts, TemporarySendError(exc.message, exc.code), base)
+        self._record(conn, worker, row.delivery_id, {
+            **sent, "state": "sent", "sent_at": clock.now(), "error": "",
             "provider_message_id": result.provider_message_id or ""})
         self._outcome(Outcome(state="sent", **base))
 
-    def _temporary(self, worker: str, row: Any, attempts: int, exc: SendError, base: dict[str, Any]) -> None:
+    def _count_failure(self, campaign: str, reason: str) -> None:
+        with self._lock:
+            self._failures[campaign] += 1
+            if self._failures[campaign] >= self.config.delivery.error_budget:
+                self._pause(campaign, reason)
+
+    def _temporary(self, conn: Connection, worker: str, row: Any, attempts: int, exc: SendError,
+                   base: dict[str, Any]) -> None:
         max_attempts = self.config.delivery.max_attempts
         if attempts >= max_attempts:
             reason = f"provider kept deferring: gave up after {attempts} attempts: {exc.message}"
-            self._record(worker, row.delivery_id, {"state": "failed", "error": reason, "attempts": attempts})
+            self._record(conn, worker, row.delivery_id, {"state": "failed", "error": reason, "attempts": attempts})
             self._outcome(Outcome(state="failed", reason=reason, **base))
+            self._count_failure(row.campaign, reason)
             return
         backoff = timedelta(seconds=self.config.delivery.retry_base_seconds * 2 ** (attempts - 1))
         if exc.retry_after:
             backoff = max(backoff, timedelta(seconds=exc.retry_after))
         later = clock.now() + min(backoff, MAX_BACKOFF)
         reason = f"provider deferred: {exc.message}"
-        self._record(worker, row.delivery_id, {"next_attempt_at": later, "error": reason, "attempts": attempts})
+        self._record(conn, worker, row.delivery_id, {"next_attempt_at": later, "error": reason, "attempts": attempts})
         self._outcome(Outcome(state="deferred", reason=reason, **base))
+        self._count_failure(row.campaign, reason)
 
     # -- workers -----------------------------------------------------------------------------------------------
     def _worker(self, index: int) -> None:
         worker = f"{self.worker_prefix}:{index}"
+        held: list[int] = []
+        conn = self.engine.connect()
         try:
             with self.sender_factory(self.config) as sender:
                 while not self._stop.is_set():
                     want = self._take_budget(CLAIM_BATCH)
-                    ids = self.claim(worker, want)
+                    ids = self.claim(conn, worker, want)
                     if len(ids) < want and self.limit is not None:
                         with self._lock:
                             self._claimed_total -= want - len(ids)
                     if not ids:
+                        if self._wait_for_more(conn):
+                            continue
                         return
+                    held = list(ids)
                     claimed_at = clock.now()
-                    rows = self._load(ids)
-                    for i, row in enumerate(rows):
+                    rows, suppressed = self._load(conn, ids)
+                    for row in rows:
                         if self._stop.is_set():
-                            self._release([r.delivery_id for r in rows[i:]], worker)
                             return
                         if clock.now() - claimed_at > self.lease / 2:
-                            held = self._renew(worker, [r.delivery_id for r in rows[i:]])
+                            still = self._renew(conn, worker, held)
                             claimed_at = clock.now()
-                            if row.delivery_id not in held:
+                            if row.delivery_id not in still:
+                                held.remove(row.delivery_id)
                                 continue
-                        self._deliver_one(worker, sender, row)
-        except BaseException as exc:  # surfaced by run(); the claims expire and are retried
+                        self._deliver_one(conn, worker, sender, row, suppressed)
+                        held.remove(row.delivery_id)
+        except BaseException as exc:  # surfaced by run(); our claims are released below
             self._errors.append(exc)
             self._stop.set()
+        finally:
+            try:
+                conn.rollback()
+                self._release(conn, held, worker)
+            except Exception:  # the database itself failed: the leases expire and the rows are retried
+                log.exception("could not release claims; they expire after the lease")
+            conn.close()
+
+    def _wait_for_more(self, conn: Connection) -> bool:
+        """Nothing claimable now. If a pending delivery becomes due within IDLE_WAIT seconds (a throttled
+        domain, a short backoff), sleep until then and say so; otherwise the run is over."""
+        if clock.is_frozen():  # time does not pass: nothing would ever become due
+            return False
+        due_in = self._next_due_in(conn)
+        if due_in is None or due_in > IDLE_WAIT:
+            return False
+        self._stop.wait(max(due_in, 0.05))
+        return not self._stop.is_set()
 
     def run(self) -> None:
+        """Deliver until nothing is claimable (or the limit is reached). Re-raises a worker's error."""
         threads = [threading.Thread(target=self._worker, args=(i,), name=f"nurture-send-{i}", daemon=True)
                    for i in range(self.config.throttle.concurrency)]
         for t in threads:

@@ -54,7 +54,7 @@ PATHS = {OPEN: "/o/", CLICK: "/c/", HONEYPOT: "/h/", UNSUBSCRIBE: "/u/", PREFERE
 _MAC_BYTES = 16
 #: Longer tokens are refused unread: no URL nurture makes comes near this, and it bounds the work per request.
 MAX_TOKEN_LENGTH = 8192
-#: RFC 8058 section 3.1: the exact POST body a one-click unsubscribe sends.
+#: RFC 8058 section 3: the exact POST body a one-click unsubscribe sends.
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
 
 
@@ -151,7 +151,7 @@ def honeypot_url(config: Config, delivery_id: int) -> str:
 
 def list_unsubscribe_headers(config: Config, delivery_id: int, prospect_id: int) -> dict[str, str]:
     """``List-Unsubscribe`` (https, plus mailto when ``[identity] unsubscribe_mailto`` is set) and
-    ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058 section 3.1; RFC 2369 3.2 for the
+    ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058 section 3; RFC 2369 3.2 for the
     ``<...>, <...>`` list). The https URL is the same as the unsubscribe link in the body: a GET shows a page,
     the one-click POST unsubscribes."""
     https = urls_for(config, delivery_id, prospect_id)["unsubscribe"]

@@ -11,16 +11,20 @@ path                       method  behaviour
 ``/u/<token>``             POST    body ``List-Unsubscribe=One-Click`` (RFC 8058): unsubscribes now, 200, no
                                    redirect
 ``/p/<token>``             GET/POST  pause N months / mail less often / unsubscribe
-``/v/<token>``             GET     the mail re-rendered when the campaign and template still exist, else a page
-                                   saying where it is
+``/v/<token>``             GET     the mail re-rendered now (campaign, item and template still exist; no
+                                   tracking in it), else a page saying when it was sent and where it is
 ``/webhooks/sendgrid``     POST    signed SendGrid Event Webhook
 ``/healthz``               GET     200 ``{"status": "ok"}`` when the database answers, else 503
 =========================  ======  ========================================================================
 
 Every database write goes through :func:`nurture.events.record_events`. Opens and clicks are queued in an
-:class:`~nurture.events.EventBuffer` and written in batches every 100 ms by a background thread (the pixel
-never waits for the database); unsubscribes, preference changes and webhooks are written before the answer.
-The buffer is flushed on shutdown; a ``kill -9`` loses at most the last ~100 ms of opens and clicks.
+:class:`~nurture.events.EventBuffer` and written in batches (every 100 ms or 250 events) by a background thread
+(the pixel never waits for the database); unsubscribes, preference changes and webhooks are written before
+the answer. The buffer is flushed on shutdown (SIGTERM / Ctrl-C); a ``kill -9`` loses the opens and clicks of
+at most the last ~100 ms (plus any backlog, which ``/healthz`` reports as ``pending_events``).
+
+The pixel and valid click redirects are answered by :class:`HotPaths`, a raw ASGI layer in front of Starlette
+(the framework's routing and request objects cost more than the work); everything else is plain Starlette.
 
 GET requests and opens never change a prospect (link scanners and image proxies fetch URLs by themselves).
 """
@@ -30,11 +34,13 @@ from __future__ import annotations
 import base64
 import calendar
 import contextlib
+import email.policy
 import logging
 import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -77,6 +83,15 @@ _SECURITY_HEADERS = {
 }
 
 
+#: For a re-rendered mail: images and styles from anywhere (mail HTML is built that way), nothing active.
+_MAIL_HEADERS = {
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Content-Security-Policy": "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline' https:; "
+                               "font-src https: data:; form-action 'none'; frame-ancestors 'none'",
+}
+
+
 def _strings() -> dict[str, dict[str, str]]:
     with (TEMPLATES / "strings.toml").open("rb") as fh:
         return tomllib.load(fh)
@@ -94,6 +109,29 @@ class Recipient:
     subject: str
     sent_at: datetime | None
     item_key: str
+
+
+MAX_FORM_BYTES = 10_000
+
+
+def form_fields(content_type: str, body: bytes) -> dict[str, list[str]]:
+    """The fields of a form POST, ``application/x-www-form-urlencoded`` or ``multipart/form-data``.
+
+    RFC 8058 section 3: the one-click POST "SHOULD" be multipart/form-data and "MAY" be urlencoded, so both
+    are read (multipart with the standard library's MIME parser: no extra dependency for a one-field form).
+    """
+    if content_type.lower().startswith("multipart/form-data"):
+        message = BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
+        fields: dict[str, list[str]] = {}
+        if message.is_multipart():
+            for part in message.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                if isinstance(name, str):
+                    payload = part.get_payload(decode=True) or b""
+                    fields.setdefault(name, []).append(payload.decode("utf-8", "replace"))
+        return fields
+    return parse_qs(body.decode("utf-8", "replace"))
 
 
 def mask_address(email: str) -> str:
@@ -175,7 +213,8 @@ def create_app(config: Config, *, engine: Engine | None = None, flush_interval: 
     strings = _strings()
     env = SandboxedEnvironment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     identity = config.identity
-    campaign_languages: dict[str, tuple[float, str]] = {}
+    campaigns: dict[str, tuple[float, Any]] = {}
+    renderers: dict[str, Any] = {}
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
@@ -197,8 +236,9 @@ def create_app(config: Config, *, engine: Engine | None = None, flush_interval: 
                 return code
         return "ja"
 
-    def campaign_language(name: str) -> str | None:
-        """The ``language`` of the campaign file, cached per file modification time."""
+    def campaign(name: str) -> Any | None:
+        """The campaign file ``name`` as loaded by nurture.campaigns, cached per file modification time;
+        None if it is missing or broken (a broken campaign file must not break the unsubscribe page)."""
         if not name:
             return None
         path = config.campaigns_dir / f"{name}.toml"
@@ -206,18 +246,43 @@ def create_app(config: Config, *, engine: Engine | None = None, flush_interval: 
             mtime = path.stat().st_mtime
         except OSError:
             return None
-        cached = campaign_languages.get(name)
+        cached = campaigns.get(name)
         if cached and cached[0] == mtime:
             return cached[1]
         try:
             from nurture.campaigns import load_campaign
 
-            language = load_campaign(path, config).language
-        except Exception:  # a broken campaign file must not break the unsubscribe page
-            log.warning("cannot read the language of campaign %s", name, exc_info=True)
+            loaded = load_campaign(path, config)
+        except Exception:
+            log.warning("cannot read campaign %s", name, exc_info=True)
+            loaded = None
+        campaigns[name] = (mtime, loaded)
+        return loaded
+
+    def campaign_language(name: str) -> str | None:
+        loaded = campaign(name)
+        return loaded.language if loaded is not None else None
+
+    def rerender(who: Recipient, delivery_id: int) -> str | None:
+        """The mail as it would be rendered now (the template may have changed since it was sent), without
+        tracking: links go straight to their targets and there is no pixel. None if it cannot be rendered."""
+        loaded = campaign(who.campaign)
+        item = next((i for i in loaded.content.items if i.key == who.item_key), None) if loaded else None
+        if item is None or who.status == "erased":
             return None
-        campaign_languages[name] = (mtime, language)
-        return language
+        try:
+            from nurture.rendering import Renderer, build_context
+
+            with engine.connect() as conn:
+                person = conn.execute(select(Prospect).where(Prospect.id == who.prospect_id)).mappings().one()
+            if "renderer" not in renderers:
+                renderers["renderer"] = Renderer(config.templates_dir)
+            context = build_context(config, loaded, item, person,
+                                    tracking.urls_for(config, delivery_id, who.prospect_id))
+            return renderers["renderer"].render(item, context).html
+        except Exception:
+            log.warning("cannot re-render delivery %s for the browser", delivery_id, exc_info=True)
+            return None
 
     def recipient(delivery_id: int, prospect_id: int) -> Recipient | None:
         with engine.connect() as conn:
@@ -237,6 +302,14 @@ def create_app(config: Config, *, engine: Engine | None = None, flush_interval: 
         except ValueError:
             return None
 
+    async def addressee(request: Request, purpose: str) -> tuple[int, int, Recipient | None, str] | None:
+        """(delivery id, prospect id, who, page language) from the URL's token; None if the token is bad."""
+        found = ids(purpose, request.path_params["token"])
+        if found is None:
+            return None
+        who = await run_in_threadpool(recipient, *found)
+        return found[0], found[1], who, language_of(request, who)
+
     def not_found(request: Request) -> HTMLResponse:
         return page("message.html", language_of(request, None), "not_found_title", 404,
                     paragraphs=[strings[language_of(request, None)]["not_found_lead"]])
@@ -250,7 +323,7 @@ def create_app(config: Config, *, engine: Engine | None = None, flush_interval: 
 
     async def form(request: Request) -> dict[str, list[str]]:
         body = await request.body()
-        return parse_qs(body[:10_000].decode("utf-8", "replace"))
+        return form_fields(request.headers.get("content-type", ""), body[:MAX_FORM_BYTES])
 
     # -- endpoints ----------------------------------------------------------------------------------------------
 
@@ -266,45 +339,36 @@ def create_app(config: Config, *, engine: Engine | None = None, flush_interval: 
         return PlainTextResponse("", headers={**NO_STORE, "X-Robots-Tag": "noindex, nofollow"})
 
     async def unsubscribe(request: Request) -> Response:
-        token = request.path_params["token"]
-        found = ids(tracking.UNSUBSCRIBE, token)
+        found = await addressee(request, tracking.UNSUBSCRIBE)
         if found is None:
             return not_found(request)
-        delivery_id, prospect_id = found
+        delivery_id, prospect_id, who, lang = found
+        address = mask_address(who.email) if who else ""
         if request.method == "POST":
-            fields = await form(request)
-            # RFC 8058 section 3.1: the one-click POST carries exactly this key and value.
-            if fields.get("List-Unsubscribe") != ["One-Click"]:
-                lang = language_of(request, None)
+            # RFC 8058 section 3: the one-click POST carries exactly this key and value; the page's button
+            # posts the same, so there is one way to unsubscribe.
+            if (await form(request)).get("List-Unsubscribe") != ["One-Click"]:
                 return page("message.html", lang, "bad_request_title", 400,
                             paragraphs=[strings[lang]["bad_request_lead"]])
-            who = await run_in_threadpool(recipient, delivery_id, prospect_id)
             if who is not None:
                 await run_in_threadpool(ev.record_event, engine, NewEvent(
                     ev.UNSUBSCRIBED, clock.now(), "web", delivery_id=delivery_id or None, prospect_id=prospect_id,
                     user_agent=request.headers.get("user-agent", ""),
                     ip=request.client.host if request.client else "",
-                    data={"via": "one-click" if "text/html" not in request.headers.get("accept", "")
-                          else "page"}))
-            lang = language_of(request, who)
-            return page("unsubscribe.html", lang, "unsubscribed_title", state="done",
-                        address=mask_address(who.email) if who else "")
-        who = await run_in_threadpool(recipient, delivery_id, prospect_id)
-        lang = language_of(request, who)
+                    data={"via": "page" if "text/html" in request.headers.get("accept", "") else "one-click"}))
+            # 200 and a page, never a redirect (RFC 8058 section 3).
+            return page("unsubscribe.html", lang, "unsubscribed_title", state="done", address=address)
         if who is not None and who.status != "active":
-            return page("unsubscribe.html", lang, "already_title", state="already", address=mask_address(who.email))
-        urls = tracking.urls_for(config, delivery_id, prospect_id)
-        return page("unsubscribe.html", lang, "unsubscribe_title", state="confirm",
-                    address=mask_address(who.email) if who else "", action=request.url.path,
-                    preferences_url=urls["preferences"])
+            return page("unsubscribe.html", lang, "already_title", state="already", address=address)
+        return page("unsubscribe.html", lang, "unsubscribe_title", state="confirm", address=address,
+                    action=request.url.path,
+                    preferences_url=tracking.urls_for(config, delivery_id, prospect_id)["preferences"])
 
     async def preferences(request: Request) -> Response:
-        found = ids(tracking.PREFERENCES, request.path_params["token"])
+        found = await addressee(request, tracking.PREFERENCES)
         if found is None:
             return not_found(request)
-        delivery_id, prospect_id = found
-        who = await run_in_threadpool(recipient, delivery_id, prospect_id)
-        lang = language_of(request, who)
+        delivery_id, prospect_id, who, lang = found
         t = strings[lang]
         message = ""
         if request.method == "POST":
@@ -331,15 +395,16 @@ def create_app(config: Config, *, engine: Engine | None = None, flush_interval: 
                     frequency_choices=FREQUENCY_FACTORS)
 
     async def view(request: Request) -> Response:
-        found = ids(tracking.VIEW, request.path_params["token"])
+        found = await addressee(request, tracking.VIEW)
         if found is None:
             return not_found(request)
-        delivery_id, prospect_id = found
-        who = await run_in_threadpool(recipient, delivery_id, prospect_id)
-        lang = language_of(request, who)
+        delivery_id, _, who, lang = found
         t = strings[lang]
         if who is None or not who.campaign:
             return page("message.html", lang, "view_title", paragraphs=[t["view_preview"]])
+        html = await run_in_threadpool(rerender, who, delivery_id)
+        if html is not None:
+            return HTMLResponse(html, headers={**NO_STORE, **_MAIL_HEADERS})
         when = who.sent_at.date().isoformat() if who.sent_at else "-"
         return page("message.html", lang, "view_title", paragraphs=[
             t["view_lead"].format(subject=who.subject, date=when, address=mask_address(who.email))])

@@ -153,6 +153,14 @@ NOT_FLAGGED = [
     "The field trial ran for two seasons on 14 farms.",
     "Several exhibitors ran live demos of laser cutting.",
     "Hot-rolled coil prices fell to $870 per ton.",
+    "補助金では、相見積もりの取得と見積依頼書の保存が求められます。",
+    "Manufacturers should order now: transformer lead times exceed 100 weeks.",
+    "For a limited time, the IRS is waiving penalties for late filers.",
+    "Thanks to everyone who took 10 minutes of your time to answer our survey.",
+    "Don't miss the new OSHA rule on heat illness, which takes effect in April.",
+    "今すぐできる省エネ対策を5つ紹介します。",
+    "大手各社はセール期間を短縮した。",
+    "同社は来春、新型機を発売する予定だ。",
 ]
 
 
@@ -176,7 +184,7 @@ def test_price_is_judged_by_its_context():
 
 def test_language_selects_rule_sets():
     assert check_text("Buy now", language="ja") == []
-    assert check_text("Buy now", language="en")[0].rule == "en-cta-purchase"
+    assert check_text("Buy now", language="en")[0].rule == "en-cta-buy-now"
     assert check_text("ご購入はこちら", language="en") == []
     assert len(check_text("Buy now. ご購入はこちら")) == 2  # None: both languages
     with pytest.raises(ConfigError, match="unknown language"):
@@ -389,3 +397,31 @@ def test_finding_is_a_plain_record():
     f = Finding("s", 1, "p", "price", "error", "w", "r")
     assert dataclasses.asdict(f) == {"source": "s", "line": 1, "phrase": "p", "category": "price",
                                      "severity": "error", "why": "w", "rule": "r"}
+
+
+# ------------------------------------------------------------------------------------------- prefilter
+
+
+def test_required_literals_of_patterns():
+    assert content._required_literals(r"\bfree\s+trial\b") == {"trial"}  # the longest literal wins
+    assert content._required_literals(r"今なら|今だけ") == {"なら", "だけ"}  # sre factors out the common 今
+    assert content._required_literals(r"(?:お|御)見積(?:もり|り)?") == {"見積"}
+    assert content._required_literals(r"\d+\s?%\s?off") == {"off"}
+    assert content._required_literals(r"\d+|x") is None  # one branch needs no literal: no prefilter
+    assert content._required_literals(r"(?:the\s+)?deal") == {"deal"}
+
+
+def test_prefilter_never_changes_what_is_found():
+    """Every rule, run with and without its literal prefilter over the whole corpus, finds the same hits."""
+    rules = load_rules().rules
+    unfiltered = [dataclasses.replace(r, parts=tuple((None, p) for _, p in r.parts)) for r in rules]
+    assert any(lits for r in rules for lits, _ in r.parts)
+    for item in ITEMS:
+        low = content._lower_text(content._Normalised(item.message.text).norm)
+        fast = [(h.start, h.end, h.rule.id) for h in content._hits(low, rules)]
+        slow = [(h.start, h.end, h.rule.id) for h in content._hits(low, unfiltered)]
+        assert fast == slow, item.name
+
+
+def test_english_phrases_match_across_a_line_wrap():
+    assert [f.phrase for f in check_text("If this sounds useful, book a\ndemo with us.")] == ["book a demo"]

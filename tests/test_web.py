@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -23,17 +24,27 @@ CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, 
           "Chrome/131.0.0.0 Safari/537.36")
 
 
-@pytest.fixture
-def live(engine, db_url):
-    """(server, config) with the app running; stopping it flushes buffered events."""
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def serving(engine, db_url, root=None, flush_interval=0.02):
+    """(server, config): the app on a live server; leaving stops it, which flushes buffered events.
+    ``root=REPO`` gives it the shipped sample campaigns and templates."""
     holder = {}
 
     def factory(base):
-        holder["config"] = make_config(db_url, base)
-        return create_app(holder["config"], engine=engine, flush_interval=0.02)
+        holder["config"] = make_config(db_url, base, root=root)
+        return create_app(holder["config"], engine=engine, flush_interval=flush_interval)
 
     with LiveServer(factory) as server:
         yield server, holder["config"]
+
+
+@pytest.fixture
+def live(engine, db_url):
+    with serving(engine, db_url) as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -204,17 +215,10 @@ def test_english_page_for_an_english_prospect(live, client, engine):
 
 def test_the_campaign_language_comes_first(engine, db_url, client):
     """The shipped sample campaigns: mfg-insights is Japanese, saas-ops-digest English."""
-    repo = Path(__file__).resolve().parent.parent
-    holder = {}
-
-    def factory(base):
-        holder["config"] = make_config(db_url, base, root=repo)
-        return create_app(holder["config"], engine=engine)
-
-    with LiveServer(factory):
+    with serving(engine, db_url, root=REPO) as (_, config):
         pid = seed_prospect(engine, "mixed@example.com", language="en")
-        ja = tracking.urls_for(holder["config"], seed_delivery(engine, pid, campaign="mfg-insights"), pid)
-        en = tracking.urls_for(holder["config"], seed_delivery(engine, pid, campaign="saas-ops-digest"), pid)
+        ja = tracking.urls_for(config, seed_delivery(engine, pid, campaign="mfg-insights"), pid)
+        en = tracking.urls_for(config, seed_delivery(engine, pid, campaign="saas-ops-digest"), pid)
         assert 'lang="ja"' in client.get(ja["unsubscribe"]).text
         assert 'lang="en"' in client.get(en["unsubscribe"]).text
 
@@ -232,7 +236,7 @@ def test_one_click_post_unsubscribes_at_once_without_redirect(live, client, engi
     pid = seed_prospect(engine)
     did = seed_delivery(engine, pid)
     url = tracking.list_unsubscribe_headers(config, did, pid)["List-Unsubscribe"].split(">")[0][1:]
-    # What Gmail sends (RFC 8058 section 3.1): a form-encoded body, no cookies.
+    # What Gmail sends (RFC 8058 section 3): a form-encoded body, no cookies.
     r = httpx.post(url, content=b"List-Unsubscribe=One-Click",
                    headers={"Content-Type": "application/x-www-form-urlencoded"}, follow_redirects=False)
     assert r.status_code == 200 and "location" not in r.headers
@@ -243,6 +247,17 @@ def test_one_click_post_unsubscribes_at_once_without_redirect(live, client, engi
     assert (e["type"], e["delivery_id"], e["source"], e["data"]["via"]) == ("unsubscribed", did, "web", "one-click")
     r = client.get(url)
     assert "すでに停止" in r.text and "<button" not in r.text
+
+
+def test_one_click_post_as_multipart_form_data(live, engine):
+    """RFC 8058 section 3: the POST SHOULD be multipart/form-data (it MAY be urlencoded)."""
+    server, config = live
+    pid = seed_prospect(engine)
+    url = tracking.urls_for(config, seed_delivery(engine, pid), pid)["unsubscribe"]
+    body = (b"--b0undary\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
+            b"One-Click\r\n--b0undary--\r\n")
+    r = httpx.post(url, content=body, headers={"Content-Type": "multipart/form-data; boundary=b0undary"})
+    assert r.status_code == 200 and status(engine, pid) == "unsubscribed"
 
 
 def test_post_without_the_one_click_body_changes_nothing(live, client, engine):
@@ -320,18 +335,10 @@ def test_security_headers_on_pages(live, client, engine):
 def test_clean_shutdown_loses_no_buffered_event(engine, db_url):
     pid = seed_prospect(engine)
     did = seed_delivery(engine, pid)
-    holder = {}
-
-    def factory(base):
-        holder["config"] = make_config(db_url, base)
-        return create_app(holder["config"], engine=engine, flush_interval=60)  # nothing flushes before stop
-
-    server = LiveServer(factory).start()
-    with httpx.Client() as c:
-        pixel = tracking.urls_for(holder["config"], did, pid)["open_pixel"]
+    with serving(engine, db_url, flush_interval=60) as (_, config), httpx.Client() as c:  # no flush before stop
+        pixel = tracking.urls_for(config, did, pid)["open_pixel"]
         for _ in range(200):
             assert c.get(pixel).status_code == 200
-    server.stop()
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Event)).scalar_one() == 200
 
@@ -382,3 +389,79 @@ def test_unsubscribe_page_in_headless_chromium(live, engine, tmp_path, language,
         shutil.copy(shot, Path(keep) / shot.name)
     # The browser fetched the page (twice) and nothing was unsubscribed by it.
     assert status(engine, pid) == "active"
+
+
+def test_nurture_serve_command_runs_and_shuts_down_cleanly(tmp_path):
+    """The real command in a subprocess: init, serve, a hit, SIGTERM -> the buffered open is in the database."""
+    import signal
+    import socket
+    import sys
+
+    from webserver import SECRET
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "nurture.toml").write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path}/n.db"\n\n[tracking]\nsecret = "{SECRET}"\n'
+        f'base_url = "http://127.0.0.1:{port}"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    subprocess.run([sys.executable, "-m", "nurture", "init"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    from nurture import db
+    from nurture.config import load
+
+    config = load(tmp_path / "nurture.toml")
+    engine = db.engine_for(config.database_url)
+    pid = seed_prospect(engine)
+    did = seed_delivery(engine, pid)
+    proc = subprocess.Popen([sys.executable, "-m", "nurture", "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError(proc.stdout.read().decode() if proc.stdout else "no output")
+                time.sleep(0.1)
+        assert httpx.get(tracking.urls_for(config, did, pid)["open_pixel"]).content == PIXEL
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=20)[0].decode()
+    # uvicorn re-raises the signal after its clean shutdown, so the exit status is "terminated by SIGTERM".
+    assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in output, output
+    assert f"nurture tracking server on http://127.0.0.1:{port}" in output
+    assert [e["type"] for e in events(engine)] == ["opened"]
+    db._engines.pop(config.database_url, None)
+    engine.dispose()
+
+
+def test_serve_without_a_secret_is_a_clear_error(runner, workspace):
+    from nurture.cli import main
+
+    (workspace / "nurture.toml").write_text((workspace / "nurture.toml").read_text().replace(
+        'secret = "test-secret-0123456789abcdef"', 'secret = ""'), encoding="utf-8")
+    assert runner.invoke(main, ["init"]).exit_code == 0
+    result = runner.invoke(main, ["serve", "--port", "1"])
+    assert result.exit_code == 2 and "secret" in result.output and "Traceback" not in result.output
+
+
+def test_view_in_browser_rerenders_the_mail_without_tracking(engine, db_url, client):
+    """With the shipped sample campaign and templates, the view link shows the mail itself."""
+    with serving(engine, db_url, root=REPO) as (server, config):
+        pid = seed_prospect(engine, "view@example.co.jp", company="鈴木<精機>")
+        did = seed_delivery(engine, pid, campaign="mfg-insights", item_key="labor-shortage")
+        urls = tracking.urls_for(config, did, pid)
+        r = client.get(urls["view_in_browser"])
+        assert r.status_code == 200 and "<html" in r.text.lower()
+        assert "鈴木&lt;精機&gt;" in r.text and "鈴木<精機>" not in r.text  # prospect data autoescaped
+        assert urls["unsubscribe"] in r.text          # the footer's links are the real ones
+        assert f"{server.url}/o/" not in r.text and f"{server.url}/c/" not in r.text  # no pixel, no tracked links
+        assert "img-src" in r.headers["content-security-policy"]
+        other = seed_delivery(engine, pid, campaign="mfg-insights", item_key="no-such-item")
+        r = client.get(tracking.urls_for(config, other, pid)["view_in_browser"])
+        assert r.status_code == 200 and "メールソフトの受信箱" in r.text  # falls back to the page
+    time.sleep(0.05)
+    assert events(engine) == []

@@ -55,7 +55,9 @@ class LiveServer:
     """uvicorn serving ``factory(base_url)`` on a free loopback port until :meth:`stop`."""
 
     def __init__(self, factory: Callable[[str], Any]) -> None:
-        self.sock = socket.socket()
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
+        # without it every response written in two parts waits ~40 ms for a delayed ACK (Nagle).
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.bind((HOST, 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://{HOST}:{self.port}"
