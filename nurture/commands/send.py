@@ -23,6 +23,24 @@ def _print_counter(title: str, counter, style: str) -> None:
         click.echo(f"  {n:>7,}  {reason}")
 
 
+def _failing_check(config, campaigns) -> dict[str, str]:
+    """Campaigns that `nurture check` would fail (missing 特定電子メール法 footer, sales pitch, broken
+    template), with the reason. They are not sent: compliance is checked before anything leaves."""
+    from nurture.commands.campaigns import CampaignReport, check_campaign
+
+    blocked = {}
+    for campaign in campaigns:
+        if campaign.status != "active":
+            continue
+        report = CampaignReport(campaign.name, str(campaign.path))
+        check_campaign(config, campaign, report)
+        if report.errors:
+            first = next(f.message for f in report.findings if f.severity == "error")
+            blocked[campaign.name] = (f"`nurture check {campaign.name}` finds {report.errors} error(s), "
+                                      f"first: {first}")
+    return blocked
+
+
 @click.command("send")
 @click.argument("campaigns", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Deliver nothing; list who would get what, and who not and why.")
@@ -42,6 +60,8 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
     config = app.config
     engine = app.engine()
     chosen = load_campaigns(config, list(campaigns) or None)
+    blocked = _failing_check(config, chosen)
+    chosen = [c for c in chosen if c.name not in blocked]
     console = Console(stderr=True)
     show = not as_json and console.is_terminal
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -61,8 +81,8 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
                               keep_decisions=dry_run, keep_outcomes=as_json,
                               plan_progress=planned, on_outcome=outcome)
     if as_json:
-        dump_json(report.as_dict())
-        sys.exit(1 if report.failed or report.paused else 0)
+        dump_json(report.as_dict() | {"blocked_campaigns": blocked})
+        sys.exit(1 if report.failed or report.paused or blocked else 0)
     if dry_run:
         for d in report.decisions:
             if d.outcome == "send":
@@ -84,7 +104,9 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
         click.echo(f"note: {note}")
     for name, reason in report.paused.items():
         click.echo(click.style(f"campaign {name} is paused: {reason}", fg="red"), err=True)
-    if report.failed or report.paused:
+    for name, reason in blocked.items():
+        click.echo(click.style(f"campaign {name} was not sent: {reason}", fg="red"), err=True)
+    if report.failed or report.paused or blocked:
         sys.exit(1)
 
 

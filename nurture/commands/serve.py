@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import click
@@ -34,6 +35,9 @@ def serve(app: App, host: str, port: int, log_level: str) -> None:
     sys.setswitchinterval(0.001)
     engine = app.engine()
     web_app = create_app(app.config, engine=engine)
+    # Everything imported and built so far lives as long as the process: move it out of the cyclic garbage
+    # collector's sight, so full collections stay short and do not stall the event loop (p99 latency).
+    gc.freeze()
     click.echo(f"nurture tracking server on http://{host}:{port} (public URL {app.config.tracking.base_url})")
     # proxy_headers (uvicorn's default) takes the client address from X-Forwarded-For when the proxy is on
     # 127.0.0.1 (forwarded_allow_ips), which bot labels need.
