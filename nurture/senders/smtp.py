@@ -78,7 +78,9 @@ class _SMTPConnection(smtplib.SMTP):
         code, repl = self.getreply()
         if code != 354:
             raise smtplib.SMTPDataError(code, repl)
-        q = re.sub(rb"(?m)^\.", b"..", msg)  # dot-stuffing, RFC 5321 4.5.2
+        # Dot-stuffing, RFC 5321 4.5.2. Most messages have no line starting with "." (base64 never does):
+        # a C-speed search first saves a regex pass over 20-40 kB per message.
+        q = re.sub(rb"(?m)^\.", b"..", msg) if (msg.startswith(b".") or b"\n." in msg) else msg
         if not q.endswith(b"\r\n"):
             q += b"\r\n"
         self.send(q + b".\r\n")
