@@ -393,3 +393,56 @@ def test_campaign_failing_check_is_not_sent(ws, runner, smtp_server):
     assert result.exit_code == 1
     assert list(report["blocked_campaigns"]) == ["beta"] and "nurture check beta" in report["blocked_campaigns"]["beta"]
     assert [m.rcpt_tos[0] for m in smtp_server.messages] == ["a@example.com"]
+
+
+def test_mail_sent_is_opened_clicked_and_unsubscribed_over_http(ws, db_url, runner, smtp_server, monkeypatch):
+    """The whole loop: nurture send -> the mail's pixel, tracked link and RFC 8058 one-click unsubscribe over
+    real HTTP -> events recorded -> the next nurture send mails that prospect nothing."""
+    import re
+    import urllib.parse
+
+    import httpx
+
+    from webserver import LiveServer
+
+    from nurture.models import Event
+    from nurture.web import create_app
+
+    add_prospects(ws, ["stay@example.com,Stay,Co,製造業,warm,opt_in", "leave@example.com,Leave,Co,製造業,warm,opt_in"])
+
+    def app_for(base_url: str):
+        text = (ws / "nurture.toml").read_text(encoding="utf-8")
+        (ws / "nurture.toml").write_text(text.replace("https://t.example.co.jp", base_url), encoding="utf-8")
+        return create_app(configuration.load(ws / "nurture.toml"), flush_interval=0.05)
+
+    with LiveServer(app_for) as server:
+        result, report = send(runner)
+        assert report["sent"] == 2
+        mails = {m.rcpt_tos[0]: email.message_from_bytes(m.data, policy=email.policy.default)
+                 for m in smtp_server.messages}
+        leave = mails["leave@example.com"]
+        html = leave.get_body(("html",)).get_content()
+        pixel = re.search(r'<img src="([^"]+/o/[^"]+)"', html).group(1)
+        click = re.search(r'href="([^"]+/c/[^"]+)"', html).group(1)
+        unsubscribe = re.search(r"<(http[^>]+/u/[^>]+)>", leave["List-Unsubscribe"]).group(1)
+        assert pixel.startswith(server.url) and click.startswith(server.url)
+        with httpx.Client(headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/130.0"}) as http:
+            assert http.get(pixel).headers["content-type"] == "image/gif"
+            redirect = http.get(click)
+            assert redirect.status_code in (302, 303, 307) and redirect.headers["location"] == "https://example.org/report"
+            page = http.get(unsubscribe)
+            assert page.status_code == 200 and "<form" in page.text  # a GET never unsubscribes
+            one_click = http.post(unsubscribe, content=b"List-Unsubscribe=One-Click",
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert one_click.status_code == 200 and "location" not in one_click.headers
+    engine = db.engine_for(db_url)
+    with engine.connect() as conn:
+        types = Counter(conn.execute(select(Event.type)).scalars())
+        assert types["opened"] == 1 and types["clicked"] == 1 and types["unsubscribed"] == 1
+        assert conn.scalar(select(Prospect.status).where(Prospect.email == "leave@example.com")) == "unsubscribed"
+    at(monkeypatch, "2026-12-08T01:00:00+00:00")  # two weeks later: the next item is due
+    result, report = send(runner)
+    assert report["sent"] == 1
+    assert [m.rcpt_tos[0] for m in smtp_server.messages[2:]] == ["stay@example.com"]
+    dry = runner.invoke(main, ["send", "--dry-run"], catch_exceptions=False).output
+    assert "leave@example.com" in dry and "unsubscribed" in dry
