@@ -251,14 +251,14 @@ def _fold(name: str, value: str) -> bytes:
     return folded.encode("ascii")
 
 
-def _encoded_words(text: str) -> str:
+def _encoded_words(text: str, max_bytes: int = 39) -> str:
     """RFC 2047 B encoded-words for ``text``, split on character boundaries (never inside a UTF-8 sequence,
     RFC 2047 5) and joined by folding white space, which a decoder drops between encoded-words (6.2), so the
     text decodes back exactly. 39 bytes -> 52 base64 chars -> 64-char words: a folded line stays < 78."""
     words, chunk, size = [], [], 0
     for ch in text:
         n = len(ch.encode("utf-8"))
-        if size + n > 39:
+        if size + n > max_bytes:
             words.append(chunk)
             chunk, size = [], 0
         chunk.append(ch)
@@ -282,7 +282,10 @@ def _mailbox(name: str, addr: str) -> str:
     if not name:
         return addr
     if not name.isascii():
-        phrase = _encoded_words(name)
+        # Display names get the longest encoded-word that fits a line after "From: " (45 bytes -> 72 chars):
+        # most Japanese names then stay one word, which every decoder joins correctly (Python's own
+        # structured-header parser keeps a space between adjacent encoded-words in a phrase).
+        phrase = _encoded_words(name, max_bytes=45)
     elif _ATEXT_PHRASE.fullmatch(name) and name.strip() == name and "  " not in name:
         phrase = name
     else:
