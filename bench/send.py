@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import smtplib
 import socket
@@ -249,6 +248,8 @@ def main() -> None:
         return
     servers = ["smtp-sink"] if args.rss else args.servers
     n = args.rss or args.prospects
+    if args.rss:
+        args.processes = 1  # one process does everything, so its own peak RSS is the whole figure
     print(f"machine: {os.cpu_count()} cores, {platform_cpu()}; python {sys.version.split()[0]}")
     for server in servers:
         port = free_port()

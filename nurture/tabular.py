@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass

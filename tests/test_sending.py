@@ -15,7 +15,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -399,7 +399,6 @@ def test_mail_sent_is_opened_clicked_and_unsubscribed_over_http(ws, db_url, runn
     """The whole loop: nurture send -> the mail's pixel, tracked link and RFC 8058 one-click unsubscribe over
     real HTTP -> events recorded -> the next nurture send mails that prospect nothing."""
     import re
-    import urllib.parse
 
     import httpx
 

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Any
-
 import click
 
 from nurture import events as store
 from nurture.cli import App, pass_app
+from nurture.commands.output import dump_json, import_verdict
 from nurture.errors import NotFound
-
-
-def _dump(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
 @click.group("events")
@@ -48,16 +41,8 @@ def import_(app: App, file: str, encoding: str | None, sheet: str | None, skip_i
     engine = app.engine()
     summary = store.import_offline_events(engine, file, time_zone=app.config.cadence.time_zone, encoding=encoding,
                                           sheet=sheet, skip_invalid=skip_invalid, dry_run=dry_run)
-    failed = bool(summary.rejected) and not skip_invalid
-    if as_json:
-        _dump(summary.as_dict())
-        sys.exit(1 if failed else 0)
-    for rejected in summary.rejected:
-        click.echo(f"{file}: {rejected}", err=True)
-    if failed:
-        click.echo(f"error: {len(summary.rejected)} invalid row(s); nothing was recorded.\n"
-                   "  hint: fix the rows above, or pass --skip-invalid to record the other rows", err=True)
-        sys.exit(1)
+    import_verdict(file, summary.rejected, skip_invalid=skip_invalid, as_json=as_json, summary=summary.as_dict(),
+                   verb="record")
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary.by_type.items())) or "none"
     click.echo(f"{file} ({summary.encoding or 'xlsx'}): "
                f"{'would record' if dry_run else 'recorded'} {summary.recorded}, "
@@ -86,7 +71,7 @@ def list_(app: App, email: str | None, types: tuple[str, ...], limit: int, as_js
             raise NotFound(f"no prospect with the address {email}")
     rows = store.list_events(engine, prospect_id=prospect_id, types=types, limit=limit)
     if as_json:
-        _dump(rows)
+        dump_json(rows)
         return
     if not rows:
         click.echo("no events")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
-from datetime import date, datetime
-from typing import Any
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import click
@@ -16,19 +14,9 @@ from rich.table import Table
 
 from nurture import prospects as store
 from nurture.cli import App, pass_app
+from nurture.commands.output import dump_json, import_verdict
 from nurture.errors import InputError
 from nurture.models import RANKS, STAGES, STATUSES, TEMPERATURES
-
-
-def _json_default(value: Any) -> str:
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    return str(value)
-
-
-def dump_json(data: Any) -> None:
-    """Print JSON with Japanese kept readable (not \\u escapes)."""
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=_json_default))
 
 
 @click.group("prospects")
@@ -79,16 +67,8 @@ def import_(app: App, file: str, encoding: str | None, maps: tuple[str, ...], sh
             engine, file, default_time_zone=app.config.cadence.time_zone, encoding=encoding,
             mapping=_parse_map(maps), sheet=sheet, skip_invalid=skip_invalid, dry_run=dry_run,
             progress=lambda n: progress.update(task, completed=n))
-    failed = bool(summary.rejected) and not skip_invalid
-    if as_json:
-        dump_json(summary.as_dict())
-        sys.exit(1 if failed else 0)
-    for rejected in summary.rejected:
-        click.echo(f"{file}: {rejected}", err=True)
-    if failed:
-        click.echo(f"error: {len(summary.rejected)} invalid row(s); nothing was imported.\n"
-                   "  hint: fix the rows above, or pass --skip-invalid to import the other rows", err=True)
-        sys.exit(1)
+    import_verdict(file, summary.rejected, skip_invalid=skip_invalid, as_json=as_json, summary=summary.as_dict(),
+                   verb="import")
     verb = "would be" if dry_run else "are"
     click.echo(f"{file} ({summary.encoding or 'xlsx'}): created {summary.created}, updated {summary.updated}, "
                f"unchanged {summary.unchanged}, rejected {len(summary.rejected)}"

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from nurture import sending
 from nurture.campaigns import load_campaigns
 from nurture.cli import App, pass_app
-from nurture.commands.prospects import dump_json
+from nurture.commands.output import dump_json
 
 
 def _print_counter(title: str, counter, style: str) -> None:
