@@ -398,7 +398,27 @@ def _changes(existing: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]
 
 @dataclass
 class _Batch:
+    """Rows waiting to be written, and what this import has written so far.
+
+    Duplicate addresses are caught without holding every address of the file in memory: within a batch by
+    ``first`` (bounded by BATCH), across batches by ``written``, one bit per prospect id this import created or
+    matched (125 kB per million prospect ids, whatever the size of the file).
+    """
+
     rows: list[tuple[int, dict[str, Any], list[str] | None]] = field(default_factory=list)
+    first: dict[str, int] = field(default_factory=dict)
+    written: bytearray = field(default_factory=bytearray)
+
+    def mark(self, ids: Iterable[int]) -> None:
+        for i in ids:
+            byte = i >> 3
+            if byte >= len(self.written):
+                self.written.extend(bytes(byte - len(self.written) + 4096))
+            self.written[byte] |= 1 << (i & 7)
+
+    def marked(self, i: int) -> bool:
+        byte = i >> 3
+        return byte < len(self.written) and bool(self.written[byte] & (1 << (i & 7)))
 
 
 def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetime) -> None:
@@ -419,9 +439,12 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
     updates: list[dict[str, Any]] = []
     retag: dict[int, list[str]] = {}
     seen_existing: list[int] = []
-    for _, values, tags in batch.rows:
+    for number, values, tags in batch.rows:
         email = values["email"]
         current = existing.get(email)
+        if current is not None and batch.marked(current["id"]):
+            summary.rejected.append(Rejected(number, "email", email, "appears again (earlier in this file)"))
+            continue
         if current is None:
             reason = suppressed.get(email)
             if reason == "erased":
@@ -449,11 +472,13 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
         if changes:
             changes["updated_at"] = now
             updates.append({"_id": current["id"], **changes})
+    batch.mark(seen_existing)
     if inserts:
         _insert_many(conn, Prospect.__table__, inserts)
+        ids = dict(conn.execute(select(Prospect.email, Prospect.id)
+                                .where(Prospect.email.in_([r["email"] for r in inserts]))).all())
+        batch.mark(ids.values())
         if insert_tags:
-            ids = dict(conn.execute(select(Prospect.email, Prospect.id)
-                                    .where(Prospect.email.in_([e for e, _ in insert_tags]))).all())
             _insert_many(conn, ProspectTag.__table__,
                          [{"prospect_id": ids[e], "tag": t} for e, ts in insert_tags for t in ts])
     if updates:
@@ -483,6 +508,7 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
     summary.updated += len(updated_ids) + len(tag_only)
     summary.unchanged += len(seen_existing) - len(updated_ids) - len(tag_only)
     batch.rows.clear()
+    batch.first.clear()
 
 
 def import_file(engine: Engine, path: str | Path, *, default_time_zone: str = "Asia/Tokyo",
@@ -500,7 +526,6 @@ def import_file(engine: Engine, path: str | Path, *, default_time_zone: str = "A
                             mapping={table.headers[i]: f for i, f in columns},
                             attributes=[h for _, h in extras])
     now = clock.now()
-    first_row: dict[str, int] = {}
     batch = _Batch()
     read = 0
     with engine.connect() as conn:
@@ -514,11 +539,11 @@ def import_file(engine: Engine, path: str | Path, *, default_time_zone: str = "A
                     summary.rejected.append(Rejected(number, exc.field, str(exc.value), exc.reason))
                     continue
                 email = values["email"]
-                if email in first_row:
+                if email in batch.first:
                     summary.rejected.append(Rejected(number, "email", email,
-                                                     f"appears again (first at row {first_row[email]})"))
+                                                     f"appears again (first at row {batch.first[email]})"))
                     continue
-                first_row[email] = number
+                batch.first[email] = number
                 batch.rows.append((number, values, tags))
                 if len(batch.rows) >= BATCH:
                     _flush(conn, batch, summary, now)
@@ -527,6 +552,7 @@ def import_file(engine: Engine, path: str | Path, *, default_time_zone: str = "A
             _flush(conn, batch, summary, now)
             if progress:
                 progress(read)
+            summary.rejected.sort(key=lambda r: r.row)
             if dry_run or (summary.rejected and not skip_invalid):
                 transaction.rollback()
             else:

@@ -199,3 +199,19 @@ def test_list_filters_and_show(ws, ws_engine, runner):
 def test_commands_need_init_first(workspace, runner):
     result = cli(runner, "prospects", "list")
     assert result.exit_code == 2 and "nurture init" in result.output
+
+
+def test_duplicate_across_batches_is_caught_without_remembering_every_address(ws, ws_engine, runner, monkeypatch):
+    from nurture import prospects
+
+    monkeypatch.setattr(prospects, "BATCH", 2)
+    rows = "".join(f"p{i}@example.com,P{i}\n" for i in range(5)) + "P1@Example.com,again\n"
+    path = write_csv(ws / "d.csv", "email,name\n" + rows, "utf-8")
+    result = cli(runner, "prospects", "import", str(path), "--json")
+    summary = json.loads(result.output)
+    assert result.exit_code == 1 and summary["written"] is False
+    assert summary["rejected"] == [{"row": 7, "field": "email", "value": "p1@example.com",
+                                    "reason": "appears again (earlier in this file)"}]
+    assert count(ws_engine) == 0
+    summary = json.loads(cli(runner, "prospects", "import", str(path), "--skip-invalid", "--json").output)
+    assert summary["created"] == 5 and len(summary["rejected"]) == 1
