@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 from typing import TYPE_CHECKING
@@ -67,7 +66,9 @@ def _unb64(text: str) -> bytes:
 
 
 def _mac(secret: bytes, purpose: str, payload: bytes) -> bytes:
-    return hmac.new(secret, purpose.encode() + b"\x00" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    # hmac.digest is the one-shot C (OpenSSL) path: the same bytes as hmac.new(...).digest(), several times
+    # faster, which matters at ~10 signed links per mail.
+    return hmac.digest(secret, purpose.encode() + b"\x00" + payload, "sha256")[:_MAC_BYTES]
 
 
 def sign(secret: bytes, purpose: str, *parts: object) -> str:
@@ -154,7 +155,7 @@ def list_unsubscribe_headers(config: Config, delivery_id: int, prospect_id: int)
     ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058 section 3; RFC 2369 3.2 for the
     ``<...>, <...>`` list). The https URL is the same as the unsubscribe link in the body: a GET shows a page,
     the one-click POST unsubscribes."""
-    https = urls_for(config, delivery_id, prospect_id)["unsubscribe"]
+    https = _url(config, UNSUBSCRIBE, delivery_id, prospect_id)  # the same URL as urls_for()["unsubscribe"]
     targets = [f"<{https}>"]
     mailto = config.identity.unsubscribe_mailto.strip()
     if mailto:
