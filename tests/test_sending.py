@@ -445,3 +445,18 @@ def test_mail_sent_is_opened_clicked_and_unsubscribed_over_http(ws, db_url, runn
     assert [m.rcpt_tos[0] for m in smtp_server.messages[2:]] == ["stay@example.com"]
     dry = runner.invoke(main, ["send", "--dry-run"], catch_exceptions=False).output
     assert "leave@example.com" in dry and "unsubscribed" in dry
+
+
+def test_sender_processes_share_the_work_without_repeats(ws, db_url, runner, smtp_server):
+    """[delivery] processes = 2: forked sender processes claim from the same table; each mail goes out once
+    and the parent's report adds up what the children did."""
+    text = (ws / "nurture.toml").read_text(encoding="utf-8")
+    (ws / "nurture.toml").write_text(text.replace('sender = "smtp"', 'sender = "smtp"\nprocesses = 2'),
+                                     encoding="utf-8")
+    n = 30
+    add_prospects(ws, [f"m{i}@example.com,M{i},Co,製造業,warm,opt_in" for i in range(n)])
+    result, report = send(runner)
+    assert result.exit_code == 0, result.output
+    assert report["sent"] == n
+    counts = Counter(m.rcpt_tos[0] for m in smtp_server.messages)
+    assert len(counts) == n and set(counts.values()) == {1}
