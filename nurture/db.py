@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -88,6 +88,14 @@ def dispose_all() -> None:
     _engines.clear()
 
 
+def begin(conn: Connection, *, immediate: bool = False):  # type: ignore[no-untyped-def]
+    """``conn.begin()``; with ``immediate`` on SQLite the transaction starts as ``BEGIN IMMEDIATE`` (the write
+    lock is taken now, so nothing read in it can be changed by another writer before we write)."""
+    if immediate and conn.dialect.name == "sqlite":
+        conn.info["begin_mode"] = "IMMEDIATE"  # read and cleared by _sqlite_begin
+    return conn.begin()
+
+
 @contextlib.contextmanager
 def transaction(engine: Engine, *, immediate: bool = False) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on any exception.
@@ -96,9 +104,7 @@ def transaction(engine: Engine, *, immediate: bool = False) -> Iterator[Session]
     claiming work cannot both read the same free rows. On PostgreSQL it changes nothing.
     """
     with engine.connect() as conn:
-        if immediate and engine.dialect.name == "sqlite":
-            conn.info["begin_mode"] = "IMMEDIATE"
-        with conn.begin():
+        with begin(conn, immediate=immediate):
             with Session(bind=conn, expire_on_commit=False) as s:
                 yield s
                 s.flush()

@@ -395,11 +395,6 @@ class Deliverer:
             self._claimed_total += n
             return n
 
-    def _begin(self, conn: Connection, immediate: bool = False):  # type: ignore[no-untyped-def]
-        if immediate and conn.dialect.name == "sqlite":
-            conn.info["begin_mode"] = "IMMEDIATE"
-        return conn.begin()
-
     def claim(self, conn: Connection, worker: str, n: int) -> list[int]:
         """Claim up to ``n`` due pending deliveries of the active campaigns; their ids."""
         names = [c for c in self.campaigns if c not in self._paused]
@@ -413,7 +408,7 @@ class Deliverer:
                 .order_by(Delivery.id).limit(n))
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
-        with self._begin(conn, immediate=True):
+        with db.begin(conn, immediate=True):
             ids = list(conn.scalars(stmt))
             if ids:
                 conn.execute(update(Delivery).where(Delivery.id.in_(ids))
@@ -438,7 +433,7 @@ class Deliverer:
         """Extend the lease on rows still ours; the ids we still hold."""
         self._flush(conn)
         now = clock.now()
-        with self._begin(conn):
+        with db.begin(conn):
             conn.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claimed_by == worker,
                                                 Delivery.state == "pending")
                          .values(lease_until=now + self.lease))
@@ -449,7 +444,7 @@ class Deliverer:
         self._flush(conn)
         if not ids:
             return
-        with self._begin(conn):
+        with db.begin(conn):
             conn.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claimed_by == worker,
                                                 Delivery.state == "pending")
                          .values(claimed_by="", lease_until=None))
@@ -490,7 +485,7 @@ class Deliverer:
         groups: dict[frozenset, list[dict[str, Any]]] = {}
         for values in records:
             groups.setdefault(frozenset(values), []).append(values)
-        with self._begin(conn):
+        with db.begin(conn):
             for keys, rows in groups.items():
                 stmt = self._record_statements.get(keys)
                 if stmt is None:

@@ -73,9 +73,10 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
             progress.update(plan_task, advance=n, description=f"planning {campaign}")
 
         def outcome(o: sending.Outcome) -> None:
-            progress.update(send_task, advance=1, visible=True,
-                            total=(limit or sending.pending_count(engine, [c.name for c in chosen]) + 0)
-                            if progress.tasks[1].total is None else progress.tasks[1].total)
+            if progress.tasks[1].total is None:  # first outcome: planning is over, the queue is known
+                queued = sending.pending_count(engine, [c.name for c in chosen])
+                progress.update(send_task, total=min(limit, queued + 1) if limit else queued + 1, visible=True)
+            progress.update(send_task, advance=1, description=f"sending ({o.state}: {o.email})")
 
         report = sending.send(engine, config, chosen, dry_run=dry_run, limit=limit,
                               keep_decisions=dry_run, keep_outcomes=as_json,
