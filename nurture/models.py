@@ -164,6 +164,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("campaign", "prospect_id", "item_key", name="uq_deliveries_campaign_prospect_item"),
         Index("ix_deliveries_state_next", "state", "next_attempt_at"),
+        Index("ix_deliveries_state_id", "state", "id"),  # claims: next pending rows in id order (0003)
         Index("ix_deliveries_prospect_sent", "prospect_id", "sent_at"),
     )
 
