@@ -172,6 +172,14 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class ContentConfig:
+    """The information-only check: extra rule files (format in nurture/rules/README.md), added to the built-in
+    Japanese and English rules."""
+
+    rules: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     campaigns: str = "campaigns"
     templates: str = "templates"
@@ -191,6 +199,7 @@ class Config:
     cadence: CadenceConfig = field(default_factory=CadenceConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     root: Path = field(default=Path("."), metadata={"toml": "__root__"})
     source: str = field(default="(defaults)", metadata={"toml": "__source__"})
@@ -214,6 +223,12 @@ class Config:
     @property
     def templates_dir(self) -> Path:
         return self.resolve(self.paths.templates)
+
+    def content_rules(self):  # type: ignore[no-untyped-def]
+        """The content-check rule set: built-in rules plus ``[content] rules`` (paths from the config's folder)."""
+        from nurture import content  # the rule engine loads only when a check runs
+
+        return content.load_rules([self.resolve(p) for p in self.content.rules])
 
     def tracking_secret(self) -> bytes:
         """The signing key for links and tokens; an error telling how to set it if there is none."""

@@ -276,3 +276,30 @@ def test_help_texts(runner):
     for command in ("check", "preview"):
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0 and "--prospect" in result.output
+
+
+def test_own_rule_files_from_config_and_ended_campaign_warning(ws, runner):
+    """[content] rules adds the user's rule files to the built-in ones; a past end date is a warning."""
+    (ws / "rules").mkdir()
+    (ws / "rules" / "ours.toml").write_text('''\
+language = "ja"
+
+[[rule]]
+id = "our-product"
+category = "purchase_cta"
+severity = "error"
+why = "製品名はニュースレターではなくWebサイトで紹介します。"
+phrases = ["在庫の考え方"]
+examples = ["在庫の考え方"]
+''', encoding="utf-8")
+    (ws / "nurture.toml").write_text(IDENTITY + '\n[content]\nrules = ["rules/ours.toml"]\n', encoding="utf-8")
+    add_campaign(ws, "news", CAMPAIGN.replace("[content]", "[cadence]\nend = 2020-12-31\n\n[content]"))
+    result = runner.invoke(main, ["check", "--json"])
+    assert result.exit_code == 1
+    [report] = json.loads(result.output)["campaigns"]
+    errors = [f for f in report["findings"] if f["severity"] == "error"]
+    assert errors and all(f["phrase"] == "在庫の考え方" for f in errors)
+    assert any("ended on 2020-12-31" in f["message"] for f in report["findings"] if f["severity"] == "warning")
+    (ws / "nurture.toml").write_text(IDENTITY + '\n[content]\nrules = ["rules/missing.toml"]\n', encoding="utf-8")
+    result = runner.invoke(main, ["check"])
+    assert result.exit_code == 2 and "missing.toml" in result.output and "Traceback" not in result.output

@@ -177,6 +177,11 @@ def check_campaign(config: Config, campaign: Campaign, report: CampaignReport,
         line = text.split(": ", 1)[0].rsplit(":", 1)[-1]
         report.findings.append(Finding("warning", "segment", text, file=file,
                                        line=int(line) if line.isdigit() else None))
+    today = clock.now().astimezone(campaign.cadence.zone).date()
+    if campaign.cadence.end and campaign.cadence.end < today:
+        report.findings.append(Finding("warning", "config", f"{file}: the campaign ended on "
+                                       f"{campaign.cadence.end.isoformat()}: nurture send mails nothing for it",
+                                       file=file, why="extend [cadence] end, or set status = \"paused\""))
     # The segment compiles to SQL for both databases we support (a programming error would surface here).
     for dialect in (sqlite.dialect(), postgresql.dialect()):
         segment_select(campaign, clock.now()).compile(dialect=dialect)
@@ -186,6 +191,7 @@ def check_campaign(config: Config, campaign: Campaign, report: CampaignReport,
                                        file=file, line=item.line, item=item.key, where=where))
 
     renderer = rendering.Renderer(config.templates_dir)
+    rules = config.content_rules()
     failed_templates: set[str] = set()
     for item in campaign.items:
         if item.template in failed_templates:
@@ -214,7 +220,7 @@ def check_campaign(config: Config, campaign: Campaign, report: CampaignReport,
                                            f"{problem}", file=file, line=item.line, item=item.key,
                                            why="特定電子メール法 / CAN-SPAM require it in every mail"))
         for found in content.check_message(rendered, language=campaign.language, allow=campaign.allow,
-                                           source=item.key):
+                                           source=item.key, rules=rules):
             where = "subject" if found.line == 0 else f"text line {found.line}"
             report.findings.append(Finding(
                 found.severity, "content",
