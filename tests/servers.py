@@ -108,6 +108,13 @@ class _Handler:
     def __init__(self, server: SmtpTestServer) -> None:
         self.server = server
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # aiosmtpd reads commands one by one, so pipelined commands work; advertising it is what is missing.
+        session.host_name = hostname
+        if self.server.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
+
     async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):
         s = self.server
         if address in s.rejected:
@@ -166,8 +173,9 @@ class SmtpTestServer:
     """
 
     def __init__(self, *, tls: str = "none", auth: dict[str, str] | None = None,
-                 idle_timeout: float | None = None) -> None:
+                 idle_timeout: float | None = None, pipelining: bool = False) -> None:
         self.tls = tls
+        self.pipelining = pipelining  # advertise RFC 2920 PIPELINING (clients then send MAIL/RCPT/DATA at once)
         self.idle_timeout = idle_timeout
         self.auth = auth
         self.host = HOST

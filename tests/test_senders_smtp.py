@@ -7,7 +7,15 @@ import email.policy
 import warnings
 
 import pytest
-from servers import SmtpTestServer, smtp_server  # noqa: F401  (fixture)
+from servers import SmtpTestServer
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
+def smtp_server(request):
+    """Every sender test runs twice: one command per round trip, and RFC 2920 pipelining (what Postfix and most
+    real servers offer), where MAIL/RCPT/DATA go in one write and their replies are read in order."""
+    with SmtpTestServer(pipelining=request.param) as server:
+        yield server
 
 from nurture.errors import AmbiguousSendError, ConfigError, PermanentSendError, TemporarySendError
 from nurture.message import OutgoingMessage

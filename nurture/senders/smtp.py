@@ -78,6 +78,11 @@ class _SMTPConnection(smtplib.SMTP):
         code, repl = self.getreply()
         if code != 354:
             raise smtplib.SMTPDataError(code, repl)
+        return self.body(msg)
+
+    def body(self, msg: bytes):
+        """After a 354: the message, dot-stuffed, then the final dot; the server's reply to it."""
+        self.dot_sent = False
         # Dot-stuffing, RFC 5321 4.5.2. Most messages have no line starting with "." (base64 never does):
         # a C-speed search first saves a regex pass over 20-40 kB per message.
         q = re.sub(rb"(?m)^\.", b"..", msg) if (msg.startswith(b".") or b"\n." in msg) else msg
@@ -204,6 +209,38 @@ class SmtpSender(Sender):
         conn = self._conn
         stage = "MAIL"
         try:
+            if conn.has_extn("pipelining"):
+                # RFC 2920: MAIL, RCPT and DATA in one write, their replies read in order: two round trips
+                # per message instead of four, as Postfix does.
+                conn.dot_sent = False
+                conn.send(f"MAIL FROM:<{ascii_address(msg.from_address)}>\r\n"
+                          f"RCPT TO:<{ascii_address(msg.to_address)}>\r\nDATA\r\n".encode("ascii"))
+                replies: list[tuple[int, bytes]] = []
+                for stage in ("MAIL", "RCPT", "DATA"):
+                    try:
+                        replies.append(conn.getreply())
+                    except (OSError, smtplib.SMTPException):
+                        refused = next((r for r, ok in zip(replies, ((250,), (250, 251))) if r[0] not in ok), None)
+                        if refused is None:
+                            raise
+                        self._drop()  # the server said why, then hung up (e.g. 421 at RCPT)
+                        raise classify_reply(*refused, ("MAIL", "RCPT")[replies.index(refused)]) from None
+                mail, rcpt, opened = replies
+                if opened[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
+                    # DATA was opened although the envelope failed (RFC 2920 3.1 says it should not be):
+                    # end the empty message; with no recipient nothing is delivered.
+                    conn.send(b".\r\n")
+                    conn.getreply()
+                if mail[0] != 250:
+                    raise classify_reply(*mail, "MAIL")
+                if rcpt[0] not in (250, 251):
+                    raise classify_reply(*rcpt, "RCPT")
+                if opened[0] != 354:
+                    raise smtplib.SMTPDataError(*opened)
+                code, text = conn.body(data)
+                if code != 250:
+                    raise classify_reply(code, text, "end of data")
+                return text
             code, text = conn.mail(ascii_address(msg.from_address))
             if code != 250:
                 raise classify_reply(code, text, "MAIL")
