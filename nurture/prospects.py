@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
 
-from nurture import clock
+from nurture import clock, db
 from nurture.errors import InputError, NotFound
 from nurture.models import (
     CONSENT_BASES, RANKS, STAGES, STRENGTHS, TEMPERATURES, Prospect, ProspectTag, Suppression, email_hash,
@@ -348,36 +348,6 @@ def _new_row(values: dict[str, Any], now: datetime) -> dict[str, Any]:
     return row
 
 
-def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    """INSERT many rows of the same keys. On SQLite the statement is compiled once and the rows go to the
-    driver's executemany as tuples, converted by the same bind processors SQLAlchemy would use: this halves
-    the cost per row (bench/import.py). Other databases take SQLAlchemy's own executemany."""
-    if conn.dialect.name != "sqlite" or conn.dialect.paramstyle != "qmark":
-        conn.execute(insert(table), rows)
-        return
-    keys = list(rows[0])
-    compiled = insert(table).compile(dialect=conn.dialect, column_keys=keys)
-    order = list(compiled.positiontup or ())
-    if sorted(order) != sorted(keys):  # not the plain shape expected: let SQLAlchemy do it
-        conn.execute(insert(table), rows)
-        return
-    processors = [table.c[k].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for k in order]
-    columns = []
-    for key, process in zip(order, processors):
-        values = [r[key] for r in rows]
-        if process is not None:
-            # Imports repeat values (one `now` for created/updated, the same dates, empty dicts): convert each
-            # distinct run once.
-            converted, last, last_out = [], object(), None
-            for v in values:
-                if v is not last and v != last:
-                    last, last_out = v, process(v)
-                converted.append(last_out)
-            values = converted
-        columns.append(values)
-    conn.exec_driver_sql(compiled.string, list(zip(*columns)))
-
-
 def _changes(existing: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """What a re-import changes. Consent never goes back to unknown; attributes merge."""
     out: dict[str, Any] = {}
@@ -474,12 +444,12 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
             updates.append({"_id": current["id"], **changes})
     batch.mark(seen_existing)
     if inserts:
-        _insert_many(conn, Prospect.__table__, inserts)
+        db.insert_rows(conn, Prospect.__table__, inserts)
         ids = dict(conn.execute(select(Prospect.email, Prospect.id)
                                 .where(Prospect.email.in_([r["email"] for r in inserts]))).all())
         batch.mark(ids.values())
         if insert_tags:
-            _insert_many(conn, ProspectTag.__table__,
+            db.insert_rows(conn, ProspectTag.__table__,
                          [{"prospect_id": ids[e], "tag": t} for e, ts in insert_tags for t in ts])
     if updates:
         by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}

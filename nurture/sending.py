@@ -285,12 +285,6 @@ def decide(config: Config, campaign: Campaign, row: Any, history: _History, now:
     return Decision(outcome="send", item_key=item.key, subject=item.subject, **base)
 
 
-def _insert_ignore(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    maker = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(maker(Delivery).on_conflict_do_nothing(
-        index_elements=["campaign", "prospect_id", "item_key"]), rows)
-
-
 def _plan_lock(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PLAN_LOCK_KEY})
@@ -342,8 +336,8 @@ def plan(engine: Engine, config: Config, campaigns: Iterable[Campaign], report: 
                         report.skipped[_category(decision.reason)] += 1
                     if keep_decisions:
                         report.decisions.append(decision)
-                if new_rows:
-                    _insert_ignore(conn, new_rows)
+                db.insert_rows(conn, Delivery.__table__, new_rows,
+                               ignore_conflicts_on=["campaign", "prospect_id", "item_key"])
             if progress:
                 progress(campaign.name, len(rows))
 
