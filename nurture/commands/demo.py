@@ -27,17 +27,25 @@ def demo(ctx: click.Context, folder: str, no_send: bool) -> None:
     5. nurture send                       (outbox sender: .eml files in outbox/)
     Running it again sends only what has become due: nothing is sent twice.
     """
-    from nurture.commands.campaigns import check
-    from nurture.commands.prospects import import_, list_
-    from nurture.commands.send import send
-    from nurture.commands.setup import init
-
     path = Path(folder).resolve()
     written = demo_workspace.create_workspace(path)
     click.echo(click.style(f"demo workspace: {path}", bold=True))
     if written:
         click.echo(f"  wrote {', '.join(written)}")
-    os.chdir(path)
+    previous = os.getcwd()
+    os.chdir(path)  # the workspace's relative paths (nurture.db, outbox/) resolve here, as for a user in it
+    try:
+        _run(ctx, path, no_send)
+    finally:
+        os.chdir(previous)
+
+
+def _run(ctx: click.Context, path: Path, no_send: bool) -> None:
+    from nurture.commands.campaigns import check
+    from nurture.commands.prospects import import_, list_
+    from nurture.commands.send import send
+    from nurture.commands.setup import init
+
     ctx.obj = App(str(path / "nurture.toml"), None)
 
     def step(title: str, command: click.Command, *args: str) -> None:
