@@ -36,6 +36,7 @@ from nurture.errors import InputError, NotFound
 from nurture.models import (
     CONSENT_BASES, RANKS, STAGES, STRENGTHS, TEMPERATURES, Prospect, ProspectTag, Suppression, email_hash,
 )
+from nurture.segments import suppression_reasons
 from nurture.tabular import Cell, header_key, read_table
 
 BATCH = 2000
@@ -398,12 +399,7 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
     cols = [Prospect.id, Prospect.email, *[getattr(Prospect, c) for c in _COMPARED]]
     existing = {r.email: r._asdict() for r in conn.execute(select(*cols).where(Prospect.email.in_(emails)))}
     missing = [e for e in emails if e not in existing]
-    suppressed: dict[str, str] = {}
-    if missing:
-        hashes = {email_hash(e): e for e in missing}
-        for h, reason in conn.execute(select(Suppression.email_hash, Suppression.reason)
-                                      .where(Suppression.email_hash.in_(list(hashes)))):
-            suppressed[hashes[h]] = reason
+    suppressed = suppression_reasons(conn, missing)
     inserts: list[dict[str, Any]] = []
     insert_tags: list[tuple[str, list[str]]] = []
     updates: list[dict[str, Any]] = []

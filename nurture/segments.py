@@ -20,7 +20,7 @@ streams it (keyset on ``Prospect.id``) and never loads everyone.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -331,6 +331,16 @@ def mailable_reason(prospect: Prospect, now: datetime, *, suppression: str | Non
     if prospect.paused_until is not None and prospect.paused_until > now:
         return f"paused by the prospect until {prospect.paused_until.date().isoformat()}"
     return None
+
+
+def suppression_reasons(conn: Any, emails: Iterable[str]) -> dict[str, str]:
+    """The suppression reason of each of ``emails`` that is suppressed, in one query (batches of import,
+    planning and sending all ask this)."""
+    hashes = {email_hash(e): e for e in emails}
+    if not hashes:
+        return {}
+    return {hashes[digest]: reason for digest, reason in conn.execute(
+        select(Suppression.email_hash, Suppression.reason).where(Suppression.email_hash.in_(list(hashes))))}
 
 
 def suppression_reason(session: Session, email: str) -> str | None:

@@ -64,9 +64,9 @@ from nurture.errors import (
     AmbiguousSendError, ConfigError, NurtureError, PermanentSendError, SendError, TemporarySendError,
 )
 from nurture.message import OutgoingMessage, list_id_for, message_id_for, validate
-from nurture.models import CampaignState, Delivery, Prospect, Suppression, email_hash
+from nurture.models import CampaignState, Delivery, Prospect
 from nurture.rendering import Renderer, add_tracking_markup, build_context
-from nurture.segments import mailable_reason, segment_clauses
+from nurture.segments import mailable_reason, segment_clauses, suppression_reasons
 from nurture.senders import Sender, make_sender
 from nurture.throttle import Throttle, ThrottleDeferred
 
@@ -126,6 +126,17 @@ class Report:
     decisions: list[Decision] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     dry_run: bool = False
+
+    def count(self, outcome: Outcome, keep: bool = False) -> None:
+        """Add one delivery outcome to the counters (and to ``outcomes`` when ``keep``)."""
+        if outcome.state == "sent":
+            self.sent += 1
+        else:
+            counter = {"deferred": self.deferred, "failed": self.failed, "skipped": self.skipped,
+                       "unknown": self.unknown}[outcome.state]
+            counter[_category(outcome.reason)] += 1
+        if keep:
+            self.outcomes.append(outcome)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -205,10 +216,7 @@ def _history(conn: Connection, campaign: Campaign, rows: list[Any]) -> _History:
             select(Delivery.prospect_id, Delivery.item_key, Delivery.state, when)
             .where(Delivery.campaign == campaign.name, Delivery.prospect_id.in_(ids))):
         h.items.setdefault(pid, {})[key] = (state, at)
-    hashes = {email_hash(r.email): r.email for r in rows}
-    for digest, reason in conn.execute(select(Suppression.email_hash, Suppression.reason)
-                                       .where(Suppression.email_hash.in_(list(hashes)))):
-        h.suppressed[hashes[digest]] = reason
+    h.suppressed = suppression_reasons(conn, (r.email for r in rows))
     return h
 
 
@@ -451,9 +459,7 @@ class Deliverer:
                    Prospect.__table__)
             .join(Prospect, Prospect.id == Delivery.prospect_id)
             .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
-        hashes = {email_hash(r.email): r.email for r in rows}
-        suppressed = {hashes[h]: reason for h, reason in conn.execute(
-            select(Suppression.email_hash, Suppression.reason).where(Suppression.email_hash.in_(list(hashes))))}
+        suppressed = suppression_reasons(conn, (r.email for r in rows))
         conn.rollback()
         return rows, suppressed
 
@@ -514,16 +520,9 @@ class Deliverer:
 
     def _outcome(self, outcome: Outcome) -> None:
         with self._lock:
-            r = self.report
+            self.report.count(outcome, keep=self.keep_outcomes)
             if outcome.state == "sent":
-                r.sent += 1
                 self._failures[outcome.campaign] = 0
-            else:
-                counter = {"deferred": r.deferred, "failed": r.failed, "skipped": r.skipped,
-                           "unknown": r.unknown}[outcome.state]
-                counter[_category(outcome.reason)] += 1
-            if self.keep_outcomes:
-                r.outcomes.append(outcome)
         if self.on_outcome:
             self.on_outcome(outcome)
         if outcome.state == "deferred":
@@ -793,8 +792,6 @@ def deliver_in_processes(config: Config, campaigns: dict[str, Campaign], report:
         proc.start()
     done = 0
     errors: list[BaseException] = []
-    counters = {"deferred": report.deferred, "failed": report.failed, "skipped": report.skipped,
-                "unknown": report.unknown}
     while done < n:
         try:
             message = queue.get(timeout=1.0)
@@ -804,12 +801,7 @@ def deliver_in_processes(config: Config, campaigns: dict[str, Campaign], report:
             continue
         if message[0] == "outcomes":
             for outcome in message[1]:
-                if outcome.state == "sent":
-                    report.sent += 1
-                else:
-                    counters[outcome.state][_category(outcome.reason)] += 1
-                if keep_outcomes:
-                    report.outcomes.append(outcome)
+                report.count(outcome, keep=keep_outcomes)
                 if on_outcome:
                     on_outcome(outcome)
         else:
