@@ -113,44 +113,61 @@ def transaction(engine: Engine, *, immediate: bool = False) -> Iterator[Session]
                 s.flush()
 
 
+class Bulk:
+    """A statement run with many parameter sets (``executemany``), prepared once and reused.
+
+    On SQLite the statement is compiled once and each call hands the driver tuples, converted by the same bind
+    processors SQLAlchemy would use, each distinct value once per call (bulk imports and plans repeat values:
+    one ``now`` for every row, the same dates). That halves the cost per row (bench/import.py) and is most of
+    the bookkeeping saved per mail in ``nurture send`` (bench/send.py). Other databases take SQLAlchemy's own
+    executemany. Rows are dicts with exactly the keys given (the statement's bind names).
+    """
+
+    def __init__(self, stmt: Any, dialect: Any, keys: list[str]) -> None:
+        self.stmt = stmt
+        self.sql: str | None = None
+        if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+            return
+        compiled = stmt.compile(dialect=dialect, column_keys=keys)
+        order = list(compiled.positiontup or ())
+        if sorted(order) != sorted(keys):  # not the plain shape expected: let SQLAlchemy do it
+            return
+        self.sql = compiled.string
+        self.order = order
+        self.processors = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+                           for name in order]
+
+    def run(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.sql is None:
+            conn.execute(self.stmt, rows)
+            return
+        columns = []
+        for key, process in zip(self.order, self.processors):
+            values = [r[key] for r in rows]
+            if process is not None:
+                converted, last, last_out = [], object(), None
+                for v in values:
+                    if v is not last and v != last:
+                        last, last_out = v, process(v)
+                    converted.append(last_out)
+                values = converted
+            columns.append(values)
+        conn.exec_driver_sql(self.sql, list(zip(*columns)))
+
+
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *,
                 ignore_conflicts_on: list[str] | None = None) -> None:
     """INSERT many rows with the same keys (``ignore_conflicts_on``: the unique columns whose duplicates are
-    skipped, ``ON CONFLICT DO NOTHING``).
-
-    On SQLite the statement is compiled once and the rows go to the driver's executemany as tuples, converted by
-    the same bind processors SQLAlchemy would use, each distinct value once (bulk imports and plans repeat
-    values: one ``now`` for every row, the same dates). That halves the cost per row (bench/import.py).
-    Other databases take SQLAlchemy's own executemany.
-    """
+    skipped, ``ON CONFLICT DO NOTHING``), through :class:`Bulk`."""
     if not rows:
         return
     maker = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = maker(table)
     if ignore_conflicts_on:
         stmt = stmt.on_conflict_do_nothing(index_elements=ignore_conflicts_on)
-    if conn.dialect.name != "sqlite" or conn.dialect.paramstyle != "qmark":
-        conn.execute(stmt, rows)
-        return
-    keys = list(rows[0])
-    compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
-    order = list(compiled.positiontup or ())
-    if sorted(order) != sorted(keys):  # not the plain shape expected: let SQLAlchemy do it
-        conn.execute(stmt, rows)
-        return
-    columns = []
-    for key in order:
-        values = [r[key] for r in rows]
-        process = table.c[key].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        if process is not None:
-            converted, last, last_out = [], object(), None
-            for v in values:
-                if v is not last and v != last:
-                    last, last_out = v, process(v)
-                converted.append(last_out)
-            values = converted
-        columns.append(values)
-    conn.exec_driver_sql(compiled.string, list(zip(*columns)))
+    Bulk(stmt, conn.dialect, list(rows[0])).run(conn, rows)
 
 
 def _alembic_config(connection) -> AlembicConfig:  # type: ignore[no-untyped-def]

@@ -34,6 +34,7 @@ offered. The text part keeps the original URLs: it is what a reader copies from,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html as htmlmod
 import re
@@ -746,8 +747,10 @@ def build_context(config: Any, campaign: Any, item: Any, prospect: Any, urls: Ma
     Values are plain dicts and strings, so templates cannot reach the database session or ORM internals.
     """
     identity = config.identity
-    attributes = dict(_field(prospect, "attributes", None) or {})
-    person = {name: (_field(prospect, name, "") or "") for name in PROSPECT_FIELDS}
+    # One type check per call rather than per field (isinstance against an ABC is slow; this runs per mail).
+    get = prospect.get if isinstance(prospect, Mapping) else functools.partial(getattr, prospect)
+    attributes = dict(get("attributes", None) or {})
+    person = {name: (get(name, "") or "") for name in PROSPECT_FIELDS}
     person["attributes"] = attributes
     cadence = getattr(campaign, "cadence", None)
     zone = getattr(cadence, "time_zone", None) or config.cadence.time_zone

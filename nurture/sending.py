@@ -11,10 +11,12 @@ SQLite, a transaction-level advisory lock on PostgreSQL) so two planners cannot 
 due in two campaigns. Pending rows count as "mailed now" for the gap, which is how a prospect due in two
 campaigns gets the higher-priority one now and the other later (deferred, never dropped).
 
-**Deliver.** Worker threads (``[throttle] concurrency``) claim small batches of pending deliveries: on
-PostgreSQL ``FOR UPDATE SKIP LOCKED``, on SQLite inside ``BEGIN IMMEDIATE``; a claim is a lease
-(``claimed_by``, ``lease_until``), renewed while held. Each message is rendered, throttled, handed to the
-sender and its outcome recorded at once, in its own transaction:
+**Deliver.** Worker threads (``[throttle] concurrency``) claim batches of pending deliveries: on PostgreSQL
+``FOR UPDATE SKIP LOCKED``, on SQLite inside ``BEGIN IMMEDIATE``; a claim is a lease (``claimed_by``,
+``lease_until``), renewed while held. A worker's first claim is small and later ones are sized to about
+CLAIM_SECONDS of its own pace (fast senders claim more per transaction, throttled ones hold few rows). Each
+message is rendered, throttled and handed to the sender; outcomes are committed ``[delivery] record_batch`` at a
+time:
 
 =====================  ===========================================================================
 outcome                delivery becomes
@@ -29,8 +31,9 @@ not mailable any more  ``skipped`` with the reason (e.g. unsubscribed between pl
 
 Crash safety: a process killed at any moment leaves its claimed rows ``pending`` under a lease; after the lease
 (``[delivery] lease_seconds``) another run takes them. The only window for a repeat is a message the provider
-accepted whose ``sent`` record was not yet committed when the process died: at most one message per worker
-thread. The outbox sender names files by delivery id, so even that repeat overwrites rather than duplicates.
+accepted whose ``sent`` record was not yet committed when the process died: at most ``record_batch`` messages
+per worker thread (1 = one). The outbox sender names files by delivery id, so even that repeat overwrites
+rather than duplicates.
 
 Too many failures in a row (``[delivery] error_budget``) pause the campaign (``campaign_states``) with the
 reason; ``nurture resume CAMPAIGN`` lifts the pause.
@@ -43,6 +46,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -65,7 +69,7 @@ from nurture.errors import (
 )
 from nurture.message import OutgoingMessage, list_id_for, message_id_for, validate
 from nurture.models import CampaignState, Delivery, Prospect
-from nurture.rendering import Renderer, add_tracking_markup, build_context
+from nurture.rendering import PROSPECT_FIELDS, Renderer, add_tracking_markup, build_context
 from nurture.segments import mailable_reason, segment_clauses, suppression_reasons
 from nurture.senders import Sender, make_sender
 from nurture.throttle import Throttle, ThrottleDeferred
@@ -73,7 +77,10 @@ from nurture.throttle import Throttle, ThrottleDeferred
 log = logging.getLogger("nurture.sending")
 
 PLAN_BATCH = 1000
-CLAIM_BATCH = 32
+#: A worker claims about CLAIM_SECONDS of work at a time, between CLAIM_MIN and CLAIM_MAX deliveries: fast
+#: senders then pay for one claim transaction per ~100 mails, while slow or throttled ones hold few rows that
+#: another worker could be sending.
+CLAIM_MIN, CLAIM_MAX, CLAIM_SECONDS = 16, 128, 0.25
 THROTTLE_MAX_WAIT = 2.0  # seconds a worker waits for one domain before deferring that message
 IDLE_WAIT = 30.0  # a run waits this long at most for throttled or briefly deferred mail to become due
 MAX_BACKOFF = timedelta(hours=6)
@@ -161,6 +168,11 @@ def _category(reason: str) -> str:
 _PROSPECT_COLUMNS = (Prospect.id, Prospect.email, Prospect.name, Prospect.temperature, Prospect.industry,
                      Prospect.time_zone, Prospect.status, Prospect.status_reason, Prospect.consent_basis,
                      Prospect.paused_until, Prospect.frequency_factor)
+
+#: What delivery reads of a prospect: the mailability check and what templates see (rendering.PROSPECT_FIELDS
+#: and attributes). Not the whole row: each datetime column costs a conversion per mail on SQLite.
+_SEND_COLUMNS = tuple(dict.fromkeys([
+    *_PROSPECT_COLUMNS, *(getattr(Prospect, name) for name in PROSPECT_FIELDS), Prospect.attributes]))
 
 
 def _campaign_window_reason(campaign: Campaign, now: datetime) -> str | None:
@@ -377,6 +389,8 @@ class Deliverer:
         self._paused: set[str] = set(paused_campaigns(engine))
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
+        self._record_statements: dict[frozenset, db.Bulk] = {}  # one prepared UPDATE per shape of outcome
+        self._links: tracking.Links | None = None  # made at the first mail (it needs the signing key)
 
     @property
     def renderer(self) -> Renderer:
@@ -456,19 +470,16 @@ class Deliverer:
         """The claimed rows with their prospects, and the suppression reasons of their addresses."""
         rows = conn.execute(
             select(Delivery.id.label("delivery_id"), Delivery.campaign, Delivery.item_key, Delivery.attempts,
-                   Prospect.__table__)
+                   *_SEND_COLUMNS)
             .join(Prospect, Prospect.id == Delivery.prospect_id)
             .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
         suppressed = suppression_reasons(conn, (r.email for r in rows))
         conn.rollback()
         return rows, suppressed
 
-    _record_statements: dict[frozenset, Any] = {}
-
     def _record(self, conn: Connection, worker: str, delivery_id: int, values: dict[str, Any]) -> None:
         """Queue an outcome for this worker's next flush (see :meth:`_flush`)."""
-        values = {**values, "claimed_by": "", "lease_until": None, "updated_at": clock.now(),
-                  "_id": delivery_id, "_w": worker}
+        values = {**values, "claimed_by": "", "lease_until": None, "_id": delivery_id, "_w": worker}
         self._local.records.append(values)
         if len(self._local.records) >= self.config.delivery.record_batch:
             self._flush(conn)
@@ -483,37 +494,41 @@ class Deliverer:
         if not records:
             return
         groups: dict[frozenset, list[dict[str, Any]]] = {}
+        now = clock.now()  # updated_at: when the row is written, the same for the whole batch
         for values in records:
+            values["updated_at"] = now
             groups.setdefault(frozenset(values), []).append(values)
         with db.begin(conn):
             for keys, rows in groups.items():
-                stmt = self._record_statements.get(keys)
-                if stmt is None:
+                bulk = self._record_statements.get(keys)
+                if bulk is None:
                     stmt = (update(Delivery)
                             .where(Delivery.id == bindparam("_id"), Delivery.claimed_by == bindparam("_w"))
                             .values({k: bindparam(k) for k in keys if k not in ("_id", "_w")}))
-                    self._record_statements[keys] = stmt
-                conn.execute(stmt, rows)
+                    bulk = self._record_statements[keys] = db.Bulk(stmt, conn.dialect, list(keys))
+                bulk.run(conn, rows)
         records.clear()
 
     def _message(self, row: Any, campaign: Campaign, item: ContentItem) -> OutgoingMessage:
         config = self.config
-        urls = tracking.urls_for(config, row.delivery_id, row.id)
+        if self._links is None:
+            self._links = tracking.Links(config)
+        links = self._links
+        urls = links.for_mail(row.delivery_id, row.id)
         context = build_context(config, campaign, item, row, urls)
         track_clicks = campaign.tracking.clicks and config.tracking.click_tracking
         rendered = self.renderer.render(
             item, context,
-            rewrite_link=(lambda url, index: tracking.click_url(config, row.delivery_id, index, url))
-            if track_clicks else None)
+            rewrite_link=(lambda url, index: links.click(row.delivery_id, index, url)) if track_clicks else None)
         pixel = urls["open_pixel"] if campaign.tracking.opens and config.tracking.open_pixel else None
-        honeypot = tracking.honeypot_url(config, row.delivery_id) if config.tracking.honeypot_link else None
+        honeypot = links.honeypot(row.delivery_id) if config.tracking.honeypot_link else None
         msg = OutgoingMessage(
             delivery_id=row.delivery_id, campaign=campaign.name, to_address=row.email, to_name=row.name or "",
             from_address=campaign.from_address, from_name=campaign.from_name, reply_to=campaign.reply_to,
             subject=rendered.subject, html=add_tracking_markup(rendered.html, open_pixel=pixel, honeypot=honeypot),
             text=rendered.text,
             list_id=list_id_for(campaign.name, campaign.from_address),
-            list_unsubscribe=tracking.list_unsubscribe_headers(config, row.delivery_id, row.id),
+            list_unsubscribe=links.list_unsubscribe(row.delivery_id, row.id, unsubscribe_url=urls["unsubscribe"]),
             message_id=message_id_for(row.delivery_id, campaign.name, campaign.from_address))
         validate(msg)  # header injection and bad addresses fail this mail here, not inside the sender
         return msg
@@ -643,10 +658,11 @@ class Deliverer:
         held: list[int] = []
         self._local.records = []
         conn = self.engine.connect()
+        batch = CLAIM_MIN
         try:
             with self.sender_factory(self.config) as sender:
                 while not self._stop.is_set():
-                    want = self._take_budget(CLAIM_BATCH)
+                    want = self._take_budget(batch)
                     ids = self.claim(conn, worker, want)
                     if len(ids) < want and self.limit is not None:
                         with self._lock:
@@ -657,6 +673,7 @@ class Deliverer:
                         return
                     held = list(ids)
                     claimed_at = clock.now()
+                    started = time.monotonic()
                     rows, suppressed = self._load(conn, ids)
                     for row in rows:
                         if self._stop.is_set():
@@ -670,6 +687,8 @@ class Deliverer:
                         self._deliver_one(conn, worker, sender, row, suppressed)
                         held.remove(row.delivery_id)
                     self._flush(conn)
+                    per_mail = (time.monotonic() - started) / len(ids)
+                    batch = max(CLAIM_MIN, min(CLAIM_MAX, int(CLAIM_SECONDS / max(per_mail, 1e-6))))
         except BaseException as exc:  # surfaced by run(); our claims are released below
             self._errors.append(exc)
             self._stop.set()

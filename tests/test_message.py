@@ -242,3 +242,37 @@ def test_dkim_key_from_config(tmp_path, rsa_key):
     missing = dataclasses.replace(cfg, dkim=dataclasses.replace(cfg.dkim, private_key_path="nope.pem"))
     with pytest.raises(ConfigError, match="nope.pem"):
         DkimKey.from_config(missing)
+
+
+@pytest.mark.parametrize("size", [0, 1, 56, 57, 58, 113, 114, 115, 57 * 40, 57 * 40 + 1, 30_000])
+def test_base64_parts_are_76_column_lines_that_decode_back(size):
+    """The fast base64 path (pybase64 + cut lines) against the standard library's encoder, around every line
+    boundary (57 input bytes make one 76-character line), and through a full parse."""
+    import base64
+
+    from nurture.message import _base64_lines
+
+    data = bytes((i * 7 + 3) % 256 for i in range(size))
+    assert _base64_lines(data) == base64.encodebytes(data).replace(b"\n", b"\r\n")[:-2]
+    text = "日本語のテキスト。" * (size // 27 + 1)
+    msg = parse(build_mime(make(text=text, html=f"<p>{text}</p>")))
+    raw_lines = [line for line in build_mime(make(text=text)).split(b"\r\n")]
+    assert max(len(line) for line in raw_lines) <= 78
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n").rstrip("\n") == text
+
+
+@pytest.mark.parametrize("text", ["", "a", "あ" * 13, "あ" * 14, "x" + "あ" * 13, "xx" + "あ" * 13, "😀" * 10,
+                                  "a😀" * 10, "é" * 20, "x" * 39, "x" * 40])
+@pytest.mark.parametrize("max_bytes", [39, 45])
+def test_encoded_words_split_on_character_boundaries(text, max_bytes):
+    """Each encoded-word carries whole UTF-8 characters and at most max_bytes of them (RFC 2047 5), as many as
+    fit (fewest words), and together they decode to the text."""
+    import base64
+
+    from nurture.message import _encoded_words
+
+    words = _encoded_words(text, max_bytes).split("\r\n ")
+    chunks = [base64.b64decode(w.removeprefix("=?UTF-8?B?").removesuffix("?=")) for w in words]
+    assert "".join(c.decode("utf-8") for c in chunks) == text  # each chunk decodes alone: whole characters
+    assert all(len(c) <= max_bytes for c in chunks)
+    assert all(len(c) + len(n.decode("utf-8")[0].encode()) > max_bytes for c, n in zip(chunks, chunks[1:]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import warnings
@@ -238,3 +239,32 @@ def test_dkim_signed_mail_verifies_as_received(smtp_server):
     (got,) = smtp_server.messages
     assert dkim.verify(got.data, dnsfunc=lambda name, timeout=5:
                        record if name == b"s2026._domainkey.example.co.jp." else None)
+
+
+def test_dot_stuffing_of_a_7bit_part(sender, smtp_server):
+    """An English (7bit) text part puts lines starting with "." on the wire as they are: the sender must double
+    each leading dot (RFC 5321 4.5.2) and the server undo it, so the text arrives exactly, "." lines included."""
+    text = ".\n..\n.leading dot\nmiddle . dot\n...\nlast."
+    sender.send(dataclasses.replace(make(), text=text, html="<p>plain ascii</p>\n.\n<p>.x</p>"))
+    (got,) = smtp_server.messages
+    assert b"\r\n.leading dot" in got.data  # 7bit on the wire, so stuffing really happened
+    msg = email.message_from_bytes(got.data, policy=email.policy.default)
+    assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n").rstrip("\n") == text
+    assert msg.get_body(("html",)).get_content().replace("\r\n", "\n").rstrip("\n") == "<p>plain ascii</p>\n.\n<p>.x</p>"
+
+
+def test_body_stuffs_a_leading_dot_of_the_whole_data(smtp_server):
+    """The dot-stuffing itself, on data whose very first line starts with "." (build_mime never makes such data,
+    but the SMTP layer must not depend on that)."""
+    s = SmtpSender(smtp_server.host, smtp_server.port, timeout=2)
+    try:
+        s.open()
+        conn = s._conn
+        conn.mail("news@example.co.jp")
+        conn.rcpt("taro@example.com")
+        code, _ = conn.data(b".first\r\n..second\r\nthird\r\n.")
+        assert code == 250
+    finally:
+        s.close()
+    (got,) = smtp_server.messages
+    assert got.data.replace(b"\r\n", b"\n").rstrip(b"\n") == b".first\n..second\nthird\n."

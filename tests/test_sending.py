@@ -460,3 +460,28 @@ def test_sender_processes_share_the_work_without_repeats(ws, db_url, runner, smt
     assert report["sent"] == n
     counts = Counter(m.rcpt_tos[0] for m in smtp_server.messages)
     assert len(counts) == n and set(counts.values()) == {1}
+
+
+def test_claims_start_small_and_grow_for_a_fast_sender(ws, runner, smtp_server, monkeypatch):
+    """A worker's first claim is small (a short run is shared between workers); when mails go out fast, the next
+    claims grow toward CLAIM_MAX (fewer claim transactions per mail), never beyond it. Every mail once."""
+    from nurture import sending
+
+    sizes: list[int] = []
+    claim = sending.Deliverer.claim
+
+    def recording_claim(self, conn, worker, n):
+        ids = claim(self, conn, worker, n)
+        if ids:
+            sizes.append(n)
+        return ids
+
+    monkeypatch.setattr(sending.Deliverer, "claim", recording_claim)
+    monkeypatch.setattr(sending, "CLAIM_SECONDS", 10.0)  # any sender here is "fast" for this test
+    add_prospects(ws, [f"p{i}@example.com,P{i},Co,製造業,warm,opt_in" for i in range(400)])
+    result, report = send(runner)
+    assert result.exit_code == 0, result.output
+    assert report["sent"] == 400
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(f"p{i}@example.com" for i in range(400))
+    assert sizes[:2] == [sending.CLAIM_MIN] * 2  # two workers, each starting small
+    assert max(sizes) == sending.CLAIM_MAX

@@ -112,3 +112,34 @@ def test_https_only_list_unsubscribe_without_mailto():
 def test_missing_secret_is_a_config_error():
     with pytest.raises(ConfigError, match="secret"):
         tracking.urls_for(config(secret=""), 1, 1)
+
+
+@pytest.mark.parametrize("parts", [
+    (), (1,), (12, 3, "https://example.com/a?b=1&c=2#frag"), ("quote\"inside",), ("back\\slash",),
+    ("tab\there",), ("nul\x00",), ("\x1f\x7f",), ("日本語", "例え.jp"), ("\u2028\u2029",), ("",), ("", ""),
+])
+def test_token_payload_is_exactly_the_json_of_the_parts(parts):
+    """Tokens are built without json.dumps where no character needs escaping; the bytes must be the same as
+    json.dumps makes (tokens in mails already sent keep verifying, and verify() parses JSON)."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    payload = json.dumps([str(p) for p in parts], ensure_ascii=False, separators=(",", ":")).encode()
+    mac = hmac.new(SECRET, b"click\x00" + payload, hashlib.sha256).digest()[:16]
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    assert tracking.sign(SECRET, "click", *parts) == f"{b64(payload)}.{b64(mac)}"
+    assert tracking.verify(SECRET, "click", tracking.sign(SECRET, "click", *parts)) == tuple(str(p) for p in parts)
+
+
+def test_links_object_makes_the_same_urls_as_the_module_functions():
+    c = config()
+    links = tracking.Links(c)
+    assert links.for_mail(5, 9) == tracking.urls_for(c, 5, 9)
+    assert links.click(5, 1, "https://example.com/") == tracking.click_url(c, 5, 1, "https://example.com/")
+    assert links.honeypot(5) == tracking.honeypot_url(c, 5)
+    reused = links.list_unsubscribe(5, 9, unsubscribe_url=links.for_mail(5, 9)["unsubscribe"])
+    assert reused == tracking.list_unsubscribe_headers(c, 5, 9)
+    with pytest.raises(ConfigError):
+        tracking.Links(config(secret=""))
