@@ -138,8 +138,11 @@ def rss_mb() -> float:
     return 0.0
 
 
-def run_nurture(folder: Path) -> dict:
-    """Plan + deliver in this process; returns timings and peak RSS."""
+def run_nurture(folder: Path, phases: bool = False) -> dict:
+    """One `nurture send` in this process; returns timings and peak RSS.
+
+    Default: ``sending.send`` as the command runs it (delivery starts while planning goes on). With
+    ``phases``: plan, then deliver, timed apart (the deliver-only rate)."""
     from nurture import config as configuration, db, sending
     from nurture.campaigns import load_campaigns
 
@@ -155,15 +158,25 @@ def run_nurture(folder: Path) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    marks: dict[str, float] = {}
     t0 = time.perf_counter()
-    report = sending.Report()
-    sending.plan(engine, cfg, campaigns, report)
-    t1 = time.perf_counter()
-    active = {c.name: c for c in campaigns}
-    if cfg.delivery.processes > 1:
-        sending.deliver_in_processes(cfg, active, report)
+    if phases:
+        report = sending.Report()
+        sending.plan(engine, cfg, campaigns, report)
+        marks["planned"] = time.perf_counter()
+        active = {c.name: c for c in campaigns}
+        if cfg.delivery.processes > 1:
+            sending.deliver_in_processes(cfg, active, report)
+        else:
+            sending.Deliverer(engine, cfg, active, report).run()
     else:
-        sending.Deliverer(engine, cfg, active, report).run()
+        def planned(campaign: str, n: int, so_far: int) -> None:
+            marks["planned"] = time.perf_counter()
+
+        def outcome(o: object) -> None:
+            marks.setdefault("first_mail", time.perf_counter())
+
+        report = sending.send(engine, cfg, campaigns, plan_progress=planned, on_outcome=outcome)
     t2 = time.perf_counter()
     stop.set()
     peak[0] = max(peak[0], rss_mb())
@@ -175,8 +188,9 @@ def run_nurture(folder: Path) -> dict:
         sent_rows, attempts = conn.execute(select(func.count(), func.sum(Delivery.attempts))
                                            .where(Delivery.state == "sent")).one()
     return {"planned": report.planned, "sent": report.sent, "failed": sum(report.failed.values()),
-            "sent_rows": sent_rows, "attempts": attempts,
-            "plan_s": t1 - t0, "deliver_s": t2 - t1, "peak_rss_mb": peak[0]}
+            "sent_rows": sent_rows, "attempts": attempts, "total_s": t2 - t0,
+            "plan_s": marks["planned"] - t0, "first_mail_s": marks.get("first_mail", t2) - t0,
+            "deliver_s": t2 - marks["planned"] if phases else None, "peak_rss_mb": peak[0]}
 
 
 def prerender(folder: Path, n: int) -> list[tuple[str, bytes]]:
@@ -248,8 +262,8 @@ def bare_loop(port: int, messages: list[tuple[str, bytes]], connections: int, pr
 
 def child(args: argparse.Namespace) -> None:
     folder = Path(args.child)
-    if args.mode == "nurture":
-        print(json.dumps(run_nurture(folder)))
+    if args.mode in ("nurture", "phases"):
+        print(json.dumps(run_nurture(folder, phases=args.mode == "phases")))
     else:
         messages = prerender(folder, args.n)
         seconds = bare_loop(args.port, messages, args.concurrency, args.processes)
@@ -265,6 +279,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1, help="threads (and SMTP connections) per process")
     parser.add_argument("--processes", type=int, default=4, help="sender processes ([delivery] processes)")
     parser.add_argument("--rss", type=int, metavar="N", help="only measure peak RSS for N prospects (smtp-sink)")
+    parser.add_argument("--phases", action="store_true",
+                        help="plan, then deliver, timed apart (the deliver-only rate), instead of `nurture send`'s "
+                             "overlapped run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -308,18 +325,24 @@ def main() -> None:
                 several = args.processes > 1 and not args.rss
                 before = None if args.rss else bare()
                 before_p = bare(args.processes) if several else None
-                out = subprocess.run([sys.executable, __file__, "--child", tmp, "--mode", "nurture"],
-                                     capture_output=True, text=True)
+                out = subprocess.run([sys.executable, __file__, "--child", tmp, "--mode",
+                                      "phases" if args.phases else "nurture"], capture_output=True, text=True)
                 if out.returncode:
                     raise SystemExit(out.stderr)
                 r = json.loads(out.stdout)
-                total = r["plan_s"] + r["deliver_s"]
-                deliver_rate, e2e_rate = r["sent"] / r["deliver_s"], r["sent"] / total
+                e2e_rate = r["sent"] / r["total_s"]
+                deliver_rate = r["sent"] / r["deliver_s"] if r["deliver_s"] else None
                 print(f"[{server}] deliveries sent in the database: {r['sent_rows']:,} with {r['attempts']:,} attempts")
-                print(f"[{server}] nurture send: {r['sent']:,} sent, {r['failed']} failed; plan {r['plan_s']:.1f} s "
-                      f"({r['planned'] / r['plan_s']:,.0f}/s), deliver {r['deliver_s']:.1f} s "
-                      f"({deliver_rate:,.0f} msg/s), end to end {e2e_rate:,.0f} msg/s; "
-                      f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                if args.phases:
+                    print(f"[{server}] nurture send, plan then deliver: {r['sent']:,} sent, {r['failed']} failed; "
+                          f"plan {r['plan_s']:.1f} s ({r['planned'] / r['plan_s']:,.0f}/s), deliver "
+                          f"{r['deliver_s']:.1f} s ({deliver_rate:,.0f} msg/s), end to end {e2e_rate:,.0f} msg/s; "
+                          f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                else:
+                    print(f"[{server}] nurture send: {r['sent']:,} sent, {r['failed']} failed in {r['total_s']:.1f} s "
+                          f"= {e2e_rate:,.0f} msg/s end to end; first mail after {r['first_mail_s']:.2f} s, planning "
+                          f"done after {r['plan_s']:.1f} s ({r['planned'] / r['plan_s']:,.0f}/s while sending); "
+                          f"peak RSS {r['peak_rss_mb']:.0f} MB")
                 if args.rss:
                     continue
                 after_p = bare(args.processes) if several else None
@@ -329,9 +352,10 @@ def main() -> None:
                     if b0 is None:
                         continue
                     rate = (b0 + b1) / 2
+                    deliver = f"nurture deliver / bare = {deliver_rate / rate:.2f}, " if deliver_rate else ""
                     print(f"[{server}] bare smtplib loop, {label}, {connections} connections, pre-rendered: "
-                          f"{b0:,.0f} before and {b1:,.0f} msg/s after; nurture deliver / bare = "
-                          f"{deliver_rate / rate:.2f}, end to end / bare = {e2e_rate / rate:.2f}")
+                          f"{b0:,.0f} before and {b1:,.0f} msg/s after; {deliver}"
+                          f"nurture end to end / bare = {e2e_rate / rate:.2f}")
         finally:
             proc.terminate()
             proc.wait()

@@ -1,6 +1,8 @@
-"""The sending engine behind ``nurture send``: plan who is due, then deliver, never losing or repeating a mail.
+"""The sending engine behind ``nurture send``: plan who is due and deliver, never losing or repeating a mail.
 
-Two phases, each safe to run in several processes at once (on one machine or many):
+Two phases, each safe to run in several processes at once (on one machine or many). :func:`send` runs them
+together: the senders start first and claim each planned batch as soon as it is committed, so the first mail
+leaves at once and planning overlaps sending (it is the same as a planner and a sender started side by side).
 
 **Plan.** For each active campaign, highest priority first, segment members are streamed in keyset batches.
 Each member gets a :class:`Decision`: ``send`` (a *pending* delivery row is inserted), ``deferred`` (due, but
@@ -41,6 +43,7 @@ reason; ``nurture resume CAMPAIGN`` lifts the pause.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -83,6 +86,11 @@ PLAN_BATCH = 1000
 CLAIM_MIN, CLAIM_MAX, CLAIM_SECONDS = 16, 128, 0.25
 THROTTLE_MAX_WAIT = 2.0  # seconds a worker waits for one domain before deferring that message
 IDLE_WAIT = 30.0  # a run waits this long at most for throttled or briefly deferred mail to become due
+PLAN_POLL = 0.05  # while planning goes on, a worker with nothing to claim looks again this often (seconds)
+# SQLite's write lock is not fair: a sender waiting for it sleeps and retries, and a planner that starts its next
+# batch at once would keep it until the whole plan is done. Pausing this long between batches lets the senders
+# claim and record (bench/send.py: the first mail after 0.4 s instead of after the plan).
+PLAN_YIELD_SQLITE = 0.02
 MAX_BACKOFF = timedelta(hours=6)
 #: Deliveries that count as "this prospect was (or is being) mailed" for cadence purposes.
 MAILED_STATES = ("sent", "unknown", "pending")
@@ -133,17 +141,32 @@ class Report:
     decisions: list[Decision] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     dry_run: bool = False
+    # The planner and the deliverers count into one report at the same time (delivery starts while planning
+    # goes on): every change goes through this lock.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, outcome: Outcome, keep: bool = False) -> None:
         """Add one delivery outcome to the counters (and to ``outcomes`` when ``keep``)."""
-        if outcome.state == "sent":
-            self.sent += 1
-        else:
-            counter = {"deferred": self.deferred, "failed": self.failed, "skipped": self.skipped,
-                       "unknown": self.unknown}[outcome.state]
-            counter[_category(outcome.reason)] += 1
-        if keep:
-            self.outcomes.append(outcome)
+        with self._lock:
+            if outcome.state == "sent":
+                self.sent += 1
+            else:
+                counter = {"deferred": self.deferred, "failed": self.failed, "skipped": self.skipped,
+                           "unknown": self.unknown}[outcome.state]
+                counter[_category(outcome.reason)] += 1
+            if keep:
+                self.outcomes.append(outcome)
+
+    def tally(self, decision: Decision, keep: bool = False) -> None:
+        """Add one planning decision to the counters (and to ``decisions`` when ``keep``)."""
+        with self._lock:
+            if decision.outcome == "send":
+                self.planned += 1
+            else:
+                counter = self.deferred if decision.outcome == "deferred" else self.skipped
+                counter[_category(decision.reason)] += 1
+            if keep:
+                self.decisions.append(decision)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -312,8 +335,12 @@ def _plan_lock(conn: Connection) -> None:
 
 def plan(engine: Engine, config: Config, campaigns: Iterable[Campaign], report: Report, *, dry_run: bool = False,
          limit: int | None = None, keep_decisions: bool = False,
-         progress: Callable[[str, int], None] | None = None) -> None:
-    """Decide for every segment member of every campaign; insert pending deliveries (not in a dry run)."""
+         progress: Callable[[str, int, int], None] | None = None, pause: float = 0.0) -> None:
+    """Decide for every segment member of every campaign; insert pending deliveries (not in a dry run), one
+    committed batch at a time (deliverers may claim each batch as soon as it is committed).
+
+    ``progress(campaign, members_decided_in_this_batch, planned_so_far)`` is called after each batch; ``pause``
+    seconds are slept after each batch (see PLAN_YIELD_SQLITE)."""
     now = clock.now()
     paused = paused_campaigns(engine)
     planned_elsewhere: dict[int, str] = {}
@@ -341,7 +368,6 @@ def plan(engine: Engine, config: Config, campaigns: Iterable[Campaign], report: 
                                             outcome="deferred", reason="--limit reached",
                                             item_key=decision.item_key)
                     if decision.outcome == "send":
-                        report.planned += 1
                         if dry_run:
                             planned_elsewhere[row.id] = campaign.name
                         else:
@@ -350,27 +376,28 @@ def plan(engine: Engine, config: Config, campaigns: Iterable[Campaign], report: 
                                 "state": "pending", "error": "", "subject": "", "sender": "", "message_id": "",
                                 "provider_message_id": "", "attempts": 0, "claimed_by": "", "lease_until": None,
                                 "next_attempt_at": None, "created_at": now, "sent_at": None, "updated_at": now})
-                    elif decision.outcome == "deferred":
-                        report.deferred[_category(decision.reason)] += 1
-                    else:
-                        report.skipped[_category(decision.reason)] += 1
-                    if keep_decisions:
-                        report.decisions.append(decision)
+                    report.tally(decision, keep=keep_decisions)
                 db.insert_rows(conn, Delivery.__table__, new_rows,
                                ignore_conflicts_on=["campaign", "prospect_id", "item_key"])
             if progress:
-                progress(campaign.name, len(rows))
+                progress(campaign.name, len(rows), report.planned)
+            if pause:
+                time.sleep(pause)
 
 
 # ---------------------------------------------------------------------------------------------------- delivery
 
 class Deliverer:
-    """Claims pending deliveries and sends them with ``concurrency`` worker threads."""
+    """Claims pending deliveries and sends them with ``concurrency`` worker threads.
+
+    ``planning``, when given, is an event that is set once no more deliveries will be planned in this run:
+    until then a worker that finds nothing to claim waits for the next planned batch instead of ending.
+    """
 
     def __init__(self, engine: Engine, config: Config, campaigns: dict[str, Campaign], report: Report, *,
                  sender_factory: Callable[[Config], Sender] = make_sender, throttle: Throttle | None = None,
                  limit: int | None = None, on_outcome: Callable[[Outcome], None] | None = None,
-                 keep_outcomes: bool = False) -> None:
+                 keep_outcomes: bool = False, planning: Any = None) -> None:
         self.engine = engine
         self.config = config
         self.campaigns = campaigns
@@ -391,6 +418,8 @@ class Deliverer:
         self._errors: list[BaseException] = []
         self._record_statements: dict[frozenset, db.Bulk] = {}  # one prepared UPDATE per shape of outcome
         self._links: tracking.Links | None = None  # made at the first mail (it needs the signing key)
+        self.planning = planning
+        self._threads: list[threading.Thread] = []
 
     @property
     def renderer(self) -> Renderer:
@@ -701,8 +730,12 @@ class Deliverer:
             conn.close()
 
     def _wait_for_more(self, conn: Connection) -> bool:
-        """Nothing claimable now. If a pending delivery becomes due within IDLE_WAIT seconds (a throttled
-        domain, a short backoff), sleep until then and say so; otherwise the run is over."""
+        """Nothing claimable now. While planning goes on, wait for its next batch. If a pending delivery
+        becomes due within IDLE_WAIT seconds (a throttled domain, a short backoff), sleep until then and say
+        so; otherwise the run is over."""
+        if self.planning is not None and not self.planning.is_set():
+            self.planning.wait(PLAN_POLL)
+            return not self._stop.is_set()
         if clock.is_frozen():  # time does not pass: nothing would ever become due
             return False
         due_in = self._next_due_in(conn)
@@ -713,17 +746,29 @@ class Deliverer:
 
     def run(self) -> None:
         """Deliver until nothing is claimable (or the limit is reached). Re-raises a worker's error."""
-        threads = [threading.Thread(target=self._worker, args=(i,), name=f"nurture-send-{i}", daemon=True)
-                   for i in range(self.config.throttle.concurrency)]
-        for t in threads:
+        self.start()
+        self.join()
+
+    def start(self) -> None:
+        """Start the worker threads and return; :meth:`join` waits for them."""
+        self._threads = [threading.Thread(target=self._worker, args=(i,), name=f"nurture-send-{i}", daemon=True)
+                         for i in range(self.config.throttle.concurrency)]
+        for t in self._threads:
             t.start()
+
+    def stop(self) -> None:
+        """Ask the workers to stop after the mail each is sending; their claims are released."""
+        self._stop.set()
+
+    def join(self) -> None:
+        """Wait until the workers are done. Re-raises a worker's error."""
         try:
-            for t in threads:
+            for t in self._threads:
                 while t.is_alive():
                     t.join(0.2)
         except KeyboardInterrupt:
             self._stop.set()
-            for t in threads:
+            for t in self._threads:
                 t.join()
             raise
         if self._errors:
@@ -733,23 +778,42 @@ class Deliverer:
 def send(engine: Engine, config: Config, campaigns: list[Campaign], *, dry_run: bool = False,
          limit: int | None = None, keep_decisions: bool = False, keep_outcomes: bool = False,
          sender_factory: Callable[[Config], Sender] = make_sender, throttle: Throttle | None = None,
-         plan_progress: Callable[[str, int], None] | None = None,
+         plan_progress: Callable[[str, int, int], None] | None = None,
          on_outcome: Callable[[Outcome], None] | None = None) -> Report:
-    """Plan and deliver (or, with ``dry_run``, only decide). Returns the run's :class:`Report`."""
+    """Plan and deliver (or, with ``dry_run``, only decide). Returns the run's :class:`Report`.
+
+    Delivery starts before planning: the senders claim each planned batch as soon as it is committed, so the
+    first mail leaves at once rather than after the whole plan (minutes for a million prospects), and the
+    planner's work overlaps the senders'. Claims and the planning lock keep this exactly as safe as planning
+    first: a run is the same as a planner and a sender started together.
+    """
     report = Report(dry_run=dry_run)
-    if not dry_run:
-        config.tracking_secret()  # fail before planning anything, with the hint how to set it
-    plan(engine, config, campaigns, report, dry_run=dry_run, limit=limit, keep_decisions=keep_decisions,
-         progress=plan_progress)
     if dry_run:
+        plan(engine, config, campaigns, report, dry_run=True, limit=limit, keep_decisions=keep_decisions,
+             progress=plan_progress)
         return report
+    config.tracking_secret()  # fail before planning anything, with the hint how to set it
     active = {c.name: c for c in campaigns if c.status == "active"}
     if config.delivery.processes > 1 and sender_factory is make_sender and throttle is None:
-        deliver_in_processes(config, active, report, limit=limit, on_outcome=on_outcome,
-                             keep_outcomes=keep_outcomes)
+        delivery: Deliverer | SenderProcesses = SenderProcesses(
+            config, active, report, limit=limit, on_outcome=on_outcome, keep_outcomes=keep_outcomes)
     else:
-        Deliverer(engine, config, active, report, sender_factory=sender_factory, throttle=throttle, limit=limit,
-                  on_outcome=on_outcome, keep_outcomes=keep_outcomes).run()
+        delivery = Deliverer(engine, config, active, report, sender_factory=sender_factory, throttle=throttle,
+                             limit=limit, on_outcome=on_outcome, keep_outcomes=keep_outcomes,
+                             planning=threading.Event())
+    delivery.start()
+    try:
+        plan(engine, config, campaigns, report, limit=limit, keep_decisions=keep_decisions, progress=plan_progress,
+             pause=PLAN_YIELD_SQLITE if engine.dialect.name == "sqlite" else 0.0)
+    except BaseException:
+        if isinstance(delivery, Deliverer):
+            delivery.stop()  # Ctrl-C or a database error while planning: stop after the mails in flight
+        delivery.planning.set()
+        with contextlib.suppress(BaseException):
+            delivery.join()
+        raise
+    delivery.planning.set()
+    delivery.join()
     return report
 
 
@@ -767,7 +831,8 @@ def _share(config: Config, processes: int) -> Config:
     return dataclasses.replace(config, throttle=split)
 
 
-def _deliver_child(config: Config, campaigns: dict[str, Campaign], limit: int | None, queue: Any) -> None:
+def _deliver_child(config: Config, campaigns: dict[str, Campaign], limit: int | None, queue: Any,
+                   planning: Any) -> None:
     """A sender process: its own engine and Deliverer; outcomes and the final counts go back on ``queue``."""
     db.dispose_all()  # connections inherited over fork belong to the parent
     report = Report()
@@ -784,7 +849,7 @@ def _deliver_child(config: Config, campaigns: dict[str, Campaign], limit: int | 
                     queue.put(("outcomes", list(batch)))
                     batch.clear()
 
-        Deliverer(engine, config, campaigns, report, limit=limit, on_outcome=forward).run()
+        Deliverer(engine, config, campaigns, report, limit=limit, on_outcome=forward, planning=planning).run()
         if batch:
             queue.put(("outcomes", list(batch)))
     except BaseException as exc:  # reported to the parent, which raises it
@@ -792,48 +857,85 @@ def _deliver_child(config: Config, campaigns: dict[str, Campaign], limit: int | 
     queue.put(("done", {"paused": report.paused}, error))
 
 
+class SenderProcesses:
+    """Delivery by ``[delivery] processes`` forked sender processes (Python renders under one lock per
+    process; processes use every core). They share the work through the same claims as separate runs; their
+    outcomes come back over a queue, read by a thread of this process, into ``report``.
+
+    Same interface as :class:`Deliverer`: ``start()``, ``planning`` (set it when no more will be planned),
+    ``join()``. The processes are forked in ``start()``, before the caller plans, so they inherit no planning
+    state.
+    """
+
+    def __init__(self, config: Config, campaigns: dict[str, Campaign], report: Report, *,
+                 limit: int | None = None, on_outcome: Callable[[Outcome], None] | None = None,
+                 keep_outcomes: bool = False) -> None:
+        import multiprocessing
+
+        self.n = config.delivery.processes
+        self.ctx = multiprocessing.get_context("fork")
+        self.config, self.campaigns, self.report = config, campaigns, report
+        self.limit, self.on_outcome, self.keep_outcomes = limit, on_outcome, keep_outcomes
+        self.planning = self.ctx.Event()
+        self._queue = self.ctx.Queue()
+        self._procs: list[Any] = []
+        self._reader: threading.Thread | None = None
+        self._done = 0
+        self._errors: list[BaseException] = []
+
+    def start(self) -> None:
+        shared = _share(self.config, self.n)
+        db.dispose_all()
+        share = None if self.limit is None else -(-self.limit // self.n)
+        self._procs = [self.ctx.Process(target=_deliver_child,
+                                        args=(shared, self.campaigns, share, self._queue, self.planning),
+                                        daemon=True) for _ in range(self.n)]
+        for proc in self._procs:
+            proc.start()
+        self._reader = threading.Thread(target=self._read, name="nurture-send-outcomes", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while self._done < self.n:
+            try:
+                message = self._queue.get(timeout=1.0)
+            except Exception:  # queue.Empty: check that the children still live
+                if not any(p.is_alive() for p in self._procs):
+                    break
+                continue
+            if message[0] == "outcomes":
+                for outcome in message[1]:
+                    self.report.count(outcome, keep=self.keep_outcomes)
+                    if self.on_outcome:
+                        self.on_outcome(outcome)
+            else:
+                self._done += 1
+                self.report.paused.update(message[1]["paused"])
+                if message[2] is not None:
+                    self._errors.append(message[2])
+
+    def join(self) -> None:
+        """Wait for every process and its outcomes. Raises the first error a process reported."""
+        assert self._reader is not None
+        while self._reader.is_alive():
+            self._reader.join(0.2)
+        for proc in self._procs:
+            proc.join()
+        if self._errors:
+            raise self._errors[0]
+        if any(p.exitcode for p in self._procs) and self._done < self.n:
+            raise NurtureError("a sender process died; its claims are retried by the next run after the lease")
+
+
 def deliver_in_processes(config: Config, campaigns: dict[str, Campaign], report: Report, *,
                          limit: int | None = None, on_outcome: Callable[[Outcome], None] | None = None,
                          keep_outcomes: bool = False) -> None:
-    """Deliver with ``[delivery] processes`` forked sender processes (Python renders under one lock per
-    process; processes use every core). They share the work through the same claims as separate runs."""
-    import multiprocessing
-
-    n = config.delivery.processes
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    shared = _share(config, n)
-    db.dispose_all()
-    share = None if limit is None else -(-limit // n)
-    procs = [ctx.Process(target=_deliver_child, args=(shared, campaigns, share, queue), daemon=True)
-             for _ in range(n)]
-    for proc in procs:
-        proc.start()
-    done = 0
-    errors: list[BaseException] = []
-    while done < n:
-        try:
-            message = queue.get(timeout=1.0)
-        except Exception:  # queue.Empty: check that the children still live
-            if not any(p.is_alive() for p in procs):
-                break
-            continue
-        if message[0] == "outcomes":
-            for outcome in message[1]:
-                report.count(outcome, keep=keep_outcomes)
-                if on_outcome:
-                    on_outcome(outcome)
-        else:
-            done += 1
-            report.paused.update(message[1]["paused"])
-            if message[2] is not None:
-                errors.append(message[2])
-    for proc in procs:
-        proc.join()
-    if errors:
-        raise errors[0]
-    if any(p.exitcode for p in procs) and done < n:
-        raise NurtureError("a sender process died; its claims are retried by the next run after the lease")
+    """Deliver what is already planned with :class:`SenderProcesses` and wait for them."""
+    processes = SenderProcesses(config, campaigns, report, limit=limit, on_outcome=on_outcome,
+                                keep_outcomes=keep_outcomes)
+    processes.planning.set()
+    processes.start()
+    processes.join()
 
 
 def pending_count(engine: Engine, campaigns: Iterable[str]) -> int:

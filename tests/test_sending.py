@@ -485,3 +485,64 @@ def test_claims_start_small_and_grow_for_a_fast_sender(ws, runner, smtp_server, 
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(f"p{i}@example.com" for i in range(400))
     assert sizes[:2] == [sending.CLAIM_MIN] * 2  # two workers, each starting small
     assert max(sizes) == sending.CLAIM_MAX
+
+
+def _send_api(folder: Path, **kw):
+    from nurture import sending
+    from nurture.campaigns import load_campaigns
+
+    cfg = configuration.load(folder / "nurture.toml")
+    engine = db.engine_for(cfg.database_url)
+    return sending.send(engine, cfg, load_campaigns(cfg), **kw)
+
+
+def test_sending_starts_while_planning_goes_on(ws, smtp_server, monkeypatch):
+    """The senders claim each planned batch as soon as it is committed: the first mail leaves before the
+    plan is done (SQLite: the planner pauses between batches so that the senders get the write lock)."""
+    from nurture import sending
+
+    monkeypatch.setattr(sending, "PLAN_BATCH", 50)
+    add_prospects(ws, [f"p{i}@example.com,P{i},Co,製造業,warm,opt_in" for i in range(600)])
+    batches_done: list[int] = []
+    at_first_mail: list[int] = []
+
+    def planned(campaign, n, so_far):
+        batches_done.append(so_far)
+
+    def outcome(o):
+        if not at_first_mail:
+            at_first_mail.append(len(batches_done))
+
+    report = _send_api(ws, plan_progress=planned, on_outcome=outcome)
+    assert report.sent == report.planned == 600 and len(smtp_server.messages) == 600
+    assert len({m.rcpt_tos[0] for m in smtp_server.messages}) == 600
+    assert at_first_mail[0] < len(batches_done) - 2, (at_first_mail, len(batches_done))
+
+
+def test_an_error_while_planning_stops_the_senders(ws, smtp_server, monkeypatch):
+    """A failure in the middle of planning ends the run with that error; the senders stop (no thread is left
+    behind) and what was sent is recorded, so the next run picks up the rest."""
+    import threading
+
+    from nurture import sending
+
+    monkeypatch.setattr(sending, "PLAN_BATCH", 50)
+    add_prospects(ws, [f"p{i}@example.com,P{i},Co,製造業,warm,opt_in" for i in range(300)])
+    decide, calls = sending.decide, []
+
+    def failing_decide(*args, **kw):
+        calls.append(1)
+        if len(calls) == 120:
+            raise RuntimeError("database went away")
+        return decide(*args, **kw)
+
+    monkeypatch.setattr(sending, "decide", failing_decide)
+    with pytest.raises(RuntimeError, match="database went away"):
+        _send_api(ws)
+    assert not [t for t in threading.enumerate() if t.name.startswith("nurture-send")]
+    sent_before = {m.rcpt_tos[0] for m in smtp_server.messages}
+    assert len(sent_before) == len(smtp_server.messages) <= 100  # at most the two committed batches
+    monkeypatch.setattr(sending, "decide", decide)
+    report = _send_api(ws)
+    assert {m.rcpt_tos[0] for m in smtp_server.messages} == {f"p{i}@example.com" for i in range(300)}
+    assert len(smtp_server.messages) == 300 and report.sent == 300 - len(sent_before)

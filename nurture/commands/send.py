@@ -67,15 +67,17 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, disable=not show, transient=True) as progress:
         plan_task = progress.add_task("planning", total=None)
-        send_task = progress.add_task("sending", total=None, visible=False)
+        # Sending starts while planning goes on: its total is what was queued before this run (retries now
+        # due) plus what this run has planned so far, and grows with each planned batch.
+        earlier = 0 if dry_run else sending.pending_count(engine, [c.name for c in chosen])
+        send_task = progress.add_task("sending", total=earlier or None, visible=not dry_run)
 
-        def planned(campaign: str, n: int) -> None:
+        def planned(campaign: str, n: int, planned_so_far: int) -> None:
             progress.update(plan_task, advance=n, description=f"planning {campaign}")
+            total = earlier + planned_so_far
+            progress.update(send_task, total=(min(limit, total) if limit else total) or None)
 
         def outcome(o: sending.Outcome) -> None:
-            if progress.tasks[1].total is None:  # first outcome: planning is over, the queue is known
-                queued = sending.pending_count(engine, [c.name for c in chosen])
-                progress.update(send_task, total=min(limit, queued + 1) if limit else queued + 1, visible=True)
             progress.update(send_task, advance=1, description=f"sending ({o.state}: {o.email})")
 
         report = sending.send(engine, config, chosen, dry_run=dry_run, limit=limit,
