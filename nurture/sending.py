@@ -392,12 +392,13 @@ class Deliverer:
 
     ``planning``, when given, is an event that is set once no more deliveries will be planned in this run:
     until then a worker that finds nothing to claim waits for the next planned batch instead of ending.
+    ``stop``, when given, is the event :meth:`stop` sets (a multiprocessing event lets a parent stop it).
     """
 
     def __init__(self, engine: Engine, config: Config, campaigns: dict[str, Campaign], report: Report, *,
                  sender_factory: Callable[[Config], Sender] = make_sender, throttle: Throttle | None = None,
                  limit: int | None = None, on_outcome: Callable[[Outcome], None] | None = None,
-                 keep_outcomes: bool = False, planning: Any = None) -> None:
+                 keep_outcomes: bool = False, planning: Any = None, stop: Any = None) -> None:
         self.engine = engine
         self.config = config
         self.campaigns = campaigns
@@ -414,7 +415,7 @@ class Deliverer:
         self._claimed_total = 0
         self._failures: Counter = Counter()
         self._paused: set[str] = set(paused_campaigns(engine))
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()  # another process may set it (forked senders)
         self._errors: list[BaseException] = []
         self._record_statements: dict[frozenset, db.Bulk] = {}  # one prepared UPDATE per shape of outcome
         self._links: tracking.Links | None = None  # made at the first mail (it needs the signing key)
@@ -806,8 +807,7 @@ def send(engine: Engine, config: Config, campaigns: list[Campaign], *, dry_run: 
         plan(engine, config, campaigns, report, limit=limit, keep_decisions=keep_decisions, progress=plan_progress,
              pause=PLAN_YIELD_SQLITE if engine.dialect.name == "sqlite" else 0.0)
     except BaseException:
-        if isinstance(delivery, Deliverer):
-            delivery.stop()  # Ctrl-C or a database error while planning: stop after the mails in flight
+        delivery.stop()  # Ctrl-C or a database error while planning: stop after the mails in flight
         delivery.planning.set()
         with contextlib.suppress(BaseException):
             delivery.join()
@@ -832,7 +832,7 @@ def _share(config: Config, processes: int) -> Config:
 
 
 def _deliver_child(config: Config, campaigns: dict[str, Campaign], limit: int | None, queue: Any,
-                   planning: Any) -> None:
+                   planning: Any, stop: Any) -> None:
     """A sender process: its own engine and Deliverer; outcomes and the final counts go back on ``queue``."""
     db.dispose_all()  # connections inherited over fork belong to the parent
     report = Report()
@@ -849,7 +849,8 @@ def _deliver_child(config: Config, campaigns: dict[str, Campaign], limit: int | 
                     queue.put(("outcomes", list(batch)))
                     batch.clear()
 
-        Deliverer(engine, config, campaigns, report, limit=limit, on_outcome=forward, planning=planning).run()
+        Deliverer(engine, config, campaigns, report, limit=limit, on_outcome=forward, planning=planning,
+                  stop=stop).run()
         if batch:
             queue.put(("outcomes", list(batch)))
     except BaseException as exc:  # reported to the parent, which raises it
@@ -863,8 +864,8 @@ class SenderProcesses:
     outcomes come back over a queue, read by a thread of this process, into ``report``.
 
     Same interface as :class:`Deliverer`: ``start()``, ``planning`` (set it when no more will be planned),
-    ``join()``. The processes are forked in ``start()``, before the caller plans, so they inherit no planning
-    state.
+    ``stop()``, ``join()``. The processes are forked in ``start()``, before the caller plans, so they inherit no
+    planning state.
     """
 
     def __init__(self, config: Config, campaigns: dict[str, Campaign], report: Report, *,
@@ -877,6 +878,7 @@ class SenderProcesses:
         self.config, self.campaigns, self.report = config, campaigns, report
         self.limit, self.on_outcome, self.keep_outcomes = limit, on_outcome, keep_outcomes
         self.planning = self.ctx.Event()
+        self._stopping = self.ctx.Event()
         self._queue = self.ctx.Queue()
         self._procs: list[Any] = []
         self._reader: threading.Thread | None = None
@@ -888,12 +890,17 @@ class SenderProcesses:
         db.dispose_all()
         share = None if self.limit is None else -(-self.limit // self.n)
         self._procs = [self.ctx.Process(target=_deliver_child,
-                                        args=(shared, self.campaigns, share, self._queue, self.planning),
+                                        args=(shared, self.campaigns, share, self._queue, self.planning,
+                                              self._stopping),
                                         daemon=True) for _ in range(self.n)]
         for proc in self._procs:
             proc.start()
         self._reader = threading.Thread(target=self._read, name="nurture-send-outcomes", daemon=True)
         self._reader.start()
+
+    def stop(self) -> None:
+        """Ask every sender process to stop after the mails in flight; their claims are released."""
+        self._stopping.set()
 
     def _read(self) -> None:
         while self._done < self.n:

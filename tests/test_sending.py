@@ -519,13 +519,17 @@ def test_sending_starts_while_planning_goes_on(ws, smtp_server, monkeypatch):
     assert at_first_mail[0] < len(batches_done) - 2, (at_first_mail, len(batches_done))
 
 
-def test_an_error_while_planning_stops_the_senders(ws, smtp_server, monkeypatch):
-    """A failure in the middle of planning ends the run with that error; the senders stop (no thread is left
-    behind) and what was sent is recorded, so the next run picks up the rest."""
+@pytest.mark.parametrize("processes", [1, 2])
+def test_an_error_while_planning_stops_the_senders(ws, smtp_server, monkeypatch, processes):
+    """A failure in the middle of planning ends the run with that error; the senders (threads, or forked
+    processes) stop, no thread is left behind, and what was sent is recorded, so the next run picks up the rest."""
     import threading
 
     from nurture import sending
 
+    text = (ws / "nurture.toml").read_text(encoding="utf-8")
+    (ws / "nurture.toml").write_text(text.replace('sender = "smtp"', f'sender = "smtp"\nprocesses = {processes}'),
+                                     encoding="utf-8")
     monkeypatch.setattr(sending, "PLAN_BATCH", 50)
     add_prospects(ws, [f"p{i}@example.com,P{i},Co,製造業,warm,opt_in" for i in range(300)])
     decide, calls = sending.decide, []
