@@ -76,3 +76,19 @@ def workspace(tmp_path, db_url, monkeypatch):
     monkeypatch.delenv("NURTURE_DATABASE_URL", raising=False)
     monkeypatch.delenv("NURTURE_SECRET", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def rsa_key():
+    """A 2048-bit RSA key for DKIM: (PEM private key, the TXT record publishing its public half)."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    public_der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public_der)

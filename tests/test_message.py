@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from nurture import clock, config as config_mod
 from nurture.errors import ConfigError, HeaderInjectionError
@@ -178,17 +176,7 @@ def test_extra_headers_are_added_once():
 
 # ------------------------------------------------------------------------------------------------ DKIM
 
-@pytest.fixture(scope="module")
-def rsa_key():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption())
-    public_der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-    import base64
-    txt = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public_der)
-    return pem, txt
-
+# rsa_key (PEM private key, DKIM TXT record): tests/conftest.py
 
 def dns_for(txt: bytes, name: bytes = b"nurture._domainkey.example.co.jp."):
     def dnsfunc(qname, timeout=5):

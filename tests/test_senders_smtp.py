@@ -217,21 +217,12 @@ def test_hard_bounce_rule(code, text, hard):
     assert is_hard_bounce(code, text) is hard
 
 
-def test_dkim_signed_mail_verifies_as_received(smtp_server):
-    import base64
-
+def test_dkim_signed_mail_verifies_as_received(smtp_server, rsa_key):
     import dkim
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
     from nurture.message import DkimKey
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    pem, record = rsa_key
     sender = SmtpSender(smtp_server.host, smtp_server.port, timeout=2,
                         dkim=DkimKey("example.co.jp", "s2026", pem))
     sender.send(make())
