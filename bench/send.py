@@ -194,30 +194,24 @@ def run_nurture(folder: Path, phases: bool = False) -> dict:
 
 
 def prerender(folder: Path, n: int) -> list[tuple[str, bytes]]:
-    """The same mails as nurture sends (same template, same headers), built ahead of time."""
-    from nurture import config as configuration, tracking
+    """The same mails as nurture sends, built ahead of time by the sending loop's own code
+    (``Deliverer._message``: template, tracked links, open pixel, honeypot, headers) and ``build_mime``."""
+    from types import SimpleNamespace
+
+    from nurture import config as configuration, db, sending
     from nurture.campaigns import load_campaigns
-    from nurture.message import OutgoingMessage, build_mime, list_id_for, message_id_for
-    from nurture.rendering import Renderer, build_context
+    from nurture.message import build_mime
 
     cfg = configuration.load(folder / "nurture.toml")
     campaign = load_campaigns(cfg)[0]
     item = campaign.items[0]
-    renderer = Renderer(cfg.templates_dir)
+    deliverer = sending.Deliverer(db.engine_for(cfg.database_url), cfg, {campaign.name: campaign}, sending.Report())
     out = []
     for i in range(n):
-        prospect = {"email": f"user{i}@corp{i % 500}.example.co.jp", "name": f"山田 太郎{i}", "company": "株式会社サンプル",
-                    "industry": "製造業", "temperature": "warm", "attributes": {}}
-        urls = tracking.urls_for(cfg, i + 1, i + 1)
-        rendered = renderer.render(item, build_context(cfg, campaign, item, prospect, urls),
-                                   rewrite_link=lambda url, k, i=i: tracking.click_url(cfg, i + 1, k, url))
-        msg = OutgoingMessage(delivery_id=i + 1, campaign=campaign.name, to_address=prospect["email"],
-                              to_name=prospect["name"], from_address=campaign.from_address,
-                              from_name=campaign.from_name, subject=rendered.subject, html=rendered.html,
-                              text=rendered.text, list_id=list_id_for(campaign.name, campaign.from_address),
-                              list_unsubscribe=tracking.list_unsubscribe_headers(cfg, i + 1, i + 1),
-                              message_id=message_id_for(i + 1, campaign.name, campaign.from_address))
-        out.append((prospect["email"], build_mime(msg)))
+        row = SimpleNamespace(delivery_id=i + 1, id=i + 1, email=f"user{i}@corp{i % 500}.example.co.jp",
+                              name=f"山田 太郎{i}", company="株式会社サンプル", industry="製造業", temperature="warm",
+                              attributes={})
+        out.append((row.email, build_mime(deliverer._message(row, campaign, item))))
     return out
 
 
