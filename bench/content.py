@@ -12,7 +12,7 @@ import time
 import unicodedata
 from pathlib import Path
 
-from nurture.content import check_text, load_rules
+from nurture.checks.content import check_text, load_rules
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
 SIZE = 2000

@@ -36,8 +36,8 @@ def generate(path: Path, rows: int, encoding: str) -> None:
 
 
 def child(path: str, url: str) -> None:
-    from nurture import db
-    from nurture.prospects import import_file
+    from nurture.people.prospects import import_file
+    from nurture.store import db
 
     engine = db.engine_for(url)
     db.upgrade(engine)

@@ -33,8 +33,9 @@ import jinja2.sandbox
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from nurture import campaigns, rendering  # noqa: E402
-from nurture.config import Config, IdentityConfig  # noqa: E402
+from nurture.compose import rendering
+from nurture.core.config import Config, IdentityConfig  # noqa: E402
+from nurture.plan import campaigns  # noqa: E402
 
 IDENTITY = IdentityConfig(organization="株式会社サンプル製作所", from_name="サンプル製作所 ニュース",
                           from_address="news@example.co.jp",

@@ -19,8 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from spamassassin import REPO, SAMPLES  # noqa: E402
 
-from nurture import campaigns, rendering  # noqa: E402
-from nurture.config import Config, TrackingConfig  # noqa: E402
+from nurture.compose import rendering
+from nurture.core.config import Config, TrackingConfig  # noqa: E402
+from nurture.plan import campaigns  # noqa: E402
 
 URLS = {"unsubscribe": "https://news.example.com/u/x", "preferences": "https://news.example.com/p/x",
         "view_in_browser": "https://news.example.com/v/x"}

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from sqlalchemy import insert, select, text
 
-from nurture import db
-from nurture.models import Prospect, ProspectTag, Suppression, email_hash
-from nurture.segments import Segment, mailable_clauses, parse_segment, segment_clauses, segment_select
-from nurture.tomlschema import Problems
+from nurture.core.tomlschema import Problems
+from nurture.plan.segments import Segment, mailable_clauses, parse_segment, segment_clauses, segment_select
+from nurture.store import db
+from nurture.store.models import Prospect, ProspectTag, Suppression, email_hash
 
 NOW = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
 INDUSTRIES = ["製造業", "物流", "建設業", "小売業", "IT", "manufacturing"]

@@ -75,7 +75,7 @@ def start_aiosmtpd(port: int) -> subprocess.Popen:
 
 
 def workspace(folder: Path, port: int, concurrency: int, processes: int = 1) -> None:
-    from nurture.demo import open_calendar
+    from nurture.cli.workspace import open_calendar
 
     (folder / "campaigns").mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "templates", folder / "templates", dirs_exist_ok=True)
@@ -111,8 +111,8 @@ secret = "bench-secret-0123456789abcdef"
 def load_prospects(url: str, n: int) -> None:
     from sqlalchemy import insert
 
-    from nurture import db
-    from nurture.models import Prospect
+    from nurture.store import db
+    from nurture.store.models import Prospect
 
     engine = db.engine_for(url)
     db.upgrade(engine)
@@ -143,8 +143,10 @@ def run_nurture(folder: Path, phases: bool = False) -> dict:
 
     Default: ``sending.send`` as the command runs it (delivery starts while planning goes on). With
     ``phases``: plan, then deliver, timed apart (the deliver-only rate)."""
-    from nurture import config as configuration, db, sending
-    from nurture.campaigns import load_campaigns
+    from nurture.core import config as configuration
+    from nurture.deliver import engine as sending
+    from nurture.plan.campaigns import load_campaigns
+    from nurture.store import db
 
     cfg = configuration.load(folder / "nurture.toml")
     engine = db.engine_for(cfg.database_url)
@@ -182,7 +184,7 @@ def run_nurture(folder: Path, phases: bool = False) -> dict:
     peak[0] = max(peak[0], rss_mb())
     from sqlalchemy import func, select
 
-    from nurture.models import Delivery
+    from nurture.store.models import Delivery
 
     with engine.connect() as conn:  # what the database says, not what the report counted
         sent_rows, attempts = conn.execute(select(func.count(), func.sum(Delivery.attempts))
@@ -198,9 +200,11 @@ def prerender(folder: Path, n: int) -> list[tuple[str, bytes]]:
     (``Deliverer._message``: template, tracked links, open pixel, honeypot, headers) and ``build_mime``."""
     from types import SimpleNamespace
 
-    from nurture import config as configuration, db, sending
-    from nurture.campaigns import load_campaigns
-    from nurture.message import build_mime
+    from nurture.compose.message import build_mime
+    from nurture.core import config as configuration
+    from nurture.deliver import engine as sending
+    from nurture.plan.campaigns import load_campaigns
+    from nurture.store import db
 
     cfg = configuration.load(folder / "nurture.toml")
     campaign = load_campaigns(cfg)[0]

@@ -4,7 +4,7 @@ Usage: python bench/spamassassin.py [--threshold 1.0]
 
 Renders every content item of campaigns/mfg-insights.toml and campaigns/saas-ops-digest.toml for a sample
 prospect, with signed unsubscribe/preferences/view URLs, click-tracked links, the open pixel and the
-List-Unsubscribe headers, builds the full MIME message with ``nurture.message.build_mime`` and runs
+List-Unsubscribe headers, builds the full MIME message with ``nurture.compose.message.build_mime`` and runs
 ``spamassassin -t -L`` (local tests only: the network is not consulted). Prints the score and the rules that
 fired for each; exits 1 if any message reaches the threshold, 2 if spamassassin is not installed.
 """
@@ -22,9 +22,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from nurture import campaigns, rendering, tracking  # noqa: E402
-from nurture.config import Config, IdentityConfig, TrackingConfig  # noqa: E402
-from nurture.message import OutgoingMessage, build_mime  # noqa: E402
+from nurture.compose import links as tracking
+from nurture.compose import rendering
+from nurture.compose.message import OutgoingMessage, build_mime  # noqa: E402
+from nurture.core.config import Config, IdentityConfig, TrackingConfig  # noqa: E402
+from nurture.plan import campaigns  # noqa: E402
 
 SAMPLES = {
     "mfg-insights": (

@@ -41,9 +41,11 @@ from sqlalchemy import create_engine, func, insert, select, text
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from nurture import clock, db, tracking  # noqa: E402
-from nurture.config import load  # noqa: E402
-from nurture.models import Delivery, Event, Prospect  # noqa: E402
+from nurture.compose import links as tracking
+from nurture.core import clock  # noqa: E402
+from nurture.core.config import load  # noqa: E402
+from nurture.store import db
+from nurture.store.models import Delivery, Event, Prospect  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef"
 PROSPECTS = 1000

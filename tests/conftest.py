@@ -13,7 +13,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from nurture import db
+from nurture.store import db
+
+#: Fixtures of the support modules beside this file (real SMTP and HTTP servers), registered once for every test.
+pytest_plugins = ["servers"]
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ENV = "NURTURE_TEST_POSTGRES_URL"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import threading
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -25,9 +25,9 @@ from typing import Any
 import uvicorn
 from sqlalchemy import Engine, insert
 
-from nurture import clock
-from nurture.config import Config
-from nurture.models import Delivery, Prospect
+from nurture.core import clock
+from nurture.core.config import Config
+from nurture.store.models import Delivery, Prospect
 
 HOST = "127.0.0.1"
 SECRET = "test-secret-0123456789abcdef"

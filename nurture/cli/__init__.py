@@ -1,0 +1,1 @@
+"""The command line: parse -> call -> print. :mod:`nurture.cli.main` is the program (``nurture``)."""

@@ -1,0 +1,72 @@
+"""The ``nurture`` command line: parse -> call -> print. This module owns the group, the shared options and the
+error boundary; commands live beside it, one module per area, and :mod:`nurture.cli.main` puts them together.
+
+Every user mistake is a :class:`~nurture.core.errors.NurtureError`: printed as ``error: ...`` (with a hint),
+exit code from the error (1, or 2 for configuration), never a traceback.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import click
+from sqlalchemy import Engine
+
+from nurture import __version__
+from nurture.core import config as configuration
+from nurture.core.errors import NurtureError
+from nurture.store import db
+
+
+class App:
+    """What every command needs: the configuration (loaded on first use) and the database engine."""
+
+    def __init__(self, config_path: str | None, database_url: str | None) -> None:
+        self.config_path = config_path
+        self.database_url = database_url
+
+    @cached_property
+    def config(self) -> configuration.Config:
+        return configuration.load(self.config_path, database_url=self.database_url)
+
+    def engine(self, *, migrated: bool = True) -> Engine:
+        """The engine; with ``migrated`` (the default) a ConfigError unless ``nurture init`` has run."""
+        engine = db.engine_for(self.config.database_url)
+        if migrated:
+            db.require_schema(engine)
+        return engine
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+class NurtureGroup(click.Group):
+    """Turns NurtureError into a clean message and exit code."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except NurtureError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=NurtureGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_path", metavar="PATH", envvar="NURTURE_CONFIG",
+              help="Config file (default: ./nurture.toml; env NURTURE_CONFIG).")
+@click.option("--database", "database_url", metavar="URL",
+              help="Database URL, overriding the config (e.g. postgresql+psycopg://user@host/db).")
+@click.version_option(__version__, prog_name="nurture")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, database_url: str | None) -> None:
+    """nurture: information-only newsletters that keep B2B prospects from forgetting you.
+
+    \b
+    Start here:
+      nurture demo                      a demo workspace, sent end to end
+      nurture init                      create/upgrade the database
+      nurture prospects import FILE     load your Excel/CSV list
+      nurture check                     validate campaigns and content
+      nurture send --dry-run            who would get what, and why not
+    """
+    ctx.obj = App(config_path, database_url)

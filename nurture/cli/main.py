@@ -1,0 +1,26 @@
+"""The ``nurture`` program: the group of :mod:`nurture.cli.app` with every command added, one module per area.
+
+The command modules import :mod:`nurture.cli.app` (the group, the shared options); only this module imports the
+command modules, so nothing in the CLI imports in a circle.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from nurture.cli import campaigns, demo, events, prospects, send, serve, setup
+from nurture.cli.app import main
+
+ALL: list[click.Command] = [
+    *setup.COMMANDS, *prospects.COMMANDS, *campaigns.COMMANDS, *send.COMMANDS, *serve.COMMANDS, *events.COMMANDS,
+    *demo.COMMANDS,
+]
+for _command in ALL:
+    main.add_command(_command)
+
+__all__ = ["ALL", "main"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Settings: command-line flag > environment > ``nurture.toml`` > default.
+
+Where the file is found: ``--config PATH``, else ``$NURTURE_CONFIG``, else ``./nurture.toml``; with none of
+them nurture runs on defaults (SQLite file ``nurture.db`` in the working directory, outbox sender).
+Relative paths in the file are relative to the file's folder. Secrets may stay out of the file:
+
+=============================  ==========================================
+``NURTURE_DATABASE_URL``       overrides ``[database] url``
+``NURTURE_SECRET``             overrides ``[tracking] secret`` (signs links and tokens)
+``NURTURE_SMTP_PASSWORD``      overrides ``[smtp] password``
+``SENDGRID_API_KEY``           overrides ``[sendgrid] api_key``
+``SENDGRID_WEBHOOK_PUBLIC_KEY`` overrides ``[sendgrid] webhook_public_key``
+=============================  ==========================================
+
+Every setting is documented in ``config.example.toml``; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from nurture.core.errors import ConfigError
+from nurture.core.tomlschema import Problems, TomlFile, build
+
+DEFAULT_FILE = "nurture.toml"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///nurture.db"
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """Who sends. 特定電子メール法 and CAN-SPAM require name, postal address and a contact in every mail."""
+
+    organization: str = ""
+    from_name: str = ""
+    from_address: str = ""
+    reply_to: str = ""
+    postal_address: str = ""
+    inquiry: str = ""
+    website: str = ""
+    unsubscribe_mailto: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    sender: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    processes: int = 1
+    record_batch: int = 8
+    lease_seconds: int = 300
+    max_attempts: int = 8
+    retry_base_seconds: float = 60.0
+    error_budget: int = 20
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds < 10:
+            raise ValueError("delivery.lease_seconds must be at least 10")
+        if not 1 <= self.record_batch <= 1000:
+            raise ValueError("delivery.record_batch must be between 1 and 1000")
+        if self.processes < 1:
+            raise ValueError("delivery.processes must be at least 1")
+        if self.max_attempts < 1:
+            raise ValueError("delivery.max_attempts must be at least 1")
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    path: str = "outbox"
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str = ""
+    password: str = ""
+    timeout: float = 30.0
+    connections: int = 2
+    messages_per_connection: int = 100
+    helo: str = ""
+
+
+@dataclass(frozen=True)
+class SendgridConfig:
+    api_key: str = ""
+    host: str = "https://api.sendgrid.com"
+    timeout: float = 15.0
+    sandbox: bool = False
+    webhook_public_key: str = ""
+    webhook_max_age_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    domain: str = ""
+    selector: str = ""
+    private_key_path: str = ""
+
+
+@dataclass(frozen=True)
+class CadenceConfig:
+    """Defaults for every campaign; a campaign's own [cadence] may override interval and send window."""
+
+    min_gap_days: float = 10.0
+    interval_days: float = 14.0
+    time_zone: str = "Asia/Tokyo"
+    send_days: list[str] = field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    send_hours: list[int] = field(default_factory=lambda: [9, 18])
+    skip_japanese_holidays: bool = True
+    company_holidays: list[str] = field(default_factory=lambda: ["12-29..01-03", "08-13..08-16"])
+
+    def __post_init__(self) -> None:
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'cadence.time_zone "{self.time_zone}" is not a known time zone '
+                             '(use an IANA name such as "Asia/Tokyo" or "America/New_York")') from None
+        bad = [d for d in self.send_days if d not in WEEKDAYS]
+        if bad:
+            raise ValueError(f"cadence.send_days: unknown day {bad[0]!r}; use {', '.join(WEEKDAYS)}")
+        if len(self.send_hours) != 2 or not 0 <= self.send_hours[0] < self.send_hours[1] <= 24:
+            raise ValueError("cadence.send_hours must be [start, end) hours like [9, 18]")
+        if self.min_gap_days < 0 or self.interval_days <= 0:
+            raise ValueError("cadence.min_gap_days must be >= 0 and cadence.interval_days > 0")
+
+
+@dataclass(frozen=True)
+class WarmupConfig:
+    """A new sending domain starts at ``start_per_day`` and grows by ``growth`` each day until the limits."""
+
+    enabled: bool = False
+    start_date: str = ""
+    start_per_day: int = 200
+    growth: float = 1.5
+
+
+@dataclass(frozen=True)
+class ThrottleConfig:
+    per_second: float = 20.0
+    per_hour: int = 0
+    per_day: int = 0
+    concurrency: int = 2
+    domains: dict[str, float] = field(default_factory=lambda: {
+        "gmail.com": 5.0, "docomo.ne.jp": 2.0, "ezweb.ne.jp": 2.0, "au.com": 2.0,
+        "softbank.ne.jp": 2.0, "i.softbank.jp": 2.0})
+    default_domain_per_second: float = 5.0
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+
+    def __post_init__(self) -> None:
+        if self.per_second <= 0:
+            raise ValueError("throttle.per_second must be > 0")
+        if self.concurrency < 1:
+            raise ValueError("throttle.concurrency must be at least 1")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    base_url: str = "http://127.0.0.1:8080"
+    secret: str = ""
+    open_pixel: bool = True
+    click_tracking: bool = True
+    honeypot_link: bool = True
+
+
+@dataclass(frozen=True)
+class ContentConfig:
+    """The information-only check: extra rule files (format in nurture/rules/README.md), added to the built-in
+    Japanese and English rules."""
+
+    rules: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    campaigns: str = "campaigns"
+    templates: str = "templates"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. ``root`` is the folder relative paths are resolved against."""
+
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
+    cadence: CadenceConfig = field(default_factory=CadenceConfig)
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    content: ContentConfig = field(default_factory=ContentConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    root: Path = field(default=Path("."), metadata={"toml": "__root__"})
+    source: str = field(default="(defaults)", metadata={"toml": "__source__"})
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, resolved against the config file's folder."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def database_url(self) -> str:
+        url = self.database.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+            return "sqlite:///" + str(self.resolve(url[len("sqlite:///"):]))
+        return url
+
+    @property
+    def campaigns_dir(self) -> Path:
+        return self.resolve(self.paths.campaigns)
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.resolve(self.paths.templates)
+
+    def tracking_secret(self) -> bytes:
+        """The signing key for links and tokens; an error telling how to set it if there is none."""
+        if len(self.tracking.secret) < 16:
+            raise ConfigError(
+                f"{self.source}: [tracking] secret is not set (or shorter than 16 characters)",
+                hint='set NURTURE_SECRET in the environment, e.g. export NURTURE_SECRET="$(python -c '
+                     "'import secrets; print(secrets.token_urlsafe(32))')\"",
+            )
+        return self.tracking.secret.encode()
+
+
+_ENV = {
+    ("database", "url"): "NURTURE_DATABASE_URL",
+    ("tracking", "secret"): "NURTURE_SECRET",
+    ("smtp", "password"): "NURTURE_SMTP_PASSWORD",
+    ("sendgrid", "api_key"): "SENDGRID_API_KEY",
+    ("sendgrid", "webhook_public_key"): "SENDGRID_WEBHOOK_PUBLIC_KEY",
+}
+
+
+def find_config_file(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The config file to read: explicit path, $NURTURE_CONFIG, ./nurture.toml, or None."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("NURTURE_CONFIG")
+    if env:
+        return Path(env)
+    local = Path.cwd() / DEFAULT_FILE
+    return local if local.exists() else None
+
+
+def load(explicit: str | os.PathLike | None = None, *, database_url: str | None = None) -> Config:
+    """Read and check the configuration. Raises ConfigError naming the key and line of every problem."""
+    path = find_config_file(explicit)
+    table: dict = {}
+    source: TomlFile | None = None
+    if path is not None:
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found",
+                              hint="create it from config.example.toml, or run `nurture demo` for a sample")
+        source = TomlFile(path)
+        table = source.data
+    problems = Problems(source)
+    for key in ("__root__", "__source__"):
+        table.pop(key, None)
+    config = build(Config, table, (), problems)
+    problems.raise_if_any()
+    overrides: dict[str, dict[str, str]] = {}
+    for (section, key), env in _ENV.items():
+        if os.environ.get(env):
+            overrides.setdefault(section, {})[key] = os.environ[env]
+    if database_url:
+        overrides.setdefault("database", {})["url"] = database_url
+    changes: dict = {name: dataclasses.replace(getattr(config, name), **values) for name, values in overrides.items()}
+    root = path.parent.resolve() if path else Path.cwd()
+    return dataclasses.replace(config, root=root, source=str(path) if path else "(defaults)", **changes)

@@ -1,0 +1,64 @@
+"""The default, safe sender: every message becomes ``<outbox>/<delivery id>.eml`` and nothing leaves the machine.
+
+The file is written to a temporary name in the same folder and renamed into place (``os.replace`` is atomic
+on POSIX and Windows), so a reader never sees half a message and a crash leaves at most a stray ``.tmp``.
+Naming the file after the delivery id makes a retry overwrite its earlier attempt instead of duplicating it.
+The bytes are exactly what the SMTP sender would transmit (DKIM-signed when a key is configured), so any mail
+client opens them and ``spamassassin < file.eml`` checks them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from nurture.compose.message import DkimKey, OutgoingMessage, build_mime, message_id_for
+from nurture.core.errors import ConfigError, TemporarySendError
+from nurture.deliver.senders.base import Sender, SendResult
+
+
+class OutboxSender(Sender):
+    """Writes .eml files into ``folder``; ``provider_message_id`` is the file name."""
+
+    name = "outbox"
+
+    def __init__(self, folder: Path, dkim: DkimKey | None = None, fsync: bool = True) -> None:
+        self.folder = Path(folder)
+        self.dkim = dkim
+        self.fsync = fsync
+
+    @classmethod
+    def from_config(cls, config) -> OutboxSender:
+        return cls(config.resolve(config.outbox.path), DkimKey.from_config(config))
+
+    def open(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"[outbox] path {self.folder}: cannot create the folder: {exc.strerror}",
+                              hint="point [outbox] path at a writable folder") from None
+
+    def path_for(self, delivery_id: int) -> Path:
+        return self.folder / f"{delivery_id}.eml"
+
+    def send(self, msg: OutgoingMessage) -> SendResult:
+        data = build_mime(msg, self.dkim)
+        self.open()
+        target = self.path_for(msg.delivery_id)
+        tmp_name = None
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{msg.delivery_id}.", suffix=".tmp", dir=self.folder)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp_name, target)
+        except OSError as exc:
+            if tmp_name and os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            # A full disk or a permission problem: nothing was written, so trying again later is safe.
+            raise TemporarySendError(f"outbox {target}: {exc.strerror or exc}") from None
+        return SendResult(target.name, detail=msg.message_id
+                          or message_id_for(msg.delivery_id, msg.campaign, msg.from_address))

@@ -1,0 +1,586 @@
+"""Prospects: the import of the lists people keep in Excel, and the queries that show them.
+
+Import contract (``import_file``):
+
+- columns are matched to fields by English or Japanese header names (:data:`ALIASES`) or ``--map``; any other
+  column is kept in ``attributes`` under its header;
+- values are normalised (NFKC: full-width letters and spaces, half-width katakana; temperature words in ja/en;
+  dates as Excel writes them, local times read in the configured time zone; addresses checked with
+  email-validator without DNS and lower-cased);
+- a prospect is matched by address, case-insensitively; a re-import updates what the file says and leaves what
+  it leaves blank; it never resets consent to ``unknown`` and never touches status or suppression;
+- addresses erased at the person's request (GDPR Art. 17; only their hash is kept) are not imported again;
+- all-or-nothing: one transaction; with any rejected row nothing is written unless ``skip_invalid``;
+  ``dry_run`` always rolls back. Work is done in batches of set-based statements, never one ORM object per row.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+import zoneinfo
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from nurture.core import clock
+from nurture.core.errors import InputError, NotFound
+from nurture.people.tabular import Cell, header_key, read_table
+from nurture.store import db
+from nurture.store.models import (
+    CONSENT_BASES,
+    RANKS,
+    STAGES,
+    STRENGTHS,
+    TEMPERATURES,
+    Prospect,
+    ProspectTag,
+    Suppression,
+    email_hash,
+)
+from nurture.store.suppression import suppression_reasons
+
+BATCH = 2000
+
+#: Header names (compared with :func:`nurture.people.tabular.header_key`) -> field.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "email": ("email", "emailaddress", "e-mail", "mail", "mailaddress", "メールアドレス", "メール", "eメール",
+              "eメールアドレス", "電子メール", "電子メールアドレス"),
+    "name": ("name", "fullname", "contactname", "氏名", "名前", "お名前", "ご氏名", "担当者氏名"),
+    "company": ("company", "companyname", "organization", "organisation", "account", "会社名", "会社", "企業名",
+                "法人名", "社名", "勤務先"),
+    "title": ("title", "jobtitle", "role", "position", "役職", "役職名", "肩書", "肩書き"),
+    "industry": ("industry", "sector", "業種", "業界"),
+    "temperature": ("temperature", "temp", "温度感", "温度", "見込み度", "確度"),
+    "stage": ("stage", "leadstage", "ステージ", "段階", "フェーズ"),
+    "rank": ("rank", "ランク"),
+    "score": ("score", "leadscore", "スコア"),
+    "owner": ("owner", "salesrep", "accountowner", "担当者", "担当", "営業担当", "担当営業"),
+    "last_contact_at": ("lastcontact", "lastcontactat", "lastcontactdate", "lastcontacted", "最終接触日",
+                        "最終接触", "最終コンタクト日", "最終連絡日", "最終接触日時"),
+    "next_action": ("nextaction", "次回アクション", "次のアクション", "ネクストアクション"),
+    "next_action_due": ("nextactiondue", "nextactiondate", "duedate", "次回期限", "期限", "次回アクション期限",
+                        "次回予定日"),
+    "time_zone": ("timezone", "tz", "タイムゾーン"),
+    "language": ("language", "lang", "言語"),
+    "tags": ("tags", "tag", "タグ", "ラベル"),
+    "consent_basis": ("consent", "consentbasis", "同意", "同意区分", "同意種別", "配信同意"),
+    "consent_source": ("consentsource", "同意取得元", "取得経路", "入手経路", "同意取得経路"),
+    "consent_at": ("consentat", "consentdate", "同意日", "同意取得日"),
+    "strength_existing_business": ("strengthexistingbusiness", "existingbusiness", "既存取引"),
+    "strength_empathy": ("strengthempathy", "empathy", "共感"),
+    "strength_contribution": ("strengthcontribution", "contribution", "貢献"),
+    "strength_multiple_contacts": ("strengthmultiplecontacts", "multiplecontacts", "複数接点", "複数窓口"),
+    "strength_decision_maker": ("strengthdecisionmaker", "decisionmaker", "決裁者接点", "決裁者"),
+    "strength_invested": ("strengthinvested", "invested", "時間投資", "投資"),
+}
+FIELDS = tuple(ALIASES)
+_ALIAS_INDEX = {header_key(alias): name for name, aliases in ALIASES.items() for alias in aliases}
+for _name in FIELDS:
+    _ALIAS_INDEX.setdefault(header_key(_name), _name)
+
+_TEMPERATURE_WORDS = {
+    "hot": "hot", "ホット": "hot", "高": "hot", "高い": "hot", "熱い": "hot", "h": "hot",
+    "warm": "warm", "ウォーム": "warm", "ウオーム": "warm", "中": "warm", "普通": "warm", "w": "warm",
+    "cold": "cold", "コールド": "cold", "低": "cold", "低い": "cold", "冷たい": "cold", "c": "cold",
+}
+_STAGE_WORDS = {"mql": "MQL", "tql": "TQL", "sql": "SQL", "customer": "customer", "顧客": "customer",
+                "既存顧客": "customer", "受注": "customer", "lost": "lost", "失注": "lost"}
+_CONSENT_WORDS = {
+    "optin": "opt_in", "オプトイン": "opt_in", "同意済": "opt_in", "同意済み": "opt_in", "同意あり": "opt_in",
+    "あり": "opt_in", "yes": "opt_in", "済": "opt_in",
+    "businesscard": "business_card", "名刺": "business_card", "名刺交換": "business_card",
+    "existingrelationship": "existing_relationship", "取引関係": "existing_relationship",
+    "既存取引": "existing_relationship", "取引あり": "existing_relationship",
+    "publishedbusinessaddress": "published_business_address", "公表アドレス": "published_business_address",
+    "web公開": "published_business_address", "公開アドレス": "published_business_address",
+    "unknown": "unknown", "不明": "unknown", "なし": "unknown", "未確認": "unknown",
+}
+_CONSENT_WORDS |= {header_key(b): b for b in CONSENT_BASES} | {b: b for b in CONSENT_BASES}
+_DATE_RE = re.compile(
+    r"^(\d{4})\s*[/\-.年]\s*(\d{1,2})\s*[/\-.月]\s*(\d{1,2})\s*日?"
+    r"(?:[ T]+(\d{1,2})\s*[:時]\s*(\d{1,2})(?:\s*[:分]\s*(\d{1,2}))?\s*秒?)?$")
+_TAG_SPLIT = re.compile(r"[,;、，|]+")
+
+
+class RowError(ValueError):
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        super().__init__(reason)
+        self.field, self.value, self.reason = field, value, reason
+
+
+@dataclass
+class Rejected:
+    row: int
+    field: str
+    value: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f'row {self.row}, {self.field}: "{self.value}" {self.reason}'
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "field": self.field, "value": self.value, "reason": self.reason}
+
+
+@dataclass
+class ImportSummary:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    no_consent: int = 0
+    suppressed: int = 0
+    written: bool = False
+    dry_run: bool = False
+    encoding: str | None = None
+    mapping: dict[str, str] = field(default_factory=dict)
+    attributes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
+                "rejected": [r.as_dict() for r in self.rejected], "no_consent": self.no_consent,
+                "suppressed_skipped": self.suppressed, "written": self.written, "dry_run": self.dry_run,
+                "encoding": self.encoding, "columns": self.mapping, "custom_attributes": self.attributes}
+
+
+def cell_text(value: Cell) -> str:
+    """A cell as normalised text: NFKC (full-width letters/digits/spaces, half-width katakana), trimmed."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = value if isinstance(value, str) else str(value)
+    if not text.isascii():  # ASCII is already NFKC-normal; most cells are
+        text = unicodedata.normalize("NFKC", text)
+    return " ".join(text.split())
+
+
+# RFC 5322 3.2.3 dot-atom of atext: what email-validator accepts for an ASCII local part without quoting.
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+@functools.lru_cache(maxsize=65536)
+def _checked_domain(domain: str) -> str | None:
+    """The normalised domain, or None if email-validator rejects it. Cached: lists repeat company domains."""
+    try:
+        return validate_email(f"x@{domain}", check_deliverability=False).domain
+    except EmailNotValidError:
+        return None
+
+
+def parse_email(value: Cell) -> str:
+    """A checked, lower-cased address. Plain ASCII local parts take a fast path (the domain check is cached,
+    which is most of email-validator's cost); anything else goes through email-validator whole."""
+    text = cell_text(value)
+    if not text:
+        raise RowError("email", text, "is empty; every row needs an address")
+    local, at, domain = text.rpartition("@")
+    if at and len(local) <= 64 and _PLAIN_LOCAL.fullmatch(local):
+        checked = _checked_domain(domain)
+        if checked is not None and len(local) + 1 + len(checked) <= 254:
+            return f"{local}@{checked}".lower()
+    try:
+        result = validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        raise RowError("email", text, "is not a valid address") from None
+    return result.normalized.lower()
+
+
+def parse_datetime(value: Cell, zone: zoneinfo.ZoneInfo, field_name: str) -> datetime | None:
+    """Dates and times as Excel writes them; local times are read in ``zone`` and stored as UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        local = value if value.tzinfo else value.replace(tzinfo=zone)
+        return local.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=zone).astimezone(UTC)
+    text = cell_text(value)
+    if not text:
+        return None
+    return _parse_datetime_text(text, zone, field_name)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_datetime_text(text: str, zone: zoneinfo.ZoneInfo, field_name: str) -> datetime:
+    """Cached: a list holds the same few hundred dates many times over."""
+    m = _DATE_RE.match(text)
+    if not m:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise RowError(field_name, text, "is not a date (use 2026/11/22, 2026-11-22 or 2026/11/22 9:30)") from None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)).astimezone(UTC)
+    y, mo, d, hh, mm, ss = (int(g) if g else 0 for g in m.groups())
+    try:
+        return datetime(y, mo, d, hh, mm, ss, tzinfo=zone).astimezone(UTC)
+    except ValueError:
+        raise RowError(field_name, text, "is not a real date") from None
+
+
+def parse_date(value: Cell, field_name: str) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    parsed = parse_datetime(value, zoneinfo.ZoneInfo("UTC"), field_name)
+    return parsed.date() if parsed else None
+
+
+def _vocabulary(value: Cell, words: dict[str, str], allowed: Iterable[str], field_name: str) -> str | None:
+    text = cell_text(value)
+    if not text:
+        return None
+    found = words.get(text) or words.get(header_key(text))
+    if found:
+        return found
+    raise RowError(field_name, text, f"is not one of {', '.join(allowed)}")
+
+
+def parse_row(cells: list[Cell], columns: list[tuple[int, str]], extras: list[tuple[int, str]],
+              zone: zoneinfo.ZoneInfo) -> tuple[dict[str, Any], list[str] | None]:
+    """One row -> (field values present in the row, tags or None). Raises RowError for the first bad field."""
+    values: dict[str, Any] = {}
+    tags: list[str] | None = None
+    for index, name in columns:
+        raw = cells[index] if index < len(cells) else None
+        if name == "email":
+            values["email"] = parse_email(raw)
+            continue
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            continue
+        if name == "temperature":
+            values[name] = _vocabulary(raw, _TEMPERATURE_WORDS, TEMPERATURES, name)
+        elif name == "stage":
+            values[name] = _vocabulary(raw, _STAGE_WORDS, STAGES, name)
+        elif name == "rank":
+            text = cell_text(raw).upper()
+            if text not in RANKS:
+                raise RowError(name, text, "is not one of A, B, C")
+            values[name] = text
+        elif name == "consent_basis":
+            values[name] = _vocabulary(raw, _CONSENT_WORDS, CONSENT_BASES, name)
+        elif name == "score":
+            try:
+                values[name] = float(cell_text(raw).replace(",", ""))
+            except ValueError:
+                raise RowError(name, cell_text(raw), "is not a number") from None
+        elif name.startswith("strength_"):
+            text = cell_text(raw)
+            if text not in ("0", "1", "2", "3"):
+                raise RowError(name, text, "must be 0, 1, 2 or 3")
+            values[name] = int(text)
+        elif name in ("last_contact_at", "consent_at"):
+            values[name] = parse_datetime(raw, zone, name)
+        elif name == "next_action_due":
+            values[name] = parse_date(raw, name)
+        elif name == "time_zone":
+            text = cell_text(raw)
+            try:
+                zoneinfo.ZoneInfo(text)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise RowError(name, text, 'is not a time zone (use names like "Asia/Tokyo")') from None
+            values[name] = text
+        elif name == "language":
+            text = cell_text(raw).lower()
+            values[name] = {"日本語": "ja", "japanese": "ja", "英語": "en", "english": "en"}.get(text, text)[:8]
+        elif name == "tags":
+            tags = sorted({t.strip() for t in _TAG_SPLIT.split(cell_text(raw)) if t.strip()})
+        else:
+            values[name] = cell_text(raw)
+    attributes = {}
+    for index, header in extras:
+        raw = cells[index] if index < len(cells) else None
+        if raw is not None and cell_text(raw):
+            attributes[header] = raw.isoformat() if isinstance(raw, (date, datetime)) else cell_text(raw)
+    if attributes:
+        values["attributes"] = attributes
+    return values, tags
+
+
+def map_columns(headers: list[str], overrides: dict[str, str]) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(index, field) for known columns and (index, header) for the ones kept as custom attributes."""
+    by_key = {header_key(k): v for k, v in overrides.items()}
+    for column, target in overrides.items():
+        if target not in FIELDS and target != "-":
+            raise InputError(f'--map {column}={target}: unknown field "{target}"',
+                             hint=f"fields: {', '.join(FIELDS)}; use - to ignore a column")
+    columns: list[tuple[int, str]] = []
+    extras: list[tuple[int, str]] = []
+    seen: dict[str, str] = {}
+    for index, header in enumerate(headers):
+        key = header_key(header)
+        if not key:
+            continue
+        target = by_key.get(key) or _ALIAS_INDEX.get(key)
+        if target == "-":
+            continue
+        if target is None:
+            extras.append((index, header))
+            continue
+        if target in seen:
+            raise InputError(f'columns "{seen[target]}" and "{header}" both mean {target}',
+                             hint=f'rename one, or ignore it with --map "{header}=-"')
+        seen[target] = header
+        columns.append((index, target))
+    if "email" not in seen:
+        raise InputError("no e-mail column found",
+                         hint=f"name a column メールアドレス or email, or pass --map COLUMN=email "
+                              f"(columns: {', '.join(h for h in headers if h)})")
+    return columns, extras
+
+
+_COMPARED = ("name", "company", "title", "industry", "temperature", "stage", "rank", "score", "owner",
+             "last_contact_at", "next_action", "next_action_due", "time_zone", "language", "attributes",
+             "consent_basis", "consent_source", "consent_at", *[f"strength_{s}" for s in STRENGTHS])
+
+
+def _new_row(values: dict[str, Any], now: datetime) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "name": "", "company": "", "title": "", "industry": "", "temperature": "cold", "stage": "MQL",
+        "rank": "C", "score": 0.0, "owner": "", "last_contact_at": None, "next_action": "",
+        "next_action_due": None, "time_zone": "", "language": "", "attributes": {}, "consent_basis": "unknown",
+        "consent_source": "", "consent_at": None, "status": "active", "status_reason": "",
+        "status_changed_at": None, "paused_until": None, "frequency_factor": 1.0,
+        **{f"strength_{s}": 0 for s in STRENGTHS},
+    }
+    row.update(values)
+    row["created_at"] = row["updated_at"] = now
+    return row
+
+
+def _changes(existing: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """What a re-import changes. Consent never goes back to unknown; attributes merge."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name == "email":
+            continue
+        if name == "consent_basis" and value == "unknown":
+            continue
+        if name == "attributes":
+            merged = dict(existing.get("attributes") or {}) | value
+            if merged != (existing.get("attributes") or {}):
+                out[name] = merged
+            continue
+        if existing.get(name) != value:
+            out[name] = value
+    return out
+
+
+@dataclass
+class _Batch:
+    """Rows waiting to be written, and what this import has written so far.
+
+    Duplicate addresses are caught without holding every address of the file in memory: within a batch by
+    ``first`` (bounded by BATCH), across batches by ``written``, one bit per prospect id this import created or
+    matched (125 kB per million prospect ids, whatever the size of the file).
+    """
+
+    rows: list[tuple[int, dict[str, Any], list[str] | None]] = field(default_factory=list)
+    first: dict[str, int] = field(default_factory=dict)
+    written: bytearray = field(default_factory=bytearray)
+
+    def mark(self, ids: Iterable[int]) -> None:
+        for i in ids:
+            byte = i >> 3
+            if byte >= len(self.written):
+                self.written.extend(bytes(byte - len(self.written) + 4096))
+            self.written[byte] |= 1 << (i & 7)
+
+    def marked(self, i: int) -> bool:
+        byte = i >> 3
+        return byte < len(self.written) and bool(self.written[byte] & (1 << (i & 7)))
+
+
+def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetime) -> None:
+    if not batch.rows:
+        return
+    emails = [values["email"] for _, values, _ in batch.rows]
+    cols = [Prospect.id, Prospect.email, *[getattr(Prospect, c) for c in _COMPARED]]
+    existing = {r.email: r._asdict() for r in conn.execute(select(*cols).where(Prospect.email.in_(emails)))}
+    missing = [e for e in emails if e not in existing]
+    suppressed = suppression_reasons(conn, missing)
+    inserts: list[dict[str, Any]] = []
+    insert_tags: list[tuple[str, list[str]]] = []
+    updates: list[dict[str, Any]] = []
+    retag: dict[int, list[str]] = {}
+    seen_existing: list[int] = []
+    for number, values, tags in batch.rows:
+        email = values["email"]
+        current = existing.get(email)
+        if current is not None and batch.marked(current["id"]):
+            summary.rejected.append(Rejected(number, "email", email, "appears again (earlier in this file)"))
+            continue
+        if current is None:
+            reason = suppressed.get(email)
+            if reason == "erased":
+                summary.suppressed += 1
+                continue
+            row = _new_row(values, now)
+            if reason:  # suppressed but the row was deleted: come back suppressed, never active
+                row["status"] = {"unsubscribed": "unsubscribed", "bounced": "bounced",
+                                 "complained": "complained"}.get(reason, "unsubscribed")
+                row["status_reason"] = f"suppressed ({reason}) before import"
+                row["status_changed_at"] = now
+            if row["consent_basis"] == "unknown":
+                summary.no_consent += 1
+            inserts.append(row)
+            if tags:
+                insert_tags.append((email, tags))
+            summary.created += 1
+            continue
+        changes = _changes(current, values)
+        if (values.get("consent_basis") or current["consent_basis"]) == "unknown":
+            summary.no_consent += 1
+        if tags is not None:
+            retag[current["id"]] = tags
+        seen_existing.append(current["id"])
+        if changes:
+            changes["updated_at"] = now
+            updates.append({"_id": current["id"], **changes})
+    batch.mark(seen_existing)
+    if inserts:
+        db.insert_rows(conn, Prospect.__table__, inserts)
+        ids = dict(conn.execute(select(Prospect.email, Prospect.id)
+                                .where(Prospect.email.in_([r["email"] for r in inserts]))).all())
+        batch.mark(ids.values())
+        if insert_tags:
+            db.insert_rows(conn, ProspectTag.__table__,
+                         [{"prospect_id": ids[e], "tag": t} for e, ts in insert_tags for t in ts])
+    if updates:
+        by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for u in updates:
+            by_keys.setdefault(tuple(sorted(k for k in u if k != "_id")), []).append(u)
+        for keys, group in by_keys.items():
+            stmt = (update(Prospect).where(Prospect.id == bindparam("_id"))
+                    .values({k: bindparam(k) for k in keys}))
+            conn.execute(stmt, group)
+    tag_changed: set[int] = set()
+    if retag:
+        current_tags: dict[int, set[str]] = {}
+        for pid, tag in conn.execute(select(ProspectTag.prospect_id, ProspectTag.tag)
+                                     .where(ProspectTag.prospect_id.in_(list(retag)))):
+            current_tags.setdefault(pid, set()).add(tag)
+        tag_changed = {pid for pid, tags in retag.items() if set(tags) != current_tags.get(pid, set())}
+        if tag_changed:
+            conn.execute(delete(ProspectTag).where(ProspectTag.prospect_id.in_(list(tag_changed))))
+            rows = [{"prospect_id": pid, "tag": t} for pid in tag_changed for t in retag[pid]]
+            if rows:
+                conn.execute(insert(ProspectTag), rows)
+    updated_ids = {u["_id"] for u in updates}
+    tag_only = [pid for pid in tag_changed if pid not in updated_ids]
+    if tag_only:
+        conn.execute(update(Prospect).where(Prospect.id.in_(tag_only)).values(updated_at=now))
+    summary.updated += len(updated_ids) + len(tag_only)
+    summary.unchanged += len(seen_existing) - len(updated_ids) - len(tag_only)
+    batch.rows.clear()
+    batch.first.clear()
+
+
+def import_file(engine: Engine, path: str | Path, *, default_time_zone: str = "Asia/Tokyo",
+                encoding: str | None = None, mapping: dict[str, str] | None = None, sheet: str | None = None,
+                skip_invalid: bool = False, dry_run: bool = False,
+                progress: Any = None) -> ImportSummary:
+    """Import a CSV/XLSX file of prospects; see the module docstring for the contract.
+
+    ``progress``, if given, is called with the number of rows read so far (every batch).
+    """
+    table = read_table(path, encoding=encoding, sheet=sheet)
+    columns, extras = map_columns(table.headers, mapping or {})
+    zone = zoneinfo.ZoneInfo(default_time_zone)
+    summary = ImportSummary(dry_run=dry_run, encoding=table.encoding,
+                            mapping={table.headers[i]: f for i, f in columns},
+                            attributes=[h for _, h in extras])
+    now = clock.now()
+    batch = _Batch()
+    read = 0
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            for number, cells in table.rows:
+                read += 1
+                try:
+                    values, tags = parse_row(cells, columns, extras, zone)
+                except RowError as exc:
+                    summary.rejected.append(Rejected(number, exc.field, str(exc.value), exc.reason))
+                    continue
+                email = values["email"]
+                if email in batch.first:
+                    summary.rejected.append(Rejected(number, "email", email,
+                                                     f"appears again (first at row {batch.first[email]})"))
+                    continue
+                batch.first[email] = number
+                batch.rows.append((number, values, tags))
+                if len(batch.rows) >= BATCH:
+                    _flush(conn, batch, summary, now)
+                    if progress:
+                        progress(read)
+            _flush(conn, batch, summary, now)
+            if progress:
+                progress(read)
+            summary.rejected.sort(key=lambda r: r.row)
+            if dry_run or (summary.rejected and not skip_invalid):
+                transaction.rollback()
+            else:
+                transaction.commit()
+                summary.written = True
+        except BaseException:
+            transaction.rollback()
+            raise
+    return summary
+
+
+# --- queries -------------------------------------------------------------------------------------------------
+
+LIST_COLUMNS = ("email", "name", "company", "industry", "temperature", "rank", "stage", "score", "owner",
+                "last_contact_at", "next_action", "next_action_due", "status", "consent_basis")
+
+
+def list_prospects(engine: Engine, *, temperature: Iterable[str] = (), industry: Iterable[str] = (),
+                   rank: Iterable[str] = (), stage: Iterable[str] = (), owner: Iterable[str] = (),
+                   status: Iterable[str] = (), stale_days: int | None = None, tag: str | None = None,
+                   limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Prospects matching every given filter, streamed in e-mail order.
+
+    ``stale_days``: no contact for at least that many days, or never contacted (SEEDS 001: follow-up leaks).
+    """
+    stmt = select(*[getattr(Prospect, c) for c in LIST_COLUMNS], Prospect.id).order_by(Prospect.email)
+    for column, wanted in (("temperature", temperature), ("industry", industry), ("rank", rank),
+                           ("stage", stage), ("owner", owner), ("status", status)):
+        wanted = [w for w in wanted if w]
+        if wanted:
+            stmt = stmt.where(getattr(Prospect, column).in_(wanted))
+    if stale_days is not None:
+        cutoff = clock.now() - timedelta(days=stale_days)
+        stmt = stmt.where(or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at <= cutoff))
+    if tag:
+        stmt = stmt.where(Prospect.id.in_(select(ProspectTag.prospect_id).where(ProspectTag.tag == tag)))
+    if limit:
+        stmt = stmt.limit(limit)
+    with engine.connect() as conn:
+        for row in conn.execute(stmt.execution_options(yield_per=1000)):
+            yield {c: getattr(row, c) for c in LIST_COLUMNS}
+
+
+def get_prospect(engine: Engine, email: str) -> dict[str, Any]:
+    """Every field of one prospect plus its tags; NotFound if there is none."""
+    key = unicodedata.normalize("NFKC", email).strip().lower()
+    with engine.connect() as conn:
+        row = conn.execute(select(Prospect.__table__).where(Prospect.email == key)).mappings().first()
+        if row is None:
+            raise NotFound(f"no prospect with address {email!r}", hint="see `nurture prospects list`")
+        data = dict(row)
+        data["tags"] = sorted(conn.execute(select(ProspectTag.tag).where(ProspectTag.prospect_id == data["id"])).scalars())
+        data["suppressed"] = conn.execute(select(func.count()).select_from(Suppression)
+                                          .where(Suppression.email_hash == email_hash(key))).scalar_one() > 0
+    return data
+
+

@@ -1,0 +1,218 @@
+"""Engine, sessions and schema upgrades for SQLite (embedded default) and PostgreSQL.
+
+SQLite runs in WAL mode with a busy timeout, so a tracking server and a sender can share one file;
+``immediate=True`` sessions take the write lock at ``BEGIN`` (``BEGIN IMMEDIATE``), which is how senders
+serialise their claims there. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` instead (see sending.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session
+
+from nurture.core.errors import ConfigError
+from nurture.store.suppression import sqlite_email_hash
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_engines: dict[str, Engine] = {}
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # The driver's own transaction handling is switched off so that BEGIN (and BEGIN IMMEDIATE) is ours:
+    # pysqlite otherwise defers BEGIN and a claim could read before it holds the write lock.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+    # SQLite has no SHA-256; suppression.email_sha256 compiles to this so the suppression check stays in SQL.
+    dbapi_connection.create_function("nurture_email_hash", 1, sqlite_email_hash, deterministic=True)
+
+
+def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    mode = conn.info.pop("begin_mode", "")
+    conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def engine_for(url: str) -> Engine:
+    """One engine per URL per process. A bad URL or missing driver is a ConfigError saying what to do."""
+    if url in _engines:
+        return _engines[url]
+    try:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[1] if "///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise ConfigError(f"database URL {_safe(url)!r}: unknown database kind",
+                          hint="use sqlite:///nurture.db or postgresql+psycopg://user@host/dbname") from None
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"database URL {_safe(url)!r} needs the {exc.name} driver",
+                          hint="pip install 'nurture[postgres]' (installs psycopg)") from None
+    except ArgumentError as exc:
+        raise ConfigError(f"database URL {_safe(url)!r} is not valid: {exc}") from None
+    _engines[url] = engine
+    return engine
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database url>"
+
+
+def dispose_all() -> None:
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+
+
+def begin(conn: Connection, *, immediate: bool = False):  # type: ignore[no-untyped-def]
+    """``conn.begin()``; with ``immediate`` on SQLite the transaction starts as ``BEGIN IMMEDIATE`` (the write
+    lock is taken now, so nothing read in it can be changed by another writer before we write)."""
+    if immediate and conn.dialect.name == "sqlite":
+        conn.info["begin_mode"] = "IMMEDIATE"  # read and cleared by _sqlite_begin
+    return conn.begin()
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine, *, immediate: bool = False) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on any exception.
+
+    ``immediate=True`` on SQLite starts with ``BEGIN IMMEDIATE`` (take the write lock now), so two processes
+    claiming work cannot both read the same free rows. On PostgreSQL it changes nothing.
+    """
+    with engine.connect() as conn:
+        with begin(conn, immediate=immediate):
+            with Session(bind=conn, expire_on_commit=False) as s:
+                yield s
+                s.flush()
+
+
+class Bulk:
+    """A statement run with many parameter sets (``executemany``), prepared once and reused.
+
+    On SQLite the statement is compiled once and each call hands the driver tuples, converted by the same bind
+    processors SQLAlchemy would use, each distinct value once per call (bulk imports and plans repeat values:
+    one ``now`` for every row, the same dates). That halves the cost per row (bench/import.py) and is most of
+    the bookkeeping saved per mail in ``nurture send`` (bench/send.py). Other databases take SQLAlchemy's own
+    executemany. Rows are dicts with exactly the keys given (the statement's bind names).
+    """
+
+    def __init__(self, stmt: Any, dialect: Any, keys: list[str]) -> None:
+        self.stmt = stmt
+        self.sql: str | None = None
+        if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+            return
+        compiled = stmt.compile(dialect=dialect, column_keys=keys)
+        order = list(compiled.positiontup or ())
+        if sorted(order) != sorted(keys):  # not the plain shape expected: let SQLAlchemy do it
+            return
+        self.sql = compiled.string
+        self.order = order
+        self.processors = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+                           for name in order]
+
+    def run(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.sql is None:
+            conn.execute(self.stmt, rows)
+            return
+        columns = []
+        for key, process in zip(self.order, self.processors):
+            values = [r[key] for r in rows]
+            if process is not None:
+                converted, last, last_out = [], object(), None
+                for v in values:
+                    if v is not last and v != last:
+                        last, last_out = v, process(v)
+                    converted.append(last_out)
+                values = converted
+            columns.append(values)
+        conn.exec_driver_sql(self.sql, list(zip(*columns)))
+
+
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *,
+                ignore_conflicts_on: list[str] | None = None) -> None:
+    """INSERT many rows with the same keys (``ignore_conflicts_on``: the unique columns whose duplicates are
+    skipped, ``ON CONFLICT DO NOTHING``), through :class:`Bulk`."""
+    if not rows:
+        return
+    maker = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = maker(table)
+    if ignore_conflicts_on:
+        stmt = stmt.on_conflict_do_nothing(index_elements=ignore_conflicts_on)
+    Bulk(stmt, conn.dialect, list(rows[0])).run(conn, rows)
+
+
+def _alembic_config(connection) -> AlembicConfig:  # type: ignore[no-untyped-def]
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()  # type: ignore[return-value]
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Create or upgrade the schema to the newest revision; harmless when already there.
+
+    Returns (revision before, revision after).
+    """
+    try:
+        before = current_revision(engine)
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+        return before, head_revision()
+    except OperationalError as exc:
+        raise ConfigError(f"cannot reach the database {_safe(str(engine.url))}: {exc.orig}",
+                          hint="check [database] url in nurture.toml or NURTURE_DATABASE_URL") from None
+
+
+def require_schema(engine: Engine) -> None:
+    """Raise a ConfigError telling the user to run ``nurture init`` unless the schema is current."""
+    try:
+        current = current_revision(engine)
+    except OperationalError as exc:
+        raise ConfigError(f"cannot reach the database {_safe(str(engine.url))}: {exc.orig}",
+                          hint="check [database] url in nurture.toml or NURTURE_DATABASE_URL") from None
+    head = head_revision()
+    if current != head:
+        state = "has no nurture tables" if current is None else f"is at schema {current}, nurture needs {head}"
+        raise ConfigError(f"the database {_safe(str(engine.url))} {state}", hint="run `nurture init`")
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -1,0 +1,228 @@
+"""The database tables (SQLAlchemy 2.x). Migrations in ``nurture/migrations`` create them; keep both in step
+(``tests/test_db.py`` compares the migrated schema with these models).
+
+Conventions:
+- every instant is stored as UTC and comes back timezone-aware (:class:`UTCDateTime`);
+- e-mail addresses are stored lower-cased, so uniqueness is case-insensitive on every database;
+- vocabularies (temperature, stage, status, delivery state, event type) are plain strings checked in Python,
+  named once in the constants below, so that a new value needs no schema change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+TEMPERATURES = ("hot", "warm", "cold")
+STAGES = ("MQL", "TQL", "SQL", "customer", "lost")
+RANKS = ("A", "B", "C")
+STATUSES = ("active", "unsubscribed", "bounced", "complained", "erased")
+CONSENT_BASES = ("opt_in", "business_card", "existing_relationship", "published_business_address", "unknown")
+#: The six relationship strengths of SEEDS 002, each 0-3; column names are ``strength_<name>``.
+STRENGTHS = ("existing_business", "empathy", "contribution", "multiple_contacts", "decision_maker", "invested")
+
+#: Delivery states. ``pending``: to be sent (maybe claimed under a lease, maybe waiting for ``next_attempt_at``);
+#: ``sent``: accepted by the provider; ``failed``: given up, ``error`` says why; ``skipped``: deliberately not
+#: sent, ``error`` says why; ``unknown``: the provider may have accepted it (timeout) — reconciled from
+#: webhooks, never resent blindly.
+DELIVERY_STATES = ("pending", "sent", "failed", "skipped", "unknown")
+
+
+class UTCDateTime(TypeDecorator):
+    """DateTime that stores UTC and always returns aware datetimes (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use nurture.core.clock.now() or attach a zone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def email_hash(email: str) -> str:
+    """The suppression key of an address: SHA-256 of the lower-cased address (GDPR erasure keeps only this)."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Prospect(Base):
+    """One person we nurture. The four fields of SEEDS 001 (name, last contact, next action, temperature)
+    are first-class columns; anything else from the user's spreadsheet goes to ``attributes``."""
+
+    __tablename__ = "prospects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    company: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    industry: Mapped[str] = mapped_column(String(100), default="", index=True)
+    temperature: Mapped[str] = mapped_column(String(8), default="cold", index=True)
+    stage: Mapped[str] = mapped_column(String(16), default="MQL")
+    rank: Mapped[str] = mapped_column(String(1), default="C")
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    owner: Mapped[str] = mapped_column(String(200), default="")
+    last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_action: Mapped[str] = mapped_column(Text, default="")
+    next_action_due: Mapped[date | None] = mapped_column(Date)
+    time_zone: Mapped[str] = mapped_column(String(64), default="")
+    language: Mapped[str] = mapped_column(String(8), default="")
+    attributes: Mapped[dict] = mapped_column(JSONType, default=dict)
+    strength_existing_business: Mapped[int] = mapped_column(Integer, default=0)
+    strength_empathy: Mapped[int] = mapped_column(Integer, default=0)
+    strength_contribution: Mapped[int] = mapped_column(Integer, default=0)
+    strength_multiple_contacts: Mapped[int] = mapped_column(Integer, default=0)
+    strength_decision_maker: Mapped[int] = mapped_column(Integer, default=0)
+    strength_invested: Mapped[int] = mapped_column(Integer, default=0)
+    consent_basis: Mapped[str] = mapped_column(String(32), default="unknown")
+    consent_source: Mapped[str] = mapped_column(String(200), default="")
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    status_reason: Mapped[str] = mapped_column(String(200), default="")
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set from the preferences page: no nurture mail before this instant.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set from the preferences page: multiplies the campaign interval (1 = as planned, 2 = half as often).
+    frequency_factor: Mapped[float] = mapped_column(Float, default=1.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProspectTag(Base):
+    """Tags as rows, so that "has tag" is an indexed, portable join on SQLite and PostgreSQL alike."""
+
+    __tablename__ = "prospect_tags"
+
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+    __table_args__ = (Index("ix_prospect_tags_tag", "tag"),)
+
+
+class Suppression(Base):
+    """Addresses never to mail, keyed by :func:`email_hash` so an erased person leaves no address behind.
+    Import and send both consult it; it outlives the prospect row."""
+
+    __tablename__ = "suppressions"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32))  # unsubscribed | bounced | complained | erased | manual
+    source: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Delivery(Base):
+    """One mail: a (campaign, prospect, content item) triple, unique, so it can never be sent twice.
+
+    Work is claimed by setting ``claimed_by`` and ``lease_until``; a claim whose lease has run out belongs
+    to a dead process and may be taken again. ``attempts`` counts hand-overs to the provider.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(100))
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"))
+    item_key: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    sender: Mapped[str] = mapped_column(String(16), default="")
+    message_id: Mapped[str] = mapped_column(String(255), default="")
+    provider_message_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str] = mapped_column(String(100), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("campaign", "prospect_id", "item_key", name="uq_deliveries_campaign_prospect_item"),
+        Index("ix_deliveries_state_next", "state", "next_attempt_at"),
+        Index("ix_deliveries_state_id", "state", "id"),  # claims: next pending rows in id order (0003)
+        Index("ix_deliveries_prospect_sent", "prospect_id", "sent_at"),
+    )
+
+
+class CampaignState(Base):
+    """What nurture itself decided about a campaign (the file says what the marketer decided)."""
+
+    __tablename__ = "campaign_states"
+
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_reason: Mapped[str] = mapped_column(Text, default="")
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Event(Base):
+    """Everything that happened to a prospect, from any source, written only by ``events.record_event()``.
+
+    ``label`` (human / machine / unknown), ``confidence`` (0-1) and ``rule`` say how much a human was behind an
+    open or click and which rule decided. ``dedup_key`` makes webhook retries and replays change nothing.
+    ``data`` keeps the raw payload beside the normalised fields.
+    """
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    prospect_id: Mapped[int | None] = mapped_column(ForeignKey("prospects.id", ondelete="SET NULL"))
+    delivery_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("deliveries.id", ondelete="SET NULL"))
+    campaign: Mapped[str] = mapped_column(String(100), default="")
+    item_key: Mapped[str] = mapped_column(String(100), default="")
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(32), default="")
+    label: Mapped[str] = mapped_column(String(8), default="unknown")
+    confidence: Mapped[float] = mapped_column(Float, default=0.5)
+    rule: Mapped[str] = mapped_column(String(64), default="")
+    url: Mapped[str] = mapped_column(Text, default="")
+    user_agent: Mapped[str] = mapped_column(Text, default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    dedup_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    data: Mapped[dict] = mapped_column(JSONType, default=dict)
+
+    __table_args__ = (
+        Index("ix_events_prospect_time", "prospect_id", "occurred_at"),
+        Index("ix_events_delivery", "delivery_id"),
+        Index("ix_events_type_time", "type", "occurred_at"),
+    )

@@ -1,0 +1,64 @@
+"""OutboxSender: atomic .eml files named by delivery id; a retry overwrites, never duplicates."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+
+import pytest
+
+from nurture.compose.message import OutgoingMessage
+from nurture.core import config as config_mod
+from nurture.core.errors import TemporarySendError
+from nurture.deliver.senders import make_sender
+from nurture.deliver.senders.outbox import OutboxSender
+
+
+def make(i: int = 7, subject: str = "今月のトピックス") -> OutgoingMessage:
+    return OutgoingMessage(delivery_id=i, campaign="mfg", to_address="a@example.com", from_address="n@example.jp",
+                           subject=subject, html="<p>本文</p>", text="本文",
+                           list_unsubscribe={"List-Unsubscribe": "<https://x.example/u>",
+                                             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
+
+
+def test_default_sender_is_the_outbox_under_the_config_folder(tmp_path):
+    (tmp_path / "nurture.toml").write_text("", encoding="utf-8")
+    sender = make_sender(config_mod.load(tmp_path / "nurture.toml"))
+    assert isinstance(sender, OutboxSender) and sender.name == "outbox"
+    assert sender.folder == tmp_path / "outbox"
+    result = sender.send(make())
+    assert result.provider_message_id == "7.eml"
+    data = (tmp_path / "outbox" / "7.eml").read_bytes()
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert msg["Subject"] == "今月のトピックス" and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert result.detail == msg["Message-ID"]
+
+
+def test_retry_overwrites_instead_of_duplicating(tmp_path):
+    sender = OutboxSender(tmp_path)
+    sender.send(make(subject="first"))
+    sender.send(make(subject="second"))
+    sender.send(make(8))
+    assert sorted(os.listdir(tmp_path)) == ["7.eml", "8.eml"]  # no temp files left behind either
+    assert email.message_from_bytes((tmp_path / "7.eml").read_bytes(),
+                                    policy=email.policy.default)["Subject"] == "second"
+
+
+def test_write_failure_is_temporary_and_leaves_no_partial_file(tmp_path):
+    sender = OutboxSender(tmp_path)
+    (tmp_path / "7.eml").mkdir()  # os.replace onto a directory fails
+    with pytest.raises(TemporarySendError, match="7.eml"):
+        sender.send(make())
+    assert sorted(os.listdir(tmp_path)) == ["7.eml"]
+    assert (tmp_path / "7.eml").is_dir()
+
+
+def test_unknown_sender_name_is_a_config_error(tmp_path):
+    import dataclasses
+
+    from nurture.core.errors import ConfigError
+    cfg = config_mod.Config()
+    bad = dataclasses.replace(cfg, delivery=dataclasses.replace(cfg.delivery, sender="pigeon"))
+    with pytest.raises(ConfigError, match="pigeon"):
+        make_sender(bad)
