@@ -1,120 +1,30 @@
-"""``nurture check`` and ``nurture preview``: is every campaign file right, and what does a mail look like?
+"""``nurture check`` and ``nurture preview``: print what :mod:`nurture.checks.campaign` finds, and one mail.
 
-``check`` is a file check: it needs no database and no tracking secret. For each campaign it loads and
-validates the TOML (segment, cadence, items), compiles every template, renders every item for a sample
-prospect in the campaign's language (or for ``--prospect EMAIL`` from the database), and runs the footer
-check (rendering.footer_problems) and the information-only check (content.check_message) on the result.
-Links in these renders are signed with :data:`PREVIEW_SECRET`, a placeholder that the tracking server will
-not accept: previews can never unsubscribe or count a click for anyone.
-
-Rendering, content and tracking are imported inside the functions that use them: they pull in MJML and Jinja
-(about 0.1 s), which every other ``nurture`` command would otherwise pay for at start-up.
+The check itself (and its placeholder-signed previews) lives in :mod:`nurture.checks.campaign`; it is imported
+inside the commands because it pulls in MJML and Jinja (about 0.1 s), which every other ``nurture`` command would
+otherwise pay for at start-up.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from nurture.cli.app import App, pass_app
-from nurture.core.config import Config
-from nurture.core.errors import ConfigError, NotFound, NurtureError
-from nurture.plan.campaigns import (
-    Campaign,
-    ContentItem,
-    campaign_files,
-    display_path,
-    error_lines,
-    lint_campaign,
-    load_campaign,
-)
+from nurture.core.errors import NotFound, NurtureError
+from nurture.plan.campaigns import display_path
 from nurture.store.models import Prospect
 
-#: Signs the links of previews and checks. Never a real secret: the server rejects these links.
-PREVIEW_SECRET = "nurture-preview-placeholder-secret"
-PREVIEW_NOTE = "links in previews are signed with a placeholder secret and do not work (no tracking secret needed)"
-
-
-@dataclass
-class Finding:
-    """One result of ``nurture check``. ``kind``: config | template | render | footer | content | segment."""
-
-    severity: str
-    kind: str
-    message: str
-    file: str | None = None
-    line: int | None = None
-    item: str | None = None
-    phrase: str | None = None
-    category: str | None = None
-    why: str | None = None
-    where: str | None = None
-
-
-@dataclass
-class CampaignReport:
-    name: str
-    file: str
-    items: int = 0
-    loaded: bool = True
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def errors(self) -> int:
-        return sum(f.severity == "error" for f in self.findings)
-
-    @property
-    def warnings(self) -> int:
-        return sum(f.severity == "warning" for f in self.findings)
-
-    @property
-    def status(self) -> str:
-        return "errors" if self.errors else "warnings" if self.warnings else "ok"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "file": self.file, "status": self.status, "loaded": self.loaded,
-                "items": self.items,
-                "errors": self.errors, "warnings": self.warnings,
-                "findings": [dataclasses.asdict(f) for f in self.findings]}
-
-
-# ------------------------------------------------------------------------------------------ sample data
-
-
-_SAMPLES = {
-    "ja": dict(email="sample@example.co.jp", name="山田 太郎", company="株式会社サンプル精機", title="製造部 部長",
-               industry="製造業", owner="佐藤 花子"),
-    "en": dict(email="sample@example.com", name="Alex Morgan", company="Sample Manufacturing Inc.",
-               title="Operations Manager", industry="manufacturing", owner="Jordan Lee"),
-}
-
-
-def sample_prospect(campaign: Campaign, item: ContentItem | None = None) -> Prospect:
-    """A made-up prospect in the campaign's language who could receive ``item`` (its first industry, else the
-    segment's). Not attached to any database session."""
-    values = dict(_SAMPLES.get(campaign.language, _SAMPLES["en"]))
-    industries = (item.industries if item else ()) or campaign.segment.values("industry", "in") \
-        or campaign.segment.values("industry", "eq")
-    if industries:
-        values["industry"] = industries[0]
-    temperatures = campaign.segment.values("temperature", "in") or campaign.segment.values("temperature", "eq")
-    return Prospect(id=0, temperature=(temperatures or ("warm",))[0], stage="MQL", rank="C", score=40.0,
-                    language=campaign.language, time_zone="", attributes={}, next_action="", status="active",
-                    consent_basis="business_card", frequency_factor=1.0, **values)
-
-
-def preview_config(config: Config) -> Config:
-    """``config`` with the placeholder link secret, so checks and previews never need (or leak) the real one."""
-    return dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, secret=PREVIEW_SECRET))
+if TYPE_CHECKING:
+    from nurture.checks.campaign import CampaignReport
 
 
 def find_prospect(app: App, email: str) -> Prospect:
-    from sqlalchemy import select
+    """The prospect with this address from the workspace's database, or NotFound."""
+    from sqlalchemy import select  # start-up time: only --prospect opens the database
 
     from nurture.store import db
 
@@ -125,165 +35,11 @@ def find_prospect(app: App, email: str) -> Prospect:
     return prospect
 
 
-def render_item(config: Config, campaign: Campaign, item: ContentItem, prospect: Prospect,
-                renderer: Any = None) -> Any:
-    """Render ``item`` for ``prospect`` as a preview (placeholder-signed links). Returns a RenderedMessage."""
-    from nurture.compose import links as tracking
-    from nurture.compose import rendering
-
-    renderer = renderer or rendering.Renderer(config.templates_dir)
-    signing = preview_config(config)
-    urls = tracking.urls_for(signing, 0, prospect.id or 0)
-    context = rendering.build_context(signing, campaign, item, prospect, urls)
-    return renderer.render(item, context)
-
-
-# ----------------------------------------------------------------------------------------------- check
-
-
-def _config_findings(error: ConfigError, kind: str, item: str | None = None) -> list[Finding]:
-    out = []
-    for text in error_lines(error):
-        file, line = None, None
-        head = text.split(": ", 1)[0]
-        if ":" in head and head.rsplit(":", 1)[1].isdigit():
-            file, line = head.rsplit(":", 1)[0], int(head.rsplit(":", 1)[1])
-        elif head.endswith((".toml", ".mjml", ".txt", ".html")):
-            file = head
-        out.append(Finding("error", kind, text, file=file, line=line, item=item))
-    if error.hint:
-        out[-1].message += f" (hint: {error.hint})"
-    return out
-
-
-def _config_name(config: Config) -> str:
-    return "nurture.toml" if config.source == "(defaults)" else display_path(Path(config.source))
-
-
-def _render_error(exc: Exception) -> str:
-    import jinja2
-
-    if isinstance(exc, jinja2.TemplateSyntaxError) and exc.lineno:
-        return f"{exc.filename or exc.name or 'template'}:{exc.lineno}: {exc.message}"
-    return str(exc)
-
-
-def check_campaign(config: Config, campaign: Campaign, report: CampaignReport,
-                   prospect: Prospect | None = None) -> None:
-    """Add to ``report`` what is wrong with ``campaign`` beyond its file: lint warnings, template compile
-    errors, render errors, missing footer parts, sales language."""
-    import jinja2
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    from nurture.checks import content
-    from nurture.compose import rendering
-    from nurture.core import clock
-    from nurture.plan.segments import segment_select
-
-    file = display_path(campaign.path)
-    for text in lint_campaign(campaign):
-        line = text.split(": ", 1)[0].rsplit(":", 1)[-1]
-        report.findings.append(Finding("warning", "segment", text, file=file,
-                                       line=int(line) if line.isdigit() else None))
-    today = clock.now().astimezone(campaign.cadence.zone).date()
-    if campaign.cadence.end and campaign.cadence.end < today:
-        report.findings.append(Finding("warning", "config", f"{file}: the campaign ended on "
-                                       f"{campaign.cadence.end.isoformat()}: nurture send mails nothing for it",
-                                       file=file, why="extend [cadence] end, or set status = \"paused\""))
-    # The segment compiles to SQL for both databases we support (a programming error would surface here).
-    for dialect in (sqlite.dialect(), postgresql.dialect()):
-        segment_select(campaign, clock.now()).compile(dialect=dialect)
-
-    def item_error(item: ContentItem, kind: str, detail: str, where: str | None = None) -> None:
-        report.findings.append(Finding("error", kind, f'{file}:{item.line}: item "{item.key}": {detail}',
-                                       file=file, line=item.line, item=item.key, where=where))
-
-    renderer = rendering.Renderer(config.templates_dir)
-    rules = content.rules_for(config)
-    failed_templates: set[str] = set()
-    for item in campaign.items:
-        if item.template in failed_templates:
-            item_error(item, "template", f"template {item.template} does not compile (see above)")
-            continue
-        try:
-            renderer.compile(item.template)
-        except ConfigError as exc:
-            failed_templates.add(item.template)
-            item_error(item, "template", str(exc), where=exc.message.split(": ", 1)[0])
-            continue
-        who = prospect or sample_prospect(campaign, item)
-        try:
-            rendered = render_item(config, campaign, item, who, renderer)
-        except (NurtureError, jinja2.TemplateError) as exc:
-            item_error(item, "render", f"does not render for {who.email}: {_render_error(exc)}")
-            continue
-        for problem in rendering.footer_problems(rendered, config, campaign.language):
-            if "[identity]" in problem:  # a setting, the same for every item: say it once
-                message = f"{file}: footer {problem} ({_config_name(config)})"
-                if not any(f.message == message for f in report.findings):
-                    report.findings.append(Finding("error", "footer", message, file=file,
-                                                   why="特定電子メール法 / CAN-SPAM require it in every mail"))
-                continue
-            report.findings.append(Finding("error", "footer", f'{file}:{item.line}: item "{item.key}": footer '
-                                           f"{problem}", file=file, line=item.line, item=item.key,
-                                           why="特定電子メール法 / CAN-SPAM require it in every mail"))
-        for found in content.check_message(rendered, language=campaign.language, allow=campaign.allow,
-                                           source=item.key, rules=rules):
-            where = "subject" if found.line == 0 else f"text line {found.line}"
-            report.findings.append(Finding(
-                found.severity, "content",
-                f'{file}:{item.line}: item "{item.key}": {found.category} "{found.phrase}" ({where}): {found.why}',
-                file=file, line=item.line, item=item.key, phrase=found.phrase, category=found.category,
-                why=found.why, where=where))
-
-
-def _selected(config: Config, names: tuple[str, ...]) -> list[tuple[Path, Campaign | None, ConfigError | None]]:
-    """Each campaign file with its campaign or its error; ``names`` picks by campaign name or file stem."""
-    out = []
-    for path in campaign_files(config):
-        try:
-            out.append((path, load_campaign(path, config), None))
-        except ConfigError as exc:
-            out.append((path, None, exc))
-    if not names:
-        return out
-    chosen = [row for row in out if row[0].stem in names or (row[1] is not None and row[1].name in names)]
-    known = {row[0].stem for row in chosen} | {row[1].name for row in chosen if row[1] is not None}
-    missing = [n for n in names if n not in known]
-    if missing:
-        available = ", ".join(sorted(row[1].name if row[1] else row[0].stem for row in out)) or \
-            f"none (no *.toml in {display_path(config.campaigns_dir)})"
-        raise NotFound(f"no campaign named {', '.join(missing)}", hint=f"available: {available}")
-    return chosen
-
-
-def run_check(config: Config, names: tuple[str, ...] = (), prospect: Prospect | None = None) -> list[CampaignReport]:
-    """Check the chosen campaigns (all by default); one report per file, duplicate names included."""
-    reports: list[CampaignReport] = []
-    seen: dict[str, str] = {}
-    for path, campaign, error in _selected(config, names):
-        file = display_path(path)
-        if campaign is None:
-            assert error is not None
-            report = CampaignReport(path.stem, file, loaded=False)
-            report.findings.extend(_config_findings(error, "config"))
-            reports.append(report)
-            continue
-        report = CampaignReport(campaign.name, file, items=len(campaign.items))
-        if campaign.name in seen:
-            report.findings.append(Finding("error", "config", f'{file}: duplicate campaign name "{campaign.name}" '
-                                           f"(also in {seen[campaign.name]}); names must be unique", file=file))
-        seen.setdefault(campaign.name, file)
-        check_campaign(config, campaign, report, prospect)
-        reports.append(report)
-    return reports
-
-
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' * (n != 1)}"
 
 
-def _print_reports(reports: list[CampaignReport]) -> None:
+def _print_reports(reports: list[CampaignReport], note: str) -> None:
     for report in reports:
         counts = _count(report.items, "item") if report.loaded else "not loaded"
         if report.status == "ok":
@@ -299,7 +55,7 @@ def _print_reports(reports: list[CampaignReport]) -> None:
     bad = sum(r.status == "errors" for r in reports)
     click.echo(f"\n{_count(len(reports), 'campaign')} checked: {len(reports) - bad} without errors, {bad} with "
                f"errors ({_count(total_errors, 'error')}, {_count(total_warnings, 'warning')})")
-    click.echo(f"note: {PREVIEW_NOTE}")
+    click.echo(f"note: {note}")
 
 
 @click.command("check")
@@ -317,9 +73,11 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
     and the text is information, not a sales pitch. Needs no database (unless --prospect) and no tracking
     secret. Exit status 1 if any error is found.
     """
+    from nurture.checks import campaign as checking  # start-up time: MJML and Jinja load only for a check
+
     config = app.config
     prospect = find_prospect(app, email) if email else None
-    reports = run_check(config, campaigns, prospect)
+    reports = checking.run_check(config, campaigns, prospect)
     if not reports:
         raise NotFound(f"no campaign files (*.toml) in {display_path(config.campaigns_dir)}",
                        hint="see campaigns/README.md for the format, or run `nurture demo`")
@@ -327,10 +85,10 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
         click.echo(json.dumps({
             "ok": not any(r.errors for r in reports),
             "errors": sum(r.errors for r in reports), "warnings": sum(r.warnings for r in reports),
-            "preview_secret": True, "note": PREVIEW_NOTE,
+            "preview_secret": True, "note": checking.PREVIEW_NOTE,
             "campaigns": [r.as_dict() for r in reports]}, ensure_ascii=False, indent=2))
     else:
-        _print_reports(reports)
+        _print_reports(reports, checking.PREVIEW_NOTE)
     if any(r.errors for r in reports):
         raise click.exceptions.Exit(1)
 
@@ -353,14 +111,16 @@ def preview(app: App, campaign_name: str, item_ref: str, email: str | None, out:
     Open the file in a browser to see the newsletter as a reader would. Uses the built-in sample prospect
     in the campaign's language unless --prospect names one from the database.
     """
+    from nurture.checks import campaign as checking  # start-up time: MJML and Jinja load only for a preview
+
     config = app.config
-    path, campaign, error = _selected(config, (campaign_name,))[0]
+    _path, campaign, error = checking.selected_campaigns(config, (campaign_name,))[0]
     if campaign is None:
         assert error is not None
         raise error
     item = campaign.item(item_ref)
-    prospect = find_prospect(app, email) if email else sample_prospect(campaign, item)
-    rendered = render_item(config, campaign, item, prospect)
+    prospect = find_prospect(app, email) if email else checking.sample_prospect(campaign, item)
+    rendered = checking.render_item(config, campaign, item, prospect)
     target = out or Path.cwd() / f"preview-{campaign.name}-{item.key}.html"
     try:
         target.write_text(rendered.html, encoding="utf-8")
@@ -372,7 +132,7 @@ def preview(app: App, campaign_name: str, item_ref: str, email: str | None, out:
     click.echo("-" * 72)
     click.echo(rendered.text.rstrip())
     click.echo("-" * 72)
-    click.echo(f"note: {PREVIEW_NOTE}")
+    click.echo(f"note: {checking.PREVIEW_NOTE}")
 
 
 COMMANDS = [check, preview]

@@ -26,7 +26,7 @@ def _print_counter(title: str, counter, style: str) -> None:
 def _failing_check(config, campaigns) -> dict[str, str]:
     """Campaigns that `nurture check` would fail (missing 特定電子メール法 footer, sales pitch, broken
     template), with the reason. They are not sent: compliance is checked before anything leaves."""
-    from nurture.cli.campaigns import CampaignReport, check_campaign
+    from nurture.checks.campaign import CampaignReport, check_campaign
 
     blocked = {}
     for campaign in campaigns:

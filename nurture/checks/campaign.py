@@ -1,0 +1,258 @@
+"""The campaign check: is every campaign file right, and may its mail leave?
+
+For each campaign it loads and validates the TOML (segment, cadence, items), compiles every template, renders every
+item for a sample prospect in the campaign's language (or a given prospect), and runs the footer check
+(:func:`nurture.compose.rendering.footer_problems`) and the information-only check
+(:func:`nurture.checks.content.check_message`) on the result. It needs no database and no tracking secret: links
+in these renders are signed with :data:`PREVIEW_SECRET`, a placeholder that the tracking server will not accept,
+so previews can never unsubscribe or count a click for anyone.
+
+``nurture check`` prints what :func:`run_check` finds; the sending engine runs :func:`check_campaign` on every
+campaign before it sends anything and refuses one with errors (the compliance gate lives in the library, so a
+script or a bench cannot go around it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from sqlalchemy.dialects import postgresql, sqlite
+
+from nurture.checks import content
+from nurture.compose import links, rendering
+from nurture.core import clock
+from nurture.core.config import Config
+from nurture.core.errors import ConfigError, NotFound, NurtureError
+from nurture.plan.campaigns import (
+    Campaign,
+    ContentItem,
+    campaign_files,
+    display_path,
+    error_lines,
+    lint_campaign,
+    load_campaign,
+)
+from nurture.plan.segments import segment_select
+from nurture.store.models import Prospect
+
+#: Signs the links of previews and checks. Never a real secret: the server rejects these links.
+PREVIEW_SECRET = "nurture-preview-placeholder-secret"
+PREVIEW_NOTE = "links in previews are signed with a placeholder secret and do not work (no tracking secret needed)"
+
+
+@dataclass
+class Finding:
+    """One result of ``nurture check``. ``kind``: config | template | render | footer | content | segment."""
+
+    severity: str
+    kind: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+    item: str | None = None
+    phrase: str | None = None
+    category: str | None = None
+    why: str | None = None
+    where: str | None = None
+
+
+@dataclass
+class CampaignReport:
+    name: str
+    file: str
+    items: int = 0
+    loaded: bool = True
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity == "warning" for f in self.findings)
+
+    @property
+    def status(self) -> str:
+        return "errors" if self.errors else "warnings" if self.warnings else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "file": self.file, "status": self.status, "loaded": self.loaded,
+                "items": self.items,
+                "errors": self.errors, "warnings": self.warnings,
+                "findings": [dataclasses.asdict(f) for f in self.findings]}
+
+
+# ------------------------------------------------------------------------------------------ sample data
+
+
+_SAMPLES = {
+    "ja": dict(email="sample@example.co.jp", name="山田 太郎", company="株式会社サンプル精機", title="製造部 部長",
+               industry="製造業", owner="佐藤 花子"),
+    "en": dict(email="sample@example.com", name="Alex Morgan", company="Sample Manufacturing Inc.",
+               title="Operations Manager", industry="manufacturing", owner="Jordan Lee"),
+}
+
+
+def sample_prospect(campaign: Campaign, item: ContentItem | None = None) -> Prospect:
+    """A made-up prospect in the campaign's language who could receive ``item`` (its first industry, else the
+    segment's). Not attached to any database session."""
+    values = dict(_SAMPLES.get(campaign.language, _SAMPLES["en"]))
+    industries = (item.industries if item else ()) or campaign.segment.values("industry", "in") \
+        or campaign.segment.values("industry", "eq")
+    if industries:
+        values["industry"] = industries[0]
+    temperatures = campaign.segment.values("temperature", "in") or campaign.segment.values("temperature", "eq")
+    return Prospect(id=0, temperature=(temperatures or ("warm",))[0], stage="MQL", rank="C", score=40.0,
+                    language=campaign.language, time_zone="", attributes={}, next_action="", status="active",
+                    consent_basis="business_card", frequency_factor=1.0, **values)
+
+
+def preview_config(config: Config) -> Config:
+    """``config`` with the placeholder link secret, so checks and previews never need (or leak) the real one."""
+    return dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, secret=PREVIEW_SECRET))
+
+
+def render_item(config: Config, campaign: Campaign, item: ContentItem, prospect: Prospect,
+                renderer: Any = None) -> Any:
+    """Render ``item`` for ``prospect`` as a preview (placeholder-signed links). Returns a RenderedMessage."""
+    renderer = renderer or rendering.Renderer(config.templates_dir)
+    signing = preview_config(config)
+    urls = links.urls_for(signing, 0, prospect.id or 0)
+    context = rendering.build_context(signing, campaign, item, prospect, urls)
+    return renderer.render(item, context)
+
+
+# ----------------------------------------------------------------------------------------------- check
+
+
+def _config_findings(error: ConfigError, kind: str, item: str | None = None) -> list[Finding]:
+    out = []
+    for text in error_lines(error):
+        file, line = None, None
+        head = text.split(": ", 1)[0]
+        if ":" in head and head.rsplit(":", 1)[1].isdigit():
+            file, line = head.rsplit(":", 1)[0], int(head.rsplit(":", 1)[1])
+        elif head.endswith((".toml", ".mjml", ".txt", ".html")):
+            file = head
+        out.append(Finding("error", kind, text, file=file, line=line, item=item))
+    if error.hint:
+        out[-1].message += f" (hint: {error.hint})"
+    return out
+
+
+def _config_name(config: Config) -> str:
+    return "nurture.toml" if config.source == "(defaults)" else display_path(Path(config.source))
+
+
+def _render_error(exc: Exception) -> str:
+    if isinstance(exc, jinja2.TemplateSyntaxError) and exc.lineno:
+        return f"{exc.filename or exc.name or 'template'}:{exc.lineno}: {exc.message}"
+    return str(exc)
+
+
+def check_campaign(config: Config, campaign: Campaign, report: CampaignReport,
+                   prospect: Prospect | None = None) -> None:
+    """Add to ``report`` what is wrong with ``campaign`` beyond its file: lint warnings, template compile
+    errors, render errors, missing footer parts, sales language."""
+    file = display_path(campaign.path)
+    for text in lint_campaign(campaign):
+        line = text.split(": ", 1)[0].rsplit(":", 1)[-1]
+        report.findings.append(Finding("warning", "segment", text, file=file,
+                                       line=int(line) if line.isdigit() else None))
+    today = clock.now().astimezone(campaign.cadence.zone).date()
+    if campaign.cadence.end and campaign.cadence.end < today:
+        report.findings.append(Finding("warning", "config", f"{file}: the campaign ended on "
+                                       f"{campaign.cadence.end.isoformat()}: nurture send mails nothing for it",
+                                       file=file, why="extend [cadence] end, or set status = \"paused\""))
+    # The segment compiles to SQL for both databases we support (a programming error would surface here).
+    for dialect in (sqlite.dialect(), postgresql.dialect()):
+        segment_select(campaign, clock.now()).compile(dialect=dialect)
+
+    def item_error(item: ContentItem, kind: str, detail: str, where: str | None = None) -> None:
+        report.findings.append(Finding("error", kind, f'{file}:{item.line}: item "{item.key}": {detail}',
+                                       file=file, line=item.line, item=item.key, where=where))
+
+    renderer = rendering.Renderer(config.templates_dir)
+    rules = content.rules_for(config)
+    failed_templates: set[str] = set()
+    for item in campaign.items:
+        if item.template in failed_templates:
+            item_error(item, "template", f"template {item.template} does not compile (see above)")
+            continue
+        try:
+            renderer.compile(item.template)
+        except ConfigError as exc:
+            failed_templates.add(item.template)
+            item_error(item, "template", str(exc), where=exc.message.split(": ", 1)[0])
+            continue
+        who = prospect or sample_prospect(campaign, item)
+        try:
+            rendered = render_item(config, campaign, item, who, renderer)
+        except (NurtureError, jinja2.TemplateError) as exc:
+            item_error(item, "render", f"does not render for {who.email}: {_render_error(exc)}")
+            continue
+        for problem in rendering.footer_problems(rendered, config, campaign.language):
+            if "[identity]" in problem:  # a setting, the same for every item: say it once
+                message = f"{file}: footer {problem} ({_config_name(config)})"
+                if not any(f.message == message for f in report.findings):
+                    report.findings.append(Finding("error", "footer", message, file=file,
+                                                   why="特定電子メール法 / CAN-SPAM require it in every mail"))
+                continue
+            report.findings.append(Finding("error", "footer", f'{file}:{item.line}: item "{item.key}": footer '
+                                           f"{problem}", file=file, line=item.line, item=item.key,
+                                           why="特定電子メール法 / CAN-SPAM require it in every mail"))
+        for found in content.check_message(rendered, language=campaign.language, allow=campaign.allow,
+                                           source=item.key, rules=rules):
+            where = "subject" if found.line == 0 else f"text line {found.line}"
+            report.findings.append(Finding(
+                found.severity, "content",
+                f'{file}:{item.line}: item "{item.key}": {found.category} "{found.phrase}" ({where}): {found.why}',
+                file=file, line=item.line, item=item.key, phrase=found.phrase, category=found.category,
+                why=found.why, where=where))
+
+
+def selected_campaigns(config: Config, names: tuple[str, ...]) -> list[tuple[Path, Campaign | None, ConfigError | None]]:
+    """Each campaign file with its campaign or its error; ``names`` picks by campaign name or file stem."""
+    out = []
+    for path in campaign_files(config):
+        try:
+            out.append((path, load_campaign(path, config), None))
+        except ConfigError as exc:
+            out.append((path, None, exc))
+    if not names:
+        return out
+    chosen = [row for row in out if row[0].stem in names or (row[1] is not None and row[1].name in names)]
+    known = {row[0].stem for row in chosen} | {row[1].name for row in chosen if row[1] is not None}
+    missing = [n for n in names if n not in known]
+    if missing:
+        available = ", ".join(sorted(row[1].name if row[1] else row[0].stem for row in out)) or \
+            f"none (no *.toml in {display_path(config.campaigns_dir)})"
+        raise NotFound(f"no campaign named {', '.join(missing)}", hint=f"available: {available}")
+    return chosen
+
+
+def run_check(config: Config, names: tuple[str, ...] = (), prospect: Prospect | None = None) -> list[CampaignReport]:
+    """Check the chosen campaigns (all by default); one report per file, duplicate names included."""
+    reports: list[CampaignReport] = []
+    seen: dict[str, str] = {}
+    for path, campaign, error in selected_campaigns(config, names):
+        file = display_path(path)
+        if campaign is None:
+            assert error is not None
+            report = CampaignReport(path.stem, file, loaded=False)
+            report.findings.extend(_config_findings(error, "config"))
+            reports.append(report)
+            continue
+        report = CampaignReport(campaign.name, file, items=len(campaign.items))
+        if campaign.name in seen:
+            report.findings.append(Finding("error", "config", f'{file}: duplicate campaign name "{campaign.name}" '
+                                           f"(also in {seen[campaign.name]}); names must be unique", file=file))
+        seen.setdefault(campaign.name, file)
+        check_campaign(config, campaign, report, prospect)
+        reports.append(report)
+    return reports
