@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from nurture.store.states import DeliveryState
+
 TEMPERATURES = ("hot", "warm", "cold")
 STAGES = ("MQL", "TQL", "SQL", "customer", "lost")
 RANKS = ("A", "B", "C")
@@ -44,7 +46,7 @@ STRENGTHS = ("existing_business", "empathy", "contribution", "multiple_contacts"
 #: ``sent``: accepted by the provider; ``failed``: given up, ``error`` says why; ``skipped``: deliberately not
 #: sent, ``error`` says why; ``unknown``: the provider may have accepted it (timeout) — reconciled from
 #: webhooks, never resent blindly.
-DELIVERY_STATES = ("pending", "sent", "failed", "skipped", "unknown")
+DELIVERY_STATES = tuple(DeliveryState)
 
 
 class UTCDateTime(TypeDecorator):
@@ -158,7 +160,7 @@ class Delivery(Base):
     campaign: Mapped[str] = mapped_column(String(100))
     prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"))
     item_key: Mapped[str] = mapped_column(String(100))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING.value)
     error: Mapped[str] = mapped_column(Text, default="")
     subject: Mapped[str] = mapped_column(Text, default="")
     sender: Mapped[str] = mapped_column(String(16), default="")
