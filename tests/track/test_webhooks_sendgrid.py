@@ -19,7 +19,7 @@ from nurture.core.errors import ConfigError
 from nurture.store.models import Delivery, Event, Prospect, Suppression, email_hash
 from nurture.track.webhooks import WebhookRejected
 from nurture.track.webhooks.sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, SendgridWebhook, dedup_key
-from nurture.web.app import create_app
+from nurture.web import create_app
 
 
 def key_pair():
