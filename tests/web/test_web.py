@@ -18,7 +18,7 @@ from webserver import SECRET, LiveServer, make_config, seed_delivery, seed_prosp
 
 from nurture.compose import links as tracking
 from nurture.core import clock
-from nurture.store.models import Event, Prospect, Suppression, email_hash
+from nurture.store.models import Delivery, Event, Prospect, Suppression, email_hash
 from nurture.web import create_app
 from nurture.web.hot import PIXEL
 from nurture.web.pages import add_months, mask_address
@@ -471,3 +471,68 @@ def test_view_in_browser_rerenders_the_mail_without_tracking(engine, db_url, cli
         assert r.status_code == 200 and "メールソフトの受信箱" in r.text  # falls back to the page
     time.sleep(0.05)
     assert events(engine) == []
+
+
+def sample_root(tmp_path: Path) -> Path:
+    """A copy of the shipped campaigns and templates that a test may change."""
+    shutil.copytree(REPO / "campaigns", tmp_path / "campaigns")
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    return tmp_path
+
+
+def test_view_shows_the_campaigns_as_loaded_at_start(engine, db_url, client, tmp_path):
+    """Campaign files are read when the app is created, never on a request: a file changed or removed while the
+    server runs changes nothing until it restarts."""
+    root = sample_root(tmp_path)
+    with serving(engine, db_url, root=root) as (_, config):
+        pid = seed_prospect(engine, "view@example.co.jp")
+        did = seed_delivery(engine, pid, item_key="labor-shortage")
+        url = tracking.urls_for(config, did, pid)["view_in_browser"]
+        first = client.get(url)
+        assert first.status_code == 200 and "人手不足" in first.text
+        (root / "campaigns" / "mfg-insights.toml").unlink()
+        again = client.get(url)
+        assert again.status_code == 200 and again.text == first.text
+    with serving(engine, db_url, root=root) as (_, config):  # restarted: the campaign is gone
+        r = client.get(tracking.urls_for(config, did, pid)["view_in_browser"])
+        assert r.status_code == 200 and "メールソフトの受信箱" in r.text and "人手不足" not in r.text
+
+
+def test_a_broken_campaign_file_does_not_stop_the_server(engine, db_url, client, tmp_path, caplog):
+    root = sample_root(tmp_path)
+    path = root / "campaigns" / "mfg-insights.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace('language = "ja"', 'language = "klingon"'),
+                    encoding="utf-8")
+    with caplog.at_level("WARNING", logger="nurture.web.viewer"), serving(engine, db_url, root=root) as (_, config):
+        assert "campaigns/mfg-insights.toml" in caplog.text and "skipped for /v" in caplog.text
+        pid = seed_prospect(engine, "view@example.co.jp")
+        broken = tracking.urls_for(config, seed_delivery(engine, pid, item_key="labor-shortage", language="ja"), pid)
+        r = client.get(broken["view_in_browser"])
+        assert r.status_code == 200 and "メールソフトの受信箱" in r.text  # the page instead of the mail
+        assert 'lang="ja"' in client.get(broken["unsubscribe"]).text
+        fine = seed_delivery(engine, pid, campaign="saas-ops-digest", item_key="slos", language="en")
+        r = client.get(tracking.urls_for(config, fine, pid)["view_in_browser"])
+        assert r.status_code == 200 and "img-src" in r.headers["content-security-policy"]  # the other one renders
+
+
+def test_deliveries_planned_before_the_language_column_use_the_prospects(db_url, client):
+    """Migration 0004 gives existing rows language "": their pages fall back to the prospect's language."""
+    from alembic import command
+
+    from nurture.store import db
+
+    engine = db.engine_for(db_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(db._alembic_config(conn), "0003")
+        pid = seed_prospect(engine, "old@example.com", language="en")
+        did = seed_delivery(engine, pid, language=None)
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(select(Delivery.language).where(Delivery.id == did)).scalar_one() == ""
+        with serving(engine, db_url) as (_, config):
+            r = client.get(tracking.urls_for(config, did, pid)["unsubscribe"], headers={"Accept-Language": "ja"})
+            assert 'lang="en"' in r.text
+    finally:
+        db._engines.pop(db_url, None)
+        engine.dispose()
