@@ -180,6 +180,24 @@ def test_listener_sees_only_inserted_rows(engine):
     assert seen == [["k1"], []]
 
 
+def test_a_failing_listener_rolls_the_batch_back(engine):
+    """Listeners run in the transaction: scoring that fails leaves no event without its score."""
+    import pytest
+
+    pid = seed_prospect(engine)
+
+    def listener(conn, rows):
+        raise RuntimeError("scoring failed")
+
+    track.add_listener(listener)
+    try:
+        with pytest.raises(RuntimeError, match="scoring failed"):
+            record_event(engine, NewEvent(track.UNSUBSCRIBED, NOW, "web", prospect_id=pid))
+    finally:
+        track.remove_listener(listener)
+    assert stored(engine) == [] and suppressions(engine) == {} and prospect(engine, pid)["status"] == "active"
+
+
 def test_buffer_writes_everything_on_close(engine):
     pid = seed_prospect(engine)
     did = seed_delivery(engine, pid)
