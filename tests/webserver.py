@@ -28,6 +28,7 @@ from sqlalchemy import Engine, insert
 from nurture.core import clock
 from nurture.core.config import Config
 from nurture.store.models import Delivery, Prospect
+from nurture.store.states import DeliveryState
 
 HOST = "127.0.0.1"
 SECRET = "test-secret-0123456789abcdef"
@@ -102,13 +103,17 @@ def seed_prospect(engine: Engine, email: str = "taro@example.co.jp", *, language
 
 
 def seed_delivery(engine: Engine, prospect_id: int, *, campaign: str = "mfg-insights", item_key: str = "2026-11",
-                  state: str = "sent", sent_at: datetime | None = None, provider_message_id: str = "",
-                  subject: str = "今月の製造業トピックス") -> int:
+                  state: str = DeliveryState.SENT, sent_at: datetime | None = None, provider_message_id: str = "",
+                  subject: str = "今月の製造業トピックス", language: str | None = "") -> int:
+    """A delivery row. ``language`` None leaves the column out, as inserts made before migration 0004 did."""
     now = clock.now()
+    if sent_at is None and state == DeliveryState.SENT:
+        sent_at = now - timedelta(hours=1)
     row = {"campaign": campaign, "prospect_id": prospect_id, "item_key": item_key, "state": state, "error": "",
            "subject": subject, "sender": "sendgrid", "message_id": f"<{item_key}.{prospect_id}@example.co.jp>",
            "provider_message_id": provider_message_id, "attempts": 1, "claimed_by": "",
-           "created_at": now - timedelta(hours=2), "updated_at": now,
-           "sent_at": sent_at if sent_at is not None else (now - timedelta(hours=1) if state == "sent" else None)}
+           "created_at": now - timedelta(hours=2), "updated_at": now, "sent_at": sent_at}
+    if language is not None:
+        row["language"] = language
     with engine.begin() as conn:
         return conn.execute(insert(Delivery).values(row).returning(Delivery.id)).scalar_one()

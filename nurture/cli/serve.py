@@ -26,9 +26,10 @@ def serve(app: App, host: str, port: int, log_level: str) -> None:
     /p/… preferences, /v/… view in browser, /webhooks/sendgrid, /healthz.
     Needs [tracking] secret (or NURTURE_SECRET). Stop with Ctrl-C: queued events are written before exit.
     """
+    # Imported here, not at the top: every other command starts without the web stack (uvicorn, Starlette).
     import uvicorn
 
-    from nurture.web.app import create_app
+    from nurture.web import create_app
 
     # The event buffer's writer thread shares the GIL with the event loop; a 1 ms switch interval (default 5 ms)
     # lets the loop answer pixels between slices of a batch write (p99 latency, bench/track.py).

@@ -160,6 +160,10 @@ class Delivery(Base):
     campaign: Mapped[str] = mapped_column(String(100))
     prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"))
     item_key: Mapped[str] = mapped_column(String(100))
+    #: The mail's language (the campaign's ``language``), set when the row is planned; the tracking server's pages
+    #: speak it. "" for rows planned before migration 0004. A server default (not a Python one), so that inserts
+    #: that do not name it keep their compiled shape (db.Bulk).
+    language: Mapped[str] = mapped_column(String(8), server_default="")
     state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING.value)
     error: Mapped[str] = mapped_column(Text, default="")
     subject: Mapped[str] = mapped_column(Text, default="")

@@ -1,5 +1,5 @@
 """Was a person behind this open or click? Labels ``human`` / ``machine`` / ``unknown`` with a confidence (0-1)
-and the name of the rule that decided (pure functions; :mod:`nurture.track.events` applies them when recording).
+and the name of the rule that decided (pure functions; :mod:`nurture.track.record` applies them when recording).
 
 Events are never dropped: scoring reads the label, people can audit it, and a rule found wrong can be re-run.
 Nothing is ever unsubscribed or advanced by a GET or an open (RFC 8058: link scanners fetch URLs).
@@ -38,7 +38,7 @@ rule                     label    conf.  why / source
 ``browser``              human    0.7    a browser or mail-client agent with none of the signs above
 =======================  =======  =====  ===================================================================
 
-Rules over several events (applied by ``events.record_events``, which relabels the earlier events too):
+Rules over several events (applied by ``record.record_events``, which relabels the earlier events too):
 
 - ``click_burst`` (machine 0.9): two or more *different* links of one mail clicked within
   :data:`BURST_SECONDS` — a person cannot, a scanner following every link does (Mautic #16263).

@@ -14,12 +14,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 from webserver import LiveServer, make_config, seed_delivery, seed_prospect
 
+from nurture import track
 from nurture.core.errors import ConfigError
 from nurture.store.models import Delivery, Event, Prospect, Suppression, email_hash
-from nurture.track import events as ev
 from nurture.track.webhooks import WebhookRejected
 from nurture.track.webhooks.sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER, SendgridWebhook, dedup_key
-from nurture.web.app import create_app
+from nurture.web import create_app
 
 
 def key_pair():
@@ -202,13 +202,13 @@ def test_a_bad_configured_key_is_a_config_error():
 def test_normalise_mapping_table():
     hook = SendgridWebhook(PUBLIC)
     n = hook.normalise
-    assert n({"event": "processed", "timestamp": 1}).type == ev.SENT
+    assert n({"event": "processed", "timestamp": 1}).type == track.SENT
     assert n({"event": "bounce", "type": "blocked"}).data["bounce"] == "soft"
     assert n({"event": "bounce", "type": "bounce"}).data["bounce"] == "hard"
     assert n({"event": "dropped", "reason": "Spam Reporting Address"}).data["suppress"] == "complained"
     assert n({"event": "dropped", "reason": "Invalid SMTPAPI header"}).data["suppress"] == ""
     assert n({"event": "dropped", "reason": "Something new"}).data["suppress"] == "bounced"
-    assert n({"event": "group_resubscribe"}).type == ev.UNKNOWN
+    assert n({"event": "group_resubscribe"}).type == track.UNKNOWN
     e = n({"event": "open", "sg_message_id": "abc.def.ghi", "nurture_delivery_id": "12", "timestamp": 1763780000})
     assert (e.provider_message_id, e.delivery_id, e.occurred_at.year) == ("abc", 12, 2025)
     assert n({"event": "open", "nurture_delivery_id": "x"}).delivery_id is None
@@ -227,7 +227,7 @@ def test_missing_hooks_name_the_class():
     class Half(Webhook):
         pass
 
-    with pytest.raises(NotImplementedError, match="Half.verify"):
+    with pytest.raises(NotImplementedError, match=r"Half\.verify"):
         Half().events({}, b"")
     with pytest.raises(WebhookRejected):
         SendgridWebhook("").verify({}, b"")

@@ -18,8 +18,10 @@ from webserver import SECRET, LiveServer, make_config, seed_delivery, seed_prosp
 
 from nurture.compose import links as tracking
 from nurture.core import clock
-from nurture.store.models import Event, Prospect, Suppression, email_hash
-from nurture.web.app import PIXEL, add_months, create_app, mask_address
+from nurture.store.models import Delivery, Event, Prospect, Suppression, email_hash
+from nurture.web import create_app
+from nurture.web.hot import PIXEL
+from nurture.web.pages import add_months, mask_address
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
           "Chrome/131.0.0.0 Safari/537.36")
@@ -168,8 +170,8 @@ def test_tampered_and_forged_click_tokens_get_404(live, client, engine):
 
 
 @pytest.mark.parametrize("target", ["javascript:alert(document.cookie)", "//evil.example/", "https:\\\\evil.example",
-                                    "https://ok.example/\r\nSet-Cookie: a=b", "data:text/html,<script>alert(1)</script>",
-                                    "/local/path"])
+                                    "https://ok.example/\r\nSet-Cookie: a=b",
+                                    "data:text/html,<script>alert(1)</script>", "/local/path"])
 def test_signed_but_unsafe_targets_are_refused(live, client, target):
     """Even a correctly signed token (e.g. a key leaked or a bug upstream) never redirects off http(s)."""
     server, _ = live
@@ -208,20 +210,23 @@ def test_get_shows_a_japanese_page_and_never_unsubscribes(live, client, engine):
 
 
 def test_english_page_for_an_english_prospect(live, client, engine):
+    """A delivery planned before deliveries had a language (language ""): the prospect's language."""
     server, config = live
     pid = seed_prospect(engine, "jane@example.com", language="en")
-    r = client.get(tracking.urls_for(config, seed_delivery(engine, pid), pid)["unsubscribe"])
+    r = client.get(tracking.urls_for(config, seed_delivery(engine, pid, language=""), pid)["unsubscribe"])
     assert 'lang="en"' in r.text and ">Unsubscribe</button>" in r.text
 
 
-def test_the_campaign_language_comes_first(engine, db_url, client):
-    """The shipped sample campaigns: mfg-insights is Japanese, saas-ops-digest English."""
-    with serving(engine, db_url, root=REPO) as (_, config):
-        pid = seed_prospect(engine, "mixed@example.com", language="en")
-        ja = tracking.urls_for(config, seed_delivery(engine, pid, campaign="mfg-insights"), pid)
-        en = tracking.urls_for(config, seed_delivery(engine, pid, campaign="saas-ops-digest"), pid)
-        assert 'lang="ja"' in client.get(ja["unsubscribe"]).text
-        assert 'lang="en"' in client.get(en["unsubscribe"]).text
+def test_the_mail_language_comes_first(live, client, engine):
+    """The delivery's language (its campaign's, stored when planned) wins over the prospect's and the browser's;
+    no campaign file is read for it (this server has none)."""
+    server, config = live
+    pid = seed_prospect(engine, "mixed@example.com", language="en")
+    ja = tracking.urls_for(config, seed_delivery(engine, pid, campaign="mfg-insights", language="ja"), pid)
+    en = tracking.urls_for(config, seed_delivery(engine, pid, campaign="saas-ops-digest", language="en"), pid)
+    for name in ("unsubscribe", "preferences"):
+        assert 'lang="ja"' in client.get(ja[name], headers={"Accept-Language": "en"}).text
+        assert 'lang="en"' in client.get(en[name], headers={"Accept-Language": "ja"}).text
 
 
 def test_language_falls_back_to_accept_language(live, client, engine):
@@ -321,7 +326,7 @@ def test_view_in_browser_page_escapes_what_it_shows(live, client, engine):
     r = client.get(tracking.urls_for(config, did, pid)["view_in_browser"])
     assert r.status_code == 200 and "&lt;script&gt;" in r.text and "<script>" not in r.text
     r = client.get(tracking.urls_for(config, 0, 0)["view_in_browser"])
-    assert r.status_code == 200 and "preview" in r.text.lower() or "プレビュー" in r.text
+    assert r.status_code == 200 and ("preview" in r.text.lower() or "プレビュー" in r.text)
     assert client.get(f"{server.url}/v/abc.def").status_code == 404
 
 
@@ -353,9 +358,9 @@ def test_pure_helpers():
 
 
 def test_strings_have_the_same_keys_in_both_languages():
-    from nurture.web.app import _strings
+    from nurture.web.site import page_strings
 
-    s = _strings()
+    s = page_strings()
     assert set(s["ja"]) == set(s["en"])
 
 
@@ -425,7 +430,7 @@ def test_nurture_serve_command_runs_and_shuts_down_cleanly(tmp_path):
                     break
             except httpx.TransportError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(proc.stdout.read().decode() if proc.stdout else "no output")
+                    raise AssertionError(proc.stdout.read().decode() if proc.stdout else "no output") from None
                 time.sleep(0.1)
         assert httpx.get(tracking.urls_for(config, did, pid)["open_pixel"]).content == PIXEL
     finally:
@@ -466,3 +471,68 @@ def test_view_in_browser_rerenders_the_mail_without_tracking(engine, db_url, cli
         assert r.status_code == 200 and "メールソフトの受信箱" in r.text  # falls back to the page
     time.sleep(0.05)
     assert events(engine) == []
+
+
+def sample_root(tmp_path: Path) -> Path:
+    """A copy of the shipped campaigns and templates that a test may change."""
+    shutil.copytree(REPO / "campaigns", tmp_path / "campaigns")
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    return tmp_path
+
+
+def test_view_shows_the_campaigns_as_loaded_at_start(engine, db_url, client, tmp_path):
+    """Campaign files are read when the app is created, never on a request: a file changed or removed while the
+    server runs changes nothing until it restarts."""
+    root = sample_root(tmp_path)
+    with serving(engine, db_url, root=root) as (_, config):
+        pid = seed_prospect(engine, "view@example.co.jp")
+        did = seed_delivery(engine, pid, item_key="labor-shortage")
+        url = tracking.urls_for(config, did, pid)["view_in_browser"]
+        first = client.get(url)
+        assert first.status_code == 200 and "人手不足" in first.text
+        (root / "campaigns" / "mfg-insights.toml").unlink()
+        again = client.get(url)
+        assert again.status_code == 200 and again.text == first.text
+    with serving(engine, db_url, root=root) as (_, config):  # restarted: the campaign is gone
+        r = client.get(tracking.urls_for(config, did, pid)["view_in_browser"])
+        assert r.status_code == 200 and "メールソフトの受信箱" in r.text and "人手不足" not in r.text
+
+
+def test_a_broken_campaign_file_does_not_stop_the_server(engine, db_url, client, tmp_path, caplog):
+    root = sample_root(tmp_path)
+    path = root / "campaigns" / "mfg-insights.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace('language = "ja"', 'language = "klingon"'),
+                    encoding="utf-8")
+    with caplog.at_level("WARNING", logger="nurture.web.viewer"), serving(engine, db_url, root=root) as (_, config):
+        assert "campaigns/mfg-insights.toml" in caplog.text and "skipped for /v" in caplog.text
+        pid = seed_prospect(engine, "view@example.co.jp")
+        broken = tracking.urls_for(config, seed_delivery(engine, pid, item_key="labor-shortage", language="ja"), pid)
+        r = client.get(broken["view_in_browser"])
+        assert r.status_code == 200 and "メールソフトの受信箱" in r.text  # the page instead of the mail
+        assert 'lang="ja"' in client.get(broken["unsubscribe"]).text
+        fine = seed_delivery(engine, pid, campaign="saas-ops-digest", item_key="slos", language="en")
+        r = client.get(tracking.urls_for(config, fine, pid)["view_in_browser"])
+        assert r.status_code == 200 and "img-src" in r.headers["content-security-policy"]  # the other one renders
+
+
+def test_deliveries_planned_before_the_language_column_use_the_prospects(db_url, client):
+    """Migration 0004 gives existing rows language "": their pages fall back to the prospect's language."""
+    from alembic import command
+
+    from nurture.store import db
+
+    engine = db.engine_for(db_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(db._alembic_config(conn), "0003")
+        pid = seed_prospect(engine, "old@example.com", language="en")
+        did = seed_delivery(engine, pid, language=None)
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(select(Delivery.language).where(Delivery.id == did)).scalar_one() == ""
+        with serving(engine, db_url) as (_, config):
+            r = client.get(tracking.urls_for(config, did, pid)["unsubscribe"], headers={"Accept-Language": "ja"})
+            assert 'lang="en"' in r.text
+    finally:
+        db._engines.pop(db_url, None)
+        engine.dispose()

@@ -1,4 +1,5 @@
-"""The webhook pipeline every provider shares: verify -> parse -> normalise -> ``events.record_events``.
+"""The webhook pipeline every provider shares: verify -> parse -> normalise, then the web app records the events
+with :func:`nurture.track.record_events`.
 
 A provider subclasses :class:`Webhook` and fills three hooks; the base class owns the order and the errors.
 :class:`WebhookRejected` carries the HTTP status to answer: 403 for a bad or stale signature (the provider
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nurture.track.events import NewEvent
+from nurture.track.vocabulary import NewEvent
 
 
 class WebhookRejected(Exception):

@@ -26,8 +26,8 @@ from typing import Any
 from nurture.core import clock
 from nurture.core.config import Config
 from nurture.core.errors import ConfigError
-from nurture.track import events as ev
-from nurture.track.events import NewEvent
+from nurture.track import vocabulary as ev
+from nurture.track.vocabulary import NewEvent, Source
 from nurture.track.webhooks.base import Webhook, WebhookRejected
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -135,7 +135,7 @@ class SendgridWebhook(Webhook):
         return NewEvent(
             type=kind,
             occurred_at=_instant(raw.get("timestamp")),
-            source="sendgrid",
+            source=Source.SENDGRID,
             delivery_id=_int(raw.get("nurture_delivery_id")),
             provider_message_id=message_id.split(".", 1)[0],
             email=str(raw.get("email") or ""),
