@@ -15,8 +15,9 @@ from sqlalchemy import create_engine, text
 
 from nurture.store import db
 
-#: Fixtures of the support modules beside this file (real SMTP and HTTP servers), registered once for every test.
-pytest_plugins = ["servers"]
+#: Fixtures of the support modules beside this file (real SMTP and HTTP servers), registered once for every test;
+#: clockshift moves the wall clock when NURTURE_TEST_CLOCK_SHIFT asks (``NURTURE_TEST_CLOCK_SHIFT=730d pytest``).
+pytest_plugins = ["servers", "clockshift"]
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ENV = "NURTURE_TEST_POSTGRES_URL"

@@ -66,10 +66,13 @@ def _self_signed() -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
+    # Dates that read no clock: OpenSSL checks them against the real time, not the Python clock a test may shift
+    # (tests/clockshift). 9999-12-31 23:59:59 means "no well-defined expiration date" (RFC 5280, 4.1.2.5).
+    valid_from = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+    valid_until = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+            .not_valid_before(valid_from).not_valid_after(valid_until)
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST)),
                                                         x509.DNSName("localhost")]), critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)

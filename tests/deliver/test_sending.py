@@ -292,7 +292,8 @@ def test_sendgrid_sender_end_to_end(ws, db_url, runner, sendgrid_server, monkeyp
     text = (ws / "nurture.toml").read_text(encoding="utf-8").replace('sender = "smtp"', 'sender = "sendgrid"')
     (ws / "nurture.toml").write_text(text, encoding="utf-8")
     add_prospects(ws, ["a@example.com,A,Co,製造業,warm,opt_in", "b@example.com,B,Co,製造業,warm,opt_in"])
-    sendgrid_server.answer_rate_limited(int(time.time()) + 120)
+    # Epoch seconds on the send's own clock (NURTURE_NOW): the sender waits reset - clock.now(), not the wall clock.
+    sendgrid_server.answer_rate_limited(int(datetime.fromisoformat(TUESDAY_10_JST).timestamp()) + 120)
     result, report = send(runner)
     assert report["sent"] == 1 and sum(report["deferred"].values()) == 1
     sent = [d for d in deliveries(ws) if d.state == "sent"]
