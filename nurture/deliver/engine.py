@@ -70,7 +70,6 @@ from nurture.core import clock
 from nurture.core.config import Config
 from nurture.core.errors import (
     AmbiguousSendError,
-    ConfigError,
     NurtureError,
     PermanentSendError,
     SendError,
@@ -640,22 +639,19 @@ class Deliverer:
             return finish("deferred", f"throttled: {exc.reason}",
                           next_attempt_at=clock.now() + timedelta(seconds=exc.wait))
         attempts = row.attempts + 1
+        # A SenderConfigError (the sender can send nothing: a refused login or API key) is not caught: it ends
+        # the run and the worker releases its claims, this row's included.
         sent = dict(attempts=attempts, sender=sender.name, message_id=msg.message_id, subject=msg.subject)
         try:
             result = sender.send(msg)
         except TemporarySendError as exc:
             return self._temporary(conn, worker, row, attempts, exc, base)
         except PermanentSendError as exc:
-            if sender.name == "sendgrid" and exc.code in (401, 403):
-                # The key is wrong for every message, not this one: stop and keep the mail pending.
-                self._release(conn, [row.delivery_id], worker)
-                raise ConfigError(f"SendGrid refused the API key: {exc.message}",
-                                  hint="check SENDGRID_API_KEY (it needs the Mail Send permission)") from None
             finish("failed", f"provider refused: {exc.message}", **sent)
             self._count_failure(row.campaign, f"provider refused: {exc.message}")
             if exc.hard_bounce:
                 events.record_event(self.engine, events.NewEvent(
-                    type=events.BOUNCED, occurred_at=clock.now(), source="smtp" if sender.name == "smtp" else "send",
+                    type=events.BOUNCED, occurred_at=clock.now(), source=sender.event_source,
                     delivery_id=row.delivery_id, data={"bounce": "hard", "code": exc.code, "message": exc.message}))
             return
         except AmbiguousSendError as exc:
