@@ -70,6 +70,7 @@ from nurture.core import clock
 from nurture.core.config import Config
 from nurture.core.errors import (
     AmbiguousSendError,
+    ConfigError,
     NurtureError,
     PermanentSendError,
     SendError,
@@ -878,6 +879,10 @@ class SenderProcesses:
                  keep_outcomes: bool = False) -> None:
         import multiprocessing
 
+        if config.delivery.sender == "memory":
+            raise ConfigError(f"{config.source}: [delivery] sender = \"memory\" keeps mails in this process, "
+                              f"but processes = {config.delivery.processes} would send from others",
+                              hint="set [delivery] processes = 1 with the memory sender")
         self.n = config.delivery.processes
         self.ctx = multiprocessing.get_context("fork")
         self.config, self.campaigns, self.report = config, campaigns, report
