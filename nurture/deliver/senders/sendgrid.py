@@ -140,13 +140,14 @@ class SendgridSender(Sender):
         return SendResult(message_id, detail=f"{response.status_code} accepted")
 
     def _classify(self, status: int, body: bytes, headers: Mapping[str, str] | None) -> SendError | SenderConfigError:
-        words = f"SendGrid {status}: {_error_messages(body)}"
+        details = _error_messages(body)
+        words = f"SendGrid {status}: {details}"
         if status == 429:
             return TemporarySendError(words, code=429, retry_after=self._retry_after(headers))
         if status >= 500:
             return TemporarySendError(words, code=status)
         if status in (401, 403):  # the key, not this message: no other message would go through either
-            return SenderConfigError(f"SendGrid refused the API key: {words}", code=status,
+            return SenderConfigError(f"SendGrid refused the API key ({status}: {details})", code=status,
                                      hint="check SENDGRID_API_KEY (it needs the Mail Send permission)")
         return PermanentSendError(words, code=status)
 
