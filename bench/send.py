@@ -141,11 +141,12 @@ def rss_mb() -> float:
 def run_nurture(folder: Path, phases: bool = False) -> dict:
     """One `nurture send` in this process; returns timings and peak RSS.
 
-    Default: ``sending.send`` as the command runs it (delivery starts while planning goes on). With
-    ``phases``: plan, then deliver, timed apart (the deliver-only rate)."""
+    Default: ``deliver.send`` as the command runs it (delivery starts while planning goes on). With
+    ``phases``: the compliance gate and the plan, then delivery, timed apart (the deliver-only rate)."""
+    from nurture import deliver
     from nurture.core import config as configuration
-    from nurture.deliver import engine as sending
     from nurture.plan.campaigns import load_campaigns
+    from nurture.plan.planner import plan
     from nurture.store import db
 
     cfg = configuration.load(folder / "nurture.toml")
@@ -163,14 +164,16 @@ def run_nurture(folder: Path, phases: bool = False) -> dict:
     marks: dict[str, float] = {}
     t0 = time.perf_counter()
     if phases:
-        report = sending.Report()
-        sending.plan(engine, cfg, campaigns, report)
+        report = deliver.Report()
+        blocked = deliver.compliance_gate(cfg, campaigns)
+        allowed = [c for c in campaigns if c.name not in blocked]
+        plan(engine, cfg, allowed, report)
         marks["planned"] = time.perf_counter()
-        active = {c.name: c for c in campaigns}
+        active = {c.name: c for c in allowed}
         if cfg.delivery.processes > 1:
-            sending.deliver_in_processes(cfg, active, report)
+            deliver.deliver_in_processes(cfg, active, report)
         else:
-            sending.Deliverer(engine, cfg, active, report).run()
+            deliver.Deliverer(engine, cfg, active, report).run()
     else:
         def planned(campaign: str, n: int, so_far: int) -> None:
             marks["planned"] = time.perf_counter()
@@ -178,17 +181,18 @@ def run_nurture(folder: Path, phases: bool = False) -> dict:
         def outcome(o: object) -> None:
             marks.setdefault("first_mail", time.perf_counter())
 
-        report = sending.send(engine, cfg, campaigns, plan_progress=planned, on_outcome=outcome)
+        report = deliver.send(engine, cfg, campaigns, plan_progress=planned, on_outcome=outcome)
     t2 = time.perf_counter()
     stop.set()
     peak[0] = max(peak[0], rss_mb())
     from sqlalchemy import func, select
 
     from nurture.store.models import Delivery
+    from nurture.store.states import DeliveryState
 
     with engine.connect() as conn:  # what the database says, not what the report counted
         sent_rows, attempts = conn.execute(select(func.count(), func.sum(Delivery.attempts))
-                                           .where(Delivery.state == "sent")).one()
+                                           .where(Delivery.state == DeliveryState.SENT)).one()
     return {"planned": report.planned, "sent": report.sent, "failed": sum(report.failed.values()),
             "sent_rows": sent_rows, "attempts": attempts, "total_s": t2 - t0,
             "plan_s": marks["planned"] - t0, "first_mail_s": marks.get("first_mail", t2) - t0,
@@ -196,26 +200,25 @@ def run_nurture(folder: Path, phases: bool = False) -> dict:
 
 
 def prerender(folder: Path, n: int) -> list[tuple[str, bytes]]:
-    """The same mails as nurture sends, built ahead of time by the sending loop's own code
-    (``Deliverer._message``: template, tracked links, open pixel, honeypot, headers) and ``build_mime``."""
+    """The same mails as nurture sends, built ahead of time by the sending loop's own
+    :class:`nurture.deliver.MessageBuilder` (template, tracked links, open pixel, honeypot, headers) and
+    ``build_mime``."""
     from types import SimpleNamespace
 
     from nurture.compose.message import build_mime
     from nurture.core import config as configuration
-    from nurture.deliver import engine as sending
+    from nurture.deliver import MessageBuilder
     from nurture.plan.campaigns import load_campaigns
-    from nurture.store import db
 
     cfg = configuration.load(folder / "nurture.toml")
     campaign = load_campaigns(cfg)[0]
     item = campaign.items[0]
-    deliverer = sending.Deliverer(db.engine_for(cfg.database_url), cfg, {campaign.name: campaign}, sending.Report())
+    builder = MessageBuilder(cfg)
     out = []
     for i in range(n):
-        row = SimpleNamespace(delivery_id=i + 1, id=i + 1, email=f"user{i}@corp{i % 500}.example.co.jp",
-                              name=f"山田 太郎{i}", company="株式会社サンプル", industry="製造業", temperature="warm",
-                              attributes={})
-        out.append((row.email, build_mime(deliverer._message(row, campaign, item))))
+        prospect = SimpleNamespace(id=i + 1, email=f"user{i}@corp{i % 500}.example.co.jp", name=f"山田 太郎{i}",
+                                   company="株式会社サンプル", industry="製造業", temperature="warm", attributes={})
+        out.append((prospect.email, build_mime(builder.build(i + 1, prospect, campaign, item))))
     return out
 
 
@@ -361,9 +364,10 @@ def main() -> None:
 
 def platform_cpu() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return "unknown CPU"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nurture.core.config import ThrottleConfig  # noqa: E402
-from nurture.deliver.throttle import Throttle  # noqa: E402
+from nurture.core.config import ThrottleConfig
+from nurture.deliver.throttle import Throttle
 
 
 def run(throttle: Throttle, threads: int, seconds: float, domain_for) -> list[float]:

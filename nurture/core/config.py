@@ -52,7 +52,7 @@ class IdentityConfig:
 
 @dataclass(frozen=True)
 class DeliveryConfig:
-    sender: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    sender: Literal["outbox", "smtp", "sendgrid", "memory"] = "outbox"
     processes: int = 1
     record_batch: int = 8
     lease_seconds: int = 300

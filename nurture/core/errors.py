@@ -4,6 +4,8 @@
 
     NurtureError                 anything the user can fix; the CLI prints it without a traceback
     ├── ConfigError              nurture.toml, campaign files, templates: fix the file (exit 2)
+    │   └── SenderConfigError    the sender can send nothing as set up (login or API key refused, TLS
+    │                            fails): the run stops, its mails stay pending
     ├── InputError               a data file (CSV/XLSX) or an argument: fix the input (exit 1)
     │   └── HeaderInjectionError a header value carrying CR, LF or NUL (also a ValueError)
     ├── NotFound                 a prospect, campaign or item that does not exist
@@ -36,6 +38,17 @@ class ConfigError(NurtureError):
     """A configuration, campaign or template file is wrong. Messages start with ``file:line:``."""
 
     exit_code = 2
+
+
+class SenderConfigError(ConfigError):
+    """The sender cannot send any message as it is set up: credentials refused (SMTP AUTH, SMTP 530
+    "authentication required", SendGrid 401/403), TLS failing or not offered. Any sender raises it; the sending
+    engine then stops the run and leaves every unsent mail pending, instead of failing each mail in turn.
+    ``code`` is the SMTP/HTTP status when there is one."""
+
+    def __init__(self, message: str, hint: str | None = None, code: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.code = code
 
 
 class InputError(NurtureError):

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from datetime import date
 
 from nurture.core import clock as nurture_clock
+from nurture.core.config import ThrottleConfig
 from nurture.core.errors import ConfigError, NurtureError
 
 log = logging.getLogger("nurture.deliver.throttle")
@@ -50,7 +51,7 @@ class ThrottleDeferred(NurtureError):
 class _Spacing:
     """GCRA: the theoretical arrival time ``tat`` of the next send advances 1/rate per send."""
 
-    __slots__ = ("interval", "tolerance", "tat")
+    __slots__ = ("interval", "tat", "tolerance")
 
     def __init__(self, rate: float) -> None:
         self.interval = 1.0 / rate
@@ -70,7 +71,7 @@ class _Spacing:
 class _Window:
     """At most ``limit`` sends in any ``span``-second sliding window."""
 
-    __slots__ = ("span", "limit", "times")
+    __slots__ = ("limit", "span", "times")
 
     def __init__(self, span: float, limit: int) -> None:
         self.span, self.limit = span, limit
@@ -97,7 +98,7 @@ class Throttle:
     warm-up (default: ``nurture.core.clock.now().date()``, UTC).
     """
 
-    def __init__(self, throttle_config, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, throttle_config: ThrottleConfig, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, today: Callable[[], date] | None = None) -> None:
         self.config = throttle_config
         self.clock, self.sleep = clock, sleep
@@ -155,6 +156,7 @@ class Throttle:
             waits.append((self._hour.wait(now), f"hourly limit {self.config.per_hour}/h"))
         if self._day is not None:
             limit = self.daily_limit()
+            assert limit is not None  # a day window exists only with per_day or a warm-up: both set a limit
             if self._warmup_start is not None and (not self.config.per_day or limit < self.config.per_day):
                 days = max(0, (self.today() - self._warmup_start).days)
                 why = f"warm-up day {days + 1}: {limit}/day"

@@ -48,7 +48,7 @@ def test_retry_overwrites_instead_of_duplicating(tmp_path):
 def test_write_failure_is_temporary_and_leaves_no_partial_file(tmp_path):
     sender = OutboxSender(tmp_path)
     (tmp_path / "7.eml").mkdir()  # os.replace onto a directory fails
-    with pytest.raises(TemporarySendError, match="7.eml"):
+    with pytest.raises(TemporarySendError, match=r"7\.eml"):
         sender.send(make())
     assert sorted(os.listdir(tmp_path)) == ["7.eml"]
     assert (tmp_path / "7.eml").is_dir()

@@ -16,6 +16,7 @@ from nurture.core.errors import (
     ConfigError,
     HeaderInjectionError,
     PermanentSendError,
+    SenderConfigError,
     TemporarySendError,
 )
 from nurture.deliver.senders import make_sender
@@ -76,22 +77,31 @@ def test_missing_api_key_is_a_config_error(monkeypatch):
         SendgridSender("")
 
 
-@pytest.mark.parametrize("status,message,hint", [
-    (400, "The from address does not match a verified Sender Identity.", None),
-    (401, "The provided authorization grant is invalid, expired, or revoked", "SENDGRID_API_KEY"),
-    (403, "access forbidden", "SENDGRID_API_KEY"),
-    (413, "The JSON payload you have included in your request is too large.", None),
+@pytest.mark.parametrize("status,message", [
+    (400, "The from address does not match a verified Sender Identity."),
+    (413, "The JSON payload you have included in your request is too large."),
 ])
-def test_4xx_are_permanent_with_sendgrids_words(sender, sendgrid_server, status, message, hint):
+def test_4xx_are_permanent_with_sendgrids_words(sender, sendgrid_server, status, message):
     sendgrid_server.answer_error(status, message, field_name="from.email" if status == 400 else None)
     with pytest.raises(PermanentSendError) as err:
         sender.send(make())
     assert err.value.code == status and message in str(err.value)
     assert err.value.hard_bounce is False
-    if hint:
-        assert hint in str(err.value)
     if status == 400:
         assert "from.email: " in str(err.value)
+
+
+@pytest.mark.parametrize("status,message", [
+    (401, "The provided authorization grant is invalid, expired, or revoked"),
+    (403, "access forbidden"),
+])
+def test_a_refused_api_key_is_the_senders_failure_not_the_messages(sender, sendgrid_server, status, message):
+    """401/403 would refuse every message alike: SenderConfigError, on which the engine stops the run."""
+    sendgrid_server.answer_error(status, message)
+    with pytest.raises(SenderConfigError) as err:
+        sender.send(make())
+    assert err.value.code == status and message in str(err.value)
+    assert "SENDGRID_API_KEY" in str(err.value)  # the hint
 
 
 def test_429_is_temporary_with_retry_after_from_the_reset_header(sender, sendgrid_server):

@@ -10,6 +10,11 @@ import warnings
 import pytest
 from servers import SmtpTestServer
 
+from nurture.compose.message import OutgoingMessage
+from nurture.core.errors import AmbiguousSendError, PermanentSendError, SenderConfigError, TemporarySendError
+from nurture.deliver.senders import make_sender
+from nurture.deliver.senders.smtp import SmtpSender, is_hard_bounce
+
 
 @pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
 def smtp_server(request):
@@ -17,11 +22,6 @@ def smtp_server(request):
     real servers offer), where MAIL/RCPT/DATA go in one write and their replies are read in order."""
     with SmtpTestServer(pipelining=request.param) as server:
         yield server
-
-from nurture.compose.message import OutgoingMessage
-from nurture.core.errors import AmbiguousSendError, ConfigError, PermanentSendError, TemporarySendError
-from nurture.deliver.senders import make_sender
-from nurture.deliver.senders.smtp import SmtpSender, is_hard_bounce
 
 SUBJECT = "株式会社テスト様へ：今月の製造業トピックス 2026年11月号 — 最新動向のまとめと今後の展望"
 
@@ -170,20 +170,35 @@ def test_starttls_with_auth():
         assert server.logins == ["mailer"] and len(server.messages) == 1
         wrong = SmtpSender(server.host, server.port, security="starttls", username="mailer", password="nope",
                            timeout=2, ssl_context=server.client_context)
-        with pytest.raises(ConfigError, match="refused the login"):
+        with pytest.raises(SenderConfigError, match="refused the login") as err:
             wrong.send(make())
+        assert err.value.code == 535 and "NURTURE_SMTP_PASSWORD" in str(err.value)
+
+
+@pytest.mark.parametrize("security", ["none", "starttls"])
+def test_530_to_mail_is_the_senders_failure(security):
+    """A server that wants a login (RFC 4954 6) or STARTTLS (RFC 3207 4) first answers 530 to MAIL FROM for
+    every message: SenderConfigError (the engine stops the run), not one failed mail after another."""
+    with SmtpTestServer(tls="starttls", auth={"mailer": "s3cret"}) as server:
+        sender = SmtpSender(server.host, server.port, security=security, timeout=2,
+                            ssl_context=server.client_context)
+        with pytest.raises(SenderConfigError, match="530") as err:
+            sender.send(make())
+        sender.close()
+        assert err.value.code == 530 and "[smtp]" in str(err.value)  # the hint says what to set
+        assert server.messages == []
 
 
 def test_starttls_verifies_the_certificate():
     with SmtpTestServer(tls="starttls") as server:
         sender = SmtpSender(server.host, server.port, security="starttls", timeout=2)  # default CA store
-        with pytest.raises(ConfigError, match="TLS failed"):
+        with pytest.raises(SenderConfigError, match="TLS failed"):
             sender.send(make())
 
 
 def test_starttls_required_but_not_offered(smtp_server):
     sender = SmtpSender(smtp_server.host, smtp_server.port, security="starttls", timeout=2)
-    with pytest.raises(ConfigError, match="STARTTLS"):
+    with pytest.raises(SenderConfigError, match="STARTTLS"):
         sender.send(make())
 
 
@@ -241,7 +256,8 @@ def test_dot_stuffing_of_a_7bit_part(sender, smtp_server):
     assert b"\r\n.leading dot" in got.data  # 7bit on the wire, so stuffing really happened
     msg = email.message_from_bytes(got.data, policy=email.policy.default)
     assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n").rstrip("\n") == text
-    assert msg.get_body(("html",)).get_content().replace("\r\n", "\n").rstrip("\n") == "<p>plain ascii</p>\n.\n<p>.x</p>"
+    html = msg.get_body(("html",)).get_content()
+    assert html.replace("\r\n", "\n").rstrip("\n") == "<p>plain ascii</p>\n.\n<p>.x</p>"
 
 
 def test_body_stuffs_a_leading_dot_of_the_whole_data(smtp_server):

@@ -1,6 +1,6 @@
 """`nurture send` end to end: real SMTP (aiosmtpd) and SendGrid stand-in servers, a fixed clock, both databases.
 
-Times: 2026-11-24 is a Tuesday; 2026-11-23 is 勤労感謝の日 (a Monday holiday). 10:00 JST = 01:00 UTC.
+The workspace (``ws``) and its helpers are in send_workspace.py; the times used are explained there.
 """
 
 from __future__ import annotations
@@ -12,136 +12,19 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from send_workspace import TUESDAY_10_JST, add_prospects, at, deliveries, send, send_api, write_config
 from sqlalchemy import select
 
 from nurture.cli.main import main
 from nurture.core import config as configuration
-from nurture.people.prospects import import_file
 from nurture.store import db
-from nurture.store.models import Delivery, Prospect, Suppression
-
-TUESDAY_10_JST = "2026-11-24T01:00:00+00:00"
-
-TEMPLATE = """<mjml><mj-body><mj-section><mj-column>
-<mj-text><h1>{{ item.vars.title }}</h1><p>{{ prospect.name }}様、業界の動向をお届けします。</p>
-<p><a href="https://example.org/report">レポート</a></p></mj-text>
-<mj-text>{{ sender.organization }} {{ sender.postal_address }} お問い合わせ: {{ sender.inquiry }}
-<a href="{{ urls.unsubscribe }}" data-nurture="no-track">配信停止はこちら</a></mj-text>
-</mj-column></mj-section></mj-body></mjml>
-"""
-
-
-def campaign_toml(name: str, priority: int, industry: str, items: int = 3, extra: str = "") -> str:
-    body = textwrap.dedent(f"""\
-        name = "{name}"
-        description = "test campaign {name}"
-        language = "ja"
-        status = "active"
-        priority = {priority}
-
-        [segment]
-        industry = {{ in = ["{industry}", "both"] }}
-
-        [cadence]
-        interval_days = 14
-        send_days = ["mon", "tue", "wed", "thu", "fri"]
-        send_hours = [9, 18]
-        time_zone = "Asia/Tokyo"
-        skip_japanese_holidays = true
-        {extra}
-
-        [content]
-        mode = "sequence"
-        """)
-    for i in range(1, items + 1):
-        body += textwrap.dedent(f"""
-            [[content.items]]
-            key = "{name}-{i}"
-            subject = "{{{{ prospect.company }}}}様：業界ニュース第{i}号"
-            template = "t/news.mjml"
-            vars = {{ title = "第{i}号" }}
-            """)
-    return body
-
-
-@pytest.fixture
-def ws(tmp_path, db_url, monkeypatch, smtp_server):
-    """A workspace: config pointing at the test database and the SMTP server, two campaigns, templates."""
-    (tmp_path / "templates" / "t").mkdir(parents=True)
-    (tmp_path / "templates" / "t" / "news.mjml").write_text(TEMPLATE, encoding="utf-8")
-    (tmp_path / "campaigns").mkdir()
-    (tmp_path / "campaigns" / "alpha.toml").write_text(campaign_toml("alpha", 10, "製造業"), encoding="utf-8")
-    (tmp_path / "campaigns" / "beta.toml").write_text(campaign_toml("beta", 5, "物流"), encoding="utf-8")
-    write_config(tmp_path, db_url, smtp_server.port)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("NURTURE_NOW", TUESDAY_10_JST)
-    for var in ("NURTURE_CONFIG", "NURTURE_DATABASE_URL", "NURTURE_SECRET"):
-        monkeypatch.delenv(var, raising=False)
-    engine = db.engine_for(db_url)
-    db.upgrade(engine)
-    return tmp_path
-
-
-def write_config(folder: Path, db_url: str, smtp_port: int, extra: str = "", record_batch: int = 8) -> None:
-    (folder / "nurture.toml").write_text(textwrap.dedent(f"""\
-        [database]
-        url = "{db_url}"
-        [identity]
-        organization = "株式会社テスト"
-        from_name = "テスト ニュース"
-        from_address = "news@example.co.jp"
-        postal_address = "東京都千代田区1-1"
-        inquiry = "info@example.co.jp"
-        unsubscribe_mailto = "unsubscribe@example.co.jp"
-        [delivery]
-        sender = "smtp"
-        retry_base_seconds = 60
-        error_budget = 5
-        lease_seconds = 30
-        record_batch = {record_batch}
-        [smtp]
-        host = "127.0.0.1"
-        port = {smtp_port}
-        [throttle]
-        per_second = 500
-        default_domain_per_second = 500
-        concurrency = 2
-        [tracking]
-        base_url = "https://t.example.co.jp"
-        secret = "test-secret-0123456789abcdef"
-        """) + extra, encoding="utf-8")
-
-
-def add_prospects(folder: Path, rows: list[str]) -> None:
-    csv = folder / "p.csv"
-    csv.write_text("email,name,company,industry,temperature,consent\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    cfg = configuration.load(folder / "nurture.toml")
-    summary = import_file(db.engine_for(cfg.database_url), csv)
-    assert not summary.rejected, summary.rejected
-
-
-def deliveries(folder: Path) -> list:
-    cfg = configuration.load(folder / "nurture.toml")
-    with db.engine_for(cfg.database_url).connect() as conn:
-        return conn.execute(select(Delivery.campaign, Delivery.item_key, Delivery.state, Delivery.error,
-                                   Prospect.email).join(Prospect, Prospect.id == Delivery.prospect_id)
-                            .order_by(Delivery.id)).all()
-
-
-def send(runner, *args):
-    result = runner.invoke(main, ["send", "--json", *args], catch_exceptions=False)
-    return result, json.loads(result.output) if result.output.startswith("{") else None
-
-
-def at(monkeypatch, iso: str) -> None:
-    monkeypatch.setenv("NURTURE_NOW", iso)
+from nurture.store.models import Prospect, Suppression
 
 
 def test_send_delivers_exactly_one_mail_per_due_prospect(ws, runner, smtp_server):
@@ -246,7 +129,7 @@ def test_permanent_failure_and_hard_bounce_suppresses(ws, runner, smtp_server):
     result, report = send(runner)
     assert result.exit_code == 1  # failures make the run exit non-zero
     assert report["sent"] == 1 and sum(report["failed"].values()) == 1
-    failed = [d for d in deliveries(ws) if d.state == "failed"][0]
+    failed = next(d for d in deliveries(ws) if d.state == "failed")
     assert "5.1.1 User unknown" in failed.error
     cfg = configuration.load(ws / "nurture.toml")
     with db.engine_for(cfg.database_url).connect() as conn:
@@ -274,11 +157,11 @@ def test_unsubscribed_between_plan_and_send_is_skipped(ws, runner, smtp_server):
     add_prospects(ws, ["a@example.com,A,Co,製造業,warm,opt_in"])
     cfg = configuration.load(ws / "nurture.toml")
     engine = db.engine_for(cfg.database_url)
-    from nurture.deliver import engine as sending
+    from nurture.deliver import Report
     from nurture.plan.campaigns import load_campaigns
+    from nurture.plan.planner import plan
 
-    report = sending.Report()
-    sending.plan(engine, cfg, load_campaigns(cfg), report)
+    plan(engine, cfg, load_campaigns(cfg), Report())
     with engine.begin() as conn:
         conn.execute(Prospect.__table__.update().values(status="unsubscribed"))
     result, out = send(runner)
@@ -464,43 +347,34 @@ def test_sender_processes_share_the_work_without_repeats(ws, db_url, runner, smt
 def test_claims_start_small_and_grow_for_a_fast_sender(ws, runner, smtp_server, monkeypatch):
     """A worker's first claim is small (a short run is shared between workers); when mails go out fast, the next
     claims grow toward CLAIM_MAX (fewer claim transactions per mail), never beyond it. Every mail once."""
-    from nurture.deliver import engine as sending
+    from nurture.deliver import worker
 
     sizes: dict[str, list[int]] = {}  # per worker, the sizes of the claims that got rows
-    claim = sending.Deliverer.claim
+    claim = worker.Deliverer.claim
 
-    def recording_claim(self, conn, worker, n):
-        ids = claim(self, conn, worker, n)
+    def recording_claim(self, conn, name, n):
+        ids = claim(self, conn, name, n)
         if ids:
-            sizes.setdefault(worker, []).append(n)
+            sizes.setdefault(name, []).append(n)
         return ids
 
-    monkeypatch.setattr(sending.Deliverer, "claim", recording_claim)
-    monkeypatch.setattr(sending, "CLAIM_SECONDS", 10.0)  # any sender here is "fast" for this test
+    monkeypatch.setattr(worker.Deliverer, "claim", recording_claim)
+    monkeypatch.setattr(worker, "CLAIM_SECONDS", 10.0)  # any sender here is "fast" for this test
     add_prospects(ws, [f"p{i}@example.com,P{i},Co,製造業,warm,opt_in" for i in range(400)])
     result, report = send(runner)
     assert result.exit_code == 0, result.output
     assert report["sent"] == 400
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(f"p{i}@example.com" for i in range(400))
-    assert [claims[0] for claims in sizes.values()] == [sending.CLAIM_MIN] * len(sizes)  # each starts small
-    assert max(max(claims) for claims in sizes.values()) == sending.CLAIM_MAX
-
-
-def _send_api(folder: Path, **kw):
-    from nurture.deliver import engine as sending
-    from nurture.plan.campaigns import load_campaigns
-
-    cfg = configuration.load(folder / "nurture.toml")
-    engine = db.engine_for(cfg.database_url)
-    return sending.send(engine, cfg, load_campaigns(cfg), **kw)
+    assert [claims[0] for claims in sizes.values()] == [worker.CLAIM_MIN] * len(sizes)  # each starts small
+    assert max(max(claims) for claims in sizes.values()) == worker.CLAIM_MAX
 
 
 def test_sending_starts_while_planning_goes_on(ws, smtp_server, monkeypatch):
     """The senders claim each planned batch as soon as it is committed: the first mail leaves before the
     plan is done (SQLite: the planner pauses between batches so that the senders get the write lock)."""
-    from nurture.deliver import engine as sending
+    from nurture.plan import planner
 
-    monkeypatch.setattr(sending, "PLAN_BATCH", 50)
+    monkeypatch.setattr(planner, "PLAN_BATCH", 50)
     add_prospects(ws, [f"p{i}@example.com,P{i},Co,製造業,warm,opt_in" for i in range(600)])
     batches_done: list[int] = []
     at_first_mail: list[int] = []
@@ -512,7 +386,7 @@ def test_sending_starts_while_planning_goes_on(ws, smtp_server, monkeypatch):
         if not at_first_mail:
             at_first_mail.append(len(batches_done))
 
-    report = _send_api(ws, plan_progress=planned, on_outcome=outcome)
+    report = send_api(ws, plan_progress=planned, on_outcome=outcome)
     assert report.sent == report.planned == 600 and len(smtp_server.messages) == 600
     assert len({m.rcpt_tos[0] for m in smtp_server.messages}) == 600
     assert at_first_mail[0] < len(batches_done) - 2, (at_first_mail, len(batches_done))
@@ -524,14 +398,14 @@ def test_an_error_while_planning_stops_the_senders(ws, smtp_server, monkeypatch,
     processes) stop, no thread is left behind, and what was sent is recorded, so the next run picks up the rest."""
     import threading
 
-    from nurture.deliver import engine as sending
+    from nurture.plan import planner
 
     text = (ws / "nurture.toml").read_text(encoding="utf-8")
     (ws / "nurture.toml").write_text(text.replace('sender = "smtp"', f'sender = "smtp"\nprocesses = {processes}'),
                                      encoding="utf-8")
-    monkeypatch.setattr(sending, "PLAN_BATCH", 50)
+    monkeypatch.setattr(planner, "PLAN_BATCH", 50)
     add_prospects(ws, [f"p{i}@example.com,P{i},Co,製造業,warm,opt_in" for i in range(300)])
-    decide, calls = sending.decide, []
+    decide, calls = planner.decide, []
 
     def failing_decide(*args, **kw):
         calls.append(1)
@@ -539,13 +413,13 @@ def test_an_error_while_planning_stops_the_senders(ws, smtp_server, monkeypatch,
             raise RuntimeError("database went away")
         return decide(*args, **kw)
 
-    monkeypatch.setattr(sending, "decide", failing_decide)
+    monkeypatch.setattr(planner, "decide", failing_decide)
     with pytest.raises(RuntimeError, match="database went away"):
-        _send_api(ws)
+        send_api(ws)
     assert not [t for t in threading.enumerate() if t.name.startswith("nurture-send")]
     sent_before = {m.rcpt_tos[0] for m in smtp_server.messages}
     assert len(sent_before) == len(smtp_server.messages) <= 100  # at most the two committed batches
-    monkeypatch.setattr(sending, "decide", decide)
-    report = _send_api(ws)
+    monkeypatch.setattr(planner, "decide", decide)
+    report = send_api(ws)
     assert {m.rcpt_tos[0] for m in smtp_server.messages} == {f"p{i}@example.com" for i in range(300)}
     assert len(smtp_server.messages) == 300 and report.sent == 300 - len(sent_before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from dataclasses import replace
@@ -91,7 +92,7 @@ def test_interleaved_domains_share_the_global_limit():
     assert max_in_window(times, 1.0) <= 5
     per_domain = {d: [times[i] for i in range(i0, 12, 4)] for i0, d in enumerate(["a.jp", "b.jp", "c.jp", "d.jp"])}
     for d, ts in per_domain.items():
-        assert all(b - a >= 1.0 - 0.011 for a, b in zip(ts, ts[1:])), d
+        assert all(b - a >= 1.0 - 0.011 for a, b in itertools.pairwise(ts)), d
 
 
 def test_check_says_which_limit_without_counting():
@@ -117,9 +118,9 @@ def test_daily_limit_and_max_wait_defers_without_counting(caplog):
     clock = FakeClock()
     t = make(clock, per_second=1000, per_day=3)
     send_times(t, clock, 3)
-    with caplog.at_level(logging.INFO, logger="nurture.deliver.throttle"):
-        with pytest.raises(ThrottleDeferred, match="daily limit 3/day") as err:
-            t.acquire("example.com", max_wait=60)
+    with caplog.at_level(logging.INFO, logger="nurture.deliver.throttle"), \
+            pytest.raises(ThrottleDeferred, match="daily limit 3/day") as err:
+        t.acquire("example.com", max_wait=60)
     assert err.value.wait == pytest.approx(DAY, abs=1)
     assert t.sent == 3
     assert t.try_acquire("example.com") > 0
@@ -206,7 +207,7 @@ def test_threads_share_the_limit_with_a_real_clock():
     assert len(taken) == 100 and t.sent == 100
     assert taken == sorted(taken)
     # Never closer than the 5 ms interval minus the 2.5 ms jitter allowance, and 99 intervals in total.
-    assert min(b - a for a, b in zip(taken, taken[1:])) >= 0.005 - 0.0025 - 1e-9
+    assert min(b - a for a, b in itertools.pairwise(taken)) >= 0.005 - 0.0025 - 1e-9
     assert taken[-1] - taken[0] >= 99 * 0.005 - 0.0025 - 1e-9
 
 

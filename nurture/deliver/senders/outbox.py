@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 from nurture.compose.message import DkimKey, OutgoingMessage, build_mime, message_id_for
-from nurture.core.errors import ConfigError, TemporarySendError
+from nurture.core.config import Config
+from nurture.core.errors import SenderConfigError, TemporarySendError
 from nurture.deliver.senders.base import Sender, SendResult
 
 
@@ -29,15 +30,15 @@ class OutboxSender(Sender):
         self.fsync = fsync
 
     @classmethod
-    def from_config(cls, config) -> OutboxSender:
+    def from_config(cls, config: Config) -> OutboxSender:
         return cls(config.resolve(config.outbox.path), DkimKey.from_config(config))
 
     def open(self) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"[outbox] path {self.folder}: cannot create the folder: {exc.strerror}",
-                              hint="point [outbox] path at a writable folder") from None
+            raise SenderConfigError(f"[outbox] path {self.folder}: cannot create the folder: {exc.strerror}",
+                                    hint="point [outbox] path at a writable folder") from None
 
     def path_for(self, delivery_id: int) -> Path:
         return self.folder / f"{delivery_id}.eml"

@@ -16,7 +16,9 @@ Outcomes (SendGrid "Mail Send errors" reference):
 * 202 -> SendResult(provider_message_id = X-Message-Id, the prefix of the webhook events' sg_message_id)
 * 429 -> TemporarySendError(retry_after = X-RateLimit-Reset - now; the header is epoch seconds)
 * 5xx, connection refused/reset before the request was sent -> TemporarySendError
-* 400/401/403/413 (and other 4xx) -> PermanentSendError with SendGrid's error messages
+* 401/403 -> SenderConfigError: the API key is wrong (or lacks the Mail Send permission) for every message, so
+  the run stops and the mails stay pending
+* 400/413 (and other 4xx) -> PermanentSendError with SendGrid's error messages
 * timeout or disconnect after the request was sent -> AmbiguousSendError: the v3 API has no idempotency key,
   so a blind retry may send twice; the loop reconciles with the webhook's ``processed`` event first.
 
@@ -27,15 +29,24 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import urllib.error
+from collections.abc import Mapping
+from typing import Any
 
 import python_http_client.exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
 from nurture.compose.message import OutgoingMessage, list_id_for, validate
 from nurture.core import clock
-from nurture.core.errors import AmbiguousSendError, ConfigError, PermanentSendError, TemporarySendError
+from nurture.core.config import Config
+from nurture.core.errors import (
+    AmbiguousSendError,
+    ConfigError,
+    PermanentSendError,
+    SenderConfigError,
+    SendError,
+    TemporarySendError,
+)
 from nurture.deliver.senders.base import Sender, SendResult
 
 # Headers SendGrid sets itself and refuses in ``headers`` (v3 Mail Send reference, "headers").
@@ -45,7 +56,7 @@ _RESERVED = frozenset(h.lower() for h in (
 MAX_RETRY_AFTER = 3600.0
 
 
-def payload_for(msg: OutgoingMessage, *, sandbox: bool = False) -> dict:
+def payload_for(msg: OutgoingMessage, *, sandbox: bool = False) -> dict[str, Any]:
     """The v3 /mail/send JSON body for one message (header values checked like build_mime does)."""
     validate(msg)
     headers = {"List-Id": msg.list_id or list_id_for(msg.campaign, msg.from_address)}
@@ -57,7 +68,7 @@ def payload_for(msg: OutgoingMessage, *, sandbox: bool = False) -> dict:
     sender = {"email": msg.from_address}
     if msg.from_name:
         sender["name"] = msg.from_name
-    body: dict = {
+    body: dict[str, Any] = {
         "personalizations": [{"to": [to]}],
         "from": sender,
         "subject": msg.subject,
@@ -104,7 +115,7 @@ class SendgridSender(Sender):
         self.client = SendGridAPIClient(api_key=api_key, host=self.host)
 
     @classmethod
-    def from_config(cls, config) -> SendgridSender:
+    def from_config(cls, config: Config) -> SendgridSender:
         s = config.sendgrid
         return cls(s.api_key, host=s.host, timeout=s.timeout, sandbox=s.sandbox)
 
@@ -118,7 +129,7 @@ class SendgridSender(Sender):
             # urllib wraps errors raised while connecting and *sending* the request (do_open): the request
             # did not fully leave, so SendGrid cannot have accepted it.
             raise TemporarySendError(f"SendGrid {self.host}: request not sent: {exc.reason}") from None
-        except (TimeoutError, socket.timeout, http.client.HTTPException, ConnectionError, OSError) as exc:
+        except (TimeoutError, http.client.HTTPException, ConnectionError, OSError) as exc:
             # Raised while waiting for the response: the request was sent and may have been accepted.
             raise AmbiguousSendError(
                 f"SendGrid {self.host}: no answer within {self.timeout:g} s after the request was sent "
@@ -128,22 +139,23 @@ class SendgridSender(Sender):
         message_id = response.headers.get("X-Message-Id") or ""
         return SendResult(message_id, detail=f"{response.status_code} accepted")
 
-    def _classify(self, status: int, body: bytes, headers):
-        words = f"SendGrid {status}: {_error_messages(body)}"
+    def _classify(self, status: int, body: bytes, headers: Mapping[str, str] | None) -> SendError | SenderConfigError:
+        details = _error_messages(body)
+        words = f"SendGrid {status}: {details}"
         if status == 429:
             return TemporarySendError(words, code=429, retry_after=self._retry_after(headers))
         if status >= 500:
             return TemporarySendError(words, code=status)
-        if status in (401, 403):
-            return PermanentSendError(words + " (check SENDGRID_API_KEY and its Mail Send permission)",
-                                      code=status)
+        if status in (401, 403):  # the key, not this message: no other message would go through either
+            return SenderConfigError(f"SendGrid refused the API key ({status}: {details})", code=status,
+                                     hint="check SENDGRID_API_KEY (it needs the Mail Send permission)")
         return PermanentSendError(words, code=status)
 
     @staticmethod
-    def _retry_after(headers) -> float | None:
+    def _retry_after(headers: Mapping[str, str] | None) -> float | None:
         """Seconds until X-RateLimit-Reset (epoch seconds, SendGrid rate-limit docs), clamped to an hour."""
         try:
-            reset = float(headers.get("X-RateLimit-Reset"))
+            reset = float((headers or {}).get("X-RateLimit-Reset", ""))
         except (TypeError, ValueError, AttributeError):
             return None
         return min(MAX_RETRY_AFTER, max(0.0, reset - clock.now().timestamp()))

@@ -13,6 +13,10 @@ How a failure is classified (RFC 5321 4.2.1: the first digit of the reply decide
   the server may have accepted and queued it (RFC 5321 4.5.3.2.6 gives it 10 minutes to answer; RFC 1047
   describes the resulting duplicates). The loop records the ambiguity instead of resending blindly.
 
+Failures of the sender rather than of a message raise SenderConfigError, and the run stops with every unsent
+mail pending: the login refused (AUTH 535), "530 authentication required" (RFC 4954 6) or "530 must issue a
+STARTTLS command first" (RFC 3207 4) to MAIL or RCPT, STARTTLS not offered, the TLS handshake failing.
+
 The message is sent as the bytes of :func:`nurture.compose.message.build_mime` (CRLF already; smtplib sends bytes as
 they are). Envelope: MAIL FROM = From address, RCPT TO = the one recipient.
 """
@@ -24,10 +28,13 @@ import smtplib
 import ssl
 
 from nurture.compose.message import DkimKey, OutgoingMessage, ascii_address, build_mime, message_id_for
+from nurture.core.config import Config
 from nurture.core.errors import (
     AmbiguousSendError,
     ConfigError,
     PermanentSendError,
+    SenderConfigError,
+    SendError,
     TemporarySendError,
 )
 from nurture.deliver.senders.base import Sender, SendResult
@@ -53,9 +60,13 @@ def _words(text: bytes | str) -> str:
     return (text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)).replace("\n", " ").strip()
 
 
-def classify_reply(code: int, text: bytes | str, stage: str):
-    """The SendError for a negative SMTP reply at ``stage`` (MAIL, RCPT, DATA, end of data)."""
+def classify_reply(code: int, text: bytes | str, stage: str) -> SendError | SenderConfigError:
+    """The error for a negative SMTP reply at ``stage`` (MAIL, RCPT, DATA, end of data): a SendError about this
+    message, or SenderConfigError for a 530, which refuses every message until we authenticate (or STARTTLS)."""
     words = f"SMTP {code} at {stage}: {_words(text)}"
+    if code == 530:
+        return SenderConfigError(words, code=code, hint="the server wants a login (set [smtp] username and "
+                                 "NURTURE_SMTP_PASSWORD) or STARTTLS first (set [smtp] security)")
     if 400 <= code < 500:
         return TemporarySendError(words, code=code)
     if 500 <= code < 600:
@@ -74,7 +85,7 @@ class _SMTPConnection(smtplib.SMTP):
 
     dot_sent = False
 
-    def data(self, msg):
+    def data(self, msg: bytes) -> tuple[int, bytes]:  # type: ignore[override]  # smtplib also takes str
         # Same steps as smtplib.SMTP.data (RFC 5321 4.1.1.4), with the moment the dot leaves recorded.
         self.dot_sent = False
         self.putcmd("data")
@@ -83,7 +94,7 @@ class _SMTPConnection(smtplib.SMTP):
             raise smtplib.SMTPDataError(code, repl)
         return self.body(msg)
 
-    def body(self, msg: bytes):
+    def body(self, msg: bytes) -> tuple[int, bytes]:
         """After a 354: the message, dot-stuffed, then the final dot; the server's reply to it."""
         self.dot_sent = False
         # Dot-stuffing, RFC 5321 4.5.2. Most messages have no line starting with "." (base64 never does): a
@@ -108,6 +119,7 @@ class SmtpSender(Sender):
     """Delivers through one SMTP server; reconnects after ``messages_per_connection`` messages or a drop."""
 
     name = "smtp"
+    event_source = "smtp"  # a hard bounce is the SMTP server's own answer in the dialogue
 
     def __init__(self, host: str, port: int, *, security: str = "none", username: str = "", password: str = "",
                  timeout: float = 30.0, messages_per_connection: int = 100, helo: str = "",
@@ -126,7 +138,7 @@ class SmtpSender(Sender):
         self.connections_opened = 0
 
     @classmethod
-    def from_config(cls, config) -> SmtpSender:
+    def from_config(cls, config: Config) -> SmtpSender:
         s = config.smtp
         return cls(s.host, s.port, security=s.security, username=s.username, password=s.password,
                    timeout=s.timeout, messages_per_connection=s.messages_per_connection, helo=s.helo,
@@ -137,10 +149,12 @@ class SmtpSender(Sender):
 
     def open(self) -> None:
         """Connect, say EHLO, STARTTLS and log in as configured. Network trouble -> TemporarySendError;
-        a refused login or a server without STARTTLS -> ConfigError (no message could ever be sent)."""
+        a refused login, a server without STARTTLS or a failing TLS handshake -> SenderConfigError (no
+        message could ever be sent)."""
         if self._conn is not None:
             return
         where = f"{self.host}:{self.port}"
+        conn: _SMTPConnection
         try:
             if self.security == "ssl":
                 conn = _SMTPSSLConnection(self.host, self.port, local_hostname=self.helo, timeout=self.timeout,
@@ -151,8 +165,8 @@ class SmtpSender(Sender):
                 conn.ehlo_or_helo_if_needed()
                 if self.security == "starttls":
                     if not conn.has_extn("starttls"):
-                        raise ConfigError(f"[smtp] {where} does not offer STARTTLS",
-                                          hint='use security = "ssl" or "none" as the server requires')
+                        raise SenderConfigError(f"[smtp] {where} does not offer STARTTLS",
+                                                hint='use security = "ssl" or "none" as the server requires')
                     conn.starttls(context=self._context())
                     conn.ehlo()
                 if self.username:
@@ -161,18 +175,18 @@ class SmtpSender(Sender):
                 conn.close()
                 raise
         except smtplib.SMTPAuthenticationError as exc:
-            raise ConfigError(f"[smtp] {where} refused the login for {self.username!r}: "
-                              f"{exc.smtp_code} {_words(exc.smtp_error)}",
-                              hint="check [smtp] username and NURTURE_SMTP_PASSWORD") from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise ConfigError(f"[smtp] {where}: {exc}", hint="check [smtp] security and username") from None
+            raise SenderConfigError(f"[smtp] {where} refused the login for {self.username!r}: "
+                                    f"{exc.smtp_code} {_words(exc.smtp_error)}", code=exc.smtp_code,
+                                    hint="check [smtp] username and NURTURE_SMTP_PASSWORD") from None
+        except smtplib.SMTPNotSupportedError as exc:  # e.g. AUTH asked of a server that offers none
+            raise SenderConfigError(f"[smtp] {where}: {exc}", hint="check [smtp] security and username") from None
         except smtplib.SMTPResponseException as exc:
             # e.g. 421 or 554 in the greeting: the server is busy or refuses us for now.
             raise TemporarySendError(f"SMTP {where} answered {exc.smtp_code} on connect: "
                                      f"{_words(exc.smtp_error)}", code=exc.smtp_code) from None
         except ssl.SSLError as exc:
-            raise ConfigError(f"[smtp] {where}: TLS failed: {exc}",
-                              hint="check [smtp] security (starttls on 587, ssl on 465)") from None
+            raise SenderConfigError(f"[smtp] {where}: TLS failed: {exc}",
+                                    hint="check [smtp] security (starttls on 587, ssl on 465)") from None
         except (OSError, smtplib.SMTPException) as exc:
             raise TemporarySendError(f"SMTP {where}: cannot connect: {exc}") from None
         self._conn = conn
@@ -187,6 +201,12 @@ class SmtpSender(Sender):
             conn.quit()
         except (OSError, smtplib.SMTPException):
             conn.close()
+
+    def _connected(self) -> _SMTPConnection:
+        """The open connection, connecting first if there is none (see :meth:`open` for its errors)."""
+        self.open()
+        assert self._conn is not None  # open() sets it or raises
+        return self._conn
 
     def _drop(self) -> None:
         """Forget a connection in an unknown state without talking to it."""
@@ -212,8 +232,7 @@ class SmtpSender(Sender):
         return SendResult(mid, detail=_words(reply))
 
     def _transaction(self, msg: OutgoingMessage, data: bytes, retrying: bool = False) -> bytes:
-        self.open()
-        conn = self._conn
+        conn = self._connected()
         stage = "MAIL"
         try:
             if conn.has_extn("pipelining"):
@@ -223,11 +242,12 @@ class SmtpSender(Sender):
                 conn.send(f"MAIL FROM:<{ascii_address(msg.from_address)}>\r\n"
                           f"RCPT TO:<{ascii_address(msg.to_address)}>\r\nDATA\r\n".encode("ascii"))
                 replies: list[tuple[int, bytes]] = []
-                for stage in ("MAIL", "RCPT", "DATA"):
+                for stage in ("MAIL", "RCPT", "DATA"):  # noqa: B007  (the except below names the lost reply)
                     try:
                         replies.append(conn.getreply())
                     except (OSError, smtplib.SMTPException):
-                        refused = next((r for r, ok in zip(replies, ((250,), (250, 251))) if r[0] not in ok), None)
+                        expected = ((250,), (250, 251))[:len(replies)]
+                        refused = next((r for r, ok in zip(replies, expected, strict=True) if r[0] not in ok), None)
                         if refused is None:
                             raise
                         self._drop()  # the server said why, then hung up (e.g. 421 at RCPT)

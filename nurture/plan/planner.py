@@ -1,0 +1,280 @@
+"""The planner: who is due now, in which campaign, with which item, and why not everyone else.
+
+For each active campaign, highest priority first, segment members are streamed in keyset batches of
+:data:`PLAN_BATCH`. Each member gets a :class:`Decision` from :func:`decide`: ``send`` (a *pending* delivery row
+is inserted), ``deferred`` (due, but not now: the global gap after another campaign's mail, quiet hours, a
+holiday) or ``skipped`` (not due yet, no consent, unsubscribed, sequence finished, ...), always with a reason. A
+delivery is unique per (campaign, prospect, item): inserting it twice does nothing. Each batch is planned under
+a lock (``BEGIN IMMEDIATE`` on SQLite, a transaction-level advisory lock on PostgreSQL) so two planners cannot
+both decide that one prospect is due in two campaigns. Pending rows count as "mailed now" for the gap, which is
+how a prospect due in two campaigns gets the higher-priority one now and the other later (deferred, never
+dropped). Each batch is committed on its own, so senders may claim it at once (:mod:`nurture.deliver`).
+
+The planner sends nothing and knows nothing of sending: it writes pending rows and tells a :class:`PlanSink`
+what it decided (the sending run's report is one). It does not run the campaign check either: the caller passes
+only the campaigns it may send (:func:`nurture.deliver.send` runs the check first).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, and_, func, select, text
+from sqlalchemy.engine import Connection
+
+from nurture.core import clock
+from nurture.core.config import Config
+from nurture.plan import cadence as calendar
+from nurture.plan.campaigns import Campaign, ContentItem
+from nurture.plan.segments import mailable_reason, segment_clauses
+from nurture.store import db
+from nurture.store.models import CampaignState, Delivery, Prospect
+from nurture.store.states import MAILED_STATES, DeliveryState, PlanOutcome
+from nurture.store.suppression import suppression_reasons
+
+PLAN_BATCH = 1000
+_PLAN_LOCK_KEY = 0x6E757274  # "nurt": the PostgreSQL advisory lock that serialises planning batches
+_DELIVERIES = Delivery.metadata.tables[Delivery.__tablename__]
+
+#: What the planner reads of each segment member: what :func:`decide` and ``mailable_reason`` need.
+MEMBER_COLUMNS = (Prospect.id, Prospect.email, Prospect.name, Prospect.temperature, Prospect.industry,
+                  Prospect.time_zone, Prospect.status, Prospect.status_reason, Prospect.consent_basis,
+                  Prospect.paused_until, Prospect.frequency_factor)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the planner decided for one segment member of one campaign."""
+
+    campaign: str
+    prospect_id: int
+    email: str
+    outcome: PlanOutcome
+    reason: str = ""
+    item_key: str = ""
+    subject: str = ""
+    not_before: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"campaign": self.campaign, "email": self.email, "outcome": self.outcome, "reason": self.reason,
+                "item": self.item_key, "not_before": self.not_before.isoformat() if self.not_before else None}
+
+
+class PlanSink(Protocol):
+    """What :func:`plan` tells its caller. ``nurture.deliver.Report`` is one; the planner and the senders
+    report into it at the same time, so its methods must be thread-safe."""
+
+    def tally(self, decision: Decision, keep: bool = False) -> None:
+        """One decision (kept in full when ``keep``, else only counted)."""
+
+    def note(self, text: str) -> None:
+        """A campaign left out of the plan for a reason of its own file (paused there, outside its dates)."""
+
+    def campaign_paused(self, campaign: str, reason: str) -> None:
+        """A campaign left out because the error budget paused it (``nurture resume`` lifts it)."""
+
+
+def paused_campaigns(engine: Engine) -> dict[str, str]:
+    """Campaigns the error budget paused, with the reason recorded then."""
+    with engine.connect() as conn:
+        return {r.campaign: r.paused_reason for r in conn.execute(
+            select(CampaignState.campaign, CampaignState.paused_reason).where(CampaignState.paused.is_(True)))}
+
+
+def _campaign_window_reason(campaign: Campaign, now: datetime) -> str | None:
+    local = now.astimezone(campaign.cadence.zone).date()
+    if campaign.cadence.start and local < campaign.cadence.start:
+        return f"campaign starts on {campaign.cadence.start.isoformat()}"
+    if campaign.cadence.end and local > campaign.cadence.end:
+        return f"campaign ended on {campaign.cadence.end.isoformat()}"
+    return None
+
+
+def _member_batches(engine: Engine, campaign: Campaign, now: datetime) -> Iterator[Sequence[Any]]:
+    """Segment members (mailable or not: the dry run says why not) in keyset batches of PLAN_BATCH."""
+    clauses = segment_clauses(campaign.segment, now)
+    last = 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(select(*MEMBER_COLUMNS).where(*clauses, Prospect.id > last)
+                                .order_by(Prospect.id).limit(PLAN_BATCH)).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+
+
+@dataclass
+class History:
+    """The delivery history :func:`decide` needs for one batch of members of one campaign.
+
+    ``last_any``: per prospect, the latest mail of any campaign (when, which campaign) among MAILED_STATES;
+    ``items``: per prospect, this campaign's deliveries by item key (state, when); ``suppressed``: the
+    suppression reason by address.
+    """
+
+    last_any: dict[int, tuple[datetime, str]] = field(default_factory=dict)
+    items: dict[int, dict[str, tuple[str, datetime]]] = field(default_factory=dict)
+    suppressed: dict[str, str] = field(default_factory=dict)
+
+
+def history_of(conn: Connection, campaign: Campaign, rows: Sequence[Any]) -> History:
+    """The :class:`History` of these members, in two set-based queries (and one suppression lookup)."""
+    ids = [r.id for r in rows]
+    h = History()
+    when = func.coalesce(Delivery.sent_at, Delivery.created_at)
+    latest = (select(Delivery.prospect_id, func.max(when).label("at"))
+              .where(Delivery.prospect_id.in_(ids), Delivery.state.in_(MAILED_STATES))
+              .group_by(Delivery.prospect_id).subquery())
+    for pid, at, name in conn.execute(
+            select(latest.c.prospect_id, latest.c.at, Delivery.campaign)
+            .join(Delivery, and_(Delivery.prospect_id == latest.c.prospect_id, when == latest.c.at))):
+        h.last_any[pid] = (at, name)
+    for pid, key, state, at in conn.execute(
+            select(Delivery.prospect_id, Delivery.item_key, Delivery.state, when)
+            .where(Delivery.campaign == campaign.name, Delivery.prospect_id.in_(ids))):
+        h.items.setdefault(pid, {})[key] = (state, at)
+    h.suppressed = suppression_reasons(conn, (r.email for r in rows))
+    return h
+
+
+def _next_item(campaign: Campaign, row: Any, received: dict[str, tuple[str, datetime]]) -> ContentItem | str:
+    """The item this prospect gets next, or the reason there is none.
+
+    Sequence: the first item in file order not yet received. Pool: the same never-repeat rule, but each
+    prospect starts at a different place in the pool (by id), so one send spreads across the items.
+    """
+    items = [it for it in campaign.items if not it.industries or row.industry in it.industries]
+    if not items:
+        return f"no item for industry {row.industry or '(none)'}"
+    if campaign.content.mode == "pool":
+        start = row.id % len(items)
+        items = items[start:] + items[:start]
+    for item in items:
+        if item.key not in received:
+            return item
+    if campaign.content.when_exhausted == "wait":
+        return "content exhausted: waiting for new items"
+    return "sequence finished: every item received"
+
+
+def _fmt(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def decide(config: Config, campaign: Campaign, row: Any, history: History, now: datetime,
+           planned_elsewhere: dict[int, str]) -> Decision:
+    """The planner's rule for one member (pure). Order matters: 'not mailable' before 'not due' before
+    'due but not now'. ``planned_elsewhere`` holds prospects planned in this dry run by a higher campaign."""
+    base = dict(campaign=campaign.name, prospect_id=row.id, email=row.email)
+    reason = mailable_reason(row, now, suppression=history.suppressed.get(row.email))
+    if reason:
+        return Decision(outcome=PlanOutcome.SKIPPED, reason=reason, **base)
+    zone = ZoneInfo(row.time_zone) if row.time_zone else campaign.cadence.zone
+    received = history.items.get(row.id, {})
+    queued = [k for k, (state, _) in received.items() if state == DeliveryState.PENDING]
+    if queued:
+        return Decision(outcome=PlanOutcome.SKIPPED, reason=f"already queued: item {queued[0]} waits to be sent",
+                        **base)
+    factor = row.frequency_factor if row.frequency_factor and row.frequency_factor > 0 else 1.0
+    interval = timedelta(days=campaign.cadence.interval_for(row.temperature) * factor)
+    # A failed attempt counts for this campaign's interval (no re-mailing right after a refusal), not for the
+    # global gap, which is about mail that reached the person.
+    mailed = [at for state, at in received.values() if state in MAILED_STATES or state == DeliveryState.FAILED]
+    if mailed:
+        due = max(mailed) + interval
+        if now < due:
+            return Decision(outcome=PlanOutcome.SKIPPED, reason=f"not due until {_fmt(due, zone)}",
+                            not_before=due, **base)
+    cap = campaign.cadence.monthly_cap
+    if cap:
+        local_now = now.astimezone(zone)
+        this_month = sum(1 for at in mailed if (a := at.astimezone(zone)).year == local_now.year
+                         and a.month == local_now.month)
+        if this_month >= cap:
+            return Decision(outcome=PlanOutcome.DEFERRED, reason=f"monthly cap of {cap} reached", **base)
+    gap = timedelta(days=config.cadence.min_gap_days)
+    if row.id in planned_elsewhere:
+        return Decision(outcome=PlanOutcome.DEFERRED, reason=f"cadence gap: due in {planned_elsewhere[row.id]} "
+                        "(higher priority) this run", not_before=now + gap, **base)
+    last = history.last_any.get(row.id)
+    if last and now < last[0] + gap:
+        after = last[0] + gap
+        what = "queued now" if last[0] >= now - timedelta(minutes=1) else f"on {_fmt(last[0], zone)}"
+        return Decision(outcome=PlanOutcome.DEFERRED, reason=f"cadence gap: mailed by {last[1]} {what}; next "
+                        f"after {_fmt(after, zone)}", not_before=after, **base)
+    item = _next_item(campaign, row, received)
+    if isinstance(item, str):
+        return Decision(outcome=PlanOutcome.SKIPPED, reason=item, **base)
+    why_not_now = calendar.is_send_time(now.astimezone(zone), campaign.cadence)
+    if why_not_now:
+        nxt = calendar.next_send_time(now, campaign.cadence, zone)
+        return Decision(outcome=PlanOutcome.DEFERRED, reason=why_not_now, item_key=item.key, not_before=nxt,
+                        **base)
+    return Decision(outcome=PlanOutcome.SEND, item_key=item.key, subject=item.subject, **base)
+
+
+def _plan_lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PLAN_LOCK_KEY})
+
+
+def plan(engine: Engine, config: Config, campaigns: Iterable[Campaign], sink: PlanSink, *, dry_run: bool = False,
+         limit: int | None = None, keep_decisions: bool = False,
+         progress: Callable[[str, int, int], None] | None = None, pause: float = 0.0) -> int:
+    """Decide for every segment member of every campaign; insert pending deliveries (not in a dry run), one
+    committed batch at a time (senders may claim each batch as soon as it is committed). Returns how many
+    deliveries were planned (``send`` decisions; at most ``limit``).
+
+    ``progress(campaign, members_decided_in_this_batch, planned_so_far)`` is called after each batch; ``pause``
+    seconds are slept after each batch (SQLite: lets waiting senders take the write lock)."""
+    now = clock.now()
+    paused = paused_campaigns(engine)
+    planned_elsewhere: dict[int, str] = {}
+    planned = 0
+    for campaign in campaigns:
+        if campaign.status != "active":
+            sink.note(f"{campaign.name}: paused in its file (status = \"{campaign.status}\")")
+            continue
+        if campaign.name in paused:
+            sink.campaign_paused(campaign.name, paused[campaign.name])
+            continue
+        window = _campaign_window_reason(campaign, now)
+        if window:
+            sink.note(f"{campaign.name}: {window}")
+            continue
+        for rows in _member_batches(engine, campaign, now):
+            with db.transaction(engine, immediate=True) as session:
+                conn = session.connection()
+                _plan_lock(conn)
+                history = history_of(conn, campaign, rows)
+                new_rows = []
+                for row in rows:
+                    decision = decide(config, campaign, row, history, now, planned_elsewhere)
+                    if decision.outcome == PlanOutcome.SEND and limit is not None and planned >= limit:
+                        decision = Decision(campaign=campaign.name, prospect_id=row.id, email=row.email,
+                                            outcome=PlanOutcome.DEFERRED, reason="--limit reached",
+                                            item_key=decision.item_key)
+                    if decision.outcome == PlanOutcome.SEND:
+                        planned += 1
+                        if dry_run:
+                            planned_elsewhere[row.id] = campaign.name
+                        else:
+                            new_rows.append({
+                                "campaign": campaign.name, "prospect_id": row.id, "item_key": decision.item_key,
+                                "state": DeliveryState.PENDING, "error": "", "subject": "", "sender": "",
+                                "message_id": "", "provider_message_id": "", "attempts": 0, "claimed_by": "",
+                                "lease_until": None, "next_attempt_at": None, "created_at": now, "sent_at": None,
+                                "updated_at": now})
+                    sink.tally(decision, keep=keep_decisions)
+                db.insert_rows(conn, _DELIVERIES, new_rows, ignore_conflicts_on=["campaign", "prospect_id", "item_key"])
+            if progress:
+                progress(campaign.name, len(rows), planned)
+            if pause:
+                time.sleep(pause)
+    return planned
