@@ -270,7 +270,7 @@ def plan(engine: Engine, config: Config, campaigns: Iterable[Campaign], sink: Pl
                                 "state": DeliveryState.PENDING, "error": "", "subject": "", "sender": "",
                                 "message_id": "", "provider_message_id": "", "attempts": 0, "claimed_by": "",
                                 "lease_until": None, "next_attempt_at": None, "created_at": now, "sent_at": None,
-                                "updated_at": now})
+                                "updated_at": now, "language": campaign.language})
                     sink.tally(decision, keep=keep_decisions)
                 db.insert_rows(conn, _DELIVERIES, new_rows, ignore_conflicts_on=["campaign", "prospect_id", "item_key"])
             if progress:

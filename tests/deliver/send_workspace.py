@@ -107,7 +107,7 @@ def add_prospects(folder: Path, rows: list[str]) -> None:
 def deliveries(folder: Path) -> list:
     cfg = configuration.load(folder / "nurture.toml")
     with db.engine_for(cfg.database_url).connect() as conn:
-        return conn.execute(select(Delivery.campaign, Delivery.item_key, Delivery.state, Delivery.error,
+        return conn.execute(select(Delivery.campaign, Delivery.item_key, Delivery.state, Delivery.error, Delivery.language,
                                    Prospect.email).join(Prospect, Prospect.id == Delivery.prospect_id)
                             .order_by(Delivery.id)).all()
 

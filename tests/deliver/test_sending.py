@@ -52,6 +52,8 @@ def test_send_delivers_exactly_one_mail_per_due_prospect(ws, runner, smtp_server
         assert b"\r\n" in received.data
     subject = email.message_from_bytes(smtp_server.messages[0].data, policy=email.policy.default)["Subject"]
     assert subject.endswith("様：業界ニュース第1号")
+    # Each delivery carries its campaign's language: the tracking server's pages speak it without the campaign file.
+    assert {d.language for d in deliveries(ws)} == {"ja"}
     # Run again at once: nobody is due; nothing is sent twice.
     result, report = send(runner)
     assert report["sent"] == 0 and len(smtp_server.messages) == 3
