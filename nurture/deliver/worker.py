@@ -81,7 +81,7 @@ from nurture.plan.segments import mailable_reason
 from nurture.store import db
 from nurture.store.models import CampaignState
 from nurture.store.states import AttemptOutcome, DeliveryState
-from nurture.track import events
+from nurture import track
 
 log = logging.getLogger("nurture.deliver.worker")
 
@@ -242,8 +242,8 @@ class Deliverer:
             finish(AttemptOutcome.FAILED, f"provider refused: {exc.message}", **sent)
             self._count_failure(row.campaign, f"provider refused: {exc.message}")
             if exc.hard_bounce:
-                events.record_event(self.engine, events.NewEvent(
-                    type=events.BOUNCED, occurred_at=clock.now(), source=lane.sender.event_source,
+                track.record_event(self.engine, track.NewEvent(
+                    type=track.BOUNCED, occurred_at=clock.now(), source=lane.sender.event_source,
                     delivery_id=row.delivery_id, data={"bounce": "hard", "code": exc.code, "message": exc.message}))
             return
         except AmbiguousSendError as exc:
