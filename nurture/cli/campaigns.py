@@ -1,8 +1,9 @@
 """``nurture check`` and ``nurture preview``: print what :mod:`nurture.checks.campaign` finds, and one mail.
 
 The check itself (and its placeholder-signed previews) lives in :mod:`nurture.checks.campaign`; it is imported
-inside the commands because it pulls in MJML and Jinja (about 0.1 s), which every other ``nurture`` command would
-otherwise pay for at start-up.
+inside the commands because it pulls in the renderer (MJML, Jinja) and the checks, which every other ``nurture``
+command would otherwise pay for at start-up (``python -X importtime``: ~25 ms over what ``nurture --help`` loads
+today, 60-80 ms when nothing else loads the renderer).
 """
 
 from __future__ import annotations
