@@ -259,7 +259,8 @@ def _resolve_cadence(raw: _CadenceTable, config: Config, problems: Problems) -> 
     )
 
 
-_JINJA_SYNTAX = jinja2.Environment()  # parsing only; rendering uses the sandboxed environments of rendering.py
+# Parsing only; rendering uses the sandboxed environments of nurture.compose.rendering.
+_JINJA_SYNTAX = jinja2.Environment()
 
 
 def _template_problem(config: Config, relative: str, path: KeyPath, key: str, problems: Problems) -> None:
