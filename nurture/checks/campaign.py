@@ -2,7 +2,7 @@
 
 For each campaign it loads and validates the TOML (segment, cadence, items), compiles every template, renders every
 item for a sample prospect in the campaign's language (or a given prospect), and runs the footer check
-(:func:`nurture.compose.rendering.footer_problems`) and the information-only check
+(:func:`nurture.checks.footer.footer_problems`) and the information-only check
 (:func:`nurture.checks.content.check_message`) on the result. It needs no database and no tracking secret: links
 in these renders are signed with :data:`PREVIEW_SECRET`, a placeholder that the tracking server will not accept,
 so previews can never unsubscribe or count a click for anyone.
@@ -22,8 +22,12 @@ from typing import Any
 import jinja2
 from sqlalchemy.dialects import postgresql, sqlite
 
-from nurture.checks import content
-from nurture.compose import links, rendering
+from nurture.checks.content import check_message
+from nurture.checks.footer import footer_problems
+from nurture.checks.rules import rules_for
+from nurture.compose import links
+from nurture.compose.context import build_context
+from nurture.compose.rendering import RenderedMessage, Renderer
 from nurture.core import clock
 from nurture.core.config import Config
 from nurture.core.errors import ConfigError, NotFound, NurtureError
@@ -118,12 +122,12 @@ def preview_config(config: Config) -> Config:
 
 
 def render_item(config: Config, campaign: Campaign, item: ContentItem, prospect: Prospect,
-                renderer: Any = None) -> Any:
-    """Render ``item`` for ``prospect`` as a preview (placeholder-signed links). Returns a RenderedMessage."""
-    renderer = renderer or rendering.Renderer(config.templates_dir)
+                renderer: Renderer | None = None) -> RenderedMessage:
+    """Render ``item`` for ``prospect`` as a preview (placeholder-signed links)."""
+    renderer = renderer or Renderer(config.templates_dir)
     signing = preview_config(config)
     urls = links.urls_for(signing, 0, prospect.id or 0)
-    context = rendering.build_context(signing, campaign, item, prospect, urls)
+    context = build_context(signing, campaign, item, prospect, urls)
     return renderer.render(item, context)
 
 
@@ -177,8 +181,8 @@ def check_campaign(config: Config, campaign: Campaign, report: CampaignReport,
         report.findings.append(Finding("error", kind, f'{file}:{item.line}: item "{item.key}": {detail}',
                                        file=file, line=item.line, item=item.key, where=where))
 
-    renderer = rendering.Renderer(config.templates_dir)
-    rules = content.rules_for(config)
+    renderer = Renderer(config.templates_dir)
+    rules = rules_for(config)
     failed_templates: set[str] = set()
     for item in campaign.items:
         if item.template in failed_templates:
@@ -196,7 +200,7 @@ def check_campaign(config: Config, campaign: Campaign, report: CampaignReport,
         except (NurtureError, jinja2.TemplateError) as exc:
             item_error(item, "render", f"does not render for {who.email}: {_render_error(exc)}")
             continue
-        for problem in rendering.footer_problems(rendered, config, campaign.language):
+        for problem in footer_problems(rendered, config, campaign.language):
             if "[identity]" in problem:  # a setting, the same for every item: say it once
                 message = f"{file}: footer {problem} ({_config_name(config)})"
                 if not any(f.message == message for f in report.findings):
@@ -206,8 +210,8 @@ def check_campaign(config: Config, campaign: Campaign, report: CampaignReport,
             report.findings.append(Finding("error", "footer", f'{file}:{item.line}: item "{item.key}": footer '
                                            f"{problem}", file=file, line=item.line, item=item.key,
                                            why="特定電子メール法 / CAN-SPAM require it in every mail"))
-        for found in content.check_message(rendered, language=campaign.language, allow=campaign.allow,
-                                           source=item.key, rules=rules):
+        for found in check_message(rendered, language=campaign.language, allow=campaign.allow, source=item.key,
+                                   rules=rules):
             where = "subject" if found.line == 0 else f"text line {found.line}"
             report.findings.append(Finding(
                 found.severity, "content",
@@ -216,9 +220,13 @@ def check_campaign(config: Config, campaign: Campaign, report: CampaignReport,
                 why=found.why, where=where))
 
 
-def selected_campaigns(config: Config, names: tuple[str, ...]) -> list[tuple[Path, Campaign | None, ConfigError | None]]:
+#: A campaign file with the campaign loaded from it, or the error that kept it from loading.
+CampaignFile = tuple[Path, Campaign | None, ConfigError | None]
+
+
+def selected_campaigns(config: Config, names: tuple[str, ...]) -> list[CampaignFile]:
     """Each campaign file with its campaign or its error; ``names`` picks by campaign name or file stem."""
-    out = []
+    out: list[CampaignFile] = []
     for path in campaign_files(config):
         try:
             out.append((path, load_campaign(path, config), None))

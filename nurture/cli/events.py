@@ -6,8 +6,7 @@ import click
 
 from nurture.cli.app import App, pass_app
 from nurture.cli.output import dump_json, import_verdict
-from nurture.core.errors import NotFound
-from nurture.people import events_import
+from nurture.people import find_prospect, import_offline_events
 from nurture.track import events as store
 
 
@@ -40,8 +39,8 @@ def import_(app: App, file: str, encoding: str | None, sheet: str | None, skip_i
     --skip-invalid. Importing the same file again records nothing twice.
     """
     engine = app.engine()
-    summary = events_import.import_offline_events(engine, file, time_zone=app.config.cadence.time_zone, encoding=encoding,
-                                          sheet=sheet, skip_invalid=skip_invalid, dry_run=dry_run)
+    summary = import_offline_events(engine, file, time_zone=app.config.cadence.time_zone, encoding=encoding,
+                                    sheet=sheet, skip_invalid=skip_invalid, dry_run=dry_run)
     import_verdict(file, summary.rejected, skip_invalid=skip_invalid, as_json=as_json, summary=summary.as_dict(),
                    verb="record")
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary.by_type.items())) or "none"
@@ -59,17 +58,8 @@ def import_(app: App, file: str, encoding: str | None, sheet: str | None, skip_i
 @pass_app
 def list_(app: App, email: str | None, types: tuple[str, ...], limit: int, as_json: bool) -> None:
     """The newest events first, with their human/machine label and the rule that set it."""
-    from sqlalchemy import select
-
-    from nurture.store.models import Prospect
-
     engine = app.engine()
-    prospect_id = None
-    if email:
-        with engine.connect() as conn:
-            prospect_id = conn.execute(select(Prospect.id).where(Prospect.email == email.strip().lower())).scalar()
-        if prospect_id is None:
-            raise NotFound(f"no prospect with the address {email}")
+    prospect_id = find_prospect(engine, email).id if email else None
     rows = store.list_events(engine, prospect_id=prospect_id, types=types, limit=limit)
     if as_json:
         dump_json(rows)

@@ -15,7 +15,7 @@ from rich.table import Table
 from nurture.cli.app import App, pass_app
 from nurture.cli.output import dump_json, import_verdict
 from nurture.core.errors import InputError
-from nurture.people import prospects as store
+from nurture.people import get_prospect, import_file, list_prospects
 from nurture.store.models import RANKS, STAGES, STATUSES, TEMPERATURES
 
 
@@ -63,7 +63,7 @@ def import_(app: App, file: str, encoding: str | None, maps: tuple[str, ...], sh
                   TextColumn("{task.completed:,} rows"), TimeElapsedColumn(), console=console,
                   disable=not show_progress, transient=True) as progress:
         task = progress.add_task("import", total=None, name=file)
-        summary = store.import_file(
+        summary = import_file(
             engine, file, default_time_zone=app.config.cadence.time_zone, encoding=encoding,
             mapping=_parse_map(maps), sheet=sheet, skip_invalid=skip_invalid, dry_run=dry_run,
             progress=lambda n: progress.update(task, completed=n))
@@ -100,9 +100,11 @@ def _choice(values: tuple[str, ...]) -> click.Choice:
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
-def list_(app: App, temperature, industry, rank, stage, owner, status, tag, stale_days, limit, as_json) -> None:
+def list_(app: App, temperature: tuple[str, ...], industry: tuple[str, ...], rank: tuple[str, ...],
+          stage: tuple[str, ...], owner: tuple[str, ...], status: tuple[str, ...], tag: str | None,
+          stale_days: int | None, limit: int | None, as_json: bool) -> None:
     """List prospects, filtered."""
-    rows = store.list_prospects(app.engine(), temperature=[t.lower() for t in temperature], industry=industry,
+    rows = list_prospects(app.engine(), temperature=[t.lower() for t in temperature], industry=industry,
                                 rank=[r.upper() for r in rank], stage=stage, owner=owner,
                                 status=[s.lower() for s in status], stale_days=stale_days, tag=tag, limit=limit)
     if as_json:
@@ -133,7 +135,7 @@ def list_(app: App, temperature, industry, rank, stage, owner, status, tag, stal
 @pass_app
 def show(app: App, email: str, as_json: bool) -> None:
     """Show everything nurture knows about one prospect."""
-    data = store.get_prospect(app.engine(), email)
+    data = get_prospect(app.engine(), email)
     if as_json:
         dump_json(data)
         return

@@ -31,6 +31,7 @@ from pathlib import Path
 import pybase64
 
 from nurture.core import clock
+from nurture.core.config import Config
 from nurture.core.errors import ConfigError, HeaderInjectionError
 
 # Headers build_mime() sets itself; extra_headers may not name them (that would make a second From, ...).
@@ -96,7 +97,7 @@ class DkimKey:
     private_key: bytes
 
     @classmethod
-    def from_config(cls, config) -> DkimKey | None:
+    def from_config(cls, config: Config) -> DkimKey | None:
         """The key named by ``[dkim]`` in the config, or None when DKIM is not configured."""
         dk = config.dkim
         if not (dk.domain or dk.selector or dk.private_key_path):

@@ -122,8 +122,9 @@ class Problems:
 
     def raise_if_any(self) -> None:
         if self.items:
-            head = self.items[0] if len(self.items) == 1 else f"{len(self.items)} problems:\n  " + "\n  ".join(self.items)
-            raise ConfigError(head)
+            if len(self.items) == 1:
+                raise ConfigError(self.items[0])
+            raise ConfigError(f"{len(self.items)} problems:\n  " + "\n  ".join(self.items))
 
 
 def dotted(path: KeyPath) -> str:
@@ -149,12 +150,12 @@ def _convert(value: Any, tp: Any, path: KeyPath, problems: Problems) -> Any:
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        if len(args) == 1:
-            return _convert(value, args[0], path, problems)
-        for arg in args:
+        if len(members) == 1:
+            return _convert(value, members[0], path, problems)
+        for arg in members:
             probe = Problems(None)
             result = _convert(value, arg, path, probe)
             if not probe.items:
@@ -187,7 +188,7 @@ def _convert(value: Any, tp: Any, path: KeyPath, problems: Problems) -> Any:
             problems.add(path, f"{dotted(path)} must be a table, got {_describe(value)}")
             return None
         return {k: _convert(v, inner, path + (k,), problems) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             problems.add(path, f"{dotted(path)} must be a table, got {_describe(value)}")
             return None
@@ -244,7 +245,7 @@ def build(cls: type, table: dict[str, Any], path: KeyPath, problems: Problems) -
     failed = False
     for key, field in fields.items():
         if field.name not in kwargs and field.default is dataclasses.MISSING \
-                and field.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+                and field.default_factory is dataclasses.MISSING:
             if key in table:
                 failed = True  # already reported as a wrong value
             else:

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from nurture.core.errors import InputError
-from nurture.people.prospects import ALIASES, Rejected, RowError, cell_text, parse_datetime, parse_email
+from nurture.people.cells import Rejected, RowError, cell_text, parse_datetime, parse_email
+from nurture.people.prospects import ALIASES
 from nurture.people.tabular import header_key, read_table
 from nurture.store.models import Event, Prospect
 from nurture.track.events import (
@@ -54,7 +55,7 @@ class EventImport:
 
     recorded: int = 0
     already: int = 0
-    rejected: list[Any] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
     written: bool = False
     dry_run: bool = False
     encoding: str | None = None
@@ -131,8 +132,8 @@ def import_offline_events(engine: Engine, path: Any, *, time_zone: str = "Asia/T
     new: list[NewEvent] = []
     for number, email, kind, when, title, note, attributes in parsed:
         if email not in known:
-            summary.rejected.append(Rejected(number, "email", email, "is not a known prospect "
-                                                                      "(import it first with nurture prospects import)"))
+            summary.rejected.append(Rejected(number, "email", email,
+                                             "is not a known prospect (import it first with nurture prospects import)"))
             continue
         key = hashlib.sha256("\x1f".join((email, kind, when.isoformat(), title)).encode()).hexdigest()[:40]
         data: dict[str, Any] = {"row": number, "file": str(path)}
@@ -149,7 +150,7 @@ def import_offline_events(engine: Engine, path: Any, *, time_zone: str = "Asia/T
         if dry_run and new:
             with engine.connect() as conn:
                 keys = [e.dedup_key for e in new]
-                exists = set()
+                exists: set[str | None] = set()
                 for start in range(0, len(keys), 500):
                     exists.update(conn.execute(select(Event.dedup_key)
                                                .where(Event.dedup_key.in_(keys[start:start + 500]))).scalars())

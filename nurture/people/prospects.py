@@ -1,37 +1,48 @@
-"""Prospects: the import of the lists people keep in Excel, and the queries that show them.
+"""The prospect import: the lists people keep in Excel, into the prospects table.
 
-Import contract (``import_file``):
+Import contract (:func:`import_file`):
 
 - columns are matched to fields by English or Japanese header names (:data:`ALIASES`) or ``--map``; any other
   column is kept in ``attributes`` under its header;
-- values are normalised (NFKC: full-width letters and spaces, half-width katakana; temperature words in ja/en;
-  dates as Excel writes them, local times read in the configured time zone; addresses checked with
-  email-validator without DNS and lower-cased);
+- values are read by :mod:`nurture.people.cells` (NFKC: full-width letters and spaces, half-width katakana;
+  temperature words in ja/en; dates as Excel writes them, local times read in the configured time zone;
+  addresses checked with email-validator without DNS and lower-cased);
 - a prospect is matched by address, case-insensitively; a re-import updates what the file says and leaves what
   it leaves blank; it never resets consent to ``unknown`` and never touches status or suppression;
 - addresses erased at the person's request (GDPR Art. 17; only their hash is kept) are not imported again;
 - all-or-nothing: one transaction; with any rejected row nothing is written unless ``skip_invalid``;
   ``dry_run`` always rolls back. Work is done in batches of set-based statements, never one ORM object per row.
+
+Reading prospects back is :mod:`nurture.people.queries`.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import unicodedata
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from nurture.core import clock
-from nurture.core.errors import InputError, NotFound
+from nurture.core.errors import InputError
+from nurture.people.cells import (
+    CONSENT_WORDS,
+    STAGE_WORDS,
+    TEMPERATURE_WORDS,
+    Rejected,
+    RowError,
+    cell_text,
+    parse_date,
+    parse_datetime,
+    parse_email,
+    parse_word,
+)
 from nurture.people.tabular import Cell, header_key, read_table
 from nurture.store import db
 from nurture.store.models import (
@@ -42,8 +53,6 @@ from nurture.store.models import (
     TEMPERATURES,
     Prospect,
     ProspectTag,
-    Suppression,
-    email_hash,
 )
 from nurture.store.suppression import suppression_reasons
 
@@ -86,52 +95,14 @@ _ALIAS_INDEX = {header_key(alias): name for name, aliases in ALIASES.items() for
 for _name in FIELDS:
     _ALIAS_INDEX.setdefault(header_key(_name), _name)
 
-_TEMPERATURE_WORDS = {
-    "hot": "hot", "ホット": "hot", "高": "hot", "高い": "hot", "熱い": "hot", "h": "hot",
-    "warm": "warm", "ウォーム": "warm", "ウオーム": "warm", "中": "warm", "普通": "warm", "w": "warm",
-    "cold": "cold", "コールド": "cold", "低": "cold", "低い": "cold", "冷たい": "cold", "c": "cold",
-}
-_STAGE_WORDS = {"mql": "MQL", "tql": "TQL", "sql": "SQL", "customer": "customer", "顧客": "customer",
-                "既存顧客": "customer", "受注": "customer", "lost": "lost", "失注": "lost"}
-_CONSENT_WORDS = {
-    "optin": "opt_in", "オプトイン": "opt_in", "同意済": "opt_in", "同意済み": "opt_in", "同意あり": "opt_in",
-    "あり": "opt_in", "yes": "opt_in", "済": "opt_in",
-    "businesscard": "business_card", "名刺": "business_card", "名刺交換": "business_card",
-    "existingrelationship": "existing_relationship", "取引関係": "existing_relationship",
-    "既存取引": "existing_relationship", "取引あり": "existing_relationship",
-    "publishedbusinessaddress": "published_business_address", "公表アドレス": "published_business_address",
-    "web公開": "published_business_address", "公開アドレス": "published_business_address",
-    "unknown": "unknown", "不明": "unknown", "なし": "unknown", "未確認": "unknown",
-}
-_CONSENT_WORDS |= {header_key(b): b for b in CONSENT_BASES} | {b: b for b in CONSENT_BASES}
-_DATE_RE = re.compile(
-    r"^(\d{4})\s*[/\-.年]\s*(\d{1,2})\s*[/\-.月]\s*(\d{1,2})\s*日?"
-    r"(?:[ T]+(\d{1,2})\s*[:時]\s*(\d{1,2})(?:\s*[:分]\s*(\d{1,2}))?\s*秒?)?$")
 _TAG_SPLIT = re.compile(r"[,;、，|]+")
 
-
-class RowError(ValueError):
-    def __init__(self, field: str, value: Any, reason: str) -> None:
-        super().__init__(reason)
-        self.field, self.value, self.reason = field, value, reason
-
-
-@dataclass
-class Rejected:
-    row: int
-    field: str
-    value: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f'row {self.row}, {self.field}: "{self.value}" {self.reason}'
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "field": self.field, "value": self.value, "reason": self.reason}
 
 
 @dataclass
 class ImportSummary:
+    """What :func:`import_file` did (or, with ``dry_run``, would do); ``written`` says whether it committed."""
+
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -151,100 +122,6 @@ class ImportSummary:
                 "encoding": self.encoding, "columns": self.mapping, "custom_attributes": self.attributes}
 
 
-def cell_text(value: Cell) -> str:
-    """A cell as normalised text: NFKC (full-width letters/digits/spaces, half-width katakana), trimmed."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = value if isinstance(value, str) else str(value)
-    if not text.isascii():  # ASCII is already NFKC-normal; most cells are
-        text = unicodedata.normalize("NFKC", text)
-    return " ".join(text.split())
-
-
-# RFC 5322 3.2.3 dot-atom of atext: what email-validator accepts for an ASCII local part without quoting.
-_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-
-
-@functools.lru_cache(maxsize=65536)
-def _checked_domain(domain: str) -> str | None:
-    """The normalised domain, or None if email-validator rejects it. Cached: lists repeat company domains."""
-    try:
-        return validate_email(f"x@{domain}", check_deliverability=False).domain
-    except EmailNotValidError:
-        return None
-
-
-def parse_email(value: Cell) -> str:
-    """A checked, lower-cased address. Plain ASCII local parts take a fast path (the domain check is cached,
-    which is most of email-validator's cost); anything else goes through email-validator whole."""
-    text = cell_text(value)
-    if not text:
-        raise RowError("email", text, "is empty; every row needs an address")
-    local, at, domain = text.rpartition("@")
-    if at and len(local) <= 64 and _PLAIN_LOCAL.fullmatch(local):
-        checked = _checked_domain(domain)
-        if checked is not None and len(local) + 1 + len(checked) <= 254:
-            return f"{local}@{checked}".lower()
-    try:
-        result = validate_email(text, check_deliverability=False)
-    except EmailNotValidError:
-        raise RowError("email", text, "is not a valid address") from None
-    return result.normalized.lower()
-
-
-def parse_datetime(value: Cell, zone: zoneinfo.ZoneInfo, field_name: str) -> datetime | None:
-    """Dates and times as Excel writes them; local times are read in ``zone`` and stored as UTC."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        local = value if value.tzinfo else value.replace(tzinfo=zone)
-        return local.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=zone).astimezone(UTC)
-    text = cell_text(value)
-    if not text:
-        return None
-    return _parse_datetime_text(text, zone, field_name)
-
-
-@functools.lru_cache(maxsize=8192)
-def _parse_datetime_text(text: str, zone: zoneinfo.ZoneInfo, field_name: str) -> datetime:
-    """Cached: a list holds the same few hundred dates many times over."""
-    m = _DATE_RE.match(text)
-    if not m:
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise RowError(field_name, text, "is not a date (use 2026/11/22, 2026-11-22 or 2026/11/22 9:30)") from None
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)).astimezone(UTC)
-    y, mo, d, hh, mm, ss = (int(g) if g else 0 for g in m.groups())
-    try:
-        return datetime(y, mo, d, hh, mm, ss, tzinfo=zone).astimezone(UTC)
-    except ValueError:
-        raise RowError(field_name, text, "is not a real date") from None
-
-
-def parse_date(value: Cell, field_name: str) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    parsed = parse_datetime(value, zoneinfo.ZoneInfo("UTC"), field_name)
-    return parsed.date() if parsed else None
-
-
-def _vocabulary(value: Cell, words: dict[str, str], allowed: Iterable[str], field_name: str) -> str | None:
-    text = cell_text(value)
-    if not text:
-        return None
-    found = words.get(text) or words.get(header_key(text))
-    if found:
-        return found
-    raise RowError(field_name, text, f"is not one of {', '.join(allowed)}")
-
-
 def parse_row(cells: list[Cell], columns: list[tuple[int, str]], extras: list[tuple[int, str]],
               zone: zoneinfo.ZoneInfo) -> tuple[dict[str, Any], list[str] | None]:
     """One row -> (field values present in the row, tags or None). Raises RowError for the first bad field."""
@@ -258,16 +135,16 @@ def parse_row(cells: list[Cell], columns: list[tuple[int, str]], extras: list[tu
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             continue
         if name == "temperature":
-            values[name] = _vocabulary(raw, _TEMPERATURE_WORDS, TEMPERATURES, name)
+            values[name] = parse_word(raw, TEMPERATURE_WORDS, TEMPERATURES, name)
         elif name == "stage":
-            values[name] = _vocabulary(raw, _STAGE_WORDS, STAGES, name)
+            values[name] = parse_word(raw, STAGE_WORDS, STAGES, name)
         elif name == "rank":
             text = cell_text(raw).upper()
             if text not in RANKS:
                 raise RowError(name, text, "is not one of A, B, C")
             values[name] = text
         elif name == "consent_basis":
-            values[name] = _vocabulary(raw, _CONSENT_WORDS, CONSENT_BASES, name)
+            values[name] = parse_word(raw, CONSENT_WORDS, CONSENT_BASES, name)
         elif name == "score":
             try:
                 values[name] = float(cell_text(raw).replace(",", ""))
@@ -309,9 +186,9 @@ def parse_row(cells: list[Cell], columns: list[tuple[int, str]], extras: list[tu
 def map_columns(headers: list[str], overrides: dict[str, str]) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """(index, field) for known columns and (index, header) for the ones kept as custom attributes."""
     by_key = {header_key(k): v for k, v in overrides.items()}
-    for column, target in overrides.items():
-        if target not in FIELDS and target != "-":
-            raise InputError(f'--map {column}={target}: unknown field "{target}"',
+    for column, wanted in overrides.items():
+        if wanted not in FIELDS and wanted != "-":
+            raise InputError(f'--map {column}={wanted}: unknown field "{wanted}"',
                              hint=f"fields: {', '.join(FIELDS)}; use - to ignore a column")
     columns: list[tuple[int, str]] = []
     extras: list[tuple[int, str]] = []
@@ -536,51 +413,3 @@ def import_file(engine: Engine, path: str | Path, *, default_time_zone: str = "A
             transaction.rollback()
             raise
     return summary
-
-
-# --- queries -------------------------------------------------------------------------------------------------
-
-LIST_COLUMNS = ("email", "name", "company", "industry", "temperature", "rank", "stage", "score", "owner",
-                "last_contact_at", "next_action", "next_action_due", "status", "consent_basis")
-
-
-def list_prospects(engine: Engine, *, temperature: Iterable[str] = (), industry: Iterable[str] = (),
-                   rank: Iterable[str] = (), stage: Iterable[str] = (), owner: Iterable[str] = (),
-                   status: Iterable[str] = (), stale_days: int | None = None, tag: str | None = None,
-                   limit: int | None = None) -> Iterator[dict[str, Any]]:
-    """Prospects matching every given filter, streamed in e-mail order.
-
-    ``stale_days``: no contact for at least that many days, or never contacted (SEEDS 001: follow-up leaks).
-    """
-    stmt = select(*[getattr(Prospect, c) for c in LIST_COLUMNS], Prospect.id).order_by(Prospect.email)
-    for column, wanted in (("temperature", temperature), ("industry", industry), ("rank", rank),
-                           ("stage", stage), ("owner", owner), ("status", status)):
-        wanted = [w for w in wanted if w]
-        if wanted:
-            stmt = stmt.where(getattr(Prospect, column).in_(wanted))
-    if stale_days is not None:
-        cutoff = clock.now() - timedelta(days=stale_days)
-        stmt = stmt.where(or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at <= cutoff))
-    if tag:
-        stmt = stmt.where(Prospect.id.in_(select(ProspectTag.prospect_id).where(ProspectTag.tag == tag)))
-    if limit:
-        stmt = stmt.limit(limit)
-    with engine.connect() as conn:
-        for row in conn.execute(stmt.execution_options(yield_per=1000)):
-            yield {c: getattr(row, c) for c in LIST_COLUMNS}
-
-
-def get_prospect(engine: Engine, email: str) -> dict[str, Any]:
-    """Every field of one prospect plus its tags; NotFound if there is none."""
-    key = unicodedata.normalize("NFKC", email).strip().lower()
-    with engine.connect() as conn:
-        row = conn.execute(select(Prospect.__table__).where(Prospect.email == key)).mappings().first()
-        if row is None:
-            raise NotFound(f"no prospect with address {email!r}", hint="see `nurture prospects list`")
-        data = dict(row)
-        data["tags"] = sorted(conn.execute(select(ProspectTag.tag).where(ProspectTag.prospect_id == data["id"])).scalars())
-        data["suppressed"] = conn.execute(select(func.count()).select_from(Suppression)
-                                          .where(Suppression.email_hash == email_hash(key))).scalar_one() > 0
-    return data
-
-

@@ -70,7 +70,8 @@ def normalize_encoding(name: str) -> str:
     try:
         codecs.lookup(key)
     except LookupError:
-        raise InputError(f"unknown encoding {name!r}", hint="use utf-8, utf-8-sig, cp932 (Shift_JIS) or euc-jp") from None
+        raise InputError(f"unknown encoding {name!r}",
+                         hint="use utf-8, utf-8-sig, cp932 (Shift_JIS) or euc-jp") from None
     return key
 
 

@@ -32,8 +32,19 @@ from nurture.plan.cadence import Cadence, CompanyHoliday
 from nurture.plan.segments import Segment, parse_segment
 from nurture.store.models import TEMPERATURES
 
-__all__ = ["Allowance", "Cadence", "Campaign", "CampaignTracking", "Content", "ContentItem", "Segment",
-           "lint_campaign", "load_campaign", "load_campaigns", "campaign_files"]
+__all__ = [
+    "Allowance",
+    "Cadence",
+    "Campaign",
+    "CampaignTracking",
+    "Content",
+    "ContentItem",
+    "Segment",
+    "campaign_files",
+    "lint_campaign",
+    "load_campaign",
+    "load_campaigns",
+]
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 ITEM_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -177,6 +188,8 @@ def _check_identity_address(value: str, path: KeyPath, problems: Problems) -> No
     if any(c in value for c in "\r\n\0"):
         problems.add(path, f"{dotted(path)} must not contain line breaks")
         return
+    # Imported here for start-up time: email-validator costs ~40 ms to import and only campaign files that set
+    # an address need it (the tracking server and the senders load campaigns but never import it otherwise).
     from email_validator import EmailNotValidError, validate_email
 
     try:
@@ -246,7 +259,8 @@ def _resolve_cadence(raw: _CadenceTable, config: Config, problems: Problems) -> 
     )
 
 
-_JINJA_SYNTAX = jinja2.Environment()  # parsing only; rendering uses the sandboxed environments of rendering.py
+# Parsing only; rendering uses the sandboxed environments of nurture.compose.rendering.
+_JINJA_SYNTAX = jinja2.Environment()
 
 
 def _template_problem(config: Config, relative: str, path: KeyPath, key: str, problems: Problems) -> None:

@@ -2,7 +2,7 @@
 
 SQLite runs in WAL mode with a busy timeout, so a tracking server and a sender can share one file;
 ``immediate=True`` sessions take the write lock at ``BEGIN`` (``BEGIN IMMEDIATE``), which is how senders
-serialise their claims there. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` instead (see sending.py).
+serialise their claims there. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` instead (:mod:`nurture.deliver`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy import Connection, Engine, RootTransaction, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import FromClause
 
 from nurture.core.errors import ConfigError
 from nurture.store.suppression import sqlite_email_hash
@@ -29,7 +31,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _engines: dict[str, Engine] = {}
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # The driver's own transaction handling is switched off so that BEGIN (and BEGIN IMMEDIATE) is ours:
     # pysqlite otherwise defers BEGIN and a claim could read before it holds the write lock.
     dbapi_connection.isolation_level = None
@@ -43,7 +45,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     dbapi_connection.create_function("nurture_email_hash", 1, sqlite_email_hash, deterministic=True)
 
 
-def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_begin(conn: Connection) -> None:
     mode = conn.info.pop("begin_mode", "")
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
@@ -77,8 +79,6 @@ def engine_for(url: str) -> Engine:
 def _safe(url: str) -> str:
     """The URL without its password, for messages."""
     try:
-        from sqlalchemy.engine import make_url
-
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<database url>"
@@ -90,7 +90,7 @@ def dispose_all() -> None:
     _engines.clear()
 
 
-def begin(conn: Connection, *, immediate: bool = False):  # type: ignore[no-untyped-def]
+def begin(conn: Connection, *, immediate: bool = False) -> RootTransaction:
     """``conn.begin()``; with ``immediate`` on SQLite the transaction starts as ``BEGIN IMMEDIATE`` (the write
     lock is taken now, so nothing read in it can be changed by another writer before we write)."""
     if immediate and conn.dialect.name == "sqlite":
@@ -105,11 +105,9 @@ def transaction(engine: Engine, *, immediate: bool = False) -> Iterator[Session]
     ``immediate=True`` on SQLite starts with ``BEGIN IMMEDIATE`` (take the write lock now), so two processes
     claiming work cannot both read the same free rows. On PostgreSQL it changes nothing.
     """
-    with engine.connect() as conn:
-        with begin(conn, immediate=immediate):
-            with Session(bind=conn, expire_on_commit=False) as s:
-                yield s
-                s.flush()
+    with engine.connect() as conn, begin(conn, immediate=immediate), Session(bind=conn, expire_on_commit=False) as s:
+        yield s
+        s.flush()
 
 
 class Bulk:
@@ -143,7 +141,7 @@ class Bulk:
             conn.execute(self.stmt, rows)
             return
         columns = []
-        for key, process in zip(self.order, self.processors):
+        for key, process in zip(self.order, self.processors, strict=True):
             values = [r[key] for r in rows]
             if process is not None:
                 converted, last, last_out = [], object(), None
@@ -153,13 +151,19 @@ class Bulk:
                     converted.append(last_out)
                 values = converted
             columns.append(values)
-        conn.exec_driver_sql(self.sql, list(zip(*columns)))
+        conn.exec_driver_sql(self.sql, list(zip(*columns, strict=True)))
 
 
-def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *,
+def insert_rows(conn: Connection, table: FromClause, rows: list[dict[str, Any]], *,
                 ignore_conflicts_on: list[str] | None = None) -> None:
-    """INSERT many rows with the same keys (``ignore_conflicts_on``: the unique columns whose duplicates are
-    skipped, ``ON CONFLICT DO NOTHING``), through :class:`Bulk`."""
+    """INSERT many rows with the same keys into ``table`` (``ignore_conflicts_on``: the unique columns whose
+    duplicates are skipped, ``ON CONFLICT DO NOTHING``), through :class:`Bulk`.
+
+    ``table`` must be a :class:`~sqlalchemy.Table`; the parameter says FromClause because that is how
+    SQLAlchemy's declarative base types ``Model.__table__``, which is what callers pass.
+    """
+    if not isinstance(table, Table):
+        raise TypeError(f"insert_rows needs a Table, got {type(table).__name__}")
     if not rows:
         return
     maker = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
@@ -169,7 +173,7 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *,
     Bulk(stmt, conn.dialect, list(rows[0])).run(conn, rows)
 
 
-def _alembic_config(connection) -> AlembicConfig:  # type: ignore[no-untyped-def]
+def _alembic_config(connection: Connection | None) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -177,7 +181,11 @@ def _alembic_config(connection) -> AlembicConfig:  # type: ignore[no-untyped-def
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()  # type: ignore[return-value]
+    """The newest migration shipped with this version of nurture."""
+    head = ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS}")  # a broken installation, not a user mistake
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:

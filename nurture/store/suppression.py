@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import String
@@ -36,13 +37,13 @@ class email_sha256(FunctionElement):
 
 
 @compiles(email_sha256, "postgresql")
-def _email_sha256_pg(element, compiler, **kw):  # type: ignore[no-untyped-def]
-    return "encode(sha256(convert_to(lower(btrim(%s)), 'UTF8')), 'hex')" % compiler.process(element.clauses, **kw)
+def _email_sha256_pg(element: email_sha256, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"encode(sha256(convert_to(lower(btrim({compiler.process(element.clauses, **kw)})), 'UTF8')), 'hex')"
 
 
 @compiles(email_sha256)
-def _email_sha256_default(element, compiler, **kw):  # type: ignore[no-untyped-def]
-    return "nurture_email_hash(%s)" % compiler.process(element.clauses, **kw)
+def _email_sha256_default(element: email_sha256, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"nurture_email_hash({compiler.process(element.clauses, **kw)})"
 
 
 def sqlite_email_hash(value: str | None) -> str | None:

@@ -1,4 +1,4 @@
-"""The information-only content check (nurture/content.py, nurture/rules/*.toml).
+"""The information-only content check (nurture/checks/content.py, rules.py, prefilter.py and rules/*.toml).
 
 The corpus in tests/corpus/ is judged as a whole (precision and recall), then each category, the
 normalisation, allowances, escalation and rule-file validation are tested on their own.
@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+import tomllib
+import unicodedata
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from nurture.checks import content
-from nurture.checks.content import CATEGORIES, Finding, check_message, check_text, load_rules
+from nurture.checks.content import Finding, check_message, check_text
+from nurture.checks.prefilter import required_literals
+from nurture.checks.rules import CATEGORIES, RULES_DIR, load_rules, lower_ascii
 from nurture.core.errors import ConfigError
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -403,24 +407,59 @@ def test_finding_is_a_plain_record():
 
 
 def test_required_literals_of_patterns():
-    assert content._required_literals(r"\bfree\s+trial\b") == {"trial"}  # the longest literal wins
-    assert content._required_literals(r"今なら|今だけ") == {"なら", "だけ"}  # sre factors out the common 今
-    assert content._required_literals(r"(?:お|御)見積(?:もり|り)?") == {"見積"}
-    assert content._required_literals(r"\d+\s?%\s?off") == {"off"}
-    assert content._required_literals(r"\d+|x") is None  # one branch needs no literal: no prefilter
-    assert content._required_literals(r"(?:the\s+)?deal") == {"deal"}
+    assert required_literals(r"\bfree\s+trial\b") == {"trial"}  # the longest literal wins
+    assert required_literals(r"今なら|今だけ") == {"今なら", "今だけ"}
+    assert required_literals(r"(?:お|御)見積(?:もり|り)?") == {"見積"}
+    assert required_literals(r"\d+\s?%\s?off") == {"off"}
+    assert required_literals(r"\d+|x") is None  # one branch needs no literal: no prefilter
+    assert required_literals(r"(?:the\s+)?deal") == {"deal"}
+    assert required_literals(r"(?:a|b)c(?:de)f") == {"cdef"}  # a group with one branch joins its neighbours
+    assert required_literals(r"無料(?:の)?診断|無料で") == {"無料"}  # 無料で says no more than 無料
+    assert required_literals(r"\N{BULLET}\x41\u3042\.") == {"•Aあ."}  # escapes are the characters they name
+    assert required_literals(r"[\x27\u2019]") == {"'", "’"}
+    assert required_literals(r"[・•]\s*\d+") == {"・", "•"}
+    assert required_literals(r"x{2,}y{0,3}z+") == {"x"}
+    assert required_literals(r"(?<![a-z])sale(?!s)") == {"sale"}  # lookarounds match no text
+    assert required_literals(r"[^。\n]{0,24}?なら") == {"なら"}
+    assert required_literals(r"a{}b") == {"a{}b"}  # "{}" is not a repeat
+    for unread in (r"(?i)free", r"(?x)fr ee", r"(?(1)a|b)", r"(unclosed", r"[unclosed", "trailing\\"):
+        assert required_literals(unread) is None, unread
+
+
+def _texts() -> list[str]:
+    """The corpus and every shipped rule's examples and counterexamples, as the rules see them."""
+    texts = [item.message.subject + "\n" + item.message.text for item in ITEMS]
+    for path in sorted(RULES_DIR.glob("*.toml")):
+        for rule in tomllib.loads(path.read_text("utf-8"))["rule"]:
+            texts += rule.get("examples", []) + rule.get("counterexamples", [])
+    return [lower_ascii(unicodedata.normalize("NFKC", text)) for text in texts]
+
+
+def test_every_match_holds_a_required_literal():
+    """The prefilter's contract, on every shipped pattern and phrase: each match contains one of its literals."""
+    texts = _texts()
+    checked = 0
+    for rule in load_rules().rules:
+        for literals, pattern in rule.parts:
+            if literals is None:
+                continue
+            for text in texts:
+                for m in pattern.finditer(text):
+                    checked += 1
+                    assert any(lit in m.group(0) for lit in literals), (rule.id, pattern.pattern, m.group(0))
+    assert checked > 300  # the corpus and examples exercise the patterns
 
 
 def test_prefilter_never_changes_what_is_found():
-    """Every rule, run with and without its literal prefilter over the whole corpus, finds the same hits."""
+    """Every rule, run with and without its literal prefilter over the corpus and the rules' own examples,
+    finds the same hits."""
     rules = load_rules().rules
-    unfiltered = [dataclasses.replace(r, parts=tuple((None, p) for _, p in r.parts)) for r in rules]
-    assert any(lits for r in rules for lits, _ in r.parts)
-    for item in ITEMS:
-        low = content._lower_text(content._Normalised(item.message.text).norm)
-        fast = [(h.start, h.end, h.rule.id) for h in content._hits(low, rules)]
-        slow = [(h.start, h.end, h.rule.id) for h in content._hits(low, unfiltered)]
-        assert fast == slow, item.name
+    assert sum(lits is not None for r in rules for lits, _ in r.parts) > 0.9 * sum(len(r.parts) for r in rules)
+    texts = _texts()
+    for rule in rules:
+        unfiltered = dataclasses.replace(rule, parts=tuple((None, p) for _, p in rule.parts))
+        for text in texts:
+            assert rule.spans(text) == unfiltered.spans(text), rule.id
 
 
 def test_english_phrases_match_across_a_line_wrap():

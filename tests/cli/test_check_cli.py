@@ -22,16 +22,17 @@ postal_address = "東京都千代田区丸の内1-1-1"
 inquiry = "info@example.co.jp"
 '''
 
-FOOTER = '''<mj-text>発行元：{{ sender.organization }}<br/>{{ sender.postal_address }}<br/>
-お問い合わせ：{{ sender.inquiry }}<br/>
-今後の配信を希望されない場合は配信停止の手続きができます：<a href="{{ urls.unsubscribe }}" data-nurture="no-track">配信停止はこちら</a></mj-text>'''
+FOOTER = ('<mj-text>発行元：{{ sender.organization }}<br/>{{ sender.postal_address }}<br/>\n'
+          'お問い合わせ：{{ sender.inquiry }}<br/>\n'
+          '今後の配信を希望されない場合は配信停止の手続きができます：'
+          '<a href="{{ urls.unsubscribe }}" data-nurture="no-track">配信停止はこちら</a></mj-text>')
 
-INFO = f'''<mjml><mj-body><mj-section><mj-column>
-<mj-text>{{{{ prospect.company }}}} {{{{ prospect.name }}}}様</mj-text>
-<mj-text>今月は{{{{ item.vars.topic }}}}の動向です。原材料の価格動向と、在庫を持つ場所の考え方を、公開統計から整理しました。</mj-text>
-{FOOTER}
-</mj-column></mj-section></mj-body></mjml>
-'''
+INFO = ('<mjml><mj-body><mj-section><mj-column>\n'
+        '<mj-text>{{ prospect.company }} {{ prospect.name }}様</mj-text>\n'
+        '<mj-text>今月は{{ item.vars.topic }}の動向です。'
+        '原材料の価格動向と、在庫を持つ場所の考え方を、公開統計から整理しました。</mj-text>\n'
+        f'{FOOTER}\n'
+        '</mj-column></mj-section></mj-body></mjml>\n')
 
 SALESY = f'''<mjml><mj-body><mj-section><mj-column>
 <mj-text>{{{{ prospect.name }}}}様</mj-text>
@@ -166,11 +167,12 @@ def test_salesy_content_fails_with_item_phrase_category_and_why(ws, runner):
 
 
 def test_allow_lets_a_phrase_through(ws, runner):
+    flash = "今なら期間限定の統計速報も公開されています。"
     (ws / "templates" / "news" / "info.mjml").write_text(
-        INFO.replace("公開統計から整理しました。", "公開統計から整理しました。今なら期間限定の統計速報も公開されています。"), "utf-8")
+        INFO.replace("公開統計から整理しました。", "公開統計から整理しました。" + flash), "utf-8")
     assert runner.invoke(main, ["check"]).exit_code == 1
-    add_campaign(ws, "news", CAMPAIGN + '\n[[allow]]\nphrase = "期間限定"\nreason = "統計の速報公開の説明で、販売ではない"\n'
-                 '[[allow]]\nphrase = "今なら"\nreason = "同上"\n')
+    add_campaign(ws, "news", CAMPAIGN + '\n[[allow]]\nphrase = "期間限定"\n'
+                 'reason = "統計の速報公開の説明で、販売ではない"\n[[allow]]\nphrase = "今なら"\nreason = "同上"\n')
     result = runner.invoke(main, ["check"])
     assert result.exit_code == 0, result.output
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import hmac
+import json
 from urllib.parse import unquote
 
 import pytest
@@ -121,11 +125,6 @@ def test_missing_secret_is_a_config_error():
 def test_token_payload_is_exactly_the_json_of_the_parts(parts):
     """Tokens are built without json.dumps where no character needs escaping; the bytes must be the same as
     json.dumps makes (tokens in mails already sent keep verifying, and verify() parses JSON)."""
-    import base64
-    import hashlib
-    import hmac
-    import json
-
     payload = json.dumps([str(p) for p in parts], ensure_ascii=False, separators=(",", ":")).encode()
     mac = hmac.new(SECRET, b"click\x00" + payload, hashlib.sha256).digest()[:16]
     b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731

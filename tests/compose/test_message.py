@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import email
 import email.policy
+import itertools
 import re
 from datetime import UTC, datetime
 
 import dkim
 import pytest
 
-from nurture.compose.message import DkimKey, OutgoingMessage, build_mime, list_id_for, message_id_for
+from nurture.compose.message import (
+    DkimKey,
+    OutgoingMessage,
+    _base64_lines,
+    _encoded_words,
+    build_mime,
+    list_id_for,
+    message_id_for,
+)
 from nurture.core import clock
 from nurture.core import config as config_mod
 from nurture.core.errors import ConfigError, HeaderInjectionError
@@ -93,7 +103,7 @@ def test_list_headers_message_id_and_date():
     assert msg["Message-ID"].endswith("@example.co.jp>")
     assert msg["Reply-To"].addresses[0].addr_spec == "info@example.co.jp"
     assert msg["Date"].datetime == datetime(2026, 11, 24, 1, 2, 3, tzinfo=UTC)
-    assert not msg.defects and not any(msg[h].defects for h in msg.keys())
+    assert not msg.defects and not any(msg[h].defects for h in msg)
 
 
 def test_message_id_is_stable_per_delivery_and_distinct_between_deliveries():
@@ -229,7 +239,7 @@ def test_dkim_key_from_config(tmp_path, rsa_key):
     with pytest.raises(ConfigError, match="together"):
         DkimKey.from_config(dataclasses.replace(cfg, dkim=config_mod.DkimConfig(domain="example.co.jp")))
     missing = dataclasses.replace(cfg, dkim=dataclasses.replace(cfg.dkim, private_key_path="nope.pem"))
-    with pytest.raises(ConfigError, match="nope.pem"):
+    with pytest.raises(ConfigError, match=r"nope\.pem"):
         DkimKey.from_config(missing)
 
 
@@ -237,10 +247,6 @@ def test_dkim_key_from_config(tmp_path, rsa_key):
 def test_base64_parts_are_76_column_lines_that_decode_back(size):
     """The fast base64 path (pybase64 + cut lines) against the standard library's encoder, around every line
     boundary (57 input bytes make one 76-character line), and through a full parse."""
-    import base64
-
-    from nurture.compose.message import _base64_lines
-
     data = bytes((i * 7 + 3) % 256 for i in range(size))
     assert _base64_lines(data) == base64.encodebytes(data).replace(b"\n", b"\r\n")[:-2]
     text = "日本語のテキスト。" * (size // 27 + 1)
@@ -256,12 +262,8 @@ def test_base64_parts_are_76_column_lines_that_decode_back(size):
 def test_encoded_words_split_on_character_boundaries(text, max_bytes):
     """Each encoded-word carries whole UTF-8 characters and at most max_bytes of them (RFC 2047 5), as many as
     fit (fewest words), and together they decode to the text."""
-    import base64
-
-    from nurture.compose.message import _encoded_words
-
     words = _encoded_words(text, max_bytes).split("\r\n ")
     chunks = [base64.b64decode(w.removeprefix("=?UTF-8?B?").removesuffix("?=")) for w in words]
     assert "".join(c.decode("utf-8") for c in chunks) == text  # each chunk decodes alone: whole characters
     assert all(len(c) <= max_bytes for c in chunks)
-    assert all(len(c) + len(n.decode("utf-8")[0].encode()) > max_bytes for c, n in zip(chunks, chunks[1:]))
+    assert all(len(c) + len(n.decode("utf-8")[0].encode()) > max_bytes for c, n in itertools.pairwise(chunks))

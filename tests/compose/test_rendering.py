@@ -1,17 +1,17 @@
-"""Rendering: MJML compiled once, sandboxed Jinja per prospect, text part, links, footer check, samples."""
+"""Rendering: MJML compiled once, sandboxed Jinja per prospect, text part, links, context, samples."""
 
 from __future__ import annotations
 
-import dataclasses
-import re
 import shutil
+import subprocess
+import sys
 import types
 from pathlib import Path
 
 import pytest
 
-from nurture.compose import rendering
-from nurture.compose.rendering import RenderedMessage, Renderer, footer_problems
+from nurture.checks import check_message, footer_problems
+from nurture.compose import RenderedMessage, Renderer, add_tracking_markup, build_context, html_to_text, rewrite_links
 from nurture.core.config import Config, IdentityConfig
 from nurture.core.errors import ConfigError, HeaderInjectionError
 from nurture.plan import campaigns
@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 URLS = {"unsubscribe": "https://news.example.com/u/TOKEN-U", "preferences": "https://news.example.com/p/TOKEN-P",
         "view_in_browser": "https://news.example.com/v/TOKEN-V"}
 JA = IdentityConfig(organization="株式会社サンプル製作所", from_name="製造業インサイト編集部",
-                    from_address="news@example.co.jp", postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
+                    from_address="news@example.co.jp",
+                    postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
                     inquiry="info@example.co.jp / 03-1234-5678", website="https://www.example.co.jp")
 EN = IdentityConfig(organization="Northwind Systems Inc.", from_name="The Ops Digest", from_address="d@example.com",
                     postal_address="100 Example Street, Suite 400, Boston, MA 02110, USA",
@@ -71,7 +72,7 @@ def item(template: str = "t/a.mjml", subject: str = "{{ prospect.company }} {{ p
 def render(renderer: Renderer, it=None, prospect=None, language="ja", identity=JA, **kw) -> RenderedMessage:
     it = it or item()
     prospect = prospect if prospect is not None else {"name": "山田 太郎", "company": "山田精機", "owner": "佐藤"}
-    context = rendering.build_context(config_for(identity), campaign(language), it, prospect, URLS)
+    context = build_context(config_for(identity), campaign(language), it, prospect, URLS)
     return renderer.render(it, context, **kw)
 
 
@@ -160,8 +161,8 @@ def test_html_to_text_basics():
             '<h2>Heading</h2><p>One  <b>bold</b>\n word.</p><ol><li>A</li><li><a href="https://x.test/">x.test'
             '</a></li></ol><p><a href="mailto:hi@x.test">hi@x.test</a> <a href="https://y.test/">https://y.test/</a>'
             '</p><script>var a=1;</script></body></html>')
-    assert rendering.html_to_text(html) == ("Heading\n-------\n\nOne bold word.\n\n- A\n- x.test (https://x.test/)"
-                                            "\n\nhi@x.test https://y.test/\n")
+    assert html_to_text(html) == ("Heading\n-------\n\nOne bold word.\n\n- A\n- x.test (https://x.test/)"
+                                  "\n\nhi@x.test https://y.test/\n")
 
 
 # -- links -------------------------------------------------------------------------------------------------
@@ -202,52 +203,12 @@ def test_templates_the_planner_leaves_alone_render_the_same_way(tdir):
 
 def test_tracking_markup_is_hidden_and_never_rewritten(tdir):
     out = render(Renderer(tdir))
-    html = rendering.add_tracking_markup(out.html, open_pixel="https://t.example/o/1.gif",
-                                         honeypot="https://t.example/h/1")
+    html = add_tracking_markup(out.html, open_pixel="https://t.example/o/1.gif", honeypot="https://t.example/h/1")
     assert html.index('src="https://t.example/o/1.gif"') < html.index("</body>")
     calls = []
-    rendering.rewrite_links(html, lambda url, i: calls.append(url))
+    rewrite_links(html, lambda url, i: calls.append(url))
     assert "https://t.example/h/1" not in calls and calls == ["https://www.enecho.meti.go.jp/",
                                                                "https://example.org/a?x=1&y=2"]
-
-
-# -- footer ------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("language,identity", [("ja", JA), ("en", EN)])
-def test_footer_problems_finds_each_missing_element(tdir, language, identity):
-    (tdir / "t" / "a.mjml").write_text(ARTICLE.format(lang=language, body=""), encoding="utf-8")
-    out = render(Renderer(tdir), language=language, identity=identity)
-    config = config_for(identity)
-    assert footer_problems(out, config, language) == []
-
-    def without(*parts: str) -> RenderedMessage:
-        html, text = out.html, out.text
-        for part in parts:
-            assert part in html or part in text, part
-            html, text = html.replace(part, ""), text.replace(part, "")
-        return RenderedMessage(out.subject, html, text)
-
-    cases = {
-        "sender name": without(identity.organization),
-        "postal address": without(identity.postal_address),
-        "inquiry contact": without(identity.inquiry),
-    }
-    for label, mail in cases.items():
-        problems = footer_problems(mail, config, language)
-        assert any(label in p for p in problems), (label, problems)
-        assert len(problems) == 2  # HTML part and text part
-    # The opt-out statement without its link (HTML) and without its URL (text).
-    anchor = re.search(r'<a href="https://news\.example\.com/u/TOKEN-U"[^>]*>(.*?)</a>', out.html)
-    unlinked = RenderedMessage(out.subject, out.html.replace(anchor.group(0), anchor.group(1)),
-                               out.text.replace(f" ({URLS['unsubscribe']})", ""))
-    problems = footer_problems(unlinked, config, language)
-    assert any("HTML part lacks an opt-out statement" in p for p in problems)
-    assert any("text part lacks an opt-out statement" in p for p in problems)
-    # Settings left empty are named.
-    empty = dataclasses.replace(config, identity=IdentityConfig())
-    problems = footer_problems(out, empty, language)
-    for setting in ("organization", "postal_address", "inquiry"):
-        assert any(f"[identity] {setting} is empty" in p for p in problems)
 
 
 # -- errors ------------------------------------------------------------------------------------------------
@@ -289,7 +250,7 @@ def test_build_context_from_a_prospect_object():
     prospect = types.SimpleNamespace(name="鈴木", company="鈴木工業", title="工場長", industry="製造業",
                                      email="s@example.jp", temperature="warm", stage="MQL", rank="B", owner="佐藤",
                                      language="ja", time_zone="", attributes={"従業員数": 120})
-    ctx = rendering.build_context(config_for(), campaign(), item(), prospect, URLS)
+    ctx = build_context(config_for(), campaign(), item(), prospect, URLS)
     assert ctx["prospect"]["company"] == "鈴木工業" and ctx["prospect"]["attributes"] == {"従業員数": 120}
     assert ctx["owner"] == {"name": "佐藤"} and ctx["urls"] == URLS
     assert ctx["sender"]["postal_address"] == JA.postal_address and ctx["item"] == {"key": "k", "vars": {}}
@@ -314,19 +275,18 @@ def test_shipped_samples_render_completely(name, language, identity):
     config = config_for(identity)
     loaded = campaigns.load_campaign(REPO / "campaigns" / f"{name}.toml", config)
     assert loaded.language == language and len(loaded.content.items) >= 6
-    renderer, plain = Renderer(config.templates_dir), Renderer(config.templates_dir)
+    renderer, plain = Renderer(config.templates_dir), Renderer(config.templates_dir, single_pass=False)
     prospects = [{"name": "山田 太郎", "company": "山田精機", "owner": "佐藤"}, {"name": "", "company": ""}]
     for it in loaded.content.items:
         for prospect in prospects:
-            ctx = rendering.build_context(config, loaded, it, prospect, URLS)
+            ctx = build_context(config, loaded, it, prospect, URLS)
             out = renderer.render(it, ctx, rewrite_link=lambda url, i: f"https://t.example/{i}")
             assert footer_problems(out, config, language) == [], it.key
             assert out.subject and "{" not in out.subject and "様｜" not in out.subject[:2]
             assert len(out.text) > 1200 and "{{" not in out.html and "{%" not in out.text
             # The single-pass renderer handles the samples and gives exactly what separate renders give.
             assert renderer.compile(it.template).plan is not None
-            compiled = plain.compile(it.template)
-            object.__setattr__(compiled, "plan", None)
+            assert plain.compile(it.template).plan is None
             reference = plain.render(it, ctx, rewrite_link=lambda url, i: f"https://t.example/{i}")
             assert out == reference, it.key
     assert renderer.compile_count == len(loaded.content.items)
@@ -334,21 +294,18 @@ def test_shipped_samples_render_completely(name, language, identity):
 
 @pytest.mark.parametrize("name,language,identity", SAMPLES)
 def test_shipped_samples_are_information_only(name, language, identity):
-    content = pytest.importorskip("nurture.checks.content", reason="the content check is not in this checkout yet")
     config = config_for(identity)
     loaded = campaigns.load_campaign(REPO / "campaigns" / f"{name}.toml", config)
     renderer = Renderer(config.templates_dir)
     for it in loaded.content.items:
-        out = renderer.render(it, rendering.build_context(config, loaded, it, {"name": "A", "company": "B"}, URLS))
-        findings = content.check_message(out, language=language, allow=loaded.allow, source=it.key)
+        out = renderer.render(it, build_context(config, loaded, it, {"name": "A", "company": "B"}, URLS))
+        findings = check_message(out, language=language, allow=loaded.allow, source=it.key)
         assert findings == [], (it.key, findings)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("spamassassin") is None, reason="spamassassin is not installed")
 def test_samples_score_below_one_in_spamassassin():
-    import subprocess
-    import sys
     result = subprocess.run([sys.executable, str(REPO / "bench" / "spamassassin.py")], capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -10,12 +10,16 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from nurture.cli.main import main
+from nurture.core import clock, config
+from nurture.people import prospects
+from nurture.store import db
 from nurture.store.models import Prospect, ProspectTag, Suppression, email_hash
 
 HEADER_JA = "メールアドレス,氏名,会社名,役職,業種,温度感,最終接触日,次回アクション,次回期限,担当者,同意,部署\n"
 ROWS_JA = [
     "taro@example.co.jp,山田　太郎,株式会社山田製作所,工場長,製造業,ホット,2026/11/01,,,佐藤,名刺交換,生産技術部\n",
-    "ＨＡＮＡＫＯ@Example.co.jp,鈴木 花子,鈴木精機株式会社,課長,製造業,ｳｫｰﾑ,2026-10-01 9:30,見積送付,2026/12/01,佐藤,,品質保証部\n",
+    "ＨＡＮＡＫＯ@Example.co.jp,鈴木 花子,鈴木精機株式会社,課長,製造業,ｳｫｰﾑ,2026-10-01 9:30,見積送付,2026/12/01,佐藤,,"
+    "品質保証部\n",
     "jiro@example.jp,髙橋 次郎,㈱髙橋金属,部長,製造業,コールド,2026/9/5,,,田中,オプトイン,\n",
 ]
 
@@ -47,9 +51,6 @@ def ws(workspace, runner):
 
 @pytest.fixture
 def ws_engine(ws):
-    from nurture.core import config
-    from nurture.store import db
-
     return db.engine_for(config.load().database_url)
 
 
@@ -186,8 +187,6 @@ def test_list_filters_and_show(ws, ws_engine, runner):
     assert [p["email"] for p in out] == ["taro@example.co.jp"]
     out = json.loads(cli(runner, "prospects", "list", "--owner", "佐藤", "--json").output)
     assert len(out) == 2
-    from nurture.core import clock
-
     with clock.frozen(datetime(2026, 11, 22, tzinfo=UTC)):
         out = json.loads(cli(runner, "prospects", "list", "--stale-days", "60", "--json").output)
     assert [p["email"] for p in out] == ["jiro@example.jp"]
@@ -203,8 +202,6 @@ def test_commands_need_init_first(workspace, runner):
 
 
 def test_duplicate_across_batches_is_caught_without_remembering_every_address(ws, ws_engine, runner, monkeypatch):
-    from nurture.people import prospects
-
     monkeypatch.setattr(prospects, "BATCH", 2)
     rows = "".join(f"p{i}@example.com,P{i}\n" for i in range(5)) + "P1@Example.com,again\n"
     path = write_csv(ws / "d.csv", "email,name\n" + rows, "utf-8")

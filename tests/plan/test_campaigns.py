@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import typing
 from datetime import date
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import pytest
 
 from nurture.core import config as configuration
 from nurture.core.errors import ConfigError, NotFound
+from nurture.plan import campaigns
 from nurture.plan.campaigns import lint_campaign, load_campaign, load_campaigns
+from nurture.plan.segments import FIELDS, FLAGS, OPERATORS
 
 GOOD = '''\
 name = "mfg-insights"
@@ -243,9 +247,9 @@ def test_a_broken_file_does_not_block_asking_for_another(ws):
     write(ws, 'name = "other"\nlanguage = "en"\ncolour = 1\n[content]\n', "other")
     config = configuration.load()
     assert [c.name for c in load_campaigns(config, ["mfg-insights"])] == ["mfg-insights"]
-    with pytest.raises(ConfigError, match='campaigns/other.toml:3: unknown key "colour"'):
+    with pytest.raises(ConfigError, match=r'campaigns/other\.toml:3: unknown key "colour"'):
         load_campaigns(config)
-    with pytest.raises(ConfigError, match='campaigns/other.toml:3: unknown key "colour"'):
+    with pytest.raises(ConfigError, match=r'campaigns/other\.toml:3: unknown key "colour"'):
         load_campaigns(config, ["other"])
 
 
@@ -259,8 +263,6 @@ README = Path(__file__).resolve().parents[2] / "campaigns" / "README.md"
 
 
 def readme_example() -> str:
-    import re
-
     text = README.read_text("utf-8")
     return re.search(r"## A complete example.*?```toml\n(.*?)```", text, re.S).group(1)
 
@@ -275,11 +277,6 @@ def test_readme_example_is_a_valid_campaign(ws):
 
 
 def test_readme_documents_every_key():
-    import typing
-
-    from nurture.plan import campaigns
-    from nurture.plan.segments import FIELDS, FLAGS, OPERATORS
-
     example = readme_example()
     keys = set()
     for cls in (campaigns._FileTable, campaigns._CadenceTable, campaigns._ContentTable, campaigns._ItemTable,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, select
 
 from nurture.core.tomlschema import Problems, TomlFile
 from nurture.plan.segments import Segment, mailable_reason, parse_segment, segment_select
+from nurture.store import db
 from nurture.store.models import Prospect, ProspectTag, Suppression, email_hash
 from nurture.store.suppression import suppression_reason
 
@@ -50,8 +51,6 @@ def problems_of(text: str, tmp_path) -> list[str]:
 
 
 def members(engine, seg: Segment, now: datetime = NOW) -> set[str]:
-    from sqlalchemy import select
-
     with engine.connect() as conn:
         ids = select(Prospect.email).where(Prospect.id.in_(segment_select(seg, now)))
         return set(conn.scalars(ids))
@@ -168,8 +167,6 @@ def test_mailable_reason_per_prospect():
 
 
 def test_suppression_reason(engine, people):
-    from nurture.store import db
-
     with db.transaction(engine) as session:
         assert suppression_reason(session, "Suppressed@A.jp ") == "unsubscribed"
         assert suppression_reason(session, "warm@a.jp") is None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -67,8 +69,6 @@ def test_example_config_is_valid_and_documents_every_setting():
     example = REPO / "config.example.toml"
     config.load(example)  # parses and validates
     text = example.read_text(encoding="utf-8")
-    import dataclasses
-    import typing
 
     def walk(cls, prefix):
         hints = typing.get_type_hints(cls)
