@@ -12,9 +12,9 @@ import time
 import unicodedata
 from pathlib import Path
 
-from nurture.checks.content import check_text, load_rules
+from nurture.checks import check_text, load_rules
 
-CORPUS = Path(__file__).resolve().parent.parent / "tests" / "corpus"
+CORPUS = Path(__file__).resolve().parent.parent / "tests" / "checks" / "corpus"
 SIZE = 2000
 ROUNDS = 200
 

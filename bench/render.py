@@ -33,7 +33,7 @@ import jinja2.sandbox
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from nurture.compose import rendering
+from nurture import compose
 from nurture.core.config import Config, IdentityConfig  # noqa: E402
 from nurture.plan import campaigns  # noqa: E402
 
@@ -79,7 +79,7 @@ def main() -> None:
     cfg = Config(identity=IDENTITY, root=REPO)
     campaign = campaigns.load_campaign(cfg.campaigns_dir / f"{args.campaign}.toml", cfg)
     item = campaign.content.items[args.item - 1]
-    renderer = rendering.Renderer(cfg.templates_dir)
+    renderer = compose.Renderer(cfg.templates_dir)
     t0 = time.perf_counter()
     compiled = renderer.compile(item.template)
     compile_ms = (time.perf_counter() - t0) * 1000
@@ -90,12 +90,11 @@ def main() -> None:
                     "email": f"p{i}@example.jp", "industry": "製造業", "temperature": "warm"}
         urls = {k: f"https://news.example.com/{k[0]}/{i:08d}tok" for k in ("unsubscribe", "preferences",
                                                                               "view_in_browser")}
-        contexts.append(rendering.build_context(cfg, campaign, item, prospect, urls))
+        contexts.append(compose.build_context(cfg, campaign, item, prospect, urls))
 
     plain = jinja2.Environment(autoescape=True).from_string(compiled.html_source)
     stock = jinja2.sandbox.SandboxedEnvironment(autoescape=True).from_string(compiled.html_source)
-    separate = rendering.Renderer(cfg.templates_dir)
-    object.__setattr__(separate.compile(item.template), "plan", None)
+    separate = compose.Renderer(cfg.templates_dir, single_pass=False)
     link = lambda url, index: f"https://news.example.com/c/123/{index}"  # noqa: E731
     variants = {
         "render": lambda c: renderer.render(item, c),

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from spamassassin import REPO, SAMPLES  # noqa: E402
 
-from nurture.compose import rendering
+from nurture import compose
 from nurture.core.config import Config, TrackingConfig  # noqa: E402
 from nurture.plan import campaigns  # noqa: E402
 
@@ -47,8 +47,8 @@ def main() -> None:
             config = Config(identity=identity, root=REPO, tracking=TrackingConfig(secret="x" * 32))
             campaign = campaigns.load_campaign(config.campaigns_dir / f"{name}.toml", config)
             item = campaign.content.items[args.item - 1]
-            out = rendering.Renderer(config.templates_dir).render(
-                item, rendering.build_context(config, campaign, item, prospect, URLS))
+            out = compose.Renderer(config.templates_dir).render(
+                item, compose.build_context(config, campaign, item, prospect, URLS))
             page = Path(tmp) / f"{name}.html"
             page.write_text(out.html, encoding="utf-8")
             for kind, (width, height) in SIZES.items():

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from nurture.compose import links as tracking
-from nurture.compose import rendering
+from nurture import compose
 from nurture.compose.message import OutgoingMessage, build_mime  # noqa: E402
 from nurture.core.config import Config, IdentityConfig, TrackingConfig  # noqa: E402
 from nurture.plan import campaigns  # noqa: E402
@@ -52,14 +52,14 @@ def sample_messages() -> list[tuple[str, bytes]]:
                         tracking=TrackingConfig(base_url="https://news.example.com",
                                                 secret="bench-secret-0123456789abcdef"))
         campaign = campaigns.load_campaign(config.campaigns_dir / f"{name}.toml", config)
-        renderer = rendering.Renderer(config.templates_dir)
+        renderer = compose.Renderer(config.templates_dir)
         for index, item in enumerate(campaign.content.items, 1):
             delivery_id = number * 1000 + index
             urls = tracking.urls_for(config, delivery_id, 42)
-            context = rendering.build_context(config, campaign, item, prospect, urls)
+            context = compose.build_context(config, campaign, item, prospect, urls)
             rendered = renderer.render(item, context, rewrite_link=lambda url, i, d=delivery_id, c=config:
                                        tracking.click_url(c, d, i, url))
-            html = rendering.add_tracking_markup(rendered.html, open_pixel=urls["open_pixel"])
+            html = compose.add_tracking_markup(rendered.html, open_pixel=urls["open_pixel"])
             msg = OutgoingMessage(
                 delivery_id=delivery_id, campaign=campaign.name, to_address=prospect["email"],
                 to_name=prospect["name"], from_address=identity.from_address,

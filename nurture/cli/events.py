@@ -7,7 +7,7 @@ import click
 from nurture.cli.app import App, pass_app
 from nurture.cli.output import dump_json, import_verdict
 from nurture.people import find_prospect, import_offline_events
-from nurture.track import events as store
+from nurture import track as store
 
 
 @click.group("events")

@@ -43,11 +43,8 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 # Compatibility: nurture/deliver/engine.py, nurture/web/app.py and bench/*.py import these names from this
 # module; they live in nurture.compose.context and nurture.compose.markup (import them from nurture.compose).
-from nurture.compose.context import PROSPECT_FIELDS as PROSPECT_FIELDS
-from nurture.compose.context import build_context as build_context
 from nurture.compose.html_text import html_to_text, squeeze_blank_lines
 from nurture.compose.markup import RewriteLink, rewrite_links
-from nurture.compose.markup import add_tracking_markup as add_tracking_markup
 from nurture.compose.shared_plan import LINK_FUNCTION, SharedPlan, keep_link, link_function, plan_shared
 from nurture.core.errors import ConfigError, HeaderInjectionError
 

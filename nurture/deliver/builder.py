@@ -11,7 +11,7 @@ from typing import Any
 from nurture.checks.campaign import sample_prospect
 from nurture.compose import links as tracking
 from nurture.compose.message import OutgoingMessage, list_id_for, message_id_for, validate
-from nurture.compose.rendering import Renderer, add_tracking_markup, build_context
+from nurture.compose import Renderer, add_tracking_markup, build_context
 from nurture.core.config import Config
 from nurture.core.errors import NurtureError
 from nurture.plan.campaigns import Campaign, ContentItem
@@ -34,7 +34,7 @@ class MessageBuilder:
 
     def build(self, delivery_id: int, prospect: Any, campaign: Campaign, item: ContentItem) -> OutgoingMessage:
         """The mail of delivery ``delivery_id``: ``item`` of ``campaign`` for ``prospect`` (a row or object
-        with ``id``, ``email``, ``name``, the fields templates see, ``rendering.PROSPECT_FIELDS``, and
+        with ``id``, ``email``, ``name``, the fields templates see, ``compose.PROSPECT_FIELDS``, and
         ``attributes``).
 
         Raises ConfigError for a template problem (missing, not compiling, an unknown variable) and InputError
@@ -47,7 +47,7 @@ class MessageBuilder:
         context = build_context(config, campaign, item, prospect, urls)
         track_clicks = campaign.tracking.clicks and config.tracking.click_tracking
         rendered = self.renderer.render(
-            item, context,  # type: ignore[arg-type]  # ContentItem is frozen; compose's ItemLike asks for settable fields
+            item, context,
             rewrite_link=(lambda url, index: links.click(delivery_id, index, url)) if track_clicks else None)
         pixel = urls["open_pixel"] if campaign.tracking.opens and config.tracking.open_pixel else None
         honeypot = links.honeypot(delivery_id) if config.tracking.honeypot_link else None

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Connection
 
-from nurture.compose.rendering import PROSPECT_FIELDS
+from nurture.compose import PROSPECT_FIELDS
 from nurture.core import clock
 from nurture.plan.planner import MEMBER_COLUMNS
 from nurture.store import db
@@ -28,7 +28,7 @@ from nurture.store.models import Delivery, Prospect
 from nurture.store.states import DeliveryState
 from nurture.store.suppression import suppression_reasons
 
-#: What delivery reads of a prospect: the mailability check and what templates see (rendering.PROSPECT_FIELDS
+#: What delivery reads of a prospect: the mailability check and what templates see (compose.PROSPECT_FIELDS
 #: and attributes). Not the whole row: each datetime column costs a conversion per mail on SQLite.
 SEND_COLUMNS = tuple(dict.fromkeys([
     *MEMBER_COLUMNS, *(getattr(Prospect, name) for name in PROSPECT_FIELDS), Prospect.attributes]))

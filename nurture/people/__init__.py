@@ -8,7 +8,7 @@ Owns:
 - :mod:`~nurture.people.queries`: reading prospects back (:func:`list_prospects`, :func:`get_prospect`,
   :func:`find_prospect`);
 - :mod:`~nurture.people.events_import`: offline touch points from a spreadsheet (:func:`import_offline_events`),
-  recorded through :func:`nurture.track.events.record_events`.
+  recorded through :func:`nurture.track.record_events`.
 
 May import (layers in pyproject.toml): ``score``, ``track``, ``store`` and ``core``.
 """

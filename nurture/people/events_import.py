@@ -2,7 +2,7 @@
 
 ``nurture events import FILE`` reads CSV/XLSX with the same rules as the prospect import (encoding detected,
 English or Japanese headers, every bad row listed, all or nothing) and records each row through the one door for
-events, :func:`nurture.track.events.record_events`.
+events, :func:`nurture.track.record_events`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from nurture.people.cells import Rejected, RowError, cell_text, parse_datetime, 
 from nurture.people.prospects import ALIASES
 from nurture.people.tabular import header_key, read_table
 from nurture.store.models import Event, Prospect
-from nurture.track.events import (
+from nurture.track import (
     DOCUMENT_DOWNLOADED,
     MET,
     OFFLINE_TYPES,

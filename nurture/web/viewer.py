@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import RowMapping
 
-from nurture.compose.rendering import Renderer, build_context
+from nurture.compose import Renderer, build_context
 from nurture.core.config import Config
 from nurture.core.errors import NurtureError
 from nurture.plan.campaigns import Campaign, ContentItem, campaign_files, display_path, load_campaign
@@ -94,7 +94,7 @@ class MailViewer:
             context = build_context(self.config, loaded, item, prospect, urls)
             with self._lock:
                 # ItemLike declares settable members, so mypy refuses the frozen ContentItem (a compose fix).
-                return self._renderer.render(item, context).html  # type: ignore[arg-type]
+                return self._renderer.render(item, context).html
         except Exception:
             log.warning("cannot re-render %s/%s for the browser", campaign, item_key, exc_info=True)
             return None

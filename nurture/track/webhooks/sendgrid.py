@@ -73,6 +73,7 @@ class SendgridWebhook(Webhook):
         self.max_age_seconds = max_age_seconds
         self._key = None
         if public_key:
+            # Imported here, for start-up time: the SendGrid package (~0.1 s) loads only where a key is set.
             from sendgrid.helpers.eventwebhook import EventWebhook
 
             try:
