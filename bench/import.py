@@ -30,9 +30,11 @@ def generate(path: Path, rows: int, encoding: str) -> None:
     with path.open("w", encoding=encoding, newline="") as fh:
         fh.write("メールアドレス,氏名,会社名,役職,業種,温度感,最終接触日,次回アクション,担当者,同意,タグ,備考\r\n")
         for i in range(rows):
-            fh.write(f"user{i}@example{i % 97}.co.jp,山田 太郎{i},株式会社サンプル{i % 5000},部長,"
-                     f"{rnd.choice(INDUSTRIES)},{rnd.choice(TEMPS)},2026/{rnd.randint(1, 12)}/{rnd.randint(1, 28)},"
-                     f",佐藤,{rnd.choice(CONSENT)},展示会2026,メモ{i}\r\n")
+            fh.write(
+                f"user{i}@example{i % 97}.co.jp,山田 太郎{i},株式会社サンプル{i % 5000},部長,"
+                f"{rnd.choice(INDUSTRIES)},{rnd.choice(TEMPS)},2026/{rnd.randint(1, 12)}/{rnd.randint(1, 28)},"
+                f",佐藤,{rnd.choice(CONSENT)},展示会2026,メモ{i}\r\n"
+            )
 
 
 def child(path: str, url: str) -> None:
@@ -45,8 +47,11 @@ def child(path: str, url: str) -> None:
     summary = import_file(engine, path)
     elapsed = time.perf_counter() - start
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"created": summary.created, "rejected": len(summary.rejected), "seconds": elapsed,
-                      "rss_mb": rss_mb}))
+    print(
+        json.dumps(
+            {"created": summary.created, "rejected": len(summary.rejected), "seconds": elapsed, "rss_mb": rss_mb}
+        )
+    )
 
 
 def main() -> None:
@@ -68,15 +73,22 @@ def main() -> None:
                 from sqlalchemy import create_engine, text
 
                 with create_engine(url).begin() as conn:
-                    conn.execute(text("DROP TABLE IF EXISTS prospect_tags, events, deliveries, campaign_states, "
-                                      "suppressions, prospects, alembic_version CASCADE"))
-            out = subprocess.run([sys.executable, __file__, "--child", str(csv_path), url],
-                                 capture_output=True, text=True, check=True)
+                    conn.execute(
+                        text(
+                            "DROP TABLE IF EXISTS prospect_tags, events, deliveries, campaign_states, "
+                            "suppressions, prospects, alembic_version CASCADE"
+                        )
+                    )
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(csv_path), url], capture_output=True, text=True, check=True
+            )
             result = json.loads(out.stdout)
             rate = result["created"] / result["seconds"]
-            print(f"{n:>8,} rows ({args.encoding}, {csv_path.stat().st_size / 1e6:.1f} MB) into "
-                  f"{url.split(':')[0]}: {result['seconds']:.2f} s, {rate:,.0f} rows/s, peak RSS "
-                  f"{result['rss_mb']:.0f} MB")
+            print(
+                f"{n:>8,} rows ({args.encoding}, {csv_path.stat().st_size / 1e6:.1f} MB) into "
+                f"{url.split(':')[0]}: {result['seconds']:.2f} s, {rate:,.0f} rows/s, peak RSS "
+                f"{result['rss_mb']:.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -34,13 +34,17 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from nurture import compose
-from nurture.core.config import Config, IdentityConfig  # noqa: E402
-from nurture.plan import campaigns  # noqa: E402
+from nurture.core.config import Config, IdentityConfig
+from nurture.plan import campaigns
 
-IDENTITY = IdentityConfig(organization="株式会社サンプル製作所", from_name="サンプル製作所 ニュース",
-                          from_address="news@example.co.jp",
-                          postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
-                          inquiry="info@example.co.jp / 03-1234-5678", website="https://www.example.co.jp")
+IDENTITY = IdentityConfig(
+    organization="株式会社サンプル製作所",
+    from_name="サンプル製作所 ニュース",
+    from_address="news@example.co.jp",
+    postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
+    inquiry="info@example.co.jp / 03-1234-5678",
+    website="https://www.example.co.jp",
+)
 
 
 def cpu_model() -> str:
@@ -86,10 +90,17 @@ def main() -> None:
 
     contexts = []
     for i in range(500):
-        prospect = {"name": f"山田 太郎{i}", "company": f"山田精機株式会社 第{i}工場", "owner": "佐藤",
-                    "email": f"p{i}@example.jp", "industry": "製造業", "temperature": "warm"}
-        urls = {k: f"https://news.example.com/{k[0]}/{i:08d}tok" for k in ("unsubscribe", "preferences",
-                                                                              "view_in_browser")}
+        prospect = {
+            "name": f"山田 太郎{i}",
+            "company": f"山田精機株式会社 第{i}工場",
+            "owner": "佐藤",
+            "email": f"p{i}@example.jp",
+            "industry": "製造業",
+            "temperature": "warm",
+        }
+        urls = {
+            k: f"https://news.example.com/{k[0]}/{i:08d}tok" for k in ("unsubscribe", "preferences", "view_in_browser")
+        }
         contexts.append(compose.build_context(cfg, campaign, item, prospect, urls))
 
     plain = jinja2.Environment(autoescape=True).from_string(compiled.html_source)
@@ -111,16 +122,20 @@ def main() -> None:
             results[name] = max(results[name], rate(fn, contexts, args.seconds))
     sample = renderer.render(item, contexts[0])
     print(f"cpu: {cpu_model()}; nproc: {os.cpu_count()}; python {platform.python_version()}")
-    print(f"template: {item.template} ({len(compiled.files)} files); MJML compile once: {compile_ms:.1f} ms; "
-          f"html {len(sample.html):,} chars, text {len(sample.text):,} chars")
+    print(
+        f"template: {item.template} ({len(compiled.files)} files); MJML compile once: {compile_ms:.1f} ms; "
+        f"html {len(sample.html):,} chars, text {len(sample.text):,} chars"
+    )
     for name, value in results.items():
         print(f"{name:>18}: {value:9,.0f} messages/s/core   ({1e6 / value:6.1f} us each)")
     for bare in ("bare-stock", "bare-tuned"):
         ratio = results["render"] / results[bare]
         ok = results["render"] >= 8000 and ratio >= 0.8
-        print(f"render / {bare} = {ratio:.2f}; render+links / {bare} = "
-              f"{results['render+links'] / results[bare]:.2f}; target >= 8,000/s and >= 0.8 x {bare}: "
-              f"{'met' if ok else 'NOT met'}")
+        print(
+            f"render / {bare} = {ratio:.2f}; render+links / {bare} = "
+            f"{results['render+links'] / results[bare]:.2f}; target >= 8,000/s and >= 0.8 x {bare}: "
+            f"{'met' if ok else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

@@ -17,23 +17,42 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from spamassassin import REPO, SAMPLES  # noqa: E402
+from spamassassin import REPO, SAMPLES
 
 from nurture import compose
-from nurture.core.config import Config, TrackingConfig  # noqa: E402
-from nurture.plan import campaigns  # noqa: E402
+from nurture.core.config import Config, TrackingConfig
+from nurture.plan import campaigns
 
-URLS = {"unsubscribe": "https://news.example.com/u/x", "preferences": "https://news.example.com/p/x",
-        "view_in_browser": "https://news.example.com/v/x"}
+URLS = {
+    "unsubscribe": "https://news.example.com/u/x",
+    "preferences": "https://news.example.com/p/x",
+    "view_in_browser": "https://news.example.com/v/x",
+}
 SIZES = {"desktop": (1000, 1900), "mobile": (390, 2600)}
 
 
 def chromium(html: Path, png: Path, width: int, height: int) -> None:
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                        "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-                        f"--user-data-dir={profile}", f"--screenshot={png}", f"--window-size={width},{height}",
-                        html.as_uri()], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                f"--screenshot={png}",
+                f"--window-size={width},{height}",
+                html.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def main() -> None:
@@ -48,7 +67,8 @@ def main() -> None:
             campaign = campaigns.load_campaign(config.campaigns_dir / f"{name}.toml", config)
             item = campaign.content.items[args.item - 1]
             out = compose.Renderer(config.templates_dir).render(
-                item, compose.build_context(config, campaign, item, prospect, URLS))
+                item, compose.build_context(config, campaign, item, prospect, URLS)
+            )
             page = Path(tmp) / f"{name}.html"
             page.write_text(out.html, encoding="utf-8")
             for kind, (width, height) in SIZES.items():

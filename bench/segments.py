@@ -46,22 +46,59 @@ def fill(engine, count: int) -> float:  # type: ignore[no-untyped-def]
         for first in range(0, count, batch):
             rows = []
             for i in range(first, min(first + batch, count)):
-                rows.append(dict(
-                    id=i + 1, email=f"user{i}@example{i % 97}.co.jp", name="", company="", title="",
-                    industry=rnd.choice(INDUSTRIES), temperature=rnd.choice(TEMPERATURES), stage="MQL",
-                    rank="C", score=float(rnd.randint(0, 100)), owner="",
-                    last_contact_at=NOW - timedelta(days=rnd.randint(0, 700)),
-                    next_action="見積り" if i % 50 == 0 else "", next_action_due=None, time_zone="", language="ja",
-                    attributes={}, consent_basis="business_card", consent_source="", status="active",
-                    status_reason="", frequency_factor=1.0, created_at=NOW, updated_at=NOW, paused_until=None,
-                    strength_existing_business=0, strength_empathy=0, strength_contribution=0,
-                    strength_multiple_contacts=0, strength_decision_maker=0, strength_invested=0))
+                rows.append(
+                    dict(
+                        id=i + 1,
+                        email=f"user{i}@example{i % 97}.co.jp",
+                        name="",
+                        company="",
+                        title="",
+                        industry=rnd.choice(INDUSTRIES),
+                        temperature=rnd.choice(TEMPERATURES),
+                        stage="MQL",
+                        rank="C",
+                        score=float(rnd.randint(0, 100)),
+                        owner="",
+                        last_contact_at=NOW - timedelta(days=rnd.randint(0, 700)),
+                        next_action="見積り" if i % 50 == 0 else "",
+                        next_action_due=None,
+                        time_zone="",
+                        language="ja",
+                        attributes={},
+                        consent_basis="business_card",
+                        consent_source="",
+                        status="active",
+                        status_reason="",
+                        frequency_factor=1.0,
+                        created_at=NOW,
+                        updated_at=NOW,
+                        paused_until=None,
+                        strength_existing_business=0,
+                        strength_empathy=0,
+                        strength_contribution=0,
+                        strength_multiple_contacts=0,
+                        strength_decision_maker=0,
+                        strength_invested=0,
+                    )
+                )
             conn.execute(insert(Prospect), rows)
-            conn.execute(insert(ProspectTag), [{"prospect_id": r["id"], "tag": "do-not-nurture"}
-                                               for r in rows if r["id"] % 10 == 0])
-            conn.execute(insert(Suppression), [{"email_hash": email_hash(r["email"]), "reason": "unsubscribed",
-                                                "source": "bench", "created_at": NOW}
-                                               for r in rows if r["id"] % 100 == 7])
+            conn.execute(
+                insert(ProspectTag),
+                [{"prospect_id": r["id"], "tag": "do-not-nurture"} for r in rows if r["id"] % 10 == 0],
+            )
+            conn.execute(
+                insert(Suppression),
+                [
+                    {
+                        "email_hash": email_hash(r["email"]),
+                        "reason": "unsubscribed",
+                        "source": "bench",
+                        "created_at": NOW,
+                    }
+                    for r in rows
+                    if r["id"] % 100 == 7
+                ],
+            )
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
@@ -97,8 +134,11 @@ def main() -> None:
         full = segment_select(segment, NOW)
         bare = select(Prospect.id).where(*mailable_clauses(NOW), *segment_clauses(segment, NOW))
         everyone = segment_select(Segment(include_customers=True, include_pending_next_action=True), NOW)
-        for label, statement in (("segment (as sent)", full), ("segment without suppression test", bare),
-                                 ("all mailable", everyone)):
+        for label, statement in (
+            ("segment (as sent)", full),
+            ("segment without suppression test", bare),
+            ("all mailable", everyone),
+        ):
             n, seconds = stream(engine, statement)
             print(f"{label:<34} {n:>9,} ids in {seconds:6.2f} s  ({args.count / seconds:>12,.0f} prospects/s scanned)")
         print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

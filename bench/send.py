@@ -55,20 +55,23 @@ def start_smtp_sink(port: int) -> subprocess.Popen:
     exe = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
     if not Path(exe).exists():
         raise SystemExit("smtp-sink not found: apt-get install postfix")
-    proc = subprocess.Popen([exe, "-u", "nobody", "-4", f"127.0.0.1:{port}", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "-u", "nobody", "-4", f"127.0.0.1:{port}", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_port(port)
     return proc
 
 
 def start_aiosmtpd(port: int) -> subprocess.Popen:
-    code = ("import asyncio, sys\n"
-            "from aiosmtpd.controller import Controller\n"
-            "class H:\n"
-            "    async def handle_DATA(self, server, session, envelope):\n"
-            "        return '250 OK'\n"
-            f"c = Controller(H(), hostname='127.0.0.1', port={port}); c.start()\n"
-            "import time\nwhile True: time.sleep(3600)\n")
+    code = (
+        "import asyncio, sys\n"
+        "from aiosmtpd.controller import Controller\n"
+        "class H:\n"
+        "    async def handle_DATA(self, server, session, envelope):\n"
+        "        return '250 OK'\n"
+        f"c = Controller(H(), hostname='127.0.0.1', port={port}); c.start()\n"
+        "import time\nwhile True: time.sleep(3600)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     wait_port(port)
     return proc
@@ -82,9 +85,10 @@ def workspace(folder: Path, port: int, concurrency: int, processes: int = 1) -> 
     text = open_calendar((REPO / "campaigns" / "mfg-insights.toml").read_text(encoding="utf-8"))
     text = text.replace("monthly_cap = 2", "")
     (folder / "campaigns" / "mfg-insights.toml").write_text(text, encoding="utf-8")
-    (folder / "nurture.toml").write_text(f"""
+    (folder / "nurture.toml").write_text(
+        f"""
 [database]
-url = "sqlite:///{folder / 'bench.db'}"
+url = "sqlite:///{folder / "bench.db"}"
 [identity]
 organization = "株式会社ベンチ"
 from_name = "ベンチ ニュース"
@@ -105,7 +109,9 @@ concurrency = {concurrency}
 [tracking]
 base_url = "https://t.bench.example.co.jp"
 secret = "bench-secret-0123456789abcdef"
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
 
 
 def load_prospects(url: str, n: int) -> None:
@@ -117,17 +123,40 @@ def load_prospects(url: str, n: int) -> None:
     engine = db.engine_for(url)
     db.upgrade(engine)
     now = datetime.now(UTC)
-    base = {"company": "株式会社サンプル", "title": "部長", "industry": "製造業", "temperature": "warm", "stage": "MQL",
-            "rank": "C", "score": 0.0, "owner": "佐藤", "next_action": "", "time_zone": "", "language": "ja",
-            "attributes": {}, "consent_basis": "business_card", "consent_source": "bench", "status": "active",
-            "status_reason": "", "frequency_factor": 1.0, "created_at": now, "updated_at": now,
-            **{f"strength_{s}": 0 for s in ("existing_business", "empathy", "contribution", "multiple_contacts",
-                                            "decision_maker", "invested")}}
+    base = {
+        "company": "株式会社サンプル",
+        "title": "部長",
+        "industry": "製造業",
+        "temperature": "warm",
+        "stage": "MQL",
+        "rank": "C",
+        "score": 0.0,
+        "owner": "佐藤",
+        "next_action": "",
+        "time_zone": "",
+        "language": "ja",
+        "attributes": {},
+        "consent_basis": "business_card",
+        "consent_source": "bench",
+        "status": "active",
+        "status_reason": "",
+        "frequency_factor": 1.0,
+        "created_at": now,
+        "updated_at": now,
+        **{
+            f"strength_{s}": 0
+            for s in ("existing_business", "empathy", "contribution", "multiple_contacts", "decision_maker", "invested")
+        },
+    }
     with engine.begin() as conn:
         for start in range(0, n, 10_000):
-            conn.execute(insert(Prospect), [
-                {**base, "email": f"user{i}@corp{i % 500}.example.co.jp", "name": f"山田 太郎{i}"}
-                for i in range(start, min(n, start + 10_000))])
+            conn.execute(
+                insert(Prospect),
+                [
+                    {**base, "email": f"user{i}@corp{i % 500}.example.co.jp", "name": f"山田 太郎{i}"}
+                    for i in range(start, min(n, start + 10_000))
+                ],
+            )
 
 
 def rss_mb() -> float:
@@ -175,6 +204,7 @@ def run_nurture(folder: Path, phases: bool = False) -> dict:
         else:
             deliver.Deliverer(engine, cfg, active, report).run()
     else:
+
         def planned(campaign: str, n: int, so_far: int) -> None:
             marks["planned"] = time.perf_counter()
 
@@ -191,12 +221,21 @@ def run_nurture(folder: Path, phases: bool = False) -> dict:
     from nurture.store.states import DeliveryState
 
     with engine.connect() as conn:  # what the database says, not what the report counted
-        sent_rows, attempts = conn.execute(select(func.count(), func.sum(Delivery.attempts))
-                                           .where(Delivery.state == DeliveryState.SENT)).one()
-    return {"planned": report.planned, "sent": report.sent, "failed": sum(report.failed.values()),
-            "sent_rows": sent_rows, "attempts": attempts, "total_s": t2 - t0,
-            "plan_s": marks["planned"] - t0, "first_mail_s": marks.get("first_mail", t2) - t0,
-            "deliver_s": t2 - marks["planned"] if phases else None, "peak_rss_mb": peak[0]}
+        sent_rows, attempts = conn.execute(
+            select(func.count(), func.sum(Delivery.attempts)).where(Delivery.state == DeliveryState.SENT)
+        ).one()
+    return {
+        "planned": report.planned,
+        "sent": report.sent,
+        "failed": sum(report.failed.values()),
+        "sent_rows": sent_rows,
+        "attempts": attempts,
+        "total_s": t2 - t0,
+        "plan_s": marks["planned"] - t0,
+        "first_mail_s": marks.get("first_mail", t2) - t0,
+        "deliver_s": t2 - marks["planned"] if phases else None,
+        "peak_rss_mb": peak[0],
+    }
 
 
 def prerender(folder: Path, n: int) -> list[tuple[str, bytes]]:
@@ -216,8 +255,15 @@ def prerender(folder: Path, n: int) -> list[tuple[str, bytes]]:
     builder = MessageBuilder(cfg)
     out = []
     for i in range(n):
-        prospect = SimpleNamespace(id=i + 1, email=f"user{i}@corp{i % 500}.example.co.jp", name=f"山田 太郎{i}",
-                                   company="株式会社サンプル", industry="製造業", temperature="warm", attributes={})
+        prospect = SimpleNamespace(
+            id=i + 1,
+            email=f"user{i}@corp{i % 500}.example.co.jp",
+            name=f"山田 太郎{i}",
+            company="株式会社サンプル",
+            industry="製造業",
+            temperature="warm",
+            attributes={},
+        )
         out.append((prospect.email, build_mime(builder.build(i + 1, prospect, campaign, item))))
     return out
 
@@ -280,9 +326,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1, help="threads (and SMTP connections) per process")
     parser.add_argument("--processes", type=int, default=4, help="sender processes ([delivery] processes)")
     parser.add_argument("--rss", type=int, metavar="N", help="only measure peak RSS for N prospects (smtp-sink)")
-    parser.add_argument("--phases", action="store_true",
-                        help="plan, then deliver, timed apart (the deliver-only rate), instead of `nurture send`'s "
-                             "overlapped run")
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="plan, then deliver, timed apart (the deliver-only rate), instead of `nurture send`'s overlapped run",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -310,10 +358,26 @@ def main() -> None:
 
                 def bare(processes: int = 1, port: int = port, connections: int = connections) -> float:
                     # pre-rendered messages are held in memory: a sample of 20,000 is enough
-                    out = subprocess.run([sys.executable, __file__, "--child", tmp, "--mode", "bare", "--n",
-                                          str(min(n, 20_000)), "--port", str(port), "--concurrency",
-                                          str(connections), "--processes", str(processes)],
-                                         capture_output=True, text=True)
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--child",
+                            tmp,
+                            "--mode",
+                            "bare",
+                            "--n",
+                            str(min(n, 20_000)),
+                            "--port",
+                            str(port),
+                            "--concurrency",
+                            str(connections),
+                            "--processes",
+                            str(processes),
+                        ],
+                        capture_output=True,
+                        text=True,
+                    )
                     if out.returncode:
                         raise SystemExit(out.stderr)
                     b = json.loads(out.stdout)
@@ -326,8 +390,11 @@ def main() -> None:
                 several = args.processes > 1 and not args.rss
                 before = None if args.rss else bare()
                 before_p = bare(args.processes) if several else None
-                out = subprocess.run([sys.executable, __file__, "--child", tmp, "--mode",
-                                      "phases" if args.phases else "nurture"], capture_output=True, text=True)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", tmp, "--mode", "phases" if args.phases else "nurture"],
+                    capture_output=True,
+                    text=True,
+                )
                 if out.returncode:
                     raise SystemExit(out.stderr)
                 r = json.loads(out.stdout)
@@ -335,28 +402,33 @@ def main() -> None:
                 deliver_rate = r["sent"] / r["deliver_s"] if r["deliver_s"] else None
                 print(f"[{server}] deliveries sent in the database: {r['sent_rows']:,} with {r['attempts']:,} attempts")
                 if args.phases:
-                    print(f"[{server}] nurture send, plan then deliver: {r['sent']:,} sent, {r['failed']} failed; "
-                          f"plan {r['plan_s']:.1f} s ({r['planned'] / r['plan_s']:,.0f}/s), deliver "
-                          f"{r['deliver_s']:.1f} s ({deliver_rate:,.0f} msg/s), end to end {e2e_rate:,.0f} msg/s; "
-                          f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                    print(
+                        f"[{server}] nurture send, plan then deliver: {r['sent']:,} sent, {r['failed']} failed; "
+                        f"plan {r['plan_s']:.1f} s ({r['planned'] / r['plan_s']:,.0f}/s), deliver "
+                        f"{r['deliver_s']:.1f} s ({deliver_rate:,.0f} msg/s), end to end {e2e_rate:,.0f} msg/s; "
+                        f"peak RSS {r['peak_rss_mb']:.0f} MB"
+                    )
                 else:
-                    print(f"[{server}] nurture send: {r['sent']:,} sent, {r['failed']} failed in {r['total_s']:.1f} s "
-                          f"= {e2e_rate:,.0f} msg/s end to end; first mail after {r['first_mail_s']:.2f} s, planning "
-                          f"done after {r['plan_s']:.1f} s ({r['planned'] / r['plan_s']:,.0f}/s while sending); "
-                          f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                    print(
+                        f"[{server}] nurture send: {r['sent']:,} sent, {r['failed']} failed in {r['total_s']:.1f} s "
+                        f"= {e2e_rate:,.0f} msg/s end to end; first mail after {r['first_mail_s']:.2f} s, planning "
+                        f"done after {r['plan_s']:.1f} s ({r['planned'] / r['plan_s']:,.0f}/s while sending); "
+                        f"peak RSS {r['peak_rss_mb']:.0f} MB"
+                    )
                 if args.rss:
                     continue
                 after_p = bare(args.processes) if several else None
                 after = bare()
-                for label, b0, b1 in (("1 process", before, after),
-                                      (f"{args.processes} processes", before_p, after_p)):
+                for label, b0, b1 in (("1 process", before, after), (f"{args.processes} processes", before_p, after_p)):
                     if b0 is None:
                         continue
                     rate = (b0 + b1) / 2
                     deliver = f"nurture deliver / bare = {deliver_rate / rate:.2f}, " if deliver_rate else ""
-                    print(f"[{server}] bare smtplib loop, {label}, {connections} connections, pre-rendered: "
-                          f"{b0:,.0f} before and {b1:,.0f} msg/s after; {deliver}"
-                          f"nurture end to end / bare = {e2e_rate / rate:.2f}")
+                    print(
+                        f"[{server}] bare smtplib loop, {label}, {connections} connections, pre-rendered: "
+                        f"{b0:,.0f} before and {b1:,.0f} msg/s after; {deliver}"
+                        f"nurture end to end / bare = {e2e_rate / rate:.2f}"
+                    )
         finally:
             proc.terminate()
             proc.wait()

@@ -22,25 +22,37 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from nurture.compose import links as tracking
 from nurture import compose
-from nurture.compose.message import OutgoingMessage, build_mime  # noqa: E402
-from nurture.core.config import Config, IdentityConfig, TrackingConfig  # noqa: E402
-from nurture.plan import campaigns  # noqa: E402
+from nurture.compose import links as tracking
+from nurture.compose.message import OutgoingMessage, build_mime
+from nurture.core.config import Config, IdentityConfig, TrackingConfig
+from nurture.plan import campaigns
 
 SAMPLES = {
     "mfg-insights": (
-        IdentityConfig(organization="株式会社サンプル製作所", from_name="製造業インサイト編集部",
-                       from_address="news@example.co.jp", reply_to="info@example.co.jp",
-                       postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
-                       inquiry="info@example.co.jp / 03-1234-5678", website="https://www.example.co.jp"),
-        {"name": "山田 太郎", "company": "山田精機株式会社", "email": "yamada@example.jp", "owner": "佐藤"}),
+        IdentityConfig(
+            organization="株式会社サンプル製作所",
+            from_name="製造業インサイト編集部",
+            from_address="news@example.co.jp",
+            reply_to="info@example.co.jp",
+            postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
+            inquiry="info@example.co.jp / 03-1234-5678",
+            website="https://www.example.co.jp",
+        ),
+        {"name": "山田 太郎", "company": "山田精機株式会社", "email": "yamada@example.jp", "owner": "佐藤"},
+    ),
     "saas-ops-digest": (
-        IdentityConfig(organization="Northwind Systems Inc.", from_name="The Ops Digest",
-                       from_address="digest@example.com", reply_to="hello@example.com",
-                       postal_address="100 Example Street, Suite 400, Boston, MA 02110, USA",
-                       inquiry="hello@example.com", website="https://www.example.com"),
-        {"name": "Jane Doe", "company": "Acme Corp", "email": "jane.doe@example.org", "owner": "Sam Lee"}),
+        IdentityConfig(
+            organization="Northwind Systems Inc.",
+            from_name="The Ops Digest",
+            from_address="digest@example.com",
+            reply_to="hello@example.com",
+            postal_address="100 Example Street, Suite 400, Boston, MA 02110, USA",
+            inquiry="hello@example.com",
+            website="https://www.example.com",
+        ),
+        {"name": "Jane Doe", "company": "Acme Corp", "email": "jane.doe@example.org", "owner": "Sam Lee"},
+    ),
 }
 
 
@@ -48,24 +60,34 @@ def sample_messages() -> list[tuple[str, bytes]]:
     """(label, MIME bytes) for every item of the sample campaigns."""
     out = []
     for number, (name, (identity, prospect)) in enumerate(SAMPLES.items(), 1):
-        config = Config(identity=identity, root=REPO,
-                        tracking=TrackingConfig(base_url="https://news.example.com",
-                                                secret="bench-secret-0123456789abcdef"))
+        config = Config(
+            identity=identity,
+            root=REPO,
+            tracking=TrackingConfig(base_url="https://news.example.com", secret="bench-secret-0123456789abcdef"),
+        )
         campaign = campaigns.load_campaign(config.campaigns_dir / f"{name}.toml", config)
         renderer = compose.Renderer(config.templates_dir)
         for index, item in enumerate(campaign.content.items, 1):
             delivery_id = number * 1000 + index
             urls = tracking.urls_for(config, delivery_id, 42)
             context = compose.build_context(config, campaign, item, prospect, urls)
-            rendered = renderer.render(item, context, rewrite_link=lambda url, i, d=delivery_id, c=config:
-                                       tracking.click_url(c, d, i, url))
+            rendered = renderer.render(
+                item, context, rewrite_link=lambda url, i, d=delivery_id, c=config: tracking.click_url(c, d, i, url)
+            )
             html = compose.add_tracking_markup(rendered.html, open_pixel=urls["open_pixel"])
             msg = OutgoingMessage(
-                delivery_id=delivery_id, campaign=campaign.name, to_address=prospect["email"],
-                to_name=prospect["name"], from_address=identity.from_address,
-                from_name=campaign.from_name or identity.from_name, reply_to=identity.reply_to,
-                subject=rendered.subject, html=html, text=rendered.text,
-                list_unsubscribe=tracking.list_unsubscribe_headers(config, delivery_id, 42))
+                delivery_id=delivery_id,
+                campaign=campaign.name,
+                to_address=prospect["email"],
+                to_name=prospect["name"],
+                from_address=identity.from_address,
+                from_name=campaign.from_name or identity.from_name,
+                reply_to=identity.reply_to,
+                subject=rendered.subject,
+                html=html,
+                text=rendered.text,
+                list_unsubscribe=tracking.list_unsubscribe_headers(config, delivery_id, 42),
+            )
             out.append((f"{name}/{item.key}", build_mime(msg)))
     return out
 
@@ -92,7 +114,7 @@ def main() -> int:
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda pair: score(pair[1]), messages))
     worst = max(s for s, _ in results)
-    for (label, _), (value, tests) in zip(messages, results):
+    for (label, _), (value, tests) in zip(messages, results, strict=True):
         print(f"{value:5.1f}  {label:40} {tests}")
     print(f"{len(results)} messages; highest score {worst:.1f} (threshold {args.threshold})")
     return 0 if worst < args.threshold else 1

@@ -69,8 +69,9 @@ def main() -> int:
     args = ap.parse_args()
 
     slow = "docomo.ne.jp"
-    cfg = ThrottleConfig(per_second=args.rate, concurrency=args.threads, domains={slow: args.domain_rate},
-                         default_domain_per_second=5.0)
+    cfg = ThrottleConfig(
+        per_second=args.rate, concurrency=args.threads, domains={slow: args.domain_rate}, default_domain_per_second=5.0
+    )
     rows = []
     times = run(Throttle(cfg), args.threads, args.seconds, lambda n: f"corp{n % 1000}.example.co.jp")
     rows.append(("global", args.rate, times, args.seconds))

@@ -42,10 +42,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from nurture.compose import links as tracking
-from nurture.core import clock  # noqa: E402
-from nurture.core.config import load  # noqa: E402
+from nurture.core import clock
+from nurture.core.config import load
 from nurture.store import db
-from nurture.store.models import Delivery, Event, Prospect  # noqa: E402
+from nurture.store.models import Delivery, Event, Prospect
 
 SECRET = "bench-secret-0123456789abcdef"
 PROSPECTS = 1000
@@ -62,8 +62,7 @@ def key_pair() -> tuple[object, str]:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     private = ec.generate_private_key(ec.SECP256R1())
-    der = private.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private, base64.b64encode(der).decode()
 
 
@@ -72,22 +71,62 @@ def seed(url: str) -> list[tuple[int, int]]:
     engine = db.engine_for(url)
     db.upgrade(engine)
     now = clock.now()
-    strengths = {f"strength_{n}": 0 for n in ("existing_business", "empathy", "contribution", "multiple_contacts",
-                                                "decision_maker", "invested")}
-    prospects = [{"email": f"p{i}@example.co.jp", "name": f"見込み客 {i}", "company": "株式会社サンプル", "title": "",
-                  "industry": "製造業", "temperature": "warm", "stage": "MQL", "rank": "B", "score": 0.0, "owner": "",
-                  "next_action": "", "time_zone": "", "language": "ja", "attributes": {},
-                  "consent_basis": "business_card", "consent_source": "bench", "status": "active",
-                  "status_reason": "", "frequency_factor": 1.0, "created_at": now, "updated_at": now, **strengths}
-                 for i in range(PROSPECTS)]
+    strengths = {
+        f"strength_{n}": 0
+        for n in ("existing_business", "empathy", "contribution", "multiple_contacts", "decision_maker", "invested")
+    }
+    prospects = [
+        {
+            "email": f"p{i}@example.co.jp",
+            "name": f"見込み客 {i}",
+            "company": "株式会社サンプル",
+            "title": "",
+            "industry": "製造業",
+            "temperature": "warm",
+            "stage": "MQL",
+            "rank": "B",
+            "score": 0.0,
+            "owner": "",
+            "next_action": "",
+            "time_zone": "",
+            "language": "ja",
+            "attributes": {},
+            "consent_basis": "business_card",
+            "consent_source": "bench",
+            "status": "active",
+            "status_reason": "",
+            "frequency_factor": 1.0,
+            "created_at": now,
+            "updated_at": now,
+            **strengths,
+        }
+        for i in range(PROSPECTS)
+    ]
     with engine.begin() as conn:
         conn.execute(insert(Prospect), prospects)
         ids = dict(conn.execute(select(Prospect.email, Prospect.id)).all())
-        conn.execute(insert(Delivery), [
-            {"campaign": "bench", "prospect_id": ids[p["email"]], "item_key": "2026-11", "state": "sent", "error": "",
-             "subject": "bench", "sender": "sendgrid", "message_id": f"<{i}@bench>", "provider_message_id": f"m{i}",
-             "attempts": 1, "claimed_by": "", "created_at": now, "updated_at": now,
-             "sent_at": now - timedelta(hours=1)} for i, p in enumerate(prospects)])
+        conn.execute(
+            insert(Delivery),
+            [
+                {
+                    "campaign": "bench",
+                    "prospect_id": ids[p["email"]],
+                    "item_key": "2026-11",
+                    "state": "sent",
+                    "error": "",
+                    "subject": "bench",
+                    "sender": "sendgrid",
+                    "message_id": f"<{i}@bench>",
+                    "provider_message_id": f"m{i}",
+                    "attempts": 1,
+                    "claimed_by": "",
+                    "created_at": now,
+                    "updated_at": now,
+                    "sent_at": now - timedelta(hours=1),
+                }
+                for i, p in enumerate(prospects)
+            ],
+        )
         pairs = [(r.id, r.prospect_id) for r in conn.execute(select(Delivery.id, Delivery.prospect_id))]
     return pairs
 
@@ -109,14 +148,19 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         (workdir / "nurture.toml").write_text(
             f'[database]\nurl = "{url}"\n\n[tracking]\nsecret = "{SECRET}"\nbase_url = "{self.base}"\n\n'
-            f'[sendgrid]\nwebhook_public_key = "{public_key}"\n', encoding="utf-8")
+            f'[sendgrid]\nwebhook_public_key = "{public_key}"\n',
+            encoding="utf-8",
+        )
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "nurture", "serve", "--port", str(self.port),
-                                      "--log-level", "warning"], cwd=self.workdir, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nurture", "serve", "--port", str(self.port), "--log-level", "warning"],
+            cwd=self.workdir,
+            env=env,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -150,12 +194,35 @@ done = function(summary, latency, requests)
     latency.max))
 end
 """)
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s", "-s", str(script),
-                          "--timeout", "5s", base], capture_output=True, text=True, check=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("RESULT"))
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{max(1, round(duration))}s",
+            "-s",
+            str(script),
+            "--timeout",
+            "5s",
+            base,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(row for row in out.splitlines() if row.startswith("RESULT"))
     requests, micros, errors, p50, p99, pmax = line.split()[1:]
-    return {"requests": int(requests), "errors": int(errors), "rps": int(requests) / (int(micros) / 1e6),
-            "p50_ms": float(p50) / 1000, "p99_ms": float(p99) / 1000, "max_ms": float(pmax) / 1000}
+    return {
+        "requests": int(requests),
+        "errors": int(errors),
+        "rps": int(requests) / (int(micros) / 1e6),
+        "p50_ms": float(p50) / 1000,
+        "p99_ms": float(p99) / 1000,
+        "max_ms": float(pmax) / 1000,
+    }
 
 
 def run_python(paths: list[str], base: str, duration: float, connections: int) -> dict:
@@ -188,9 +255,14 @@ def run_python(paths: list[str], base: str, duration: float, connections: int) -
         t.join()
     elapsed = time.monotonic() - started
     latencies.sort()
-    return {"requests": len(latencies), "errors": errors[0], "rps": len(latencies) / elapsed,
-            "p50_ms": statistics.median(latencies) * 1000, "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-            "max_ms": latencies[-1] * 1000}
+    return {
+        "requests": len(latencies),
+        "errors": errors[0],
+        "rps": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "max_ms": latencies[-1] * 1000,
+    }
 
 
 def drain(base: str, timeout: float = 60) -> None:
@@ -206,12 +278,20 @@ def webhook_batch(base: str, private: object, pairs: list[tuple[int, int]]) -> d
 
     kinds = ("processed", "delivered", "open", "click", "deferred")
     now = int(time.time())
-    batch = [{"email": f"p{i % PROSPECTS}@example.co.jp", "timestamp": now - 60 + i % 60,
-              "event": kinds[i % len(kinds)], "sg_event_id": uuid.uuid4().hex,
-              "sg_message_id": f"m{i % PROSPECTS}.filterdrecv-bench.{i}.0",
-              "nurture_delivery_id": str(pairs[i % len(pairs)][0]), "useragent": "Mozilla/5.0 (Windows NT 10.0)",
-              "ip": "198.51.100.7", "url": "https://example.co.jp/a" if kinds[i % len(kinds)] == "click" else ""}
-             for i in range(1000)]
+    batch = [
+        {
+            "email": f"p{i % PROSPECTS}@example.co.jp",
+            "timestamp": now - 60 + i % 60,
+            "event": kinds[i % len(kinds)],
+            "sg_event_id": uuid.uuid4().hex,
+            "sg_message_id": f"m{i % PROSPECTS}.filterdrecv-bench.{i}.0",
+            "nurture_delivery_id": str(pairs[i % len(pairs)][0]),
+            "useragent": "Mozilla/5.0 (Windows NT 10.0)",
+            "ip": "198.51.100.7",
+            "url": "https://example.co.jp/a" if kinds[i % len(kinds)] == "click" else "",
+        }
+        for i in range(1000)
+    ]
     body = json.dumps(batch).encode()
     times = []
     with httpx.Client(timeout=30) as c:
@@ -219,8 +299,11 @@ def webhook_batch(base: str, private: object, pairs: list[tuple[int, int]]) -> d
             ts = str(int(time.time()))
             sig = base64.b64encode(private.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()  # type: ignore[attr-defined]
             t = time.perf_counter()
-            r = c.post(base + "/webhooks/sendgrid", content=body, headers={
-                "X-Twilio-Email-Event-Webhook-Signature": sig, "X-Twilio-Email-Event-Webhook-Timestamp": ts})
+            r = c.post(
+                base + "/webhooks/sendgrid",
+                content=body,
+                headers={"X-Twilio-Email-Event-Webhook-Signature": sig, "X-Twilio-Email-Event-Webhook-Timestamp": ts},
+            )
             times.append(time.perf_counter() - t)
             assert r.status_code == 200, r.text
             if attempt == 0:
@@ -234,11 +317,18 @@ def bench(name: str, url: str, args: argparse.Namespace) -> dict:
     private, public = key_pair()
     server = Server(workdir, url, public)
     config = load(workdir / "nurture.toml")
-    config = type(config)(**{**config.__dict__, "tracking": type(config.tracking)(
-        **{**config.tracking.__dict__, "base_url": server.base})})
+    config = type(config)(
+        **{
+            **config.__dict__,
+            "tracking": type(config.tracking)(**{**config.tracking.__dict__, "base_url": server.base}),
+        }
+    )
     opens = [tracking.urls_for(config, d, p)["open_pixel"].removeprefix(server.base) for d, p in pairs]
-    clicks = [tracking.click_url(config, d, k, f"https://example.co.jp/article/{k}").removeprefix(server.base)
-              for d, _ in pairs for k in range(2)]
+    clicks = [
+        tracking.click_url(config, d, k, f"https://example.co.jp/article/{k}").removeprefix(server.base)
+        for d, _ in pairs
+        for k in range(2)
+    ]
     server.start()
     results = {}
     try:
@@ -280,9 +370,11 @@ def main() -> None:
             sep = "&" if "?" in pg else "?"
             targets.append(("postgres", f"{pg}{sep}options=-csearch_path%3D{schema}", (admin, schema)))
     generator = "wrk" if shutil.which("wrk") and args.generator == "wrk" else "python (httpx threads)"
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPU(s), {platform.platform()}, "
-          f"Python {platform.python_version()}; load generator: {generator}, {args.connections} connections, "
-          f"{args.duration:.0f} s per endpoint")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} CPU(s), {platform.platform()}, "
+        f"Python {platform.python_version()}; load generator: {generator}, {args.connections} connections, "
+        f"{args.duration:.0f} s per endpoint"
+    )
     ok = True
     for name, url, cleanup in targets:
         try:
@@ -297,17 +389,23 @@ def main() -> None:
             x = r[label]
             good = x["rps"] >= 2000 and x["p99_ms"] < 50 and x["errors"] == 0
             ok &= good
-            print(f"{name:<9} {label:<11} {x['rps']:8,.0f} hits/s  p50 {x['p50_ms']:6.2f} ms  p99 {x['p99_ms']:6.2f} ms"
-                  f"  max {x['max_ms']:7.2f} ms  requests {x['requests']:,}  errors {x['errors']}"
-                  f"  {'OK' if good else 'MISSED TARGET'}")
+            print(
+                f"{name:<9} {label:<11} {x['rps']:8,.0f} hits/s  p50 {x['p50_ms']:6.2f} ms  p99 {x['p99_ms']:6.2f} ms"
+                f"  max {x['max_ms']:7.2f} ms  requests {x['requests']:,}  errors {x['errors']}"
+                f"  {'OK' if good else 'MISSED TARGET'}"
+            )
         s = r["stored"]
         ok &= s["lost"] == 0
-        print(f"{name:<9} events      answered {s['answered']:,}  stored {s['stored']:,}  lost {s['lost']}"
-              f"  {'OK' if s['lost'] == 0 else 'LOST EVENTS'}")
+        print(
+            f"{name:<9} events      answered {s['answered']:,}  stored {s['stored']:,}  lost {s['lost']}"
+            f"  {'OK' if s['lost'] == 0 else 'LOST EVENTS'}"
+        )
         w = r["webhook"]
         ok &= w["first_s"] < 1
-        print(f"{name:<9} webhook     1,000-event signed batch {w['first_s'] * 1000:6.0f} ms (new), "
-              f"{w['replay_s'] * 1000:6.0f} ms (replayed, all duplicates)  {'OK' if w['first_s'] < 1 else 'SLOW'}")
+        print(
+            f"{name:<9} webhook     1,000-event signed batch {w['first_s'] * 1000:6.0f} ms (new), "
+            f"{w['replay_s'] * 1000:6.0f} ms (replayed, all duplicates)  {'OK' if w['first_s'] < 1 else 'SLOW'}"
+        )
     sys.exit(0 if ok else 1)
 
 

@@ -74,7 +74,9 @@ def workspace(tmp_path, db_url, monkeypatch):
     The CLI runs with this folder as its working directory."""
     (tmp_path / "nurture.toml").write_text(
         f'[database]\nurl = "{db_url}"\n\n[tracking]\nsecret = "test-secret-0123456789abcdef"\n'
-        'base_url = "https://news.example.com"\n', encoding="utf-8")
+        'base_url = "https://news.example.com"\n',
+        encoding="utf-8",
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NURTURE_CONFIG", raising=False)
     monkeypatch.delenv("NURTURE_DATABASE_URL", raising=False)
@@ -91,8 +93,10 @@ def rsa_key():
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption())
-    public_der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    public_der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public_der)

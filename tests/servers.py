@@ -70,18 +70,27 @@ def _self_signed() -> tuple[Path, Path]:
     # (tests/clockshift). 9999-12-31 23:59:59 means "no well-defined expiration date" (RFC 5280, 4.1.2.5).
     valid_from = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
     valid_until = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(valid_from).not_valid_after(valid_until)
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST)),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_until)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     folder = Path(tempfile.mkdtemp(prefix="nurture-tls-"))
     certfile, keyfile = folder / "cert.pem", folder / "key.pem"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     _tls_files = (certfile, keyfile)
     return _tls_files
 
@@ -175,8 +184,14 @@ class SmtpTestServer:
     Recorded: ``messages`` (accepted), ``stalled`` (got the dot but answered late or never), ``connections``.
     """
 
-    def __init__(self, *, tls: str = "none", auth: dict[str, str] | None = None,
-                 idle_timeout: float | None = None, pipelining: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        tls: str = "none",
+        auth: dict[str, str] | None = None,
+        idle_timeout: float | None = None,
+        pipelining: bool = False,
+    ) -> None:
         self.tls = tls
         self.pipelining = pipelining  # advertise RFC 2920 PIPELINING (clients then send MAIL/RCPT/DATA at once)
         self.idle_timeout = idle_timeout
@@ -189,10 +204,14 @@ class SmtpTestServer:
         self.rejected: dict[str, tuple[int, str]] = {}
         self.logins: list[str] = []
         self.lock = threading.Lock()
-        self._script: dict[str, deque] = {"fail": deque(), "stall": deque(), "disconnect_rcpt": deque(),
-                                          "disconnect_data": deque()}
+        self._script: dict[str, deque] = {
+            "fail": deque(),
+            "stall": deque(),
+            "disconnect_rcpt": deque(),
+            "disconnect_data": deque(),
+        }
         self._controller: Controller | None = None
-        self.server_context, self.client_context = (tls_contexts() if tls != "none" else (None, None))
+        self.server_context, self.client_context = tls_contexts() if tls != "none" else (None, None)
 
     # scripting
     def reject_recipient(self, address: str, code: int = 550, text: str = "5.1.1 User unknown") -> None:
@@ -236,8 +255,13 @@ class SmtpTestServer:
             kwargs["auth_required"] = True
         self.port = free_port()
         self._controller = _CountingController(
-            self, handler=_Handler(self), hostname=self.host, port=self.port,
-            ssl_context=self.server_context if self.tls == "ssl" else None, **kwargs)
+            self,
+            handler=_Handler(self),
+            hostname=self.host,
+            port=self.port,
+            ssl_context=self.server_context if self.tls == "ssl" else None,
+            **kwargs,
+        )
         self._controller.start()
         with self.lock:
             self.connections = 0  # the controller's own readiness probe is not a client
@@ -300,21 +324,26 @@ class SendgridTestServer:
         return f"http://{host}:{port}"
 
     # scripting
-    def answer(self, status: int, body=None, headers: dict[str, str] | None = None, delay: float = 0.0,
-               times: int = 1) -> None:
+    def answer(
+        self, status: int, body=None, headers: dict[str, str] | None = None, delay: float = 0.0, times: int = 1
+    ) -> None:
         raw = body if isinstance(body, bytes) else (b"" if body is None else json.dumps(body).encode())
         with self.lock:
             self._replies.extend([Reply(status, raw, dict(headers or {}), delay)] * times)
 
     def answer_error(self, status: int, *messages: str, field_name: str | None = None, times: int = 1) -> None:
         """An error reply in SendGrid's shape: {"errors": [{"message": ..., "field": ..., "help": null}]}."""
-        self.answer(status, {"errors": [{"message": m, "field": field_name, "help": None} for m in messages]},
-                    times=times)
+        self.answer(
+            status, {"errors": [{"message": m, "field": field_name, "help": None} for m in messages]}, times=times
+        )
 
     def answer_rate_limited(self, reset_epoch: int, times: int = 1) -> None:
-        self.answer(429, {"errors": [{"message": "too many requests", "field": None, "help": None}]},
-                    {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0",
-                     "X-RateLimit-Reset": str(reset_epoch)}, times=times)
+        self.answer(
+            429,
+            {"errors": [{"message": "too many requests", "field": None, "help": None}]},
+            {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset_epoch)},
+            times=times,
+        )
 
     def answer_slowly(self, seconds: float, times: int = 1) -> None:
         """202, but only after ``seconds`` (the request has been read: the client's timeout is ambiguous)."""
@@ -364,8 +393,9 @@ class SendgridTestServer:
         httpd.daemon_threads = True
         httpd.block_on_close = False
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="sendgrid-test-server", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="sendgrid-test-server", daemon=True
+        )
         self._thread.start()
         return self
 

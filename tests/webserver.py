@@ -42,8 +42,12 @@ def make_config(db_url: str, base_url: str, root: Path | None = None, **sections
     changes: dict[str, Any] = {
         "database": dataclasses.replace(config.database, url=db_url),
         "tracking": dataclasses.replace(config.tracking, secret=SECRET, base_url=base_url),
-        "identity": dataclasses.replace(config.identity, organization="株式会社テスト", inquiry="info@example.co.jp",
-                                        unsubscribe_mailto="unsubscribe@example.co.jp"),
+        "identity": dataclasses.replace(
+            config.identity,
+            organization="株式会社テスト",
+            inquiry="info@example.co.jp",
+            unsubscribe_mailto="unsubscribe@example.co.jp",
+        ),
     }
     for name, values in sections.items():
         changes[name] = dataclasses.replace(changes.get(name, getattr(config, name)), **values)
@@ -63,8 +67,7 @@ class LiveServer:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://{HOST}:{self.port}"
         self.app = factory(self.url)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, lifespan="on", log_level="warning",
-                                                    access_log=False))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, lifespan="on", log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def start(self) -> LiveServer:
@@ -88,31 +91,74 @@ class LiveServer:
         self.stop()
 
 
-def seed_prospect(engine: Engine, email: str = "taro@example.co.jp", *, language: str = "",
-                  status: str = "active", **values: Any) -> int:
+def seed_prospect(
+    engine: Engine, email: str = "taro@example.co.jp", *, language: str = "", status: str = "active", **values: Any
+) -> int:
     now = clock.now()
-    row = {"email": email, "name": "山田 太郎", "company": "山田製作所", "title": "", "industry": "製造業",
-           "temperature": "warm", "stage": "MQL", "rank": "B", "score": 0.0, "owner": "", "next_action": "",
-           "time_zone": "", "language": language, "attributes": {}, "consent_basis": "business_card",
-           "consent_source": "test", "status": status, "status_reason": "", "frequency_factor": 1.0,
-           "created_at": now, "updated_at": now, **{f"strength_{n}": 0 for n in (
-               "existing_business", "empathy", "contribution", "multiple_contacts", "decision_maker", "invested")}}
+    row = {
+        "email": email,
+        "name": "山田 太郎",
+        "company": "山田製作所",
+        "title": "",
+        "industry": "製造業",
+        "temperature": "warm",
+        "stage": "MQL",
+        "rank": "B",
+        "score": 0.0,
+        "owner": "",
+        "next_action": "",
+        "time_zone": "",
+        "language": language,
+        "attributes": {},
+        "consent_basis": "business_card",
+        "consent_source": "test",
+        "status": status,
+        "status_reason": "",
+        "frequency_factor": 1.0,
+        "created_at": now,
+        "updated_at": now,
+        **{
+            f"strength_{n}": 0
+            for n in ("existing_business", "empathy", "contribution", "multiple_contacts", "decision_maker", "invested")
+        },
+    }
     row.update(values)
     with engine.begin() as conn:
         return conn.execute(insert(Prospect).values(row).returning(Prospect.id)).scalar_one()
 
 
-def seed_delivery(engine: Engine, prospect_id: int, *, campaign: str = "mfg-insights", item_key: str = "2026-11",
-                  state: str = DeliveryState.SENT, sent_at: datetime | None = None, provider_message_id: str = "",
-                  subject: str = "今月の製造業トピックス", language: str | None = "") -> int:
+def seed_delivery(
+    engine: Engine,
+    prospect_id: int,
+    *,
+    campaign: str = "mfg-insights",
+    item_key: str = "2026-11",
+    state: str = DeliveryState.SENT,
+    sent_at: datetime | None = None,
+    provider_message_id: str = "",
+    subject: str = "今月の製造業トピックス",
+    language: str | None = "",
+) -> int:
     """A delivery row. ``language`` None leaves the column out, as inserts made before migration 0004 did."""
     now = clock.now()
     if sent_at is None and state == DeliveryState.SENT:
         sent_at = now - timedelta(hours=1)
-    row = {"campaign": campaign, "prospect_id": prospect_id, "item_key": item_key, "state": state, "error": "",
-           "subject": subject, "sender": "sendgrid", "message_id": f"<{item_key}.{prospect_id}@example.co.jp>",
-           "provider_message_id": provider_message_id, "attempts": 1, "claimed_by": "",
-           "created_at": now - timedelta(hours=2), "updated_at": now, "sent_at": sent_at}
+    row = {
+        "campaign": campaign,
+        "prospect_id": prospect_id,
+        "item_key": item_key,
+        "state": state,
+        "error": "",
+        "subject": subject,
+        "sender": "sendgrid",
+        "message_id": f"<{item_key}.{prospect_id}@example.co.jp>",
+        "provider_message_id": provider_message_id,
+        "attempts": 1,
+        "claimed_by": "",
+        "created_at": now - timedelta(hours=2),
+        "updated_at": now,
+        "sent_at": sent_at,
+    }
     if language is not None:
         row["language"] = language
     with engine.begin() as conn:

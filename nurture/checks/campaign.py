@@ -85,20 +85,38 @@ class CampaignReport:
         return "errors" if self.errors else "warnings" if self.warnings else "ok"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "file": self.file, "status": self.status, "loaded": self.loaded,
-                "items": self.items,
-                "errors": self.errors, "warnings": self.warnings,
-                "findings": [dataclasses.asdict(f) for f in self.findings]}
+        return {
+            "name": self.name,
+            "file": self.file,
+            "status": self.status,
+            "loaded": self.loaded,
+            "items": self.items,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "findings": [dataclasses.asdict(f) for f in self.findings],
+        }
 
 
 # ------------------------------------------------------------------------------------------ sample data
 
 
 _SAMPLES = {
-    "ja": dict(email="sample@example.co.jp", name="山田 太郎", company="株式会社サンプル精機", title="製造部 部長",
-               industry="製造業", owner="佐藤 花子"),
-    "en": dict(email="sample@example.com", name="Alex Morgan", company="Sample Manufacturing Inc.",
-               title="Operations Manager", industry="manufacturing", owner="Jordan Lee"),
+    "ja": dict(
+        email="sample@example.co.jp",
+        name="山田 太郎",
+        company="株式会社サンプル精機",
+        title="製造部 部長",
+        industry="製造業",
+        owner="佐藤 花子",
+    ),
+    "en": dict(
+        email="sample@example.com",
+        name="Alex Morgan",
+        company="Sample Manufacturing Inc.",
+        title="Operations Manager",
+        industry="manufacturing",
+        owner="Jordan Lee",
+    ),
 }
 
 
@@ -106,14 +124,29 @@ def sample_prospect(campaign: Campaign, item: ContentItem | None = None) -> Pros
     """A made-up prospect in the campaign's language who could receive ``item`` (its first industry, else the
     segment's). Not attached to any database session."""
     values = dict(_SAMPLES.get(campaign.language, _SAMPLES["en"]))
-    industries = (item.industries if item else ()) or campaign.segment.values("industry", "in") \
+    industries = (
+        (item.industries if item else ())
+        or campaign.segment.values("industry", "in")
         or campaign.segment.values("industry", "eq")
+    )
     if industries:
         values["industry"] = industries[0]
     temperatures = campaign.segment.values("temperature", "in") or campaign.segment.values("temperature", "eq")
-    return Prospect(id=0, temperature=(temperatures or ("warm",))[0], stage="MQL", rank="C", score=40.0,
-                    language=campaign.language, time_zone="", attributes={}, next_action="", status="active",
-                    consent_basis="business_card", frequency_factor=1.0, **values)
+    return Prospect(
+        id=0,
+        temperature=(temperatures or ("warm",))[0],
+        stage="MQL",
+        rank="C",
+        score=40.0,
+        language=campaign.language,
+        time_zone="",
+        attributes={},
+        next_action="",
+        status="active",
+        consent_basis="business_card",
+        frequency_factor=1.0,
+        **values,
+    )
 
 
 def preview_config(config: Config) -> Config:
@@ -121,8 +154,9 @@ def preview_config(config: Config) -> Config:
     return dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, secret=PREVIEW_SECRET))
 
 
-def render_item(config: Config, campaign: Campaign, item: ContentItem, prospect: Prospect,
-                renderer: Renderer | None = None) -> RenderedMessage:
+def render_item(
+    config: Config, campaign: Campaign, item: ContentItem, prospect: Prospect, renderer: Renderer | None = None
+) -> RenderedMessage:
     """Render ``item`` for ``prospect`` as a preview (placeholder-signed links)."""
     renderer = renderer or Renderer(config.templates_dir)
     signing = preview_config(config)
@@ -159,27 +193,44 @@ def _render_error(exc: Exception) -> str:
     return str(exc)
 
 
-def check_campaign(config: Config, campaign: Campaign, report: CampaignReport,
-                   prospect: Prospect | None = None) -> None:
+def check_campaign(
+    config: Config, campaign: Campaign, report: CampaignReport, prospect: Prospect | None = None
+) -> None:
     """Add to ``report`` what is wrong with ``campaign`` beyond its file: lint warnings, template compile
     errors, render errors, missing footer parts, sales language."""
     file = display_path(campaign.path)
     for text in lint_campaign(campaign):
         line = text.split(": ", 1)[0].rsplit(":", 1)[-1]
-        report.findings.append(Finding("warning", "segment", text, file=file,
-                                       line=int(line) if line.isdigit() else None))
+        report.findings.append(
+            Finding("warning", "segment", text, file=file, line=int(line) if line.isdigit() else None)
+        )
     today = clock.now().astimezone(campaign.cadence.zone).date()
     if campaign.cadence.end and campaign.cadence.end < today:
-        report.findings.append(Finding("warning", "config", f"{file}: the campaign ended on "
-                                       f"{campaign.cadence.end.isoformat()}: nurture send mails nothing for it",
-                                       file=file, why="extend [cadence] end, or set status = \"paused\""))
+        report.findings.append(
+            Finding(
+                "warning",
+                "config",
+                f"{file}: the campaign ended on {campaign.cadence.end.isoformat()}: nurture send mails nothing for it",
+                file=file,
+                why='extend [cadence] end, or set status = "paused"',
+            )
+        )
     # The segment compiles to SQL for both databases we support (a programming error would surface here).
     for dialect in (sqlite.dialect(), postgresql.dialect()):
         segment_select(campaign, clock.now()).compile(dialect=dialect)
 
     def item_error(item: ContentItem, kind: str, detail: str, where: str | None = None) -> None:
-        report.findings.append(Finding("error", kind, f'{file}:{item.line}: item "{item.key}": {detail}',
-                                       file=file, line=item.line, item=item.key, where=where))
+        report.findings.append(
+            Finding(
+                "error",
+                kind,
+                f'{file}:{item.line}: item "{item.key}": {detail}',
+                file=file,
+                line=item.line,
+                item=item.key,
+                where=where,
+            )
+        )
 
     renderer = Renderer(config.templates_dir)
     rules = rules_for(config)
@@ -204,20 +255,45 @@ def check_campaign(config: Config, campaign: Campaign, report: CampaignReport,
             if "[identity]" in problem:  # a setting, the same for every item: say it once
                 message = f"{file}: footer {problem} ({_config_name(config)})"
                 if not any(f.message == message for f in report.findings):
-                    report.findings.append(Finding("error", "footer", message, file=file,
-                                                   why="特定電子メール法 / CAN-SPAM require it in every mail"))
+                    report.findings.append(
+                        Finding(
+                            "error",
+                            "footer",
+                            message,
+                            file=file,
+                            why="特定電子メール法 / CAN-SPAM require it in every mail",
+                        )
+                    )
                 continue
-            report.findings.append(Finding("error", "footer", f'{file}:{item.line}: item "{item.key}": footer '
-                                           f"{problem}", file=file, line=item.line, item=item.key,
-                                           why="特定電子メール法 / CAN-SPAM require it in every mail"))
-        for found in check_message(rendered, language=campaign.language, allow=campaign.allow, source=item.key,
-                                   rules=rules):
+            report.findings.append(
+                Finding(
+                    "error",
+                    "footer",
+                    f'{file}:{item.line}: item "{item.key}": footer {problem}',
+                    file=file,
+                    line=item.line,
+                    item=item.key,
+                    why="特定電子メール法 / CAN-SPAM require it in every mail",
+                )
+            )
+        for found in check_message(
+            rendered, language=campaign.language, allow=campaign.allow, source=item.key, rules=rules
+        ):
             where = "subject" if found.line == 0 else f"text line {found.line}"
-            report.findings.append(Finding(
-                found.severity, "content",
-                f'{file}:{item.line}: item "{item.key}": {found.category} "{found.phrase}" ({where}): {found.why}',
-                file=file, line=item.line, item=item.key, phrase=found.phrase, category=found.category,
-                why=found.why, where=where))
+            report.findings.append(
+                Finding(
+                    found.severity,
+                    "content",
+                    f'{file}:{item.line}: item "{item.key}": {found.category} "{found.phrase}" ({where}): {found.why}',
+                    file=file,
+                    line=item.line,
+                    item=item.key,
+                    phrase=found.phrase,
+                    category=found.category,
+                    why=found.why,
+                    where=where,
+                )
+            )
 
 
 #: A campaign file with the campaign loaded from it, or the error that kept it from loading.
@@ -238,8 +314,10 @@ def selected_campaigns(config: Config, names: tuple[str, ...]) -> list[CampaignF
     known = {row[0].stem for row in chosen} | {row[1].name for row in chosen if row[1] is not None}
     missing = [n for n in names if n not in known]
     if missing:
-        available = ", ".join(sorted(row[1].name if row[1] else row[0].stem for row in out)) or \
-            f"none (no *.toml in {display_path(config.campaigns_dir)})"
+        available = (
+            ", ".join(sorted(row[1].name if row[1] else row[0].stem for row in out))
+            or f"none (no *.toml in {display_path(config.campaigns_dir)})"
+        )
         raise NotFound(f"no campaign named {', '.join(missing)}", hint=f"available: {available}")
     return chosen
 
@@ -258,8 +336,15 @@ def run_check(config: Config, names: tuple[str, ...] = (), prospect: Prospect | 
             continue
         report = CampaignReport(campaign.name, file, items=len(campaign.items))
         if campaign.name in seen:
-            report.findings.append(Finding("error", "config", f'{file}: duplicate campaign name "{campaign.name}" '
-                                           f"(also in {seen[campaign.name]}); names must be unique", file=file))
+            report.findings.append(
+                Finding(
+                    "error",
+                    "config",
+                    f'{file}: duplicate campaign name "{campaign.name}" '
+                    f"(also in {seen[campaign.name]}); names must be unique",
+                    file=file,
+                )
+            )
         seen.setdefault(campaign.name, file)
         check_campaign(config, campaign, report, prospect)
         reports.append(report)

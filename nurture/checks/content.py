@@ -169,7 +169,7 @@ def _findings(text: str, rules: tuple[Rule, ...], allowed: list[str], source: st
         return []
     if allowed:
         # An allowed hit also covers the smaller hits inside it (無料 inside an allowed 無料デモ).
-        spans = [(h.start, h.end) for h in hits if any(a in norm[h.start:h.end].casefold() for a in allowed)]
+        spans = [(h.start, h.end) for h in hits if any(a in norm[h.start : h.end].casefold() for a in allowed)]
         hits = [h for h in hits if not any(s <= h.start and h.end <= e for s, e in spans)]
     out = []
     for hit in _resolve_overlaps(hits):
@@ -185,19 +185,27 @@ def _escalate(findings: list[Finding]) -> list[Finding]:
     if len(soft_rules) < ESCALATE_AT:
         return findings
     note = f" [{len(soft_rules)} different soft sales signals in one item read as a pitch]"
-    return [dataclasses.replace(f, severity="error", why=f.why + note) if f.severity == "warning" else f
-            for f in findings]
+    return [
+        dataclasses.replace(f, severity="error", why=f.why + note) if f.severity == "warning" else f for f in findings
+    ]
 
 
-def check_text(text: str, *, language: str | None = None, allow: Iterable[Any] = (), source: str = "",
-               rules: RuleSet | None = None) -> list[Finding]:
+def check_text(
+    text: str, *, language: str | None = None, allow: Iterable[Any] = (), source: str = "", rules: RuleSet | None = None
+) -> list[Finding]:
     """Sales-pitch findings in ``text`` (see the module docstring), sorted by position."""
     ruleset = (rules or load_rules()).for_language(language)
     return _escalate(_findings(text or "", ruleset, _allowed_phrases(allow), source, subject=False))
 
 
-def check_message(rendered: Any, *, language: str | None = None, allow: Iterable[Any] = (), source: str = "",
-                  rules: RuleSet | None = None) -> list[Finding]:
+def check_message(
+    rendered: Any,
+    *,
+    language: str | None = None,
+    allow: Iterable[Any] = (),
+    source: str = "",
+    rules: RuleSet | None = None,
+) -> list[Finding]:
     """Findings for a rendered mail: its ``.subject`` (line 0) and its ``.text`` part (lines numbered there).
     The HTML part is not read: the text part carries the same words, and line numbers there are useful."""
     ruleset = (rules or load_rules()).for_language(language)

@@ -96,11 +96,15 @@ def footer_problems(rendered: RenderedMessage, config: Config, language: str) ->
         return False
 
     if not opt_out_in_html():
-        problems.append("HTML part lacks an opt-out statement next to its link "
-                        "(e.g. 配信停止はこちら / Unsubscribe, linked to {{ urls.unsubscribe }})")
-    if not any(re.search(re.escape(w) + r".{0,200}?(https?://|mailto:|@)", unicodedata.normalize("NFKC", line),
-                         re.I)
-               for line in _paragraphs(rendered.text) for w in words):
+        problems.append(
+            "HTML part lacks an opt-out statement next to its link "
+            "(e.g. 配信停止はこちら / Unsubscribe, linked to {{ urls.unsubscribe }})"
+        )
+    if not any(
+        re.search(re.escape(w) + r".{0,200}?(https?://|mailto:|@)", unicodedata.normalize("NFKC", line), re.I)
+        for line in _paragraphs(rendered.text)
+        for w in words
+    ):
         problems.append("text part lacks an opt-out statement with its URL")
     need("inquiry contact", identity.inquiry, "inquiry")
     return problems

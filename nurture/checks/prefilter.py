@@ -116,7 +116,7 @@ class _Parser:
         return None if ch in (".", "^", "$") else ch
 
     def _group(self) -> _Node:
-        rest = self.pattern[self.pos + 1:]
+        rest = self.pattern[self.pos + 1 :]
         if not rest.startswith("?"):
             self.pos += 1
             return _Group(self.alternatives(in_group=True))
@@ -194,7 +194,7 @@ class _Parser:
         if ch in _SIMPLE_ESCAPES:
             return _SIMPLE_ESCAPES[ch]
         if ch in _HEX_DIGITS:
-            digits = self.pattern[self.pos:self.pos + _HEX_DIGITS[ch]]
+            digits = self.pattern[self.pos : self.pos + _HEX_DIGITS[ch]]
             self.pos += _HEX_DIGITS[ch]
             try:
                 return chr(int(digits, 16))
@@ -202,7 +202,7 @@ class _Parser:
                 raise _Unsupported(f"bad \\{ch} escape") from None
         if ch == "N":
             end = self._after("}")
-            name = self.pattern[self.pos + 1:end - 1]
+            name = self.pattern[self.pos + 1 : end - 1]
             self.pos = end
             try:
                 return unicodedata.lookup(name)

@@ -62,7 +62,7 @@ def _lower_pattern(source: str) -> str:
         ch = source[i]
         if ch == "\\" and i + 1 < len(source):
             j = i + 2
-            if source[i + 1] == "N" and source[j:j + 1] == "{":
+            if source[i + 1] == "N" and source[j : j + 1] == "{":
                 j = source.index("}", j) + 1 if "}" in source[j:] else j
             out.append(source[i:j])
             i = j
@@ -204,12 +204,12 @@ class RuleSet:
             if language is not None and language not in LANGUAGES:
                 raise ConfigError(f'content check: unknown language "{language}"; use one of: ja, en')
             self._by_language[language] = tuple(
-                r for r in self.rules if language is None or r.language in (language, "any"))
+                r for r in self.rules if language is None or r.language in (language, "any")
+            )
         return self._by_language[language]
 
     def __len__(self) -> int:
         return len(self.rules)
-
 
 
 def _compile_parts(sources: Iterable[str], path: KeyPath, rule_id: str, problems: Problems) -> list[Part]:
@@ -222,15 +222,17 @@ def _compile_parts(sources: Iterable[str], path: KeyPath, rule_id: str, problems
             problems.add(path, f'rule "{rule_id}": bad regex {source!r}: {exc.msg} at position {exc.pos}')
             continue
         if compiled.fullmatch(""):
-            problems.add(path, f'rule "{rule_id}": pattern {source!r} matches empty text, so it would flag '
-                               "everything; make it match at least one character")
+            problems.add(
+                path,
+                f'rule "{rule_id}": pattern {source!r} matches empty text, so it would flag '
+                "everything; make it match at least one character",
+            )
             continue
         parts.append((required_literals(lowered), compiled))
     return parts
 
 
-def _compile_context(sources: Iterable[str], path: KeyPath, rule_id: str,
-                     problems: Problems) -> re.Pattern[str] | None:
+def _compile_context(sources: Iterable[str], path: KeyPath, rule_id: str, problems: Problems) -> re.Pattern[str] | None:
     parts = _compile_parts(sources, path, rule_id, problems)
     return re.compile("|".join(f"(?:{p.pattern})" for _, p in parts), _FLAGS) if parts else None
 
@@ -256,15 +258,24 @@ def _compile_file(path: Path, seen: dict[str, str]) -> list[Rule]:
         unless = _compile_context(rs.unless, where + ("unless",), rs.id, problems) if rs.unless else None
         if len(problems.items) > before or not parts:
             continue
-        rule = Rule(rs.id, spec.language, rs.category, rs.severity, rs.why.strip(), tuple(parts), near, unless,
-                    rs.window, origin)
+        rule = Rule(
+            rs.id,
+            spec.language,
+            rs.category,
+            rs.severity,
+            rs.why.strip(),
+            tuple(parts),
+            near,
+            unless,
+            rs.window,
+            origin,
+        )
         for example in rs.examples:
             if not rule.spans(lower_ascii(unicodedata.normalize("NFKC", example))):
                 problems.add(where + ("examples",), f'rule "{rs.id}" does not flag its example {example!r}')
         for example in rs.counterexamples:
             if rule.spans(lower_ascii(unicodedata.normalize("NFKC", example))):
-                problems.add(where + ("counterexamples",),
-                             f'rule "{rs.id}" flags its counterexample {example!r}')
+                problems.add(where + ("counterexamples",), f'rule "{rs.id}" flags its counterexample {example!r}')
         rules.append(rule)
     problems.raise_if_any()
     return rules

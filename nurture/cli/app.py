@@ -52,10 +52,19 @@ class NurtureGroup(click.Group):
 
 
 @click.group(cls=NurtureGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", "config_path", metavar="PATH", envvar="NURTURE_CONFIG",
-              help="Config file (default: ./nurture.toml; env NURTURE_CONFIG).")
-@click.option("--database", "database_url", metavar="URL",
-              help="Database URL, overriding the config (e.g. postgresql+psycopg://user@host/db).")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    envvar="NURTURE_CONFIG",
+    help="Config file (default: ./nurture.toml; env NURTURE_CONFIG).",
+)
+@click.option(
+    "--database",
+    "database_url",
+    metavar="URL",
+    help="Database URL, overriding the config (e.g. postgresql+psycopg://user@host/db).",
+)
 @click.version_option(__version__, prog_name="nurture")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, database_url: str | None) -> None:

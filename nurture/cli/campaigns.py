@@ -41,15 +41,21 @@ def _print_reports(reports: list[CampaignReport], note: str) -> None:
     total_errors = sum(r.errors for r in reports)
     total_warnings = sum(r.warnings for r in reports)
     bad = sum(r.status == "errors" for r in reports)
-    click.echo(f"\n{_count(len(reports), 'campaign')} checked: {len(reports) - bad} without errors, {bad} with "
-               f"errors ({_count(total_errors, 'error')}, {_count(total_warnings, 'warning')})")
+    click.echo(
+        f"\n{_count(len(reports), 'campaign')} checked: {len(reports) - bad} without errors, {bad} with "
+        f"errors ({_count(total_errors, 'error')}, {_count(total_warnings, 'warning')})"
+    )
     click.echo(f"note: {note}")
 
 
 @click.command("check")
 @click.argument("campaigns", nargs=-1, metavar="[CAMPAIGN]...")
-@click.option("--prospect", "email", metavar="EMAIL",
-              help="Render for this prospect from the database instead of the built-in sample prospect.")
+@click.option(
+    "--prospect",
+    "email",
+    metavar="EMAIL",
+    help="Render for this prospect from the database instead of the built-in sample prospect.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @pass_app
 def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool) -> None:
@@ -67,14 +73,25 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
     prospect = find_prospect(app.engine(), email) if email else None
     reports = checking.run_check(config, campaigns, prospect)
     if not reports:
-        raise NotFound(f"no campaign files (*.toml) in {display_path(config.campaigns_dir)}",
-                       hint="see campaigns/README.md for the format, or run `nurture demo`")
+        raise NotFound(
+            f"no campaign files (*.toml) in {display_path(config.campaigns_dir)}",
+            hint="see campaigns/README.md for the format, or run `nurture demo`",
+        )
     if as_json:
-        click.echo(json.dumps({
-            "ok": not any(r.errors for r in reports),
-            "errors": sum(r.errors for r in reports), "warnings": sum(r.warnings for r in reports),
-            "preview_secret": True, "note": checking.PREVIEW_NOTE,
-            "campaigns": [r.as_dict() for r in reports]}, ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "ok": not any(r.errors for r in reports),
+                    "errors": sum(r.errors for r in reports),
+                    "warnings": sum(r.warnings for r in reports),
+                    "preview_secret": True,
+                    "note": checking.PREVIEW_NOTE,
+                    "campaigns": [r.as_dict() for r in reports],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         _print_reports(reports, checking.PREVIEW_NOTE)
     if any(r.errors for r in reports):
@@ -86,12 +103,27 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
 
 @click.command("preview")
 @click.argument("campaign_name", metavar="CAMPAIGN")
-@click.option("--item", "item_ref", metavar="N|KEY", default="1", show_default=True,
-              help="Which content item: its position (1 = first) or its key.")
-@click.option("--prospect", "email", metavar="EMAIL",
-              help="Render for this prospect from the database instead of the built-in sample prospect.")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.html",
-              help="Where to write the HTML (default: preview-CAMPAIGN-ITEM.html in the working directory).")
+@click.option(
+    "--item",
+    "item_ref",
+    metavar="N|KEY",
+    default="1",
+    show_default=True,
+    help="Which content item: its position (1 = first) or its key.",
+)
+@click.option(
+    "--prospect",
+    "email",
+    metavar="EMAIL",
+    help="Render for this prospect from the database instead of the built-in sample prospect.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.html",
+    help="Where to write the HTML (default: preview-CAMPAIGN-ITEM.html in the working directory).",
+)
 @pass_app
 def preview(app: App, campaign_name: str, item_ref: str, email: str | None, out: Path | None) -> None:
     """Render one mail of CAMPAIGN: write the HTML to a file, print the subject and the text part.

@@ -16,8 +16,14 @@ from nurture.cli.setup import init
 
 
 @click.command("demo")
-@click.option("--dir", "folder", default="nurture-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the demo workspace.")
+@click.option(
+    "--dir",
+    "folder",
+    default="nurture-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the demo workspace.",
+)
 @click.option("--no-send", is_flag=True, help="Prepare the workspace and import, but do not send.")
 @click.pass_context
 def demo(ctx: click.Context, folder: str, no_send: bool) -> None:
@@ -50,8 +56,7 @@ def _run(ctx: click.Context, path: Path, no_send: bool) -> None:
     def step(title: str, command: click.Command, *args: str) -> None:
         click.echo(click.style(f"\n$ nurture {title}", fg="cyan", bold=True))
         try:
-            ctx.invoke(command, *args) if not args else command.main(list(args), obj=ctx.obj,
-                                                                      standalone_mode=False)
+            ctx.invoke(command, *args) if not args else command.main(list(args), obj=ctx.obj, standalone_mode=False)
         except (SystemExit, click.exceptions.Exit) as exc:  # non-zero on findings: the demo goes on, says so
             code = getattr(exc, "code", None) or getattr(exc, "exit_code", 0)
             if code:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from nurture import track as store
 from nurture.cli.app import App, pass_app
 from nurture.cli.output import dump_json, import_verdict
 from nurture.people import find_prospect, import_offline_events
-from nurture import track as store
 
 
 @click.group("events")
@@ -23,8 +23,9 @@ def events() -> None:
 @click.option("--dry-run", is_flag=True, help="Check and count, write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
-def import_(app: App, file: str, encoding: str | None, sheet: str | None, skip_invalid: bool, dry_run: bool,
-            as_json: bool) -> None:
+def import_(
+    app: App, file: str, encoding: str | None, sheet: str | None, skip_invalid: bool, dry_run: bool, as_json: bool
+) -> None:
     """Import offline events from a CSV (UTF-8 / Shift_JIS) or .xlsx file.
 
     \b
@@ -39,15 +40,25 @@ def import_(app: App, file: str, encoding: str | None, sheet: str | None, skip_i
     --skip-invalid. Importing the same file again records nothing twice.
     """
     engine = app.engine()
-    summary = import_offline_events(engine, file, time_zone=app.config.cadence.time_zone, encoding=encoding,
-                                    sheet=sheet, skip_invalid=skip_invalid, dry_run=dry_run)
-    import_verdict(file, summary.rejected, skip_invalid=skip_invalid, as_json=as_json, summary=summary.as_dict(),
-                   verb="record")
+    summary = import_offline_events(
+        engine,
+        file,
+        time_zone=app.config.cadence.time_zone,
+        encoding=encoding,
+        sheet=sheet,
+        skip_invalid=skip_invalid,
+        dry_run=dry_run,
+    )
+    import_verdict(
+        file, summary.rejected, skip_invalid=skip_invalid, as_json=as_json, summary=summary.as_dict(), verb="record"
+    )
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary.by_type.items())) or "none"
-    click.echo(f"{file} ({summary.encoding or 'xlsx'}): "
-               f"{'would record' if dry_run else 'recorded'} {summary.recorded}, "
-               f"already recorded {summary.already}, rejected {len(summary.rejected)} ({kinds})"
-               + (" — dry run, nothing written" if dry_run else ""))
+    click.echo(
+        f"{file} ({summary.encoding or 'xlsx'}): "
+        f"{'would record' if dry_run else 'recorded'} {summary.recorded}, "
+        f"already recorded {summary.already}, rejected {len(summary.rejected)} ({kinds})"
+        + (" — dry run, nothing written" if dry_run else "")
+    )
 
 
 @events.command("list")
@@ -70,8 +81,10 @@ def list_(app: App, email: str | None, types: tuple[str, ...], limit: int, as_js
     for r in rows:
         what = r["data"].get("title") or r["url"] or ""
         label = f"{r['label']} {r['confidence']:.2f} {r['rule']}" if r["type"] in ("opened", "clicked") else ""
-        click.echo(f"{r['occurred_at'][:19]}  {r['type']:<19} {r['email'] or '-':<30} {r['campaign']:<16} "
-                   f"{label:<32} {what}".rstrip())
+        click.echo(
+            f"{r['occurred_at'][:19]}  {r['type']:<19} {r['email'] or '-':<30} {r['campaign']:<16} "
+            f"{label:<32} {what}".rstrip()
+        )
 
 
 COMMANDS = [events]

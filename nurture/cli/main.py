@@ -14,7 +14,12 @@ from nurture.cli import campaigns, demo, events, prospects, send, serve, setup
 from nurture.cli.app import main
 
 ALL: list[click.Command] = [
-    *setup.COMMANDS, *prospects.COMMANDS, *campaigns.COMMANDS, *send.COMMANDS, *serve.COMMANDS, *events.COMMANDS,
+    *setup.COMMANDS,
+    *prospects.COMMANDS,
+    *campaigns.COMMANDS,
+    *send.COMMANDS,
+    *serve.COMMANDS,
+    *events.COMMANDS,
     *demo.COMMANDS,
 ]
 for _command in ALL:

@@ -21,8 +21,9 @@ def dump_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=_json_default))
 
 
-def import_verdict(file: str, rejected: list, *, skip_invalid: bool, as_json: bool, summary: dict[str, Any],
-                   verb: str) -> None:
+def import_verdict(
+    file: str, rejected: list, *, skip_invalid: bool, as_json: bool, summary: dict[str, Any], verb: str
+) -> None:
     """The shared end of `prospects import` and `events import`: with ``--json`` print the summary and exit
     (1 if rows were rejected without --skip-invalid); otherwise list every rejected row and, if that means
     nothing was written, exit 1 saying how to go on. Returns only when the caller should print its summary."""
@@ -33,6 +34,9 @@ def import_verdict(file: str, rejected: list, *, skip_invalid: bool, as_json: bo
     for row in rejected:
         click.echo(f"{file}: {row}", err=True)
     if failed:
-        click.echo(f"error: {len(rejected)} invalid row(s); nothing was {verb}ed.\n"
-                   f"  hint: fix the rows above, or pass --skip-invalid to {verb} the other rows", err=True)
+        click.echo(
+            f"error: {len(rejected)} invalid row(s); nothing was {verb}ed.\n"
+            f"  hint: fix the rows above, or pass --skip-invalid to {verb} the other rows",
+            err=True,
+        )
         sys.exit(1)

@@ -37,15 +37,28 @@ def _parse_map(values: tuple[str, ...]) -> dict[str, str]:
 @prospects.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--encoding", help="Force the text encoding of a CSV (utf-8, utf-8-sig, cp932). Default: detected.")
-@click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
-              help="Map a column to a field (repeatable); FIELD '-' ignores the column.")
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="Map a column to a field (repeatable); FIELD '-' ignores the column.",
+)
 @click.option("--sheet", help="The worksheet of an .xlsx file (default: the first).")
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows and list the bad ones.")
 @click.option("--dry-run", is_flag=True, help="Check and count, write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
-def import_(app: App, file: str, encoding: str | None, maps: tuple[str, ...], sheet: str | None,
-            skip_invalid: bool, dry_run: bool, as_json: bool) -> None:
+def import_(
+    app: App,
+    file: str,
+    encoding: str | None,
+    maps: tuple[str, ...],
+    sheet: str | None,
+    skip_invalid: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     """Import prospects from a CSV (UTF-8 / Shift_JIS) or .xlsx file.
 
     \b
@@ -59,26 +72,45 @@ def import_(app: App, file: str, encoding: str | None, maps: tuple[str, ...], sh
     engine = app.engine()
     console = Console(stderr=True)
     show_progress = not as_json and console.is_terminal
-    with Progress(SpinnerColumn(), TextColumn("importing {task.fields[name]}"), BarColumn(),
-                  TextColumn("{task.completed:,} rows"), TimeElapsedColumn(), console=console,
-                  disable=not show_progress, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("importing {task.fields[name]}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show_progress,
+        transient=True,
+    ) as progress:
         task = progress.add_task("import", total=None, name=file)
         summary = import_file(
-            engine, file, default_time_zone=app.config.cadence.time_zone, encoding=encoding,
-            mapping=_parse_map(maps), sheet=sheet, skip_invalid=skip_invalid, dry_run=dry_run,
-            progress=lambda n: progress.update(task, completed=n))
-    import_verdict(file, summary.rejected, skip_invalid=skip_invalid, as_json=as_json, summary=summary.as_dict(),
-                   verb="import")
+            engine,
+            file,
+            default_time_zone=app.config.cadence.time_zone,
+            encoding=encoding,
+            mapping=_parse_map(maps),
+            sheet=sheet,
+            skip_invalid=skip_invalid,
+            dry_run=dry_run,
+            progress=lambda n: progress.update(task, completed=n),
+        )
+    import_verdict(
+        file, summary.rejected, skip_invalid=skip_invalid, as_json=as_json, summary=summary.as_dict(), verb="import"
+    )
     verb = "would be" if dry_run else "are"
-    click.echo(f"{file} ({summary.encoding or 'xlsx'}): created {summary.created}, updated {summary.updated}, "
-               f"unchanged {summary.unchanged}, rejected {len(summary.rejected)}"
-               + (" — dry run, nothing written" if dry_run else ""))
+    click.echo(
+        f"{file} ({summary.encoding or 'xlsx'}): created {summary.created}, updated {summary.updated}, "
+        f"unchanged {summary.unchanged}, rejected {len(summary.rejected)}"
+        + (" — dry run, nothing written" if dry_run else "")
+    )
     if summary.attributes:
         click.echo(f"  kept as custom attributes: {', '.join(summary.attributes)}")
     if summary.no_consent:
-        click.echo(f"  {summary.no_consent} prospect(s) {verb} without a consent basis: they will not be mailed "
-                   "until one is recorded (column 同意/consent: opt_in, business_card, existing_relationship, "
-                   "published_business_address)")
+        click.echo(
+            f"  {summary.no_consent} prospect(s) {verb} without a consent basis: they will not be mailed "
+            "until one is recorded (column 同意/consent: opt_in, business_card, existing_relationship, "
+            "published_business_address)"
+        )
     if summary.suppressed:
         click.echo(f"  {summary.suppressed} row(s) skipped: the address was erased at the person's request")
 
@@ -95,33 +127,73 @@ def _choice(values: tuple[str, ...]) -> click.Choice:
 @click.option("--owner", multiple=True, help="Owner (repeatable).")
 @click.option("--status", multiple=True, type=_choice(STATUSES), help="Status (repeatable).")
 @click.option("--tag", help="Only prospects with this tag.")
-@click.option("--stale-days", type=click.IntRange(min=0), metavar="N",
-              help="No contact for N days or more (or never).")
+@click.option("--stale-days", type=click.IntRange(min=0), metavar="N", help="No contact for N days or more (or never).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
-def list_(app: App, temperature: tuple[str, ...], industry: tuple[str, ...], rank: tuple[str, ...],
-          stage: tuple[str, ...], owner: tuple[str, ...], status: tuple[str, ...], tag: str | None,
-          stale_days: int | None, limit: int | None, as_json: bool) -> None:
+def list_(
+    app: App,
+    temperature: tuple[str, ...],
+    industry: tuple[str, ...],
+    rank: tuple[str, ...],
+    stage: tuple[str, ...],
+    owner: tuple[str, ...],
+    status: tuple[str, ...],
+    tag: str | None,
+    stale_days: int | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
     """List prospects, filtered."""
-    rows = list_prospects(app.engine(), temperature=[t.lower() for t in temperature], industry=industry,
-                                rank=[r.upper() for r in rank], stage=stage, owner=owner,
-                                status=[s.lower() for s in status], stale_days=stale_days, tag=tag, limit=limit)
+    rows = list_prospects(
+        app.engine(),
+        temperature=[t.lower() for t in temperature],
+        industry=industry,
+        rank=[r.upper() for r in rank],
+        stage=stage,
+        owner=owner,
+        status=[s.lower() for s in status],
+        stale_days=stale_days,
+        tag=tag,
+        limit=limit,
+    )
     if as_json:
         dump_json(list(rows))
         return
     zone = ZoneInfo(app.config.cadence.time_zone)
     table = Table(show_lines=False, header_style="bold", box=box.SIMPLE_HEAD)
-    for column in ("email", "name", "company", "industry", "temp", "rank", "stage", "owner", "last contact",
-                   "next action", "status"):
+    for column in (
+        "email",
+        "name",
+        "company",
+        "industry",
+        "temp",
+        "rank",
+        "stage",
+        "owner",
+        "last contact",
+        "next action",
+        "status",
+    ):
         table.add_column(column, overflow="fold")
     count = 0
     for r in rows:
         count += 1
         last = r["last_contact_at"].astimezone(zone).date().isoformat() if r["last_contact_at"] else "-"
         nxt = r["next_action"] + (f" ({r['next_action_due']})" if r["next_action_due"] else "")
-        table.add_row(r["email"], r["name"], r["company"], r["industry"], r["temperature"], r["rank"],
-                      r["stage"], r["owner"], last, nxt or "-", r["status"])
+        table.add_row(
+            r["email"],
+            r["name"],
+            r["company"],
+            r["industry"],
+            r["temperature"],
+            r["rank"],
+            r["stage"],
+            r["owner"],
+            last,
+            nxt or "-",
+            r["status"],
+        )
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)  # piped output: don't wrap to 80 columns

@@ -48,8 +48,16 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
     console = Console(stderr=True)
     show = not as_json and console.is_terminal
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, disable=not show, transient=True) as progress:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not show,
+            transient=True,
+        ) as progress:
             plan_task = progress.add_task("planning", total=None)
             # Sending starts while planning goes on: its total is what was queued before this run (retries now
             # due) plus what this run has planned so far, and grows with each planned batch.
@@ -64,12 +72,21 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
             def outcome(o: deliver.Outcome) -> None:
                 progress.update(send_task, advance=1, description=f"sending ({o.state}: {o.email})")
 
-            report = deliver.send(engine, config, chosen, dry_run=dry_run, limit=limit,
-                                  keep_decisions=dry_run, keep_outcomes=as_json,
-                                  plan_progress=planned, on_outcome=outcome)
+            report = deliver.send(
+                engine,
+                config,
+                chosen,
+                dry_run=dry_run,
+                limit=limit,
+                keep_decisions=dry_run,
+                keep_outcomes=as_json,
+                plan_progress=planned,
+                on_outcome=outcome,
+            )
     except SenderConfigError as exc:  # the run stopped at once: say why, and that nothing was lost
-        click.echo(click.style(f"error: the {config.delivery.sender} sender cannot send: {exc.message}", fg="red"),
-                   err=True)
+        click.echo(
+            click.style(f"error: the {config.delivery.sender} sender cannot send: {exc.message}", fg="red"), err=True
+        )
         if exc.hint:
             click.echo(f"  hint: {exc.hint}", err=True)
         click.echo("  the run stopped: the mails not sent stay pending for the next `nurture send`", err=True)
@@ -86,10 +103,12 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
                 click.echo(f"{d.outcome:10}  {d.campaign:20} {d.email:36} {d.reason}")
         click.echo(f"dry run: {report.planned} would be sent now; nothing was delivered")
     else:
-        click.echo(click.style(f"sent: {report.sent}", fg="green", bold=True)
-                   + f"  (via {config.delivery.sender}"
-                   + (f" into {config.resolve(config.outbox.path)}" if config.delivery.sender == "outbox" else "")
-                   + ")")
+        click.echo(
+            click.style(f"sent: {report.sent}", fg="green", bold=True)
+            + f"  (via {config.delivery.sender}"
+            + (f" into {config.resolve(config.outbox.path)}" if config.delivery.sender == "outbox" else "")
+            + ")"
+        )
     _print_counter("deferred", report.deferred, "yellow")
     _print_counter("skipped", report.skipped, "white")
     _print_counter("failed", report.failed, "red")

@@ -11,11 +11,20 @@ from nurture.cli.app import App, pass_app
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Keep 127.0.0.1 behind a reverse proxy that terminates HTTPS.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Keep 127.0.0.1 behind a reverse proxy that terminates HTTPS.",
+)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]), help="uvicorn log level.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    help="uvicorn log level.",
+)
 @pass_app
 def serve(app: App, host: str, port: int, log_level: str) -> None:
     """Serve tracking links, the one-click unsubscribe and the SendGrid Event Webhook.

@@ -17,8 +17,19 @@ from typing import Any
 from nurture.core import clock
 
 #: The prospect fields a template may use (besides ``attributes``); the sending engine reads exactly these.
-PROSPECT_FIELDS = ("name", "company", "title", "industry", "email", "temperature", "stage", "rank", "owner",
-                   "language", "time_zone")
+PROSPECT_FIELDS = (
+    "name",
+    "company",
+    "title",
+    "industry",
+    "email",
+    "temperature",
+    "stage",
+    "rank",
+    "owner",
+    "language",
+    "time_zone",
+)
 
 
 def _field(obj: Any, name: str, default: Any = "") -> Any:
@@ -47,8 +58,11 @@ def build_context(config: Any, campaign: Any, item: Any, prospect: Any, urls: Ma
     return {
         "prospect": person,
         "owner": {"name": person["owner"]},
-        "campaign": {"name": campaign.name, "description": getattr(campaign, "description", ""),
-                     "language": getattr(campaign, "language", "")},
+        "campaign": {
+            "name": campaign.name,
+            "description": getattr(campaign, "description", ""),
+            "language": getattr(campaign, "language", ""),
+        },
         "sender": {
             "organization": identity.organization or identity.from_name,
             "from_name": getattr(campaign, "from_name", None) or identity.from_name or identity.organization,
@@ -57,7 +71,10 @@ def build_context(config: Any, campaign: Any, item: Any, prospect: Any, urls: Ma
             "website": identity.website,
         },
         "item": {"key": _field(item, "key", ""), "vars": dict(_field(item, "vars", None) or {})},
-        "urls": {"unsubscribe": urls.get("unsubscribe", ""), "preferences": urls.get("preferences", ""),
-                 "view_in_browser": urls.get("view_in_browser", "")},
+        "urls": {
+            "unsubscribe": urls.get("unsubscribe", ""),
+            "preferences": urls.get("preferences", ""),
+            "view_in_browser": urls.get("view_in_browser", ""),
+        },
         "today": today,
     }

@@ -15,12 +15,48 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 
 #: Elements that start a new line of text.
-BLOCK_TAGS = frozenset(("address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt", "footer",
-                        "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p",
-                        "pre", "section", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul"))
+BLOCK_TAGS = frozenset(
+    (
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "center",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "ul",
+    )
+)
 _SKIP = frozenset(("head", "style", "script", "title", "template"))
-_VOID = frozenset(("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
-                   "wbr"))
+_VOID = frozenset(
+    ("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr")
+)
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|max-height\s*:\s*0|mso-hide\s*:\s*all", re.I)
 _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 _BLANK_RUNS = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
@@ -50,8 +86,8 @@ class TextExtractor(HTMLParser):
         self.lines: list[str] = []
         self.current: list[str] = []
         self.skip_depth = 0
-        self.stack: list[tuple[str, bool]] = []   # (tag, hides its content)
-        self.links: list[tuple[str, int]] = []     # (href, position in current) of open <a>
+        self.stack: list[tuple[str, bool]] = []  # (tag, hides its content)
+        self.links: list[tuple[str, int]] = []  # (href, position in current) of open <a>
         self.heading: str | None = None
         self.list_depth = 0
 
@@ -114,7 +150,7 @@ class TextExtractor(HTMLParser):
             href, start = self.links.pop()
             label = _SPACES.sub(" ", "".join(self.current[start:])).strip()
             if href and not href.startswith("#") and self.canonical(href) not in self.canonical(label):
-                shown = href[len("mailto:"):] if href.startswith("mailto:") else href
+                shown = href[len("mailto:") :] if href.startswith("mailto:") else href
                 if not label:
                     self.current.append(shown)
                 elif shown != label:

@@ -139,7 +139,7 @@ def is_safe_target(url: str) -> bool:
         parts = urlsplit(url)
     except ValueError:
         return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and url[len(parts.scheme):][:3] == "://"
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and url[len(parts.scheme) :][:3] == "://"
 
 
 class Links:
@@ -174,17 +174,20 @@ class Links:
         clicks.
         """
         if not is_safe_target(url):
-            raise InputError(f"link {index} ({url!r}) cannot be click-tracked: only absolute http(s) URLs without "
-                             "spaces, control characters or backslashes can be redirected to",
-                             hint='fix the link in the template, or mark it data-nurture="no-track"')
+            raise InputError(
+                f"link {index} ({url!r}) cannot be click-tracked: only absolute http(s) URLs without "
+                "spaces, control characters or backslashes can be redirected to",
+                hint='fix the link in the template, or mark it data-nurture="no-track"',
+            )
         return self.url(CLICK, delivery_id, index, url)
 
     def honeypot(self, delivery_id: int) -> str:
         """A link hidden from people (the renderer places it invisibly); whatever follows it is a machine."""
         return self.url(HONEYPOT, delivery_id)
 
-    def list_unsubscribe(self, delivery_id: int, prospect_id: int, *,
-                         unsubscribe_url: str | None = None) -> dict[str, str]:
+    def list_unsubscribe(
+        self, delivery_id: int, prospect_id: int, *, unsubscribe_url: str | None = None
+    ) -> dict[str, str]:
         """``List-Unsubscribe`` (https, plus mailto when ``[identity] unsubscribe_mailto`` is set) and
         ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058 section 3; RFC 2369 3.2 for the
         ``<...>, <...>`` list). The https URL is the same as the unsubscribe link in the body: a GET shows a
@@ -199,6 +202,7 @@ class Links:
 
 
 # One-call forms of the Links methods, for code that makes the URLs of a single mail (the web pages, previews).
+
 
 def urls_for(config: Config, delivery_id: int, prospect_id: int) -> dict[str, str]:
     """:meth:`Links.for_mail`."""

@@ -73,11 +73,15 @@ def add_tracking_markup(html: str, *, open_pixel: str | None = None, honeypot: s
     """
     parts = []
     if honeypot:
-        parts.append(f'<div style="display:none;max-height:0;overflow:hidden;mso-hide:all;" aria-hidden="true">'
-                     f'<a href="{htmlmod.escape(honeypot)}" data-nurture="no-track" tabindex="-1"></a></div>')
+        parts.append(
+            f'<div style="display:none;max-height:0;overflow:hidden;mso-hide:all;" aria-hidden="true">'
+            f'<a href="{htmlmod.escape(honeypot)}" data-nurture="no-track" tabindex="-1"></a></div>'
+        )
     if open_pixel:
-        parts.append(f'<img src="{htmlmod.escape(open_pixel)}" width="1" height="1" alt="" '
-                     f'style="display:block;width:1px;height:1px;border:0;" data-nurture="no-track">')
+        parts.append(
+            f'<img src="{htmlmod.escape(open_pixel)}" width="1" height="1" alt="" '
+            f'style="display:block;width:1px;height:1px;border:0;" data-nurture="no-track">'
+        )
     if not parts:
         return html
     snippet = "".join(parts)

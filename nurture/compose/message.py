@@ -35,16 +35,45 @@ from nurture.core.config import Config
 from nurture.core.errors import ConfigError, HeaderInjectionError
 
 # Headers build_mime() sets itself; extra_headers may not name them (that would make a second From, ...).
-MANAGED_HEADERS = frozenset(h.lower() for h in (
-    "From", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "Reply-To", "Sender", "List-Id",
-    "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
-    "DKIM-Signature", "Return-Path"))
+MANAGED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "Reply-To",
+        "Sender",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "DKIM-Signature",
+        "Return-Path",
+    )
+)
 
 # RFC 8058 section 4: the signature must cover both List-Unsubscribe headers. From is listed twice
 # ("over-signing", RFC 6376 8.15) so that a second From added in transit breaks the signature.
 DKIM_SIGNED_HEADERS = (
-    "from", "to", "subject", "date", "message-id", "reply-to", "list-id", "list-unsubscribe",
-    "list-unsubscribe-post", "mime-version", "content-type", "from")
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "reply-to",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "mime-version",
+    "content-type",
+    "from",
+)
 
 # RFC 2047 2: encoded-word = "=?" charset "?" encoding "?" encoded-text "?="
 _ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=")
@@ -103,15 +132,18 @@ class DkimKey:
         if not (dk.domain or dk.selector or dk.private_key_path):
             return None
         if not (dk.domain and dk.selector and dk.private_key_path):
-            raise ConfigError(f"{config.source}: [dkim] needs domain, selector and private_key_path together",
-                              hint="set all three, or remove the [dkim] section to send unsigned")
+            raise ConfigError(
+                f"{config.source}: [dkim] needs domain, selector and private_key_path together",
+                hint="set all three, or remove the [dkim] section to send unsigned",
+            )
         path = config.resolve(dk.private_key_path)
         try:
             key = Path(path).read_bytes()
         except OSError as exc:
-            raise ConfigError(f"{config.source}: [dkim] private_key_path {path}: {exc.strerror}",
-                              hint="point it at the PEM file of the key published under "
-                                   f"{dk.selector}._domainkey.{dk.domain}") from None
+            raise ConfigError(
+                f"{config.source}: [dkim] private_key_path {path}: {exc.strerror}",
+                hint=f"point it at the PEM file of the key published under {dk.selector}._domainkey.{dk.domain}",
+            ) from None
         if b"PRIVATE KEY" not in key:
             raise ConfigError(f"{config.source}: [dkim] private_key_path {path} is not a PEM private key")
         return cls(dk.domain, dk.selector, key)
@@ -122,11 +154,15 @@ def check_header_value(name: str, value: str) -> None:
     if not isinstance(value, str):
         raise HeaderInjectionError(f"header {name}: value must be text, not {type(value).__name__}")
     if _FORBIDDEN.search(value):
-        raise HeaderInjectionError(f"header {name}: value contains CR, LF or NUL: {value!r}",
-                                   hint="remove line breaks from subjects, names and addresses")
+        raise HeaderInjectionError(
+            f"header {name}: value contains CR, LF or NUL: {value!r}",
+            hint="remove line breaks from subjects, names and addresses",
+        )
     if _ENCODED_WORD.search(value):
-        raise HeaderInjectionError(f"header {name}: value contains an encoded-word (=?...?=): {value!r}",
-                                   hint="write the text itself; nurture encodes it (CVE-2024-6923)")
+        raise HeaderInjectionError(
+            f"header {name}: value contains an encoded-word (=?...?=): {value!r}",
+            hint="write the text itself; nurture encodes it (CVE-2024-6923)",
+        )
 
 
 def _check_address(name: str, value: str, *, required: bool) -> None:
@@ -134,8 +170,10 @@ def _check_address(name: str, value: str, *, required: bool) -> None:
     if not value and not required:
         return
     if not _ADDR.fullmatch(value):
-        raise HeaderInjectionError(f"header {name}: {value!r} is not a plain e-mail address",
-                                   hint="use name@example.co.jp (without display name or brackets)")
+        raise HeaderInjectionError(
+            f"header {name}: {value!r} is not a plain e-mail address",
+            hint="use name@example.co.jp (without display name or brackets)",
+        )
 
 
 def domain_of(address: str) -> str:
@@ -165,8 +203,7 @@ def ascii_address(value: str) -> str:
     try:
         return f"{local}@{domain.encode('idna').decode('ascii')}"
     except UnicodeError:
-        raise HeaderInjectionError(f"address {value!r}: the domain is not a valid internationalised name") \
-            from None
+        raise HeaderInjectionError(f"address {value!r}: the domain is not a valid internationalised name") from None
 
 
 def validate(msg: OutgoingMessage) -> None:
@@ -174,8 +211,14 @@ def validate(msg: OutgoingMessage) -> None:
     _check_address("To", msg.to_address, required=True)
     _check_address("From", msg.from_address, required=True)
     _check_address("Reply-To", msg.reply_to, required=False)
-    for name, value in (("To name", msg.to_name), ("From name", msg.from_name), ("Subject", msg.subject),
-                        ("Campaign", msg.campaign), ("List-Id", msg.list_id), ("Message-ID", msg.message_id)):
+    for name, value in (
+        ("To name", msg.to_name),
+        ("From name", msg.from_name),
+        ("Subject", msg.subject),
+        ("Campaign", msg.campaign),
+        ("List-Id", msg.list_id),
+        ("Message-ID", msg.message_id),
+    ):
         check_header_value(name, value)
     if not msg.subject.strip():
         raise HeaderInjectionError("header Subject: empty subject", hint="give the content item a subject")
@@ -224,12 +267,19 @@ def build_mime(msg: OutgoingMessage, dkim: DkimKey | None = None) -> bytes:
     text_part, html_part = _part("plain", msg.text), _part("html", msg.html)
     while boundary.encode() in text_part or boundary.encode() in html_part:
         boundary = "=_nurture_" + os.urandom(12).hex()
-    headers += [("MIME-Version", "1.0"),
-                ("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"')]
+    headers += [("MIME-Version", "1.0"), ("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"')]
     b = boundary.encode()
     out = [_fold(name, value) for name, value in headers]
-    out += [b"", b"This is a multi-part message in MIME format.", b"--" + b, text_part, b"--" + b, html_part,
-            b"--" + b + b"--", b""]
+    out += [
+        b"",
+        b"This is a multi-part message in MIME format.",
+        b"--" + b,
+        text_part,
+        b"--" + b,
+        html_part,
+        b"--" + b + b"--",
+        b"",
+    ]
     data = b"\r\n".join(out)
     if dkim is not None:
         data = dkim_sign(data, dkim)
@@ -272,8 +322,7 @@ def _encoded_words(text: str, max_bytes: int = 39) -> str:
             end -= 1
         words.append(data[start:end])
         start = end
-    return "\r\n ".join("=?UTF-8?B?" + binascii.b2a_base64(w, newline=False).decode("ascii") + "?="
-                         for w in words)
+    return "\r\n ".join("=?UTF-8?B?" + binascii.b2a_base64(w, newline=False).decode("ascii") + "?=" for w in words)
 
 
 @functools.lru_cache(maxsize=4)
@@ -326,7 +375,7 @@ def _base64_lines(data: bytes) -> bytes:
     full = len(flat) // 76
     lines = list(_line_splitter(full).unpack_from(flat)) if full else []
     if len(flat) % 76:
-        lines.append(flat[76 * full:])
+        lines.append(flat[76 * full :])
     return b"\r\n".join(lines)
 
 
@@ -361,10 +410,17 @@ def dkim_sign(data: bytes, key: DkimKey) -> bytes:
     import dkim as dkimpy  # dkimpy; imported here so that unsigned sending does not pay for it
 
     try:
-        signature = dkimpy.sign(data, key.selector.encode(), key.domain.encode(), key.private_key,
-                                canonicalize=(b"relaxed", b"relaxed"),
-                                include_headers=[h.encode() for h in DKIM_SIGNED_HEADERS])
+        signature = dkimpy.sign(
+            data,
+            key.selector.encode(),
+            key.domain.encode(),
+            key.private_key,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=[h.encode() for h in DKIM_SIGNED_HEADERS],
+        )
     except dkimpy.DKIMException as exc:
-        raise ConfigError(f"[dkim] cannot sign with the configured key: {exc}",
-                          hint="use an RSA key of at least 1024 bits (2048 advised) in PEM form") from None
+        raise ConfigError(
+            f"[dkim] cannot sign with the configured key: {exc}",
+            hint="use an RSA key of at least 1024 bits (2048 advised) in PEM form",
+        ) from None
     return signature + data

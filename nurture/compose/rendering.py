@@ -127,8 +127,14 @@ def _text_env(templates_dir: Path | None, trim_blocks: bool = True) -> Sandboxed
     # line. Text derived from HTML has block tags inside lines (`{% if x %}<br>`), where trimming the newline
     # after a tag would join two lines: it uses trim_blocks=False and drops block-only lines itself.
     loader = jinja2.FileSystemLoader(str(templates_dir), encoding="utf-8") if templates_dir else None
-    return _Sandbox(autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=trim_blocks,
-                    lstrip_blocks=True, keep_trailing_newline=True, loader=loader)
+    return _Sandbox(
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=trim_blocks,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        loader=loader,
+    )
 
 
 _BLOCK_ONLY_LINE = re.compile(r"(?m)^((?:[ \t]*\{%[^{}\n]*?%\}[ \t]*)+)\n")
@@ -137,14 +143,17 @@ _BLOCK_ONLY_LINE = re.compile(r"(?m)^((?:[ \t]*\{%[^{}\n]*?%\}[ \t]*)+)\n")
 def _template_error(where: str, exc: Exception) -> ConfigError:
     """A Jinja problem as a ConfigError naming the file (and line when Jinja knows one)."""
     if isinstance(exc, SecurityError):
-        return ConfigError(f"{where}: template refused by the sandbox: {exc}",
-                           hint="templates may use variables and filters only, not Python internals")
+        return ConfigError(
+            f"{where}: template refused by the sandbox: {exc}",
+            hint="templates may use variables and filters only, not Python internals",
+        )
     if isinstance(exc, jinja2.TemplateSyntaxError):
         line = f":{exc.lineno}" if exc.lineno and not where.endswith("(compiled)") else ""
         return ConfigError(f"{where}{line}: Jinja syntax error: {exc.message}")
     if isinstance(exc, jinja2.UndefinedError):
-        return ConfigError(f"{where}: {exc.message}",
-                           hint="check the variable name; for optional values write {{ x | default('') }}")
+        return ConfigError(
+            f"{where}: {exc.message}", hint="check the variable name; for optional values write {{ x | default('') }}"
+        )
     return ConfigError(f"{where}: template error: {exc}")
 
 
@@ -167,8 +176,7 @@ class Renderer:
         self._html_env = _html_env()
         self._text_env = _text_env(self.templates_dir)
         self._derived_text_env = _text_env(None, trim_blocks=False)
-        self._combined_env = _Sandbox(autoescape=False, undefined=jinja2.StrictUndefined,
-                                      keep_trailing_newline=True)
+        self._combined_env = _Sandbox(autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
         self._subjects: dict[str, jinja2.Template] = {}
         self._texts: dict[str, jinja2.Template] = {}
         self._combined: dict[tuple[str, str, bool], tuple[jinja2.Template, str]] = {}
@@ -183,14 +191,17 @@ class Renderer:
         rel = PurePosixPath(name.strip().replace("\\", "/"))
         where = f"{self._display(included_from)}: mj-include " if included_from else ""
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-            raise ConfigError(f'{where}"{name}": template paths must be relative to the templates folder '
-                              "and stay inside it")
+            raise ConfigError(
+                f'{where}"{name}": template paths must be relative to the templates folder and stay inside it'
+            )
         path = self.templates_dir / rel
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise ConfigError(f"{where or ''}{self._display(str(rel))}: template not found",
-                              hint=f"paths are relative to {self.templates_dir}") from None
+            raise ConfigError(
+                f"{where or ''}{self._display(str(rel))}: template not found",
+                hint=f"paths are relative to {self.templates_dir}",
+            ) from None
         except OSError as exc:
             raise ConfigError(f"{self._display(str(rel))}: cannot read: {exc.strerror}") from None
         try:
@@ -266,8 +277,15 @@ class Renderer:
                 self._combined_env.parse(plan.html_alone)
             except jinja2.TemplateSyntaxError:
                 plan = None
-        return CompiledTemplate(name=template, digest=digest, files=tuple(sources), html_source=html,
-                                html=html_template, text=text_template, plan=plan)
+        return CompiledTemplate(
+            name=template,
+            digest=digest,
+            files=tuple(sources),
+            html_source=html,
+            html=html_template,
+            text=text_template,
+            plan=plan,
+        )
 
     def _mjml_error(self, root: str, sources: dict[str, str], message: str) -> ConfigError:
         culprit = root
@@ -287,8 +305,9 @@ class Renderer:
         return ConfigError(
             f"{self._display(culprit)}{line}: MJML error: {message}",
             hint="common causes: an unclosed tag, double quotes inside {{ }} in an attribute (use single "
-                 "quotes), a bare < in text (write &lt;), Jinja {% %} between MJML components outside "
-                 "<mj-raw>")
+            "quotes), a bare < in text (write &lt;), Jinja {% %} between MJML components outside "
+            "<mj-raw>",
+        )
 
     # -- render
 
@@ -313,8 +332,9 @@ class Renderer:
             self._texts[name] = template
         return template
 
-    def _combined_template(self, subject: str, compiled: CompiledTemplate,
-                           derived_text: bool) -> tuple[jinja2.Template, str]:
+    def _combined_template(
+        self, subject: str, compiled: CompiledTemplate, derived_text: bool
+    ) -> tuple[jinja2.Template, str]:
         """One template rendering subject, text part (when derived) and HTML in a single pass, and the
         separator between them: a random token per template, which prospect data cannot contain by chance
         or design. Cached per (subject, template digest)."""
@@ -330,8 +350,9 @@ class Renderer:
             self._combined[key] = found
         return found
 
-    def render(self, item: ItemLike, context: Mapping[str, Any], *,
-               rewrite_link: RewriteLink | None = None) -> RenderedMessage:
+    def render(
+        self, item: ItemLike, context: Mapping[str, Any], *, rewrite_link: RewriteLink | None = None
+    ) -> RenderedMessage:
         """Subject, HTML and text of ``item`` for one prospect's ``context``
         (:func:`nurture.compose.context.build_context`); ``rewrite_link`` is the click-tracking hook of
         :mod:`nurture.compose.markup`.
@@ -361,7 +382,8 @@ class Renderer:
         if _HEADER_BAD.search(subject):
             raise HeaderInjectionError(
                 f"subject of {item.template}: rendered subject contains a line break or NUL: {subject!r}",
-                hint="a prospect field used in the subject holds a newline; fix the prospect data")
+                hint="a prospect field used in the subject holds a newline; fix the prospect data",
+            )
         if text_name:
             try:
                 text = self._text_template(text_name).render(context)

@@ -37,11 +37,23 @@ _VAR_BODY = re.compile(r"\{\{([-+]?)\s*(.*?)\s*([-+]?)\}\}$", re.S)
 _UNPLANNED = frozenset(("macro", "call", "filter", "autoescape", "include", "import", "from", "extends", "block"))
 #: Filters and names whose result depends on autoescape being on (they return Markup only then, or mix Markup
 #: with plain strings): with them, ``|e`` after the fact would not give what autoescape gives.
-_AUTOESCAPE_SENSITIVE = re.compile(r"\b(?:urlize|xmlattr|safe|format|join|indent|wordwrap|caller|super|"
-                                   r"markup|escape|forceescape|e)\b", re.I)
+_AUTOESCAPE_SENSITIVE = re.compile(
+    r"\b(?:urlize|xmlattr|safe|format|join|indent|wordwrap|caller|super|"
+    r"markup|escape|forceescape|e)\b",
+    re.I,
+)
 #: Blocks that open a Jinja scope: a `{% set %}` inside them is not seen after them.
-_SCOPES = {"for": "endfor", "macro": "endmacro", "call": "endcall", "filter": "endfilter", "with": "endwith",
-           "block": "endblock", "set": "endset", "autoescape": "endautoescape", "raw": "endraw"}
+_SCOPES = {
+    "for": "endfor",
+    "macro": "endmacro",
+    "call": "endcall",
+    "filter": "endfilter",
+    "with": "endwith",
+    "block": "endblock",
+    "set": "endset",
+    "autoescape": "endautoescape",
+    "raw": "endraw",
+}
 #: The name under which the HTML section calls the per-message link function (:func:`link_function`).
 LINK_FUNCTION = "_nurture_link"
 
@@ -82,15 +94,15 @@ def plan_shared(html: str) -> SharedPlan | None:
             m = _BLOCK_WORD.match(src)
             if m is None:
                 return "other", "", ""
-            return ("block" if src[2:3] not in "-+" and src[-3:-2] not in "-+" else "block-ws"), m.group(1), \
-                m.group(2)
+            return ("block" if src[2:3] not in "-+" and src[-3:-2] not in "-+" else "block-ws"), m.group(1), m.group(2)
         return "other", "", ""
 
     kinds = [kind(n) for n in range(len(constructs))]
     if any(_AUTOESCAPE_SENSITIVE.search(body) for _, _, body in kinds):
         return None
-    if any(k.startswith("block") and (word in _UNPLANNED or (word == "set" and "=" not in body))
-           for k, word, body in kinds):
+    if any(
+        k.startswith("block") and (word in _UNPLANNED or (word == "set" and "=" not in body)) for k, word, body in kinds
+    ):
         return None
 
     def drop_block_lines(match: re.Match[str]) -> str:
@@ -155,13 +167,15 @@ def plan_shared(html: str) -> SharedPlan | None:
         static = htmlmod.unescape("".join(pieces[0::2])).strip().lower()
         if len(pieces) == 1 and not static.startswith(("http://", "https://")):
             return tag
-        parts = [repr(htmlmod.unescape(p)) if i % 2 == 0 else html_value(int(p[1:-1]), shared)
-                 for i, p in enumerate(pieces) if p]
+        parts = [
+            repr(htmlmod.unescape(p)) if i % 2 == 0 else html_value(int(p[1:-1]), shared)
+            for i, p in enumerate(pieces)
+            if p
+        ]
         call = f"{{{{ {LINK_FUNCTION}({' ~ '.join(parts) or repr('')})|e }}}}"
         return tag[:start] + call + tag[end:]
 
-    return SharedPlan(text=_SENTINEL.sub(text_part, text), html=html_section(shared),
-                      html_alone=html_section(set()))
+    return SharedPlan(text=_SENTINEL.sub(text_part, text), html=html_section(shared), html_alone=html_section(set()))
 
 
 def keep_link(url: Any) -> Any:

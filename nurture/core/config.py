@@ -122,8 +122,10 @@ class CadenceConfig:
         try:
             zoneinfo.ZoneInfo(self.time_zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f'cadence.time_zone "{self.time_zone}" is not a known time zone '
-                             '(use an IANA name such as "Asia/Tokyo" or "America/New_York")') from None
+            raise ValueError(
+                f'cadence.time_zone "{self.time_zone}" is not a known time zone '
+                '(use an IANA name such as "Asia/Tokyo" or "America/New_York")'
+            ) from None
         bad = [d for d in self.send_days if d not in WEEKDAYS]
         if bad:
             raise ValueError(f"cadence.send_days: unknown day {bad[0]!r}; use {', '.join(WEEKDAYS)}")
@@ -149,9 +151,16 @@ class ThrottleConfig:
     per_hour: int = 0
     per_day: int = 0
     concurrency: int = 2
-    domains: dict[str, float] = field(default_factory=lambda: {
-        "gmail.com": 5.0, "docomo.ne.jp": 2.0, "ezweb.ne.jp": 2.0, "au.com": 2.0,
-        "softbank.ne.jp": 2.0, "i.softbank.jp": 2.0})
+    domains: dict[str, float] = field(
+        default_factory=lambda: {
+            "gmail.com": 5.0,
+            "docomo.ne.jp": 2.0,
+            "ezweb.ne.jp": 2.0,
+            "au.com": 2.0,
+            "softbank.ne.jp": 2.0,
+            "i.softbank.jp": 2.0,
+        }
+    )
     default_domain_per_second: float = 5.0
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
 
@@ -213,7 +222,7 @@ class Config:
     def database_url(self) -> str:
         url = self.database.url
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
-            return "sqlite:///" + str(self.resolve(url[len("sqlite:///"):]))
+            return "sqlite:///" + str(self.resolve(url[len("sqlite:///") :]))
         return url
 
     @property
@@ -230,7 +239,7 @@ class Config:
             raise ConfigError(
                 f"{self.source}: [tracking] secret is not set (or shorter than 16 characters)",
                 hint='set NURTURE_SECRET in the environment, e.g. export NURTURE_SECRET="$(python -c '
-                     "'import secrets; print(secrets.token_urlsafe(32))')\"",
+                "'import secrets; print(secrets.token_urlsafe(32))')\"",
             )
         return self.tracking.secret.encode()
 
@@ -262,8 +271,10 @@ def load(explicit: str | os.PathLike | None = None, *, database_url: str | None 
     source: TomlFile | None = None
     if path is not None:
         if not path.exists():
-            raise ConfigError(f"{path}: config file not found",
-                              hint="create it from config.example.toml, or run `nurture demo` for a sample")
+            raise ConfigError(
+                f"{path}: config file not found",
+                hint="create it from config.example.toml, or run `nurture demo` for a sample",
+            )
         source = TomlFile(path)
         table = source.data
     problems = Problems(source)

@@ -90,7 +90,7 @@ class TomlFile:
             if key:
                 full = table + tuple(_split_key(key.group(1)))
                 self.lines.setdefault(full, number)
-                rest = line[key.end():]
+                rest = line[key.end() :]
                 for quote in ('"""', "'''"):
                     if rest.count(quote) == 1:
                         in_multiline = quote
@@ -134,14 +134,28 @@ def dotted(path: KeyPath) -> str:
     return out
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               dt.date: "a date (2026-12-29)", dt.time: "a time (09:30)"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dt.date: "a date (2026-12-29)",
+    dt.time: "a time (09:30)",
+}
 
 
 def _describe(value: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array",
-            dict: "a table", dt.date: "a date", dt.datetime: "a date-time", dt.time: "a time"}.get(
-        type(value), type(value).__name__)
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "an array",
+        dict: "a table",
+        dt.date: "a date",
+        dt.datetime: "a date-time",
+        dt.time: "a time",
+    }.get(type(value), type(value).__name__)
 
 
 def _convert(value: Any, tp: Any, path: KeyPath, problems: Problems) -> Any:
@@ -167,8 +181,10 @@ def _convert(value: Any, tp: Any, path: KeyPath, problems: Problems) -> Any:
         if value not in choices:
             close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
             tip = f' (did you mean "{close[0]}"?)' if close else ""
-            problems.add(path, f'{dotted(path)} = {value!r} is not allowed{tip}; choose one of: '
-                               + ", ".join(str(c) for c in choices))
+            problems.add(
+                path,
+                f"{dotted(path)} = {value!r} is not allowed{tip}; choose one of: " + ", ".join(str(c) for c in choices),
+            )
             return None
         return value
     if origin in (list, tuple):
@@ -228,8 +244,11 @@ def build(cls: type, table: dict[str, Any], path: KeyPath, problems: Problems) -
     ``__post_init__`` may raise ``ValueError`` for cross-field rules; its message is recorded at ``path``.
     """
     hints = typing.get_type_hints(cls)
-    fields = {f.metadata.get("toml", f.name): f for f in dataclasses.fields(cls)
-              if f.init and not f.metadata.get("toml", "").startswith("__")}
+    fields = {
+        f.metadata.get("toml", f.name): f
+        for f in dataclasses.fields(cls)
+        if f.init and not f.metadata.get("toml", "").startswith("__")
+    }
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         field = fields.get(key)
@@ -244,8 +263,11 @@ def build(cls: type, table: dict[str, Any], path: KeyPath, problems: Problems) -
             kwargs[field.name] = converted
     failed = False
     for key, field in fields.items():
-        if field.name not in kwargs and field.default is dataclasses.MISSING \
-                and field.default_factory is dataclasses.MISSING:
+        if (
+            field.name not in kwargs
+            and field.default is dataclasses.MISSING
+            and field.default_factory is dataclasses.MISSING
+        ):
             if key in table:
                 failed = True  # already reported as a wrong value
             else:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from nurture.checks.campaign import sample_prospect
+from nurture.compose import Renderer, add_tracking_markup, build_context
 from nurture.compose import links as tracking
 from nurture.compose.message import OutgoingMessage, list_id_for, message_id_for, validate
-from nurture.compose import Renderer, add_tracking_markup, build_context
 from nurture.core.config import Config
 from nurture.core.errors import NurtureError
 from nurture.plan.campaigns import Campaign, ContentItem
@@ -47,18 +47,27 @@ class MessageBuilder:
         context = build_context(config, campaign, item, prospect, urls)
         track_clicks = campaign.tracking.clicks and config.tracking.click_tracking
         rendered = self.renderer.render(
-            item, context,
-            rewrite_link=(lambda url, index: links.click(delivery_id, index, url)) if track_clicks else None)
+            item,
+            context,
+            rewrite_link=(lambda url, index: links.click(delivery_id, index, url)) if track_clicks else None,
+        )
         pixel = urls["open_pixel"] if campaign.tracking.opens and config.tracking.open_pixel else None
         honeypot = links.honeypot(delivery_id) if config.tracking.honeypot_link else None
         msg = OutgoingMessage(
-            delivery_id=delivery_id, campaign=campaign.name, to_address=prospect.email,
-            to_name=prospect.name or "", from_address=campaign.from_address, from_name=campaign.from_name,
-            reply_to=campaign.reply_to, subject=rendered.subject,
-            html=add_tracking_markup(rendered.html, open_pixel=pixel, honeypot=honeypot), text=rendered.text,
+            delivery_id=delivery_id,
+            campaign=campaign.name,
+            to_address=prospect.email,
+            to_name=prospect.name or "",
+            from_address=campaign.from_address,
+            from_name=campaign.from_name,
+            reply_to=campaign.reply_to,
+            subject=rendered.subject,
+            html=add_tracking_markup(rendered.html, open_pixel=pixel, honeypot=honeypot),
+            text=rendered.text,
             list_id=list_id_for(campaign.name, campaign.from_address),
             list_unsubscribe=links.list_unsubscribe(delivery_id, prospect.id, unsubscribe_url=urls["unsubscribe"]),
-            message_id=message_id_for(delivery_id, campaign.name, campaign.from_address))
+            message_id=message_id_for(delivery_id, campaign.name, campaign.from_address),
+        )
         validate(msg)  # header injection and bad addresses fail this mail here, not inside the sender
         return msg
 

@@ -30,8 +30,9 @@ from nurture.store.suppression import suppression_reasons
 
 #: What delivery reads of a prospect: the mailability check and what templates see (compose.PROSPECT_FIELDS
 #: and attributes). Not the whole row: each datetime column costs a conversion per mail on SQLite.
-SEND_COLUMNS = tuple(dict.fromkeys([
-    *MEMBER_COLUMNS, *(getattr(Prospect, name) for name in PROSPECT_FIELDS), Prospect.attributes]))
+SEND_COLUMNS = tuple(
+    dict.fromkeys([*MEMBER_COLUMNS, *(getattr(Prospect, name) for name in PROSPECT_FIELDS), Prospect.attributes])
+)
 
 
 def claim_due(conn: Connection, worker: str, campaigns: list[str], n: int, lease: timedelta) -> list[int]:
@@ -40,18 +41,27 @@ def claim_due(conn: Connection, worker: str, campaigns: list[str], n: int, lease
     if not campaigns or n <= 0:
         return []
     now = clock.now()
-    stmt = (select(Delivery.id)
-            .where(Delivery.state == DeliveryState.PENDING, Delivery.campaign.in_(campaigns),
-                   or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-                   or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
-            .order_by(Delivery.id).limit(n))
+    stmt = (
+        select(Delivery.id)
+        .where(
+            Delivery.state == DeliveryState.PENDING,
+            Delivery.campaign.in_(campaigns),
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+        )
+        .order_by(Delivery.id)
+        .limit(n)
+    )
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     with db.begin(conn, immediate=True):
         ids = list(conn.scalars(stmt))
         if ids:
-            conn.execute(update(Delivery).where(Delivery.id.in_(ids))
-                         .values(claimed_by=worker, lease_until=now + lease, updated_at=now))
+            conn.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids))
+                .values(claimed_by=worker, lease_until=now + lease, updated_at=now)
+            )
     return ids
 
 
@@ -61,10 +71,14 @@ def next_due_in(conn: Connection, campaigns: list[str]) -> float | None:
     if not campaigns:
         return None
     now = clock.now()
-    first = conn.scalar(select(func.min(Delivery.next_attempt_at))
-                        .where(Delivery.state == DeliveryState.PENDING, Delivery.campaign.in_(campaigns),
-                               Delivery.next_attempt_at > now,
-                               or_(Delivery.lease_until.is_(None), Delivery.lease_until < now)))
+    first = conn.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.state == DeliveryState.PENDING,
+            Delivery.campaign.in_(campaigns),
+            Delivery.next_attempt_at > now,
+            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+        )
+    )
     conn.rollback()
     return None if first is None else (first - now).total_seconds()
 
@@ -73,9 +87,11 @@ def renew(conn: Connection, worker: str, ids: list[int], lease: timedelta) -> se
     """Extend the lease on those of ``ids`` still ours and pending; the ids we still hold."""
     now = clock.now()
     with db.begin(conn):
-        conn.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claimed_by == worker,
-                                            Delivery.state == DeliveryState.PENDING)
-                     .values(lease_until=now + lease))
+        conn.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), Delivery.claimed_by == worker, Delivery.state == DeliveryState.PENDING)
+            .values(lease_until=now + lease)
+        )
         return set(conn.scalars(select(Delivery.id).where(Delivery.id.in_(ids), Delivery.claimed_by == worker)))
 
 
@@ -84,19 +100,22 @@ def release(conn: Connection, worker: str, ids: list[int]) -> None:
     if not ids:
         return
     with db.begin(conn):
-        conn.execute(update(Delivery).where(Delivery.id.in_(ids), Delivery.claimed_by == worker,
-                                            Delivery.state == DeliveryState.PENDING)
-                     .values(claimed_by="", lease_until=None))
+        conn.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), Delivery.claimed_by == worker, Delivery.state == DeliveryState.PENDING)
+            .values(claimed_by="", lease_until=None)
+        )
 
 
 def load_claimed(conn: Connection, ids: list[int]) -> tuple[Sequence[Any], dict[str, str]]:
     """The claimed deliveries joined with their prospects (``delivery_id``, ``campaign``, ``item_key``,
     ``attempts`` and :data:`SEND_COLUMNS`) in id order, and the suppression reasons of their addresses."""
     rows = conn.execute(
-        select(Delivery.id.label("delivery_id"), Delivery.campaign, Delivery.item_key, Delivery.attempts,
-               *SEND_COLUMNS)
+        select(Delivery.id.label("delivery_id"), Delivery.campaign, Delivery.item_key, Delivery.attempts, *SEND_COLUMNS)
         .join(Prospect, Prospect.id == Delivery.prospect_id)
-        .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.id)
+    ).all()
     suppressed = suppression_reasons(conn, (r.email for r in rows))
     conn.rollback()
     return rows, suppressed

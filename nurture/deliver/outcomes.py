@@ -27,8 +27,9 @@ class OutcomeWriter:
     one run share it.
     """
 
-    def __init__(self, conn: Connection, worker: str, record_batch: int,
-                 statements: dict[frozenset[str], db.Bulk]) -> None:
+    def __init__(
+        self, conn: Connection, worker: str, record_batch: int, statements: dict[frozenset[str], db.Bulk]
+    ) -> None:
         self.conn = conn
         self.worker = worker
         self.record_batch = record_batch
@@ -57,9 +58,11 @@ class OutcomeWriter:
             for keys, rows in groups.items():
                 bulk = self.statements.get(keys)
                 if bulk is None:
-                    stmt = (update(Delivery)
-                            .where(Delivery.id == bindparam("_id"), Delivery.claimed_by == bindparam("_w"))
-                            .values({k: bindparam(k) for k in keys if k not in ("_id", "_w")}))
+                    stmt = (
+                        update(Delivery)
+                        .where(Delivery.id == bindparam("_id"), Delivery.claimed_by == bindparam("_w"))
+                        .values({k: bindparam(k) for k in keys if k not in ("_id", "_w")})
+                    )
                     bulk = self.statements[keys] = db.Bulk(stmt, conn.dialect, list(keys))
                 bulk.run(conn, rows)
         records.clear()

@@ -53,12 +53,14 @@ def share_rates(config: Config, processes: int) -> Config:
     together they keep the configured limits (each process throttles on its own)."""
     t = config.throttle
     split = dataclasses.replace(
-        t, per_second=t.per_second / processes,
+        t,
+        per_second=t.per_second / processes,
         per_hour=-(-t.per_hour // processes) if t.per_hour else 0,
         per_day=-(-t.per_day // processes) if t.per_day else 0,
         default_domain_per_second=t.default_domain_per_second / processes,
         domains={d: r / processes for d, r in t.domains.items()},
-        warmup=dataclasses.replace(t.warmup, start_per_day=max(1, t.warmup.start_per_day // processes)))
+        warmup=dataclasses.replace(t.warmup, start_per_day=max(1, t.warmup.start_per_day // processes)),
+    )
     return dataclasses.replace(config, throttle=split)
 
 
@@ -71,8 +73,9 @@ def _portable(error: NurtureError) -> NurtureError:
     return error
 
 
-def _deliver_child(config: Config, campaigns: dict[str, Campaign], limit: int | None, results: Any,
-                   planning: Any, stop: Any) -> None:
+def _deliver_child(
+    config: Config, campaigns: dict[str, Campaign], limit: int | None, results: Any, planning: Any, stop: Any
+) -> None:
     """A sender process: its own engine and Deliverer; outcomes and the final counts go back on ``results``."""
     db.dispose_all()  # connections inherited over fork belong to the parent
     report = Report()
@@ -89,16 +92,18 @@ def _deliver_child(config: Config, campaigns: dict[str, Campaign], limit: int | 
                     results.put(("outcomes", list(batch)))
                     batch.clear()
 
-        Deliverer(engine, config, campaigns, report, limit=limit, on_outcome=forward, planning=planning,
-                  stop=stop).run()
+        Deliverer(
+            engine, config, campaigns, report, limit=limit, on_outcome=forward, planning=planning, stop=stop
+        ).run()
         if batch:
             results.put(("outcomes", list(batch)))
     except NurtureError as exc:  # the parent raises it, as a single process would
         error = _portable(exc)
     except BaseException as exc:  # a bug: keep its traceback, here and in the parent
         log.exception("sender process failed")
-        error = SenderProcessError(f"a sender process failed: {type(exc).__name__}: {exc}",
-                                   "".join(traceback.format_exception(exc)))
+        error = SenderProcessError(
+            f"a sender process failed: {type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))
+        )
     results.put(("done", {"paused": report.paused, "blocked": report.blocked}, error))
 
 
@@ -111,13 +116,22 @@ class SenderProcesses:
     end with the child processes.
     """
 
-    def __init__(self, config: Config, campaigns: dict[str, Campaign], report: Report, *,
-                 limit: int | None = None, on_outcome: Callable[[Outcome], None] | None = None,
-                 keep_outcomes: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        campaigns: dict[str, Campaign],
+        report: Report,
+        *,
+        limit: int | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        keep_outcomes: bool = False,
+    ) -> None:
         if config.delivery.sender == "memory":
-            raise ConfigError(f"{config.source}: [delivery] sender = \"memory\" keeps mails in this process, "
-                              f"but processes = {config.delivery.processes} would send from others",
-                              hint="set [delivery] processes = 1 with the memory sender")
+            raise ConfigError(
+                f'{config.source}: [delivery] sender = "memory" keeps mails in this process, '
+                f"but processes = {config.delivery.processes} would send from others",
+                hint="set [delivery] processes = 1 with the memory sender",
+            )
         import multiprocessing  # here, for start-up time: ~20 ms that runs with one process never need
 
         self.n = config.delivery.processes
@@ -136,10 +150,14 @@ class SenderProcesses:
         shared = share_rates(self.config, self.n)
         db.dispose_all()
         share = None if self.limit is None else -(-self.limit // self.n)
-        self._procs = [self.ctx.Process(target=_deliver_child,
-                                        args=(shared, self.campaigns, share, self._results, self.planning,
-                                              self._stopping),
-                                        daemon=True) for _ in range(self.n)]
+        self._procs = [
+            self.ctx.Process(
+                target=_deliver_child,
+                args=(shared, self.campaigns, share, self._results, self.planning, self._stopping),
+                daemon=True,
+            )
+            for _ in range(self.n)
+        ]
         for proc in self._procs:
             proc.start()
         self._reader = threading.Thread(target=self._read, name="nurture-send-outcomes", daemon=True)
@@ -187,12 +205,19 @@ class SenderProcesses:
             raise NurtureError("a sender process died; its claims are retried by the next run after the lease")
 
 
-def deliver_in_processes(config: Config, campaigns: dict[str, Campaign], report: Report, *,
-                         limit: int | None = None, on_outcome: Callable[[Outcome], None] | None = None,
-                         keep_outcomes: bool = False) -> None:
+def deliver_in_processes(
+    config: Config,
+    campaigns: dict[str, Campaign],
+    report: Report,
+    *,
+    limit: int | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    keep_outcomes: bool = False,
+) -> None:
     """Deliver what is already planned with :class:`SenderProcesses` and wait for them."""
-    processes = SenderProcesses(config, campaigns, report, limit=limit, on_outcome=on_outcome,
-                                keep_outcomes=keep_outcomes)
+    processes = SenderProcesses(
+        config, campaigns, report, limit=limit, on_outcome=on_outcome, keep_outcomes=keep_outcomes
+    )
     processes.planning.set()
     processes.start()
     processes.join()

@@ -89,17 +89,36 @@ class Report:
 
     @property
     def _counters(self) -> dict[str, Counter[str]]:
-        return {AttemptOutcome.DEFERRED: self.deferred, AttemptOutcome.FAILED: self.failed,
-                AttemptOutcome.SKIPPED: self.skipped, AttemptOutcome.UNKNOWN: self.unknown}
+        return {
+            AttemptOutcome.DEFERRED: self.deferred,
+            AttemptOutcome.FAILED: self.failed,
+            AttemptOutcome.SKIPPED: self.skipped,
+            AttemptOutcome.UNKNOWN: self.unknown,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "dry_run": self.dry_run, "planned": self.planned, "sent": self.sent,
-            "deferred": dict(self.deferred), "skipped": dict(self.skipped), "failed": dict(self.failed),
-            "unknown": dict(self.unknown), "paused_campaigns": self.paused, "blocked_campaigns": self.blocked,
-            "notes": self.notes, "decisions": [d.as_dict() for d in self.decisions],
-            "outcomes": [{"delivery": o.delivery_id, "campaign": o.campaign, "email": o.email, "state": o.state,
-                          "reason": o.reason} for o in self.outcomes],
+            "dry_run": self.dry_run,
+            "planned": self.planned,
+            "sent": self.sent,
+            "deferred": dict(self.deferred),
+            "skipped": dict(self.skipped),
+            "failed": dict(self.failed),
+            "unknown": dict(self.unknown),
+            "paused_campaigns": self.paused,
+            "blocked_campaigns": self.blocked,
+            "notes": self.notes,
+            "decisions": [d.as_dict() for d in self.decisions],
+            "outcomes": [
+                {
+                    "delivery": o.delivery_id,
+                    "campaign": o.campaign,
+                    "email": o.email,
+                    "state": o.state,
+                    "reason": o.reason,
+                }
+                for o in self.outcomes
+            ],
         }
 
 

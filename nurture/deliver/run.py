@@ -53,16 +53,24 @@ def compliance_gate(config: Config, campaigns: Iterable[Campaign]) -> dict[str, 
         check_campaign(config, campaign, report)
         if report.errors:
             first = next(f.message for f in report.findings if f.severity == "error")
-            blocked[campaign.name] = (f"`nurture check {campaign.name}` finds {report.errors} error(s), "
-                                      f"first: {first}")
+            blocked[campaign.name] = f"`nurture check {campaign.name}` finds {report.errors} error(s), first: {first}"
     return blocked
 
 
-def send(engine: Engine, config: Config, campaigns: list[Campaign], *, dry_run: bool = False,
-         limit: int | None = None, keep_decisions: bool = False, keep_outcomes: bool = False,
-         sender_factory: Callable[[Config], Sender] = make_sender, throttle: Throttle | None = None,
-         plan_progress: Callable[[str, int, int], None] | None = None,
-         on_outcome: Callable[[Outcome], None] | None = None) -> Report:
+def send(
+    engine: Engine,
+    config: Config,
+    campaigns: list[Campaign],
+    *,
+    dry_run: bool = False,
+    limit: int | None = None,
+    keep_decisions: bool = False,
+    keep_outcomes: bool = False,
+    sender_factory: Callable[[Config], Sender] = make_sender,
+    throttle: Throttle | None = None,
+    plan_progress: Callable[[str, int, int], None] | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> Report:
     """Send what is due in ``campaigns`` (highest priority first, as
     :func:`nurture.plan.campaigns.load_campaigns` orders them); the run's :class:`Report`.
 
@@ -81,21 +89,47 @@ def send(engine: Engine, config: Config, campaigns: list[Campaign], *, dry_run: 
         report.campaign_blocked(name, reason)
     allowed = [c for c in campaigns if c.name not in report.blocked]
     if dry_run:
-        plan(engine, config, allowed, report, dry_run=True, limit=limit, keep_decisions=keep_decisions,
-             progress=plan_progress)
+        plan(
+            engine,
+            config,
+            allowed,
+            report,
+            dry_run=True,
+            limit=limit,
+            keep_decisions=keep_decisions,
+            progress=plan_progress,
+        )
         return report
     active = {c.name: c for c in allowed if c.status == "active"}
     if config.delivery.processes > 1 and sender_factory is make_sender and throttle is None:
         delivery: Deliverer | SenderProcesses = SenderProcesses(
-            config, active, report, limit=limit, on_outcome=on_outcome, keep_outcomes=keep_outcomes)
+            config, active, report, limit=limit, on_outcome=on_outcome, keep_outcomes=keep_outcomes
+        )
     else:
-        delivery = Deliverer(engine, config, active, report, sender_factory=sender_factory, throttle=throttle,
-                             limit=limit, on_outcome=on_outcome, keep_outcomes=keep_outcomes,
-                             planning=threading.Event())
+        delivery = Deliverer(
+            engine,
+            config,
+            active,
+            report,
+            sender_factory=sender_factory,
+            throttle=throttle,
+            limit=limit,
+            on_outcome=on_outcome,
+            keep_outcomes=keep_outcomes,
+            planning=threading.Event(),
+        )
     delivery.start()
     try:
-        plan(engine, config, allowed, report, limit=limit, keep_decisions=keep_decisions, progress=plan_progress,
-             pause=PLAN_YIELD_SQLITE if engine.dialect.name == "sqlite" else 0.0)
+        plan(
+            engine,
+            config,
+            allowed,
+            report,
+            limit=limit,
+            keep_decisions=keep_decisions,
+            progress=plan_progress,
+            pause=PLAN_YIELD_SQLITE if engine.dialect.name == "sqlite" else 0.0,
+        )
     except BaseException:
         delivery.stop()  # Ctrl-C or a database error while planning: stop after the mails in flight
         delivery.planning.set()
@@ -110,15 +144,22 @@ def send(engine: Engine, config: Config, campaigns: list[Campaign], *, dry_run: 
 def pending_count(engine: Engine, campaigns: Iterable[str]) -> int:
     """Deliveries of ``campaigns`` waiting to be sent (planned, deferred or claimed)."""
     with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(Delivery)
-                           .where(Delivery.state == DeliveryState.PENDING,
-                                  Delivery.campaign.in_(list(campaigns)))) or 0
+        return (
+            conn.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.state == DeliveryState.PENDING, Delivery.campaign.in_(list(campaigns)))
+            )
+            or 0
+        )
 
 
 def resume(engine: Engine, campaign: str) -> bool:
     """Lift a pause set by the error budget; True if there was one."""
     with engine.connect() as conn, db.begin(conn):
-        result = conn.execute(update(CampaignState).where(CampaignState.campaign == campaign,
-                                                          CampaignState.paused.is_(True))
-                              .values(paused=False, paused_reason=""))
+        result = conn.execute(
+            update(CampaignState)
+            .where(CampaignState.campaign == campaign, CampaignState.paused.is_(True))
+            .values(paused=False, paused_reason="")
+        )
         return result.rowcount > 0

@@ -98,8 +98,13 @@ class Throttle:
     warm-up (default: ``nurture.core.clock.now().date()``, UTC).
     """
 
-    def __init__(self, throttle_config: ThrottleConfig, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep, today: Callable[[], date] | None = None) -> None:
+    def __init__(
+        self,
+        throttle_config: ThrottleConfig,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        today: Callable[[], date] | None = None,
+    ) -> None:
         self.config = throttle_config
         self.clock, self.sleep = clock, sleep
         self.today = today or (lambda: nurture_clock.now().date())
@@ -112,12 +117,15 @@ class Throttle:
             try:
                 self._warmup_start = date.fromisoformat(warmup.start_date)
             except ValueError:
-                raise ConfigError(f"[throttle.warmup] start_date = {warmup.start_date!r} is not a date",
-                                  hint='write it as "2026-12-01" (the first day mail went out from the domain)') \
-                    from None
+                raise ConfigError(
+                    f"[throttle.warmup] start_date = {warmup.start_date!r} is not a date",
+                    hint='write it as "2026-12-01" (the first day mail went out from the domain)',
+                ) from None
             if warmup.start_per_day < 1 or warmup.growth < 1:
-                raise ConfigError("[throttle.warmup] start_per_day must be >= 1 and growth >= 1 "
-                                  f"(got {warmup.start_per_day}, {warmup.growth})")
+                raise ConfigError(
+                    "[throttle.warmup] start_per_day must be >= 1 and growth >= 1 "
+                    f"(got {warmup.start_per_day}, {warmup.growth})"
+                )
         day_limit = throttle_config.per_day if throttle_config.per_day > 0 else 0
         self._day = _Window(DAY, day_limit) if (day_limit or self._warmup_start) else None
         self._domains: dict[str, _Spacing | None] = {}
@@ -217,8 +225,13 @@ class Throttle:
                     return now - start
             if max_wait is not None and now - start + wait > max_wait:
                 raise ThrottleDeferred(wait, why)
-            log.log(logging.INFO if wait >= 1.0 else logging.DEBUG, "waiting %.3f s before sending to %s: %s",
-                    wait, domain, why)
+            log.log(
+                logging.INFO if wait >= 1.0 else logging.DEBUG,
+                "waiting %.3f s before sending to %s: %s",
+                wait,
+                domain,
+                why,
+            )
             self.sleep(wait)
 
     def preload(self, ages: Iterable[float]) -> None:

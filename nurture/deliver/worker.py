@@ -59,6 +59,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from nurture import track
 from nurture.core import clock
 from nurture.core.config import Config
 from nurture.core.errors import (
@@ -81,7 +82,6 @@ from nurture.plan.segments import mailable_reason
 from nurture.store import db
 from nurture.store.models import CampaignState
 from nurture.store.states import AttemptOutcome, DeliveryState
-from nurture import track
 
 log = logging.getLogger("nurture.deliver.worker")
 
@@ -95,8 +95,12 @@ PLAN_POLL = 0.05  # while planning goes on, a worker with nothing to claim looks
 MAX_BACKOFF = timedelta(hours=6)
 
 #: The state a delivery takes when an attempt ends so; DEFERRED leaves it pending.
-_STATE_AFTER = {AttemptOutcome.SENT: DeliveryState.SENT, AttemptOutcome.FAILED: DeliveryState.FAILED,
-                AttemptOutcome.SKIPPED: DeliveryState.SKIPPED, AttemptOutcome.UNKNOWN: DeliveryState.UNKNOWN}
+_STATE_AFTER = {
+    AttemptOutcome.SENT: DeliveryState.SENT,
+    AttemptOutcome.FAILED: DeliveryState.FAILED,
+    AttemptOutcome.SKIPPED: DeliveryState.SKIPPED,
+    AttemptOutcome.UNKNOWN: DeliveryState.UNKNOWN,
+}
 
 
 @dataclass
@@ -126,10 +130,21 @@ class Deliverer:
     ``limit`` caps the deliveries claimed in this run. ``sender_factory`` makes one sender per thread.
     """
 
-    def __init__(self, engine: Engine, config: Config, campaigns: dict[str, Campaign], report: Report, *,
-                 sender_factory: Callable[[Config], Sender] = make_sender, throttle: Throttle | None = None,
-                 limit: int | None = None, on_outcome: Callable[[Outcome], None] | None = None,
-                 keep_outcomes: bool = False, planning: Any = None, stop: Any = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        campaigns: dict[str, Campaign],
+        report: Report,
+        *,
+        sender_factory: Callable[[Config], Sender] = make_sender,
+        throttle: Throttle | None = None,
+        limit: int | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        keep_outcomes: bool = False,
+        planning: Any = None,
+        stop: Any = None,
+    ) -> None:
         self.engine = engine
         self.config = config
         self.campaigns = campaigns
@@ -216,8 +231,11 @@ class Deliverer:
             fault = lane.builder.campaign_fault(campaign, item)
             if fault is not None:
                 self._release(lane, [row.delivery_id])
-                self._block(row.campaign, f"no mail of item {item.key} can be built: {_one_line(fault)}; its "
-                                          "mails stay pending: fix it, then run `nurture send` again")
+                self._block(
+                    row.campaign,
+                    f"no mail of item {item.key} can be built: {_one_line(fault)}; its "
+                    "mails stay pending: fix it, then run `nurture send` again",
+                )
                 return
             reason = f"render: {exc.message}"
             finish(AttemptOutcome.FAILED, reason)
@@ -228,8 +246,11 @@ class Deliverer:
             # the others (head-of-line blocking). The message is retried when its domain allows it.
             self.throttle.acquire(msg.to_domain, max_wait=THROTTLE_MAX_WAIT)
         except ThrottleDeferred as exc:
-            return finish(AttemptOutcome.DEFERRED, f"throttled: {exc.reason}",
-                          next_attempt_at=clock.now() + timedelta(seconds=exc.wait))
+            return finish(
+                AttemptOutcome.DEFERRED,
+                f"throttled: {exc.reason}",
+                next_attempt_at=clock.now() + timedelta(seconds=exc.wait),
+            )
         attempts = row.attempts + 1
         sent = dict(attempts=attempts, sender=lane.sender.name, message_id=msg.message_id, subject=msg.subject)
         # A SenderConfigError (this sender can send nothing) is not caught: it ends the run and the worker
@@ -242,17 +263,26 @@ class Deliverer:
             finish(AttemptOutcome.FAILED, f"provider refused: {exc.message}", **sent)
             self._count_failure(row.campaign, f"provider refused: {exc.message}")
             if exc.hard_bounce:
-                track.record_event(self.engine, track.NewEvent(
-                    type=track.BOUNCED, occurred_at=clock.now(), source=lane.sender.event_source,
-                    delivery_id=row.delivery_id, data={"bounce": "hard", "code": exc.code, "message": exc.message}))
+                track.record_event(
+                    self.engine,
+                    track.NewEvent(
+                        type=track.BOUNCED,
+                        occurred_at=clock.now(),
+                        source=lane.sender.event_source,
+                        delivery_id=row.delivery_id,
+                        data={"bounce": "hard", "code": exc.code, "message": exc.message},
+                    ),
+                )
             return
         except AmbiguousSendError as exc:
-            return finish(AttemptOutcome.UNKNOWN, f"unknown: {exc.message} (not resent; a provider webhook settles "
-                          "it)", **sent)
+            return finish(
+                AttemptOutcome.UNKNOWN, f"unknown: {exc.message} (not resent; a provider webhook settles it)", **sent
+            )
         except SendError as exc:  # a sender raising the base class: treat as temporary, never lose it
             return self._temporary(finish, row.campaign, attempts, TemporarySendError(exc.message, exc.code))
-        finish(AttemptOutcome.SENT, "", **sent, sent_at=clock.now(),
-               provider_message_id=result.provider_message_id or "")
+        finish(
+            AttemptOutcome.SENT, "", **sent, sent_at=clock.now(), provider_message_id=result.provider_message_id or ""
+        )
 
     # -- retry and error budget ----------------------------------------------------------------------------
     def _temporary(self, finish: Callable[..., None], campaign: str, attempts: int, exc: SendError) -> None:
@@ -266,8 +296,12 @@ class Deliverer:
             if exc.retry_after:
                 backoff = max(backoff, timedelta(seconds=exc.retry_after))
             reason = f"provider deferred: {exc.message}"
-            finish(AttemptOutcome.DEFERRED, reason, next_attempt_at=clock.now() + min(backoff, MAX_BACKOFF),
-                   attempts=attempts)
+            finish(
+                AttemptOutcome.DEFERRED,
+                reason,
+                next_attempt_at=clock.now() + min(backoff, MAX_BACKOFF),
+                attempts=attempts,
+            )
         self._count_failure(campaign, reason)
 
     def _count_failure(self, campaign: str, reason: str) -> None:
@@ -281,15 +315,20 @@ class Deliverer:
         if campaign in self._stopped:
             return
         self._stopped.add(campaign)
-        reason = (f"{self.config.delivery.error_budget} delivery failures in a row; last: {last_reason}. "
-                  f"Fix the cause, then run `nurture resume {campaign}`")
+        reason = (
+            f"{self.config.delivery.error_budget} delivery failures in a row; last: {last_reason}. "
+            f"Fix the cause, then run `nurture resume {campaign}`"
+        )
         self.report.campaign_paused(campaign, reason)
         now = clock.now()
         maker = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         with db.transaction(self.engine) as session:
             stmt = maker(CampaignState).values(campaign=campaign, paused=True, paused_reason=reason, paused_at=now)
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=["campaign"], set_={"paused": True, "paused_reason": reason, "paused_at": now}))
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["campaign"], set_={"paused": True, "paused_reason": reason, "paused_at": now}
+                )
+            )
         log.warning("campaign %s paused: %s", campaign, reason)
 
     def _block(self, campaign: str, reason: str) -> None:
@@ -375,8 +414,10 @@ class Deliverer:
 
     def start(self) -> None:
         """Start the worker threads and return; :meth:`join` waits for them."""
-        self._threads = [threading.Thread(target=self._worker, args=(i,), name=f"nurture-send-{i}", daemon=True)
-                         for i in range(self.config.throttle.concurrency)]
+        self._threads = [
+            threading.Thread(target=self._worker, args=(i,), name=f"nurture-send-{i}", daemon=True)
+            for i in range(self.config.throttle.concurrency)
+        ]
         for t in self._threads:
             t.start()
 

@@ -28,26 +28,66 @@ from nurture.store.models import CONSENT_BASES
 
 #: What people write for a temperature, a stage or a consent basis -> the stored value (:func:`parse_word`).
 TEMPERATURE_WORDS = {
-    "hot": "hot", "ホット": "hot", "高": "hot", "高い": "hot", "熱い": "hot", "h": "hot",
-    "warm": "warm", "ウォーム": "warm", "ウオーム": "warm", "中": "warm", "普通": "warm", "w": "warm",
-    "cold": "cold", "コールド": "cold", "低": "cold", "低い": "cold", "冷たい": "cold", "c": "cold",
+    "hot": "hot",
+    "ホット": "hot",
+    "高": "hot",
+    "高い": "hot",
+    "熱い": "hot",
+    "h": "hot",
+    "warm": "warm",
+    "ウォーム": "warm",
+    "ウオーム": "warm",
+    "中": "warm",
+    "普通": "warm",
+    "w": "warm",
+    "cold": "cold",
+    "コールド": "cold",
+    "低": "cold",
+    "低い": "cold",
+    "冷たい": "cold",
+    "c": "cold",
 }
-STAGE_WORDS = {"mql": "MQL", "tql": "TQL", "sql": "SQL", "customer": "customer", "顧客": "customer",
-               "既存顧客": "customer", "受注": "customer", "lost": "lost", "失注": "lost"}
+STAGE_WORDS = {
+    "mql": "MQL",
+    "tql": "TQL",
+    "sql": "SQL",
+    "customer": "customer",
+    "顧客": "customer",
+    "既存顧客": "customer",
+    "受注": "customer",
+    "lost": "lost",
+    "失注": "lost",
+}
 CONSENT_WORDS = {
-    "optin": "opt_in", "オプトイン": "opt_in", "同意済": "opt_in", "同意済み": "opt_in", "同意あり": "opt_in",
-    "あり": "opt_in", "yes": "opt_in", "済": "opt_in",
-    "businesscard": "business_card", "名刺": "business_card", "名刺交換": "business_card",
-    "existingrelationship": "existing_relationship", "取引関係": "existing_relationship",
-    "既存取引": "existing_relationship", "取引あり": "existing_relationship",
-    "publishedbusinessaddress": "published_business_address", "公表アドレス": "published_business_address",
-    "web公開": "published_business_address", "公開アドレス": "published_business_address",
-    "unknown": "unknown", "不明": "unknown", "なし": "unknown", "未確認": "unknown",
+    "optin": "opt_in",
+    "オプトイン": "opt_in",
+    "同意済": "opt_in",
+    "同意済み": "opt_in",
+    "同意あり": "opt_in",
+    "あり": "opt_in",
+    "yes": "opt_in",
+    "済": "opt_in",
+    "businesscard": "business_card",
+    "名刺": "business_card",
+    "名刺交換": "business_card",
+    "existingrelationship": "existing_relationship",
+    "取引関係": "existing_relationship",
+    "既存取引": "existing_relationship",
+    "取引あり": "existing_relationship",
+    "publishedbusinessaddress": "published_business_address",
+    "公表アドレス": "published_business_address",
+    "web公開": "published_business_address",
+    "公開アドレス": "published_business_address",
+    "unknown": "unknown",
+    "不明": "unknown",
+    "なし": "unknown",
+    "未確認": "unknown",
 }
 CONSENT_WORDS |= {header_key(b): b for b in CONSENT_BASES} | {b: b for b in CONSENT_BASES}
 _DATE_RE = re.compile(
     r"^(\d{4})\s*[/\-.年]\s*(\d{1,2})\s*[/\-.月]\s*(\d{1,2})\s*日?"
-    r"(?:[ T]+(\d{1,2})\s*[:時]\s*(\d{1,2})(?:\s*[:分]\s*(\d{1,2}))?\s*秒?)?$")
+    r"(?:[ T]+(\d{1,2})\s*[:時]\s*(\d{1,2})(?:\s*[:分]\s*(\d{1,2}))?\s*秒?)?$"
+)
 
 
 class RowError(ValueError):

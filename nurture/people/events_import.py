@@ -39,13 +39,54 @@ IMPORT_ALIASES: dict[str, tuple[str, ...]] = {
 }
 #: What people write in the type column -> event type (compared with header_key, so case/width/spaces vary).
 IMPORT_TYPE_WORDS: dict[str, str] = {
-    **{w: SEMINAR_ATTENDED for w in ("seminarattended", "seminar", "webinar", "event", "セミナー", "セミナー参加",
-                                     "ウェビナー", "ウェビナー参加", "イベント参加", "展示会", "展示会来場")},
-    **{w: DOCUMENT_DOWNLOADED for w in ("documentdownloaded", "download", "downloaded", "whitepaper",
-                                        "資料ダウンロード", "資料dl", "資料請求", "ダウンロード", "dl")},
+    **{
+        w: SEMINAR_ATTENDED
+        for w in (
+            "seminarattended",
+            "seminar",
+            "webinar",
+            "event",
+            "セミナー",
+            "セミナー参加",
+            "ウェビナー",
+            "ウェビナー参加",
+            "イベント参加",
+            "展示会",
+            "展示会来場",
+        )
+    },
+    **{
+        w: DOCUMENT_DOWNLOADED
+        for w in (
+            "documentdownloaded",
+            "download",
+            "downloaded",
+            "whitepaper",
+            "資料ダウンロード",
+            "資料dl",
+            "資料請求",
+            "ダウンロード",
+            "dl",
+        )
+    },
     **{w: REPLIED for w in ("replied", "reply", "返信", "メール返信", "問い合わせ", "お問い合わせ", "inquiry")},
-    **{w: MET for w in ("met", "meeting", "meet", "visit", "call", "面談", "商談", "訪問", "打ち合わせ", "打合せ",
-                        "電話", "オンライン面談")},
+    **{
+        w: MET
+        for w in (
+            "met",
+            "meeting",
+            "meet",
+            "visit",
+            "call",
+            "面談",
+            "商談",
+            "訪問",
+            "打ち合わせ",
+            "打合せ",
+            "電話",
+            "オンライン面談",
+        )
+    },
 }
 
 
@@ -63,15 +104,28 @@ class EventImport:
     by_type: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"recorded": self.recorded, "already_recorded": self.already,
-                "rejected": [r.as_dict() for r in self.rejected], "written": self.written,
-                "dry_run": self.dry_run, "encoding": self.encoding, "columns": self.columns,
-                "by_type": self.by_type}
+        return {
+            "recorded": self.recorded,
+            "already_recorded": self.already,
+            "rejected": [r.as_dict() for r in self.rejected],
+            "written": self.written,
+            "dry_run": self.dry_run,
+            "encoding": self.encoding,
+            "columns": self.columns,
+            "by_type": self.by_type,
+        }
 
 
-def import_offline_events(engine: Engine, path: Any, *, time_zone: str = "Asia/Tokyo", encoding: str | None = None,
-                          sheet: str | None = None, skip_invalid: bool = False,
-                          dry_run: bool = False) -> EventImport:
+def import_offline_events(
+    engine: Engine,
+    path: Any,
+    *,
+    time_zone: str = "Asia/Tokyo",
+    encoding: str | None = None,
+    sheet: str | None = None,
+    skip_invalid: bool = False,
+    dry_run: bool = False,
+) -> EventImport:
     """Record seminar attendance, downloads, replies and meetings from a CSV/XLSX file.
 
     Same rules as the prospect import: encoding detected (UTF-8, BOM, CP932), English or Japanese headers,
@@ -94,12 +148,15 @@ def import_offline_events(engine: Engine, path: Any, *, time_zone: str = "Asia/T
     missing = [n for n in ("email", "type", "occurred_at") if n not in columns]
     if missing:
         words = {"email": "email / メールアドレス", "type": "type / 種別", "occurred_at": "date / 日付"}
-        raise InputError(f"{path}: missing column(s): {', '.join(words[m] for m in missing)}",
-                         hint="the first row must name the columns, e.g. メールアドレス,種別,日付,タイトル,メモ "
-                              "(types: セミナー参加, 資料ダウンロード, 返信, 面談)")
+        raise InputError(
+            f"{path}: missing column(s): {', '.join(words[m] for m in missing)}",
+            hint="the first row must name the columns, e.g. メールアドレス,種別,日付,タイトル,メモ "
+            "(types: セミナー参加, 資料ダウンロード, 返信, 面談)",
+        )
     zone = zoneinfo.ZoneInfo(time_zone)
-    summary = EventImport(dry_run=dry_run, encoding=table.encoding,
-                          columns={table.headers[i]: name for name, i in columns.items()})
+    summary = EventImport(
+        dry_run=dry_run, encoding=table.encoding, columns={table.headers[i]: name for name, i in columns.items()}
+    )
     parsed: list[tuple[int, str, str, datetime, str, str, dict[str, str]]] = []
 
     def cell(cells: list[Any], name: str) -> Any:
@@ -112,8 +169,12 @@ def import_offline_events(engine: Engine, path: Any, *, time_zone: str = "Asia/T
             word = cell_text(cell(cells, "type"))
             kind = IMPORT_TYPE_WORDS.get(header_key(word)) or (word if word in OFFLINE_TYPES else None)
             if kind is None:
-                raise RowError("type", word, "is not an offline event type (seminar_attended/セミナー参加, "
-                                             "document_downloaded/資料ダウンロード, replied/返信, met/面談)")
+                raise RowError(
+                    "type",
+                    word,
+                    "is not an offline event type (seminar_attended/セミナー参加, "
+                    "document_downloaded/資料ダウンロード, replied/返信, met/面談)",
+                )
             when = parse_datetime(cell(cells, "occurred_at"), zone, "date")
             if when is None:
                 raise RowError("date", "", "is empty; every event needs a date")
@@ -121,19 +182,26 @@ def import_offline_events(engine: Engine, path: Any, *, time_zone: str = "Asia/T
             summary.rejected.append(Rejected(number, exc.field, str(exc.value), exc.reason))
             continue
         attributes = {h: _free_text(cells[i]) for i, h in extras if i < len(cells) and _free_text(cells[i])}
-        parsed.append((number, email, kind, when, _free_text(cell(cells, "title")),
-                       _free_text(cell(cells, "note")), attributes))
+        parsed.append(
+            (number, email, kind, when, _free_text(cell(cells, "title")), _free_text(cell(cells, "note")), attributes)
+        )
     known: dict[str, int] = {}
     addresses = sorted({p[1] for p in parsed})
     with engine.connect() as conn:
         for start in range(0, len(addresses), 500):
-            known.update(conn.execute(select(Prospect.email, Prospect.id)
-                                      .where(Prospect.email.in_(addresses[start:start + 500]))).all())
+            known.update(
+                conn.execute(
+                    select(Prospect.email, Prospect.id).where(Prospect.email.in_(addresses[start : start + 500]))
+                ).all()
+            )
     new: list[NewEvent] = []
     for number, email, kind, when, title, note, attributes in parsed:
         if email not in known:
-            summary.rejected.append(Rejected(number, "email", email,
-                                             "is not a known prospect (import it first with nurture prospects import)"))
+            summary.rejected.append(
+                Rejected(
+                    number, "email", email, "is not a known prospect (import it first with nurture prospects import)"
+                )
+            )
             continue
         key = hashlib.sha256("\x1f".join((email, kind, when.isoformat(), title)).encode()).hexdigest()[:40]
         data: dict[str, Any] = {"row": number, "file": str(path)}
@@ -152,8 +220,11 @@ def import_offline_events(engine: Engine, path: Any, *, time_zone: str = "Asia/T
                 keys = [e.dedup_key for e in new]
                 exists: set[str | None] = set()
                 for start in range(0, len(keys), 500):
-                    exists.update(conn.execute(select(Event.dedup_key)
-                                               .where(Event.dedup_key.in_(keys[start:start + 500]))).scalars())
+                    exists.update(
+                        conn.execute(
+                            select(Event.dedup_key).where(Event.dedup_key.in_(keys[start : start + 500]))
+                        ).scalars()
+                    )
             summary.already = len(exists)
             summary.recorded = len(new) - summary.already
         return summary

@@ -60,11 +60,33 @@ BATCH = 2000
 
 #: Header names (compared with :func:`nurture.people.tabular.header_key`) -> field.
 ALIASES: dict[str, tuple[str, ...]] = {
-    "email": ("email", "emailaddress", "e-mail", "mail", "mailaddress", "メールアドレス", "メール", "eメール",
-              "eメールアドレス", "電子メール", "電子メールアドレス"),
+    "email": (
+        "email",
+        "emailaddress",
+        "e-mail",
+        "mail",
+        "mailaddress",
+        "メールアドレス",
+        "メール",
+        "eメール",
+        "eメールアドレス",
+        "電子メール",
+        "電子メールアドレス",
+    ),
     "name": ("name", "fullname", "contactname", "氏名", "名前", "お名前", "ご氏名", "担当者氏名"),
-    "company": ("company", "companyname", "organization", "organisation", "account", "会社名", "会社", "企業名",
-                "法人名", "社名", "勤務先"),
+    "company": (
+        "company",
+        "companyname",
+        "organization",
+        "organisation",
+        "account",
+        "会社名",
+        "会社",
+        "企業名",
+        "法人名",
+        "社名",
+        "勤務先",
+    ),
     "title": ("title", "jobtitle", "role", "position", "役職", "役職名", "肩書", "肩書き"),
     "industry": ("industry", "sector", "業種", "業界"),
     "temperature": ("temperature", "temp", "温度感", "温度", "見込み度", "確度"),
@@ -72,11 +94,27 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "rank": ("rank", "ランク"),
     "score": ("score", "leadscore", "スコア"),
     "owner": ("owner", "salesrep", "accountowner", "担当者", "担当", "営業担当", "担当営業"),
-    "last_contact_at": ("lastcontact", "lastcontactat", "lastcontactdate", "lastcontacted", "最終接触日",
-                        "最終接触", "最終コンタクト日", "最終連絡日", "最終接触日時"),
+    "last_contact_at": (
+        "lastcontact",
+        "lastcontactat",
+        "lastcontactdate",
+        "lastcontacted",
+        "最終接触日",
+        "最終接触",
+        "最終コンタクト日",
+        "最終連絡日",
+        "最終接触日時",
+    ),
     "next_action": ("nextaction", "次回アクション", "次のアクション", "ネクストアクション"),
-    "next_action_due": ("nextactiondue", "nextactiondate", "duedate", "次回期限", "期限", "次回アクション期限",
-                        "次回予定日"),
+    "next_action_due": (
+        "nextactiondue",
+        "nextactiondate",
+        "duedate",
+        "次回期限",
+        "期限",
+        "次回アクション期限",
+        "次回予定日",
+    ),
     "time_zone": ("timezone", "tz", "タイムゾーン"),
     "language": ("language", "lang", "言語"),
     "tags": ("tags", "tag", "タグ", "ラベル"),
@@ -98,7 +136,6 @@ for _name in FIELDS:
 _TAG_SPLIT = re.compile(r"[,;、，|]+")
 
 
-
 @dataclass
 class ImportSummary:
     """What :func:`import_file` did (or, with ``dry_run``, would do); ``written`` says whether it committed."""
@@ -116,14 +153,24 @@ class ImportSummary:
     attributes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
-                "rejected": [r.as_dict() for r in self.rejected], "no_consent": self.no_consent,
-                "suppressed_skipped": self.suppressed, "written": self.written, "dry_run": self.dry_run,
-                "encoding": self.encoding, "columns": self.mapping, "custom_attributes": self.attributes}
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": [r.as_dict() for r in self.rejected],
+            "no_consent": self.no_consent,
+            "suppressed_skipped": self.suppressed,
+            "written": self.written,
+            "dry_run": self.dry_run,
+            "encoding": self.encoding,
+            "columns": self.mapping,
+            "custom_attributes": self.attributes,
+        }
 
 
-def parse_row(cells: list[Cell], columns: list[tuple[int, str]], extras: list[tuple[int, str]],
-              zone: zoneinfo.ZoneInfo) -> tuple[dict[str, Any], list[str] | None]:
+def parse_row(
+    cells: list[Cell], columns: list[tuple[int, str]], extras: list[tuple[int, str]], zone: zoneinfo.ZoneInfo
+) -> tuple[dict[str, Any], list[str] | None]:
     """One row -> (field values present in the row, tags or None). Raises RowError for the first bad field."""
     values: dict[str, Any] = {}
     tags: list[str] | None = None
@@ -188,8 +235,10 @@ def map_columns(headers: list[str], overrides: dict[str, str]) -> tuple[list[tup
     by_key = {header_key(k): v for k, v in overrides.items()}
     for column, wanted in overrides.items():
         if wanted not in FIELDS and wanted != "-":
-            raise InputError(f'--map {column}={wanted}: unknown field "{wanted}"',
-                             hint=f"fields: {', '.join(FIELDS)}; use - to ignore a column")
+            raise InputError(
+                f'--map {column}={wanted}: unknown field "{wanted}"',
+                hint=f"fields: {', '.join(FIELDS)}; use - to ignore a column",
+            )
     columns: list[tuple[int, str]] = []
     extras: list[tuple[int, str]] = []
     seen: dict[str, str] = {}
@@ -204,29 +253,69 @@ def map_columns(headers: list[str], overrides: dict[str, str]) -> tuple[list[tup
             extras.append((index, header))
             continue
         if target in seen:
-            raise InputError(f'columns "{seen[target]}" and "{header}" both mean {target}',
-                             hint=f'rename one, or ignore it with --map "{header}=-"')
+            raise InputError(
+                f'columns "{seen[target]}" and "{header}" both mean {target}',
+                hint=f'rename one, or ignore it with --map "{header}=-"',
+            )
         seen[target] = header
         columns.append((index, target))
     if "email" not in seen:
-        raise InputError("no e-mail column found",
-                         hint=f"name a column メールアドレス or email, or pass --map COLUMN=email "
-                              f"(columns: {', '.join(h for h in headers if h)})")
+        raise InputError(
+            "no e-mail column found",
+            hint=f"name a column メールアドレス or email, or pass --map COLUMN=email "
+            f"(columns: {', '.join(h for h in headers if h)})",
+        )
     return columns, extras
 
 
-_COMPARED = ("name", "company", "title", "industry", "temperature", "stage", "rank", "score", "owner",
-             "last_contact_at", "next_action", "next_action_due", "time_zone", "language", "attributes",
-             "consent_basis", "consent_source", "consent_at", *[f"strength_{s}" for s in STRENGTHS])
+_COMPARED = (
+    "name",
+    "company",
+    "title",
+    "industry",
+    "temperature",
+    "stage",
+    "rank",
+    "score",
+    "owner",
+    "last_contact_at",
+    "next_action",
+    "next_action_due",
+    "time_zone",
+    "language",
+    "attributes",
+    "consent_basis",
+    "consent_source",
+    "consent_at",
+    *[f"strength_{s}" for s in STRENGTHS],
+)
 
 
 def _new_row(values: dict[str, Any], now: datetime) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "name": "", "company": "", "title": "", "industry": "", "temperature": "cold", "stage": "MQL",
-        "rank": "C", "score": 0.0, "owner": "", "last_contact_at": None, "next_action": "",
-        "next_action_due": None, "time_zone": "", "language": "", "attributes": {}, "consent_basis": "unknown",
-        "consent_source": "", "consent_at": None, "status": "active", "status_reason": "",
-        "status_changed_at": None, "paused_until": None, "frequency_factor": 1.0,
+        "name": "",
+        "company": "",
+        "title": "",
+        "industry": "",
+        "temperature": "cold",
+        "stage": "MQL",
+        "rank": "C",
+        "score": 0.0,
+        "owner": "",
+        "last_contact_at": None,
+        "next_action": "",
+        "next_action_due": None,
+        "time_zone": "",
+        "language": "",
+        "attributes": {},
+        "consent_basis": "unknown",
+        "consent_source": "",
+        "consent_at": None,
+        "status": "active",
+        "status_reason": "",
+        "status_changed_at": None,
+        "paused_until": None,
+        "frequency_factor": 1.0,
         **{f"strength_{s}": 0 for s in STRENGTHS},
     }
     row.update(values)
@@ -303,8 +392,9 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
                 continue
             row = _new_row(values, now)
             if reason:  # suppressed but the row was deleted: come back suppressed, never active
-                row["status"] = {"unsubscribed": "unsubscribed", "bounced": "bounced",
-                                 "complained": "complained"}.get(reason, "unsubscribed")
+                row["status"] = {"unsubscribed": "unsubscribed", "bounced": "bounced", "complained": "complained"}.get(
+                    reason, "unsubscribed"
+                )
                 row["status_reason"] = f"suppressed ({reason}) before import"
                 row["status_changed_at"] = now
             if row["consent_basis"] == "unknown":
@@ -326,25 +416,29 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
     batch.mark(seen_existing)
     if inserts:
         db.insert_rows(conn, Prospect.__table__, inserts)
-        ids = dict(conn.execute(select(Prospect.email, Prospect.id)
-                                .where(Prospect.email.in_([r["email"] for r in inserts]))).all())
+        ids = dict(
+            conn.execute(
+                select(Prospect.email, Prospect.id).where(Prospect.email.in_([r["email"] for r in inserts]))
+            ).all()
+        )
         batch.mark(ids.values())
         if insert_tags:
-            db.insert_rows(conn, ProspectTag.__table__,
-                         [{"prospect_id": ids[e], "tag": t} for e, ts in insert_tags for t in ts])
+            db.insert_rows(
+                conn, ProspectTag.__table__, [{"prospect_id": ids[e], "tag": t} for e, ts in insert_tags for t in ts]
+            )
     if updates:
         by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for u in updates:
             by_keys.setdefault(tuple(sorted(k for k in u if k != "_id")), []).append(u)
         for keys, group in by_keys.items():
-            stmt = (update(Prospect).where(Prospect.id == bindparam("_id"))
-                    .values({k: bindparam(k) for k in keys}))
+            stmt = update(Prospect).where(Prospect.id == bindparam("_id")).values({k: bindparam(k) for k in keys})
             conn.execute(stmt, group)
     tag_changed: set[int] = set()
     if retag:
         current_tags: dict[int, set[str]] = {}
-        for pid, tag in conn.execute(select(ProspectTag.prospect_id, ProspectTag.tag)
-                                     .where(ProspectTag.prospect_id.in_(list(retag)))):
+        for pid, tag in conn.execute(
+            select(ProspectTag.prospect_id, ProspectTag.tag).where(ProspectTag.prospect_id.in_(list(retag)))
+        ):
             current_tags.setdefault(pid, set()).add(tag)
         tag_changed = {pid for pid, tags in retag.items() if set(tags) != current_tags.get(pid, set())}
         if tag_changed:
@@ -362,10 +456,18 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
     batch.first.clear()
 
 
-def import_file(engine: Engine, path: str | Path, *, default_time_zone: str = "Asia/Tokyo",
-                encoding: str | None = None, mapping: dict[str, str] | None = None, sheet: str | None = None,
-                skip_invalid: bool = False, dry_run: bool = False,
-                progress: Any = None) -> ImportSummary:
+def import_file(
+    engine: Engine,
+    path: str | Path,
+    *,
+    default_time_zone: str = "Asia/Tokyo",
+    encoding: str | None = None,
+    mapping: dict[str, str] | None = None,
+    sheet: str | None = None,
+    skip_invalid: bool = False,
+    dry_run: bool = False,
+    progress: Any = None,
+) -> ImportSummary:
     """Import a CSV/XLSX file of prospects; see the module docstring for the contract.
 
     ``progress``, if given, is called with the number of rows read so far (every batch).
@@ -373,9 +475,12 @@ def import_file(engine: Engine, path: str | Path, *, default_time_zone: str = "A
     table = read_table(path, encoding=encoding, sheet=sheet)
     columns, extras = map_columns(table.headers, mapping or {})
     zone = zoneinfo.ZoneInfo(default_time_zone)
-    summary = ImportSummary(dry_run=dry_run, encoding=table.encoding,
-                            mapping={table.headers[i]: f for i, f in columns},
-                            attributes=[h for _, h in extras])
+    summary = ImportSummary(
+        dry_run=dry_run,
+        encoding=table.encoding,
+        mapping={table.headers[i]: f for i, f in columns},
+        attributes=[h for _, h in extras],
+    )
     now = clock.now()
     batch = _Batch()
     read = 0
@@ -391,8 +496,9 @@ def import_file(engine: Engine, path: str | Path, *, default_time_zone: str = "A
                     continue
                 email = values["email"]
                 if email in batch.first:
-                    summary.rejected.append(Rejected(number, "email", email,
-                                                     f"appears again (first at row {batch.first[email]})"))
+                    summary.rejected.append(
+                        Rejected(number, "email", email, f"appears again (first at row {batch.first[email]})")
+                    )
                     continue
                 batch.first[email] = number
                 batch.rows.append((number, values, tags))

@@ -24,21 +24,50 @@ def address_key(email: str) -> str:
     return unicodedata.normalize("NFKC", email).strip().lower()
 
 
-LIST_COLUMNS = ("email", "name", "company", "industry", "temperature", "rank", "stage", "score", "owner",
-                "last_contact_at", "next_action", "next_action_due", "status", "consent_basis")
+LIST_COLUMNS = (
+    "email",
+    "name",
+    "company",
+    "industry",
+    "temperature",
+    "rank",
+    "stage",
+    "score",
+    "owner",
+    "last_contact_at",
+    "next_action",
+    "next_action_due",
+    "status",
+    "consent_basis",
+)
 
 
-def list_prospects(engine: Engine, *, temperature: Iterable[str] = (), industry: Iterable[str] = (),
-                   rank: Iterable[str] = (), stage: Iterable[str] = (), owner: Iterable[str] = (),
-                   status: Iterable[str] = (), stale_days: int | None = None, tag: str | None = None,
-                   limit: int | None = None) -> Iterator[dict[str, Any]]:
+def list_prospects(
+    engine: Engine,
+    *,
+    temperature: Iterable[str] = (),
+    industry: Iterable[str] = (),
+    rank: Iterable[str] = (),
+    stage: Iterable[str] = (),
+    owner: Iterable[str] = (),
+    status: Iterable[str] = (),
+    stale_days: int | None = None,
+    tag: str | None = None,
+    limit: int | None = None,
+) -> Iterator[dict[str, Any]]:
     """Prospects matching every given filter, streamed in e-mail order.
 
     ``stale_days``: no contact for at least that many days, or never contacted (SEEDS 001: follow-up leaks).
     """
     stmt = select(*[getattr(Prospect, c) for c in LIST_COLUMNS], Prospect.id).order_by(Prospect.email)
-    for column, wanted in (("temperature", temperature), ("industry", industry), ("rank", rank),
-                           ("stage", stage), ("owner", owner), ("status", status)):
+    for column, wanted in (
+        ("temperature", temperature),
+        ("industry", industry),
+        ("rank", rank),
+        ("stage", stage),
+        ("owner", owner),
+        ("status", status),
+    ):
         wanted = [w for w in wanted if w]
         if wanted:
             stmt = stmt.where(getattr(Prospect, column).in_(wanted))
@@ -62,10 +91,15 @@ def get_prospect(engine: Engine, email: str) -> dict[str, Any]:
         if row is None:
             raise NotFound(f"no prospect with address {email!r}", hint="see `nurture prospects list`")
         data = dict(row)
-        data["tags"] = sorted(conn.execute(select(ProspectTag.tag)
-                                           .where(ProspectTag.prospect_id == data["id"])).scalars())
-        data["suppressed"] = conn.execute(select(func.count()).select_from(Suppression)
-                                          .where(Suppression.email_hash == email_hash(key))).scalar_one() > 0
+        data["tags"] = sorted(
+            conn.execute(select(ProspectTag.tag).where(ProspectTag.prospect_id == data["id"])).scalars()
+        )
+        data["suppressed"] = (
+            conn.execute(
+                select(func.count()).select_from(Suppression).where(Suppression.email_hash == email_hash(key))
+            ).scalar_one()
+            > 0
+        )
     return data
 
 

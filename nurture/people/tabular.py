@@ -23,8 +23,15 @@ from nurture.core.errors import InputError
 
 Cell = str | int | float | date | datetime | None
 _CHUNK = 1 << 20
-_ENCODING_ALIASES = {"sjis": "cp932", "shift_jis": "cp932", "shift-jis": "cp932", "windows-31j": "cp932",
-                     "utf8": "utf-8", "utf-8-bom": "utf-8-sig", "utf8-sig": "utf-8-sig"}
+_ENCODING_ALIASES = {
+    "sjis": "cp932",
+    "shift_jis": "cp932",
+    "shift-jis": "cp932",
+    "windows-31j": "cp932",
+    "utf8": "utf-8",
+    "utf-8-bom": "utf-8-sig",
+    "utf8-sig": "utf-8-sig",
+}
 
 
 @dataclass
@@ -60,8 +67,10 @@ def detect_encoding(path: Path) -> str:
     for encoding in ("utf-8", "cp932"):
         if _decodes_as(path, encoding):
             return encoding
-    raise InputError(f"{path}: cannot tell the text encoding (not UTF-8 and not Shift_JIS/CP932)",
-                     hint="save it from Excel as 'CSV UTF-8', or pass --encoding (e.g. --encoding euc-jp)")
+    raise InputError(
+        f"{path}: cannot tell the text encoding (not UTF-8 and not Shift_JIS/CP932)",
+        hint="save it from Excel as 'CSV UTF-8', or pass --encoding (e.g. --encoding euc-jp)",
+    )
 
 
 def normalize_encoding(name: str) -> str:
@@ -70,8 +79,9 @@ def normalize_encoding(name: str) -> str:
     try:
         codecs.lookup(key)
     except LookupError:
-        raise InputError(f"unknown encoding {name!r}",
-                         hint="use utf-8, utf-8-sig, cp932 (Shift_JIS) or euc-jp") from None
+        raise InputError(
+            f"unknown encoding {name!r}", hint="use utf-8, utf-8-sig, cp932 (Shift_JIS) or euc-jp"
+        ) from None
     return key
 
 
@@ -86,8 +96,10 @@ def read_table(path: str | Path, encoding: str | None = None, sheet: str | None 
     if suffix in (".xlsx", ".xlsm"):
         return _read_xlsx(path, sheet)
     if suffix == ".xls":
-        raise InputError(f"{path}: the old Excel .xls format is not supported",
-                         hint="in Excel choose 'Save As' -> 'Excel Workbook (.xlsx)' or 'CSV UTF-8'")
+        raise InputError(
+            f"{path}: the old Excel .xls format is not supported",
+            hint="in Excel choose 'Save As' -> 'Excel Workbook (.xlsx)' or 'CSV UTF-8'",
+        )
     return _read_csv(path, normalize_encoding(encoding) if encoding else detect_encoding(path))
 
 
@@ -97,8 +109,9 @@ def _read_csv(path: Path, encoding: str) -> Table:
         sample = fh.read(64 * 1024)
     except UnicodeDecodeError as exc:
         fh.close()
-        raise InputError(f"{path}: not readable as {encoding}: {exc.reason}",
-                         hint="check --encoding (Excel in Japan writes cp932)") from None
+        raise InputError(
+            f"{path}: not readable as {encoding}: {exc.reason}", hint="check --encoding (Excel in Japan writes cp932)"
+        ) from None
     fh.seek(0)
     delimiter = "\t" if path.suffix.lower() == ".tsv" or (sample.count("\t") > sample.count(",")) else ","
     reader = csv.reader(fh, delimiter=delimiter)
@@ -119,8 +132,9 @@ def _read_csv(path: Path, encoding: str) -> Table:
                 if any(cell.strip() for cell in record):
                     yield number, list(record)
         except UnicodeDecodeError as exc:
-            raise InputError(f"{path}: row {number + 1}: not readable as {encoding}: {exc.reason}",
-                             hint="check --encoding") from None
+            raise InputError(
+                f"{path}: row {number + 1}: not readable as {encoding}: {exc.reason}", hint="check --encoding"
+            ) from None
         except csv.Error as exc:
             raise InputError(f"{path}: row {number}: {exc}", hint="check the quotes in that row") from None
         finally:
@@ -145,8 +159,9 @@ def _read_xlsx(path: Path, sheet: str | None) -> Table:
         header_row = next(iterator)
     except StopIteration:
         workbook.close()
-        raise InputError(f"{path}: the sheet {ws.title!r} is empty",
-                         hint="the first row must hold the column names") from None
+        raise InputError(
+            f"{path}: the sheet {ws.title!r} is empty", hint="the first row must hold the column names"
+        ) from None
     headers = ["" if h is None else str(h).strip() for h in header_row]
 
     def rows() -> Iterator[tuple[int, list[Cell]]]:

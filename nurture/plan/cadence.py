@@ -81,8 +81,10 @@ def parse_company_holiday(text: str) -> CompanyHoliday:
     raw = text.strip()
     parts = [p.strip() for p in raw.split("..")]
     if len(parts) > 2 or not all(parts):
-        raise ValueError(f'company holiday "{text}" must be a day or a range "FROM..TO" '
-                         '(e.g. "12-29..01-03", "2026-05-01", "2026-08-13..2026-08-16")')
+        raise ValueError(
+            f'company holiday "{text}" must be a day or a range "FROM..TO" '
+            '(e.g. "12-29..01-03", "2026-05-01", "2026-08-13..2026-08-16")'
+        )
     full = [bool(_FULL_DATE.match(p)) for p in parts]
     if any(full) and not all(full):
         raise ValueError(f'company holiday "{text}" mixes MM-DD and YYYY-MM-DD; write both ends the same way')
@@ -99,8 +101,9 @@ def zone_named(name: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f'"{name}" is not a known time zone; use an IANA name such as "Asia/Tokyo" '
-                         'or "America/New_York"') from None
+        raise ValueError(
+            f'"{name}" is not a known time zone; use an IANA name such as "Asia/Tokyo" or "America/New_York"'
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -211,8 +211,11 @@ def _resolve_cadence(raw: _CadenceTable, config: Config, problems: Problems) -> 
         if temperature not in TEMPERATURES:
             close = difflib.get_close_matches(temperature.lower(), TEMPERATURES, n=1)
             tip = f' (did you mean "{close[0]}"?)' if close else ""
-            problems.add(at, f'cadence.interval_by_temperature: unknown temperature "{temperature}"{tip}; '
-                             f"use {', '.join(TEMPERATURES)}")
+            problems.add(
+                at,
+                f'cadence.interval_by_temperature: unknown temperature "{temperature}"{tip}; '
+                f"use {', '.join(TEMPERATURES)}",
+            )
         elif days is not None and days <= 0:
             problems.add(at, f"cadence.interval_by_temperature.{temperature} must be more than 0 days")
         elif days is not None:
@@ -224,14 +227,19 @@ def _resolve_cadence(raw: _CadenceTable, config: Config, problems: Problems) -> 
         if day not in cadence_rules.WEEKDAYS:
             close = difflib.get_close_matches(day.lower()[:3], cadence_rules.WEEKDAYS, n=1)
             tip = f' (did you mean "{close[0]}"?)' if close else ""
-            problems.add(path + ("send_days",), f'cadence.send_days: unknown day "{day}"{tip}; use '
-                                                + ", ".join(cadence_rules.WEEKDAYS))
+            problems.add(
+                path + ("send_days",),
+                f'cadence.send_days: unknown day "{day}"{tip}; use ' + ", ".join(cadence_rules.WEEKDAYS),
+            )
     if not days_list:
         problems.add(path + ("send_days",), "cadence.send_days is empty: no mail could ever be sent")
     hours = raw.send_hours if raw.send_hours is not None else list(base.send_hours)
     if len(hours) != 2 or not 0 <= hours[0] < hours[1] <= 24:
-        problems.add(path + ("send_hours",), f"cadence.send_hours {hours} must be [start, end) local hours with "
-                                             "0 <= start < end <= 24, e.g. [9, 18] (18:00 itself is outside)")
+        problems.add(
+            path + ("send_hours",),
+            f"cadence.send_hours {hours} must be [start, end) local hours with "
+            "0 <= start < end <= 24, e.g. [9, 18] (18:00 itself is outside)",
+        )
         hours = list(base.send_hours)
     zone = raw.time_zone if raw.time_zone is not None else base.time_zone
     try:
@@ -240,8 +248,7 @@ def _resolve_cadence(raw: _CadenceTable, config: Config, problems: Problems) -> 
         problems.add(path + ("time_zone",), f"cadence.time_zone: {exc}")
         zone = "UTC"
     rules: list[CompanyHoliday] = []
-    for index, text in enumerate(raw.company_holidays if raw.company_holidays is not None
-                                 else base.company_holidays):
+    for index, text in enumerate(raw.company_holidays if raw.company_holidays is not None else base.company_holidays):
         try:
             rules.append(cadence_rules.parse_company_holiday(text))
         except ValueError as exc:
@@ -250,12 +257,18 @@ def _resolve_cadence(raw: _CadenceTable, config: Config, problems: Problems) -> 
     if raw.monthly_cap is not None and raw.monthly_cap < 1:
         problems.add(path + ("monthly_cap",), "cadence.monthly_cap must be at least 1 (leave it out for no cap)")
     return Cadence(
-        interval_days=float(interval), interval_by_temperature=by_temp, start=raw.start, end=raw.end,
-        send_days=tuple(d for d in days_list if d in cadence_rules.WEEKDAYS), send_hours=(hours[0], hours[1]),
+        interval_days=float(interval),
+        interval_by_temperature=by_temp,
+        start=raw.start,
+        end=raw.end,
+        send_days=tuple(d for d in days_list if d in cadence_rules.WEEKDAYS),
+        send_hours=(hours[0], hours[1]),
         time_zone=zone,
-        skip_japanese_holidays=(raw.skip_japanese_holidays if raw.skip_japanese_holidays is not None
-                                else base.skip_japanese_holidays),
-        company_holidays=tuple(rules), monthly_cap=raw.monthly_cap,
+        skip_japanese_holidays=(
+            raw.skip_japanese_holidays if raw.skip_japanese_holidays is not None else base.skip_japanese_holidays
+        ),
+        company_holidays=tuple(rules),
+        monthly_cap=raw.monthly_cap,
     )
 
 
@@ -268,8 +281,9 @@ def _template_problem(config: Config, relative: str, path: KeyPath, key: str, pr
     pure = PurePosixPath(relative.replace("\\", "/"))
     label = f'item "{key}"'
     if pure.is_absolute() or ".." in pure.parts or not relative.strip():
-        problems.add(path, f'{label}: template "{relative}" must be a path inside the templates folder '
-                           '(relative, without "..")')
+        problems.add(
+            path, f'{label}: template "{relative}" must be a path inside the templates folder (relative, without "..")'
+        )
         return
     folder = config.templates_dir
     target = folder / pure
@@ -283,8 +297,7 @@ def _template_problem(config: Config, relative: str, path: KeyPath, key: str, pr
     problems.add(path, f'{label}: unknown template file "{relative}" (not found in {display_path(folder)}/){tip}')
 
 
-def _load_item(table: Any, index: int, config: Config, problems: Problems,
-               seen: dict[str, int]) -> ContentItem | None:
+def _load_item(table: Any, index: int, config: Config, problems: Problems, seen: dict[str, int]) -> ContentItem | None:
     path: KeyPath = ("content", "items", index)
     line = problems.source.line_of(path) if problems.source else None
     if not isinstance(table, dict):
@@ -297,13 +310,19 @@ def _load_item(table: Any, index: int, config: Config, problems: Problems,
     key_path = path + ("key",) if raw.key is not None else path
     ok = True
     if not ITEM_KEY.match(key) or len(key) > MAX_ID:
-        hint = "set key = \"…\" on the item" if raw.key is None else "use letters, digits, '.', '_' and '-'"
-        problems.add(key_path, f'item key "{key}" is not a valid id (ASCII letters, digits, ".", "_", "-", '
-                               f"at most {MAX_ID} characters); {hint}")
+        hint = 'set key = "…" on the item' if raw.key is None else "use letters, digits, '.', '_' and '-'"
+        problems.add(
+            key_path,
+            f'item key "{key}" is not a valid id (ASCII letters, digits, ".", "_", "-", '
+            f"at most {MAX_ID} characters); {hint}",
+        )
         ok = False
     elif key in seen:
-        problems.add(key_path, f'duplicate item key "{key}" (first used at line {seen[key]}); '
-                               "every item needs its own key: deliveries are recorded per key")
+        problems.add(
+            key_path,
+            f'duplicate item key "{key}" (first used at line {seen[key]}); '
+            "every item needs its own key: deliveries are recorded per key",
+        )
         ok = False
     else:
         seen[key] = line or 0
@@ -328,8 +347,15 @@ def _load_item(table: Any, index: int, config: Config, problems: Problems,
         problems.add(path + ("industries",), f'item "{key}": industries must not contain empty strings')
     if not ok or len(problems.items) != before:
         return None
-    return ContentItem(key=key, subject=raw.subject, template=raw.template, text_template=raw.text_template,
-                       industries=tuple(raw.industries), vars=dict(raw.vars), line=line)
+    return ContentItem(
+        key=key,
+        subject=raw.subject,
+        template=raw.template,
+        text_template=raw.text_template,
+        industries=tuple(raw.industries),
+        vars=dict(raw.vars),
+        line=line,
+    )
 
 
 def _line_number(problem: str) -> int:
@@ -351,8 +377,11 @@ def load_campaign(path: Path, config: Config) -> Campaign:
 
     name = data.get("name")
     if isinstance(name, str) and (not NAME.match(name) or len(name) > MAX_ID):
-        problems.add(("name",), f'name "{name}" must be lower-case letters, digits and "-", starting with a '
-                                f'letter or digit (e.g. "mfg-insights"), at most {MAX_ID} characters')
+        problems.add(
+            ("name",),
+            f'name "{name}" must be lower-case letters, digits and "-", starting with a '
+            f'letter or digit (e.g. "mfg-insights"), at most {MAX_ID} characters',
+        )
     for key in ("from_address", "reply_to"):
         if isinstance(data.get(key), str) and data[key]:
             _check_identity_address(data[key], (key,), problems)
@@ -372,8 +401,10 @@ def load_campaign(path: Path, config: Config) -> Campaign:
             if item is not None:
                 items.append(item)
         if not content_raw.items and "content" in data:
-            problems.add(("content",), "the campaign has no content items; add at least one [[content.items]] "
-                                       "with subject and template")
+            problems.add(
+                ("content",),
+                "the campaign has no content items; add at least one [[content.items]] with subject and template",
+            )
     allow: list[Allowance] = []
     for index, table in enumerate(section("allow", list)):
         raw = build(Allowance, table, ("allow", index), problems) if isinstance(table, dict) else None
@@ -382,8 +413,10 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         if not raw.phrase.strip():
             problems.add(("allow", index, "phrase"), "allow.phrase is empty")
         elif not raw.reason.strip():
-            problems.add(("allow", index, "reason"), f'allow "{raw.phrase}": write the reason this phrase is '
-                                                     "informational here (reason = \"…\")")
+            problems.add(
+                ("allow", index, "reason"),
+                f'allow "{raw.phrase}": write the reason this phrase is informational here (reason = "…")',
+            )
         else:
             allow.append(raw)
     tracking = build(CampaignTracking, section("tracking", dict), ("tracking",), problems) or CampaignTracking()
@@ -392,14 +425,20 @@ def load_campaign(path: Path, config: Config) -> Campaign:
     assert top is not None and content_raw is not None
     identity = config.identity
     return Campaign(
-        name=top.name, description=top.description, language=top.language, status=top.status,
+        name=top.name,
+        description=top.description,
+        language=top.language,
+        status=top.status,
         priority=top.priority,
         from_name=top.from_name if top.from_name is not None else identity.from_name,
         from_address=top.from_address if top.from_address is not None else identity.from_address,
         reply_to=top.reply_to if top.reply_to is not None else identity.reply_to,
-        segment=segment, cadence=cadence,
+        segment=segment,
+        cadence=cadence,
         content=Content(mode=content_raw.mode, when_exhausted=content_raw.when_exhausted, items=tuple(items)),
-        allow=tuple(allow), tracking=tracking, path=Path(path),
+        allow=tuple(allow),
+        tracking=tracking,
+        path=Path(path),
     )
 
 
@@ -436,8 +475,10 @@ def load_campaigns(config: Config, names: list[str] | None = None) -> list[Campa
     for campaign in loaded:
         other = first_seen.setdefault(campaign.name, campaign)
         if other is not campaign:
-            messages.append(f'{display_path(campaign.path)}: duplicate campaign name "{campaign.name}" '
-                            f"(also in {display_path(other.path)}); names must be unique")
+            messages.append(
+                f'{display_path(campaign.path)}: duplicate campaign name "{campaign.name}" '
+                f"(also in {display_path(other.path)}); names must be unique"
+            )
     if names:
         wanted = set(names)
         missing = wanted - {c.name for c in loaded}
@@ -452,8 +493,9 @@ def load_campaigns(config: Config, names: list[str] | None = None) -> list[Campa
         head = messages[0] if len(messages) == 1 else f"{len(messages)} problems:\n  " + "\n  ".join(messages)
         raise ConfigError(head)
     if missing:
-        available = ", ".join(sorted(c.name for c in loaded)) \
-            or f"none (no *.toml in {display_path(config.campaigns_dir)})"
+        available = (
+            ", ".join(sorted(c.name for c in loaded)) or f"none (no *.toml in {display_path(config.campaigns_dir)})"
+        )
         raise NotFound(f"no campaign named {', '.join(sorted(missing))}", hint=f"available: {available}")
     chosen = [c for c in loaded if not names or c.name in names]
     return sorted(chosen, key=lambda c: (-c.priority, c.name))
@@ -477,6 +519,8 @@ def lint_campaign(campaign: Campaign) -> list[str]:
         possible = [i for i in item.industries if (not allowed or i in allowed) and i not in excluded]
         if not possible:
             rule = f"in {list(allowed)}" if allowed else f"not_in {sorted(excluded)}"
-            warnings.append(f'{where}:{item.line or "?"}: item "{item.key}": industries {list(item.industries)} '
-                            f"cannot match the segment (industry {rule}); nobody would receive it")
+            warnings.append(
+                f'{where}:{item.line or "?"}: item "{item.key}": industries {list(item.industries)} '
+                f"cannot match the segment (industry {rule}); nobody would receive it"
+            )
     return warnings

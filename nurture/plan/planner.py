@@ -42,9 +42,19 @@ _PLAN_LOCK_KEY = 0x6E757274  # "nurt": the PostgreSQL advisory lock that seriali
 _DELIVERIES = Delivery.metadata.tables[Delivery.__tablename__]
 
 #: What the planner reads of each segment member: what :func:`decide` and ``mailable_reason`` need.
-MEMBER_COLUMNS = (Prospect.id, Prospect.email, Prospect.name, Prospect.temperature, Prospect.industry,
-                  Prospect.time_zone, Prospect.status, Prospect.status_reason, Prospect.consent_basis,
-                  Prospect.paused_until, Prospect.frequency_factor)
+MEMBER_COLUMNS = (
+    Prospect.id,
+    Prospect.email,
+    Prospect.name,
+    Prospect.temperature,
+    Prospect.industry,
+    Prospect.time_zone,
+    Prospect.status,
+    Prospect.status_reason,
+    Prospect.consent_basis,
+    Prospect.paused_until,
+    Prospect.frequency_factor,
+)
 
 
 @dataclass(frozen=True)
@@ -61,8 +71,14 @@ class Decision:
     not_before: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"campaign": self.campaign, "email": self.email, "outcome": self.outcome, "reason": self.reason,
-                "item": self.item_key, "not_before": self.not_before.isoformat() if self.not_before else None}
+        return {
+            "campaign": self.campaign,
+            "email": self.email,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "item": self.item_key,
+            "not_before": self.not_before.isoformat() if self.not_before else None,
+        }
 
 
 class PlanSink(Protocol):
@@ -82,8 +98,12 @@ class PlanSink(Protocol):
 def paused_campaigns(engine: Engine) -> dict[str, str]:
     """Campaigns the error budget paused, with the reason recorded then."""
     with engine.connect() as conn:
-        return {r.campaign: r.paused_reason for r in conn.execute(
-            select(CampaignState.campaign, CampaignState.paused_reason).where(CampaignState.paused.is_(True)))}
+        return {
+            r.campaign: r.paused_reason
+            for r in conn.execute(
+                select(CampaignState.campaign, CampaignState.paused_reason).where(CampaignState.paused.is_(True))
+            )
+        }
 
 
 def _campaign_window_reason(campaign: Campaign, now: datetime) -> str | None:
@@ -101,8 +121,9 @@ def _member_batches(engine: Engine, campaign: Campaign, now: datetime) -> Iterat
     last = 0
     while True:
         with engine.connect() as conn:
-            rows = conn.execute(select(*MEMBER_COLUMNS).where(*clauses, Prospect.id > last)
-                                .order_by(Prospect.id).limit(PLAN_BATCH)).all()
+            rows = conn.execute(
+                select(*MEMBER_COLUMNS).where(*clauses, Prospect.id > last).order_by(Prospect.id).limit(PLAN_BATCH)
+            ).all()
         if not rows:
             return
         yield rows
@@ -128,16 +149,23 @@ def history_of(conn: Connection, campaign: Campaign, rows: Sequence[Any]) -> His
     ids = [r.id for r in rows]
     h = History()
     when = func.coalesce(Delivery.sent_at, Delivery.created_at)
-    latest = (select(Delivery.prospect_id, func.max(when).label("at"))
-              .where(Delivery.prospect_id.in_(ids), Delivery.state.in_(MAILED_STATES))
-              .group_by(Delivery.prospect_id).subquery())
+    latest = (
+        select(Delivery.prospect_id, func.max(when).label("at"))
+        .where(Delivery.prospect_id.in_(ids), Delivery.state.in_(MAILED_STATES))
+        .group_by(Delivery.prospect_id)
+        .subquery()
+    )
     for pid, at, name in conn.execute(
-            select(latest.c.prospect_id, latest.c.at, Delivery.campaign)
-            .join(Delivery, and_(Delivery.prospect_id == latest.c.prospect_id, when == latest.c.at))):
+        select(latest.c.prospect_id, latest.c.at, Delivery.campaign).join(
+            Delivery, and_(Delivery.prospect_id == latest.c.prospect_id, when == latest.c.at)
+        )
+    ):
         h.last_any[pid] = (at, name)
     for pid, key, state, at in conn.execute(
-            select(Delivery.prospect_id, Delivery.item_key, Delivery.state, when)
-            .where(Delivery.campaign == campaign.name, Delivery.prospect_id.in_(ids))):
+        select(Delivery.prospect_id, Delivery.item_key, Delivery.state, when).where(
+            Delivery.campaign == campaign.name, Delivery.prospect_id.in_(ids)
+        )
+    ):
         h.items.setdefault(pid, {})[key] = (state, at)
     h.suppressed = suppression_reasons(conn, (r.email for r in rows))
     return h
@@ -167,8 +195,9 @@ def _fmt(moment: datetime, zone: ZoneInfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
-def decide(config: Config, campaign: Campaign, row: Any, history: History, now: datetime,
-           planned_elsewhere: dict[int, str]) -> Decision:
+def decide(
+    config: Config, campaign: Campaign, row: Any, history: History, now: datetime, planned_elsewhere: dict[int, str]
+) -> Decision:
     """The planner's rule for one member (pure). Order matters: 'not mailable' before 'not due' before
     'due but not now'. ``planned_elsewhere`` holds prospects planned in this dry run by a higher campaign."""
     base = dict(campaign=campaign.name, prospect_id=row.id, email=row.email)
@@ -179,8 +208,9 @@ def decide(config: Config, campaign: Campaign, row: Any, history: History, now: 
     received = history.items.get(row.id, {})
     queued = [k for k, (state, _) in received.items() if state == DeliveryState.PENDING]
     if queued:
-        return Decision(outcome=PlanOutcome.SKIPPED, reason=f"already queued: item {queued[0]} waits to be sent",
-                        **base)
+        return Decision(
+            outcome=PlanOutcome.SKIPPED, reason=f"already queued: item {queued[0]} waits to be sent", **base
+        )
     factor = row.frequency_factor if row.frequency_factor and row.frequency_factor > 0 else 1.0
     interval = timedelta(days=campaign.cadence.interval_for(row.temperature) * factor)
     # A failed attempt counts for this campaign's interval (no re-mailing right after a refusal), not for the
@@ -189,33 +219,42 @@ def decide(config: Config, campaign: Campaign, row: Any, history: History, now: 
     if mailed:
         due = max(mailed) + interval
         if now < due:
-            return Decision(outcome=PlanOutcome.SKIPPED, reason=f"not due until {_fmt(due, zone)}",
-                            not_before=due, **base)
+            return Decision(
+                outcome=PlanOutcome.SKIPPED, reason=f"not due until {_fmt(due, zone)}", not_before=due, **base
+            )
     cap = campaign.cadence.monthly_cap
     if cap:
         local_now = now.astimezone(zone)
-        this_month = sum(1 for at in mailed if (a := at.astimezone(zone)).year == local_now.year
-                         and a.month == local_now.month)
+        this_month = sum(
+            1 for at in mailed if (a := at.astimezone(zone)).year == local_now.year and a.month == local_now.month
+        )
         if this_month >= cap:
             return Decision(outcome=PlanOutcome.DEFERRED, reason=f"monthly cap of {cap} reached", **base)
     gap = timedelta(days=config.cadence.min_gap_days)
     if row.id in planned_elsewhere:
-        return Decision(outcome=PlanOutcome.DEFERRED, reason=f"cadence gap: due in {planned_elsewhere[row.id]} "
-                        "(higher priority) this run", not_before=now + gap, **base)
+        return Decision(
+            outcome=PlanOutcome.DEFERRED,
+            reason=f"cadence gap: due in {planned_elsewhere[row.id]} (higher priority) this run",
+            not_before=now + gap,
+            **base,
+        )
     last = history.last_any.get(row.id)
     if last and now < last[0] + gap:
         after = last[0] + gap
         what = "queued now" if last[0] >= now - timedelta(minutes=1) else f"on {_fmt(last[0], zone)}"
-        return Decision(outcome=PlanOutcome.DEFERRED, reason=f"cadence gap: mailed by {last[1]} {what}; next "
-                        f"after {_fmt(after, zone)}", not_before=after, **base)
+        return Decision(
+            outcome=PlanOutcome.DEFERRED,
+            reason=f"cadence gap: mailed by {last[1]} {what}; next after {_fmt(after, zone)}",
+            not_before=after,
+            **base,
+        )
     item = _next_item(campaign, row, received)
     if isinstance(item, str):
         return Decision(outcome=PlanOutcome.SKIPPED, reason=item, **base)
     why_not_now = calendar.is_send_time(now.astimezone(zone), campaign.cadence)
     if why_not_now:
         nxt = calendar.next_send_time(now, campaign.cadence, zone)
-        return Decision(outcome=PlanOutcome.DEFERRED, reason=why_not_now, item_key=item.key, not_before=nxt,
-                        **base)
+        return Decision(outcome=PlanOutcome.DEFERRED, reason=why_not_now, item_key=item.key, not_before=nxt, **base)
     return Decision(outcome=PlanOutcome.SEND, item_key=item.key, subject=item.subject, **base)
 
 
@@ -224,9 +263,18 @@ def _plan_lock(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PLAN_LOCK_KEY})
 
 
-def plan(engine: Engine, config: Config, campaigns: Iterable[Campaign], sink: PlanSink, *, dry_run: bool = False,
-         limit: int | None = None, keep_decisions: bool = False,
-         progress: Callable[[str, int, int], None] | None = None, pause: float = 0.0) -> int:
+def plan(
+    engine: Engine,
+    config: Config,
+    campaigns: Iterable[Campaign],
+    sink: PlanSink,
+    *,
+    dry_run: bool = False,
+    limit: int | None = None,
+    keep_decisions: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+    pause: float = 0.0,
+) -> int:
     """Decide for every segment member of every campaign; insert pending deliveries (not in a dry run), one
     committed batch at a time (senders may claim each batch as soon as it is committed). Returns how many
     deliveries were planned (``send`` decisions; at most ``limit``).
@@ -239,7 +287,7 @@ def plan(engine: Engine, config: Config, campaigns: Iterable[Campaign], sink: Pl
     planned = 0
     for campaign in campaigns:
         if campaign.status != "active":
-            sink.note(f"{campaign.name}: paused in its file (status = \"{campaign.status}\")")
+            sink.note(f'{campaign.name}: paused in its file (status = "{campaign.status}")')
             continue
         if campaign.name in paused:
             sink.campaign_paused(campaign.name, paused[campaign.name])
@@ -257,20 +305,40 @@ def plan(engine: Engine, config: Config, campaigns: Iterable[Campaign], sink: Pl
                 for row in rows:
                     decision = decide(config, campaign, row, history, now, planned_elsewhere)
                     if decision.outcome == PlanOutcome.SEND and limit is not None and planned >= limit:
-                        decision = Decision(campaign=campaign.name, prospect_id=row.id, email=row.email,
-                                            outcome=PlanOutcome.DEFERRED, reason="--limit reached",
-                                            item_key=decision.item_key)
+                        decision = Decision(
+                            campaign=campaign.name,
+                            prospect_id=row.id,
+                            email=row.email,
+                            outcome=PlanOutcome.DEFERRED,
+                            reason="--limit reached",
+                            item_key=decision.item_key,
+                        )
                     if decision.outcome == PlanOutcome.SEND:
                         planned += 1
                         if dry_run:
                             planned_elsewhere[row.id] = campaign.name
                         else:
-                            new_rows.append({
-                                "campaign": campaign.name, "prospect_id": row.id, "item_key": decision.item_key,
-                                "state": DeliveryState.PENDING, "error": "", "subject": "", "sender": "",
-                                "message_id": "", "provider_message_id": "", "attempts": 0, "claimed_by": "",
-                                "lease_until": None, "next_attempt_at": None, "created_at": now, "sent_at": None,
-                                "updated_at": now, "language": campaign.language})
+                            new_rows.append(
+                                {
+                                    "campaign": campaign.name,
+                                    "prospect_id": row.id,
+                                    "item_key": decision.item_key,
+                                    "state": DeliveryState.PENDING,
+                                    "error": "",
+                                    "subject": "",
+                                    "sender": "",
+                                    "message_id": "",
+                                    "provider_message_id": "",
+                                    "attempts": 0,
+                                    "claimed_by": "",
+                                    "lease_until": None,
+                                    "next_attempt_at": None,
+                                    "created_at": now,
+                                    "sent_at": None,
+                                    "updated_at": now,
+                                    "language": campaign.language,
+                                }
+                            )
                     sink.tally(decision, keep=keep_decisions)
                 db.insert_rows(conn, _DELIVERIES, new_rows, ignore_conflicts_on=["campaign", "prospect_id", "item_key"])
             if progress:

@@ -34,10 +34,17 @@ from nurture.store.suppression import not_suppressed
 
 #: Operators and the kind of value each takes.
 OPERATORS = {
-    "eq": "text", "in": "list", "not_in": "list",
-    "gte": "number", "lte": "number",
-    "older_than": "days", "newer_than": "days",
-    "has": "text", "has_any": "list", "has_none": "list", "has_all": "list",
+    "eq": "text",
+    "in": "list",
+    "not_in": "list",
+    "gte": "number",
+    "lte": "number",
+    "older_than": "days",
+    "newer_than": "days",
+    "has": "text",
+    "has_any": "list",
+    "has_none": "list",
+    "has_all": "list",
 }
 
 _CHOICE_OPS = ("eq", "in", "not_in")
@@ -65,9 +72,14 @@ FIELDS: Mapping[str, FieldSpec] = {
 }
 
 _COLUMNS = {
-    "temperature": Prospect.temperature, "rank": Prospect.rank, "stage": Prospect.stage,
-    "industry": Prospect.industry, "owner": Prospect.owner, "score": Prospect.score,
-    "company": Prospect.company, "title": Prospect.title,
+    "temperature": Prospect.temperature,
+    "rank": Prospect.rank,
+    "stage": Prospect.stage,
+    "industry": Prospect.industry,
+    "owner": Prospect.owner,
+    "score": Prospect.score,
+    "company": Prospect.company,
+    "title": Prospect.title,
 }
 
 FLAGS = ("include_pending_next_action", "include_customers")
@@ -139,8 +151,11 @@ def _check_value(field: str, op: str, value: Any, path: KeyPath, problems: Probl
     if vocabulary:
         for v in values:
             if v not in vocabulary:
-                problems.add(path, f'{where}: "{v}" is not a known {field}{_suggest(v, vocabulary)}; '
-                                   f"use one of: {', '.join(vocabulary)}")
+                problems.add(
+                    path,
+                    f'{where}: "{v}" is not a known {field}{_suggest(v, vocabulary)}; '
+                    f"use one of: {', '.join(vocabulary)}",
+                )
                 return None
     return value if kind == "text" else values
 
@@ -164,21 +179,28 @@ def parse_segment(table: Any, problems: Problems, path: KeyPath = ("segment",)) 
                 flags[key] = spec
             continue
         if key not in FIELDS:
-            tip = _suggest(key, list(FIELDS) + list(FLAGS)) or \
-                f" in [segment]; segment fields are: {', '.join(FIELDS)}, {', '.join(FLAGS)}"
+            tip = (
+                _suggest(key, list(FIELDS) + list(FLAGS))
+                or f" in [segment]; segment fields are: {', '.join(FIELDS)}, {', '.join(FLAGS)}"
+            )
             problems.add(here, f'unknown key "{key}"{tip}')
             continue
         allowed = FIELDS[key].operators
         if not isinstance(spec, dict) or not spec:
-            example = {"eq": '{ eq = "…" }', "gte": "{ gte = 0, lte = 79 }", "older_than": "{ older_than = 30 }",
-                       "has": '{ has = "seminar-2026" }'}[allowed[0]]
+            example = {
+                "eq": '{ eq = "…" }',
+                "gte": "{ gte = 0, lte = 79 }",
+                "older_than": "{ older_than = 30 }",
+                "has": '{ has = "seminar-2026" }',
+            }[allowed[0]]
             problems.add(here, f"{dotted(here)} must be a table of operator = value, e.g. {key} = {example}")
             continue
         for op, value in spec.items():
             at = here + (op,)
             if op not in OPERATORS:
-                problems.add(at, f'unknown operator "{op}" for {key}{_suggest(op, allowed)}; '
-                                 f"{key} takes: {', '.join(allowed)}")
+                problems.add(
+                    at, f'unknown operator "{op}" for {key}{_suggest(op, allowed)}; {key} takes: {", ".join(allowed)}'
+                )
                 continue
             if op not in allowed:
                 problems.add(at, f'operator "{op}" does not apply to {key}; {key} takes: {", ".join(allowed)}')
@@ -194,24 +216,31 @@ def parse_segment(table: Any, problems: Problems, path: KeyPath = ("segment",)) 
 def _check_consistency(segment: Segment, table: dict, problems: Problems, path: KeyPath) -> None:
     low, high = segment.values("score", "gte"), segment.values("score", "lte")
     if low and high and float(low[0]) > float(high[0]):
-        problems.add(path + ("score",),
-                     f"segment.score: gte {low[0]:g} is above lte {high[0]:g}; no prospect can match")
+        problems.add(
+            path + ("score",), f"segment.score: gte {low[0]:g} is above lte {high[0]:g}; no prospect can match"
+        )
     older, newer = segment.values("last_contact", "older_than"), segment.values("last_contact", "newer_than")
     if older and newer and float(newer[0]) <= float(older[0]):
-        problems.add(path + ("last_contact",),
-                     f"segment.last_contact: newer_than {newer[0]:g} with older_than {older[0]:g} matches nothing; "
-                     "newer_than must be the larger number of days (e.g. older_than = 30, newer_than = 365)")
+        problems.add(
+            path + ("last_contact",),
+            f"segment.last_contact: newer_than {newer[0]:g} with older_than {older[0]:g} matches nothing; "
+            "newer_than must be the larger number of days (e.g. older_than = 30, newer_than = 365)",
+        )
     if not segment.include_customers:
         chosen = (segment.values("stage", "eq") or ()) + (segment.values("stage", "in") or ())
         if chosen and "customer" in chosen:
-            problems.add(path + ("stage",), 'segment.stage selects "customer" but customers are excluded by default; '
-                                            "add include_customers = true to [segment]")
+            problems.add(
+                path + ("stage",),
+                'segment.stage selects "customer" but customers are excluded by default; '
+                "add include_customers = true to [segment]",
+            )
     for field in ("industry", "owner", "temperature", "rank", "stage", "company", "title"):
         inside = set((segment.values(field, "eq") or ()) + (segment.values(field, "in") or ()))
         outside = set(segment.values(field, "not_in") or ())
         if inside and inside <= outside:
-            problems.add(path + (field,),
-                         f"segment.{field}: every value chosen is also in not_in; no prospect can match")
+            problems.add(
+                path + (field,), f"segment.{field}: every value chosen is also in not_in; no prospect can match"
+            )
 
 
 # ---------------------------------------------------------------------------------------------- SQL

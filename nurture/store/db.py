@@ -65,11 +65,15 @@ def engine_for(url: str) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True)
     except NoSuchModuleError:
-        raise ConfigError(f"database URL {_safe(url)!r}: unknown database kind",
-                          hint="use sqlite:///nurture.db or postgresql+psycopg://user@host/dbname") from None
+        raise ConfigError(
+            f"database URL {_safe(url)!r}: unknown database kind",
+            hint="use sqlite:///nurture.db or postgresql+psycopg://user@host/dbname",
+        ) from None
     except ModuleNotFoundError as exc:
-        raise ConfigError(f"database URL {_safe(url)!r} needs the {exc.name} driver",
-                          hint="pip install 'nurture[postgres]' (installs psycopg)") from None
+        raise ConfigError(
+            f"database URL {_safe(url)!r} needs the {exc.name} driver",
+            hint="pip install 'nurture[postgres]' (installs psycopg)",
+        ) from None
     except ArgumentError as exc:
         raise ConfigError(f"database URL {_safe(url)!r} is not valid: {exc}") from None
     _engines[url] = engine
@@ -131,8 +135,7 @@ class Bulk:
             return
         self.sql = compiled.string
         self.order = order
-        self.processors = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-                           for name in order]
+        self.processors = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order]
 
     def run(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -154,8 +157,9 @@ class Bulk:
         conn.exec_driver_sql(self.sql, list(zip(*columns, strict=True)))
 
 
-def insert_rows(conn: Connection, table: FromClause, rows: list[dict[str, Any]], *,
-                ignore_conflicts_on: list[str] | None = None) -> None:
+def insert_rows(
+    conn: Connection, table: FromClause, rows: list[dict[str, Any]], *, ignore_conflicts_on: list[str] | None = None
+) -> None:
     """INSERT many rows with the same keys into ``table`` (``ignore_conflicts_on``: the unique columns whose
     duplicates are skipped, ``ON CONFLICT DO NOTHING``), through :class:`Bulk`.
 
@@ -204,8 +208,10 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             command.upgrade(_alembic_config(conn), "head")
         return before, head_revision()
     except OperationalError as exc:
-        raise ConfigError(f"cannot reach the database {_safe(str(engine.url))}: {exc.orig}",
-                          hint="check [database] url in nurture.toml or NURTURE_DATABASE_URL") from None
+        raise ConfigError(
+            f"cannot reach the database {_safe(str(engine.url))}: {exc.orig}",
+            hint="check [database] url in nurture.toml or NURTURE_DATABASE_URL",
+        ) from None
 
 
 def require_schema(engine: Engine) -> None:
@@ -213,8 +219,10 @@ def require_schema(engine: Engine) -> None:
     try:
         current = current_revision(engine)
     except OperationalError as exc:
-        raise ConfigError(f"cannot reach the database {_safe(str(engine.url))}: {exc.orig}",
-                          hint="check [database] url in nurture.toml or NURTURE_DATABASE_URL") from None
+        raise ConfigError(
+            f"cannot reach the database {_safe(str(engine.url))}: {exc.orig}",
+            hint="check [database] url in nurture.toml or NURTURE_DATABASE_URL",
+        ) from None
     head = head_revision()
     if current != head:
         state = "has no nurture tables" if current is None else f"is at schema {current}, nurture needs {head}"

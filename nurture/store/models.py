@@ -212,7 +212,8 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(32))
     prospect_id: Mapped[int | None] = mapped_column(ForeignKey("prospects.id", ondelete="SET NULL"))
     delivery_id: Mapped[int | None] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("deliveries.id", ondelete="SET NULL"))
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
     campaign: Mapped[str] = mapped_column(String(100), default="")
     item_key: Mapped[str] = mapped_column(String(100), default="")
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)

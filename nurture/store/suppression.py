@@ -63,8 +63,12 @@ def suppression_reasons(conn: Any, emails: Iterable[str]) -> dict[str, str]:
     hashes = {email_hash(e): e for e in emails}
     if not hashes:
         return {}
-    return {hashes[digest]: reason for digest, reason in conn.execute(
-        select(Suppression.email_hash, Suppression.reason).where(Suppression.email_hash.in_(list(hashes))))}
+    return {
+        hashes[digest]: reason
+        for digest, reason in conn.execute(
+            select(Suppression.email_hash, Suppression.reason).where(Suppression.email_hash.in_(list(hashes)))
+        )
+    }
 
 
 def suppression_reason(session: Session, email: str) -> str | None:

@@ -69,21 +69,46 @@ STRONGER_THAN_BURST = ("honeypot", "honeypot_clicker", "sg_machine_open", "head_
 #: Substrings (lower case) of mail-security scanners' user agents. Gateways that pose as a desktop browser are
 #: caught by the network and timing rules instead.
 GATEWAY_AGENTS = (
-    "proofpoint", "urldefense", "ppops",          # Proofpoint URL Defense / Targeted Attack Protection
-    "mimecast",                                    # Mimecast URL Protect
-    "barracuda",                                   # Barracuda Sentinel / Link Protection
-    "safelinks", "safe links", "msoffice-atp",     # Microsoft Defender for Office 365 Safe Links
-    "trendmicro", "trend micro", "forcepoint", "fireeye", "trellix", "symantec", "messagelabs",
-    "sophos", "cisco", "ironport", "zscaler", "fortiguard", "fortimail", "paloalto", "checkpoint",
-    "avanan", "abnormal", "libraesva", "hornetsecurity", "spamtitan", "vadesecure",
+    "proofpoint",
+    "urldefense",
+    "ppops",  # Proofpoint URL Defense / Targeted Attack Protection
+    "mimecast",  # Mimecast URL Protect
+    "barracuda",  # Barracuda Sentinel / Link Protection
+    "safelinks",
+    "safe links",
+    "msoffice-atp",  # Microsoft Defender for Office 365 Safe Links
+    "trendmicro",
+    "trend micro",
+    "forcepoint",
+    "fireeye",
+    "trellix",
+    "symantec",
+    "messagelabs",
+    "sophos",
+    "cisco",
+    "ironport",
+    "zscaler",
+    "fortiguard",
+    "fortimail",
+    "paloalto",
+    "checkpoint",
+    "avanan",
+    "abnormal",
+    "libraesva",
+    "hornetsecurity",
+    "spamtitan",
+    "vadesecure",
 )
 _AUTOMATION = re.compile(
     r"curl/|wget/|python-requests|python-urllib|aiohttp|httpx|go-http-client|java/|okhttp|libwww|"
     r"headlesschrome|phantomjs|bot\b|bot/|spider|crawler|scanner|preview|slackbot|facebookexternalhit|"
-    r"linkcheck|validator|monitor", re.IGNORECASE)
+    r"linkcheck|validator|monitor",
+    re.IGNORECASE,
+)
 _APPLE_NET = ipaddress.ip_network("17.0.0.0/8")
-_GATEWAY_NETS = tuple(ipaddress.ip_network(n) for n in
-                      ("40.92.0.0/15", "40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17"))
+_GATEWAY_NETS = tuple(
+    ipaddress.ip_network(n) for n in ("40.92.0.0/15", "40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17")
+)
 
 
 @dataclass(frozen=True)
@@ -100,9 +125,17 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def label_hit(kind: str, *, user_agent: str = "", ip: str = "", method: str = "GET",
-              occurred_at: datetime | None = None, sent_at: datetime | None = None, honeypot: bool = False,
-              machine_open: bool | None = None) -> Verdict:
+def label_hit(
+    kind: str,
+    *,
+    user_agent: str = "",
+    ip: str = "",
+    method: str = "GET",
+    occurred_at: datetime | None = None,
+    sent_at: datetime | None = None,
+    honeypot: bool = False,
+    machine_open: bool | None = None,
+) -> Verdict:
     """The verdict of the single-event rules for an ``opened`` or ``clicked`` event (table in the module doc)."""
     if honeypot:
         return Verdict(MACHINE, 1.0, "honeypot")
@@ -111,8 +144,11 @@ def label_hit(kind: str, *, user_agent: str = "", ip: str = "", method: str = "G
     strong, weak = _agent_verdicts(kind, (user_agent or "").strip(), ip or "", (method or "GET").upper())
     if strong is not None:
         return strong
-    if occurred_at is not None and sent_at is not None and \
-            0 <= (occurred_at - sent_at).total_seconds() < TOO_SOON_SECONDS:
+    if (
+        occurred_at is not None
+        and sent_at is not None
+        and 0 <= (occurred_at - sent_at).total_seconds() < TOO_SOON_SECONDS
+    ):
         return Verdict(MACHINE, 0.8, "too_soon")
     return weak
 
@@ -172,6 +208,6 @@ def burst_clicks(clicks: Iterable[tuple[int, int, object, datetime]]) -> set[int
                     del counts[gone]
                 start += 1
             if len(counts) >= 2:
-                out.update(h[1] for h in hits[max(start, marked):end + 1])
+                out.update(h[1] for h in hits[max(start, marked) : end + 1])
                 marked = end + 1
     return out

@@ -33,8 +33,9 @@ class EventBuffer:
     :meth:`add` is safe from any thread and never blocks on the database.
     """
 
-    def __init__(self, engine: Engine, *, interval: float = 0.1, max_batch: int = 250,
-                 max_pending: int = 200_000) -> None:
+    def __init__(
+        self, engine: Engine, *, interval: float = 0.1, max_batch: int = 250, max_pending: int = 200_000
+    ) -> None:
         self.engine = engine
         self.interval = interval
         self.max_batch = max_batch
@@ -66,14 +67,17 @@ class EventBuffer:
         written = 0
         while True:
             with self._lock:
-                batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             if not batch:
                 return written
             try:
                 record_events(self.engine, batch)
             except Exception as exc:  # SQL and its thousands of parameters stay out of the log
-                log.error("recording %d events failed; keeping them for the next try: %s", len(batch),
-                          str(exc).split("\n", 1)[0][:300])
+                log.error(
+                    "recording %d events failed; keeping them for the next try: %s",
+                    len(batch),
+                    str(exc).split("\n", 1)[0][:300],
+                )
                 with self._lock:
                     self._pending[:0] = batch
                     overflow = len(self._pending) - self.max_pending

@@ -10,14 +10,16 @@ from sqlalchemy import Engine, Table, select
 from nurture.store.models import Base, Event, Prospect
 
 
-def list_events(engine: Engine, *, prospect_id: int | None = None, types: Iterable[str] = (),
-                limit: int = 100) -> list[dict[str, Any]]:
+def list_events(
+    engine: Engine, *, prospect_id: int | None = None, types: Iterable[str] = (), limit: int = 100
+) -> list[dict[str, Any]]:
     """The newest ``limit`` events first (of one prospect, of some types), as plain dicts: every ``events`` column
     plus ``email``, the prospect's address; instants as ISO 8601 strings."""
     events: Table = Base.metadata.tables[Event.__tablename__]
     prospects: Table = Base.metadata.tables[Prospect.__tablename__]
-    stmt = (select(events, prospects.c.email.label("email"))
-            .select_from(events.outerjoin(prospects, prospects.c.id == events.c.prospect_id)))
+    stmt = select(events, prospects.c.email.label("email")).select_from(
+        events.outerjoin(prospects, prospects.c.id == events.c.prospect_id)
+    )
     if prospect_id is not None:
         stmt = stmt.where(events.c.prospect_id == prospect_id)
     wanted = list(types)

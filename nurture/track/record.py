@@ -141,6 +141,7 @@ def record_events(engine: Engine, events: Sequence[NewEvent]) -> Recorded:
 
 # --- steps ----------------------------------------------------------------------------------------------------
 
+
 def _resolve(conn: Connection, events: list[NewEvent]) -> list[NewEvent]:
     """Fill delivery/prospect/campaign/item from the deliveries table (two queries per batch at most), and label
     opens and clicks with the per-event rules of botdetect (which need the delivery's sent_at)."""
@@ -148,34 +149,52 @@ def _resolve(conn: Connection, events: list[NewEvent]) -> list[NewEvent]:
     pmids = {e.provider_message_id for e in events if not e.delivery_id and e.provider_message_id}
     by_id: dict[int, Any] = {}
     by_pmid: dict[str, Any] = {}
-    cols = (Delivery.id, Delivery.prospect_id, Delivery.campaign, Delivery.item_key, Delivery.sent_at,
-            Delivery.provider_message_id)
+    cols = (
+        Delivery.id,
+        Delivery.prospect_id,
+        Delivery.campaign,
+        Delivery.item_key,
+        Delivery.sent_at,
+        Delivery.provider_message_id,
+    )
     if ids:
         by_id = {r.id: r for r in conn.execute(select(*cols).where(Delivery.id.in_(ids)))}
     if pmids:
-        by_pmid = {r.provider_message_id: r for r in
-                   conn.execute(select(*cols).where(Delivery.provider_message_id.in_(pmids)))}
+        by_pmid = {
+            r.provider_message_id: r for r in conn.execute(select(*cols).where(Delivery.provider_message_id.in_(pmids)))
+        }
     emails = {e.email.strip().lower() for e in events if e.email and not e.prospect_id}
     by_email: dict[str, int] = {}
     if emails:
-        by_email = {r.email: r.id for r in conn.execute(select(Prospect.id, Prospect.email)
-                                                        .where(Prospect.email.in_(emails)))}
+        by_email = {
+            r.email: r.id for r in conn.execute(select(Prospect.id, Prospect.email).where(Prospect.email.in_(emails)))
+        }
     out = []
     for e in events:
         d = by_id.get(e.delivery_id) if e.delivery_id else by_pmid.get(e.provider_message_id)
         changes: dict[str, Any] = {}
         if d is not None:
-            changes.update(delivery_id=d.id, prospect_id=e.prospect_id or d.prospect_id,
-                           campaign=e.campaign or d.campaign, item_key=e.item_key or d.item_key)
+            changes.update(
+                delivery_id=d.id,
+                prospect_id=e.prospect_id or d.prospect_id,
+                campaign=e.campaign or d.campaign,
+                item_key=e.item_key or d.item_key,
+            )
         elif e.delivery_id:
             changes["delivery_id"] = None
         if not (changes.get("prospect_id") or e.prospect_id) and e.email:
             changes["prospect_id"] = by_email.get(e.email.strip().lower())
         if e.type in (OPENED, CLICKED) and not e.rule:
             verdict = botdetect.label_hit(
-                e.type, user_agent=e.user_agent, ip=e.ip, method=e.method, occurred_at=e.occurred_at,
-                sent_at=d.sent_at if d is not None else None, honeypot=bool(e.data.get("honeypot")),
-                machine_open=e.data.get("sg_machine_open"))
+                e.type,
+                user_agent=e.user_agent,
+                ip=e.ip,
+                method=e.method,
+                occurred_at=e.occurred_at,
+                sent_at=d.sent_at if d is not None else None,
+                honeypot=bool(e.data.get("honeypot")),
+                machine_open=e.data.get("sg_machine_open"),
+            )
             changes.update(label=verdict.label, confidence=verdict.confidence, rule=verdict.rule)
         out.append(replace(e, **changes) if changes else e)
     return out
@@ -189,13 +208,26 @@ def _rows(events: list[NewEvent]) -> list[dict[str, Any]]:
         data = dict(e.data)
         if e.method and e.method != "GET":
             data.setdefault("method", e.method)
-        rows.append({
-            "type": e.type, "prospect_id": e.prospect_id, "delivery_id": e.delivery_id or None,
-            "campaign": e.campaign[:100], "item_key": e.item_key[:100], "occurred_at": e.occurred_at,
-            "recorded_at": now, "source": e.source[:32], "label": e.label, "confidence": float(e.confidence),
-            "rule": e.rule[:64], "url": e.url, "user_agent": e.user_agent[:1000], "ip": e.ip[:64],
-            "dedup_key": e.dedup_key[:255] if e.dedup_key else None, "data": data,
-        })
+        rows.append(
+            {
+                "type": e.type,
+                "prospect_id": e.prospect_id,
+                "delivery_id": e.delivery_id or None,
+                "campaign": e.campaign[:100],
+                "item_key": e.item_key[:100],
+                "occurred_at": e.occurred_at,
+                "recorded_at": now,
+                "source": e.source[:32],
+                "label": e.label,
+                "confidence": float(e.confidence),
+                "rule": e.rule[:64],
+                "url": e.url,
+                "user_agent": e.user_agent[:1000],
+                "ip": e.ip[:64],
+                "dedup_key": e.dedup_key[:255] if e.dedup_key else None,
+                "data": data,
+            }
+        )
     return rows
 
 
@@ -239,18 +271,27 @@ def _suppress(conn: Connection, events: list[NewEvent]) -> int:
         targets.setdefault(email_hash(address), (reason, f"{e.source}:{e.type}", e.prospect_id, e.occurred_at))
     if not targets:
         return 0
-    existing = set(conn.execute(select(Suppression.email_hash)
-                                .where(Suppression.email_hash.in_(targets))).scalars())
-    new = [{"email_hash": h, "reason": r, "source": s[:200], "created_at": clock.now()}
-           for h, (r, s, _, _) in targets.items() if h not in existing]
+    existing = set(conn.execute(select(Suppression.email_hash).where(Suppression.email_hash.in_(targets))).scalars())
+    new = [
+        {"email_hash": h, "reason": r, "source": s[:200], "created_at": clock.now()}
+        for h, (r, s, _, _) in targets.items()
+        if h not in existing
+    ]
     if new:
         conn.execute(insert(Suppression), new)
     for reason in {r for r, _, _, _ in targets.values()}:
         pids = [p for r, _, p, _ in targets.values() if r == reason and p]
         if pids:
-            conn.execute(update(Prospect).where(Prospect.id.in_(pids), Prospect.status == "active")
-                         .values(status=reason, status_reason=f"{reason} ({_source_of(targets, reason)})",
-                                 status_changed_at=clock.now(), updated_at=clock.now()))
+            conn.execute(
+                update(Prospect)
+                .where(Prospect.id.in_(pids), Prospect.status == "active")
+                .values(
+                    status=reason,
+                    status_reason=f"{reason} ({_source_of(targets, reason)})",
+                    status_changed_at=clock.now(),
+                    updated_at=clock.now(),
+                )
+            )
     return len(new)
 
 
@@ -275,17 +316,19 @@ def _reconcile(conn: Connection, events: list[NewEvent]) -> int:
             first.setdefault(e.delivery_id, e)
     if not first:
         return 0
-    concerned = conn.execute(select(Delivery.id, Delivery.state, Delivery.provider_message_id).where(
-        Delivery.id.in_(first), or_(Delivery.state == DeliveryState.UNKNOWN, Delivery.provider_message_id == ""),
-    )).all()
+    concerned = conn.execute(
+        select(Delivery.id, Delivery.state, Delivery.provider_message_id).where(
+            Delivery.id.in_(first),
+            or_(Delivery.state == DeliveryState.UNKNOWN, Delivery.provider_message_id == ""),
+        )
+    ).all()
     count = 0
     for d in concerned:
         e = first[d.id]
         ambiguous = d.state == DeliveryState.UNKNOWN
         values: dict[str, Any] = {}
         if ambiguous:
-            values.update(state=DeliveryState.SENT, sent_at=e.occurred_at,
-                          error="reconciled from provider event")
+            values.update(state=DeliveryState.SENT, sent_at=e.occurred_at, error="reconciled from provider event")
         if not d.provider_message_id and e.provider_message_id:
             values["provider_message_id"] = e.provider_message_id
         if values:
@@ -301,11 +344,17 @@ def _preferences(conn: Connection, events: list[NewEvent]) -> None:
             continue
         if e.type == PAUSED:
             until = e.data.get("paused_until")
-            conn.execute(update(Prospect).where(Prospect.id == e.prospect_id).values(
-                paused_until=parse_instant(until) if until else None, updated_at=clock.now()))
+            conn.execute(
+                update(Prospect)
+                .where(Prospect.id == e.prospect_id)
+                .values(paused_until=parse_instant(until) if until else None, updated_at=clock.now())
+            )
         elif e.type == FREQUENCY_CHANGED:
-            conn.execute(update(Prospect).where(Prospect.id == e.prospect_id).values(
-                frequency_factor=float(e.data["frequency_factor"]), updated_at=clock.now()))
+            conn.execute(
+                update(Prospect)
+                .where(Prospect.id == e.prospect_id)
+                .values(frequency_factor=float(e.data["frequency_factor"]), updated_at=clock.now())
+            )
 
 
 def _group_labels(conn: Connection, fresh: list[NewEvent]) -> int:
@@ -322,22 +371,43 @@ def _group_labels(conn: Connection, fresh: list[NewEvent]) -> int:
     window = timedelta(seconds=botdetect.BURST_SECONDS)
     since = min(e.occurred_at for e in clicks) - window
     until = max(e.occurred_at for e in clicks) + window
-    recent = conn.execute(select(Event.id, Event.delivery_id, Event.url, Event.occurred_at, Event.rule).where(
-        Event.type == CLICKED, Event.delivery_id.in_({e.delivery_id for e in clicks}),
-        Event.occurred_at >= since, Event.occurred_at <= until)).all()
-    burst = botdetect.burst_clicks([(r.id, r.delivery_id, r.url, r.occurred_at) for r in recent
-                                    if r.rule not in _HONEYPOT_RULES])
+    recent = conn.execute(
+        select(Event.id, Event.delivery_id, Event.url, Event.occurred_at, Event.rule).where(
+            Event.type == CLICKED,
+            Event.delivery_id.in_({e.delivery_id for e in clicks}),
+            Event.occurred_at >= since,
+            Event.occurred_at <= until,
+        )
+    ).all()
+    burst = botdetect.burst_clicks(
+        [(r.id, r.delivery_id, r.url, r.occurred_at) for r in recent if r.rule not in _HONEYPOT_RULES]
+    )
     keep = {*botdetect.STRONGER_THAN_BURST, "click_burst"}
     burst = {r.id for r in recent if r.id in burst and r.rule not in keep}
     if burst:
-        relabelled += conn.execute(update(Event).where(Event.id.in_(burst)).values(
-            label=botdetect.MACHINE, confidence=botdetect.BURST_CONFIDENCE, rule="click_burst")).rowcount or 0
+        relabelled += (
+            conn.execute(
+                update(Event)
+                .where(Event.id.in_(burst))
+                .values(label=botdetect.MACHINE, confidence=botdetect.BURST_CONFIDENCE, rule="click_burst")
+            ).rowcount
+            or 0
+        )
     pots = {(e.delivery_id, e.ip, e.user_agent) for e in clicks if e.data.get("honeypot")}
     if pots:
-        rows = conn.execute(select(Event.id, Event.delivery_id, Event.ip, Event.user_agent, Event.rule).where(
-            Event.delivery_id.in_({d for d, _, _ in pots}), Event.type.in_((CLICKED, OPENED)))).all()
+        rows = conn.execute(
+            select(Event.id, Event.delivery_id, Event.ip, Event.user_agent, Event.rule).where(
+                Event.delivery_id.in_({d for d, _, _ in pots}), Event.type.in_((CLICKED, OPENED))
+            )
+        ).all()
         hit = [r.id for r in rows if (r.delivery_id, r.ip, r.user_agent) in pots and r.rule not in _HONEYPOT_RULES]
         if hit:
-            relabelled += conn.execute(update(Event).where(Event.id.in_(hit)).values(
-                label=botdetect.MACHINE, confidence=1.0, rule="honeypot_clicker")).rowcount or 0
+            relabelled += (
+                conn.execute(
+                    update(Event)
+                    .where(Event.id.in_(hit))
+                    .values(label=botdetect.MACHINE, confidence=1.0, rule="honeypot_clicker")
+                ).rowcount
+                or 0
+            )
     return relabelled

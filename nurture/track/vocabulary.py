@@ -50,8 +50,21 @@ UNKNOWN = "unknown"
 
 #: What people do outside mail, recorded by ``nurture events import``.
 OFFLINE_TYPES = (SEMINAR_ATTENDED, DOCUMENT_DOWNLOADED, REPLIED, MET)
-TYPES = (SENT, DELIVERED, DEFERRED, BOUNCED, DROPPED, COMPLAINED, UNSUBSCRIBED, OPENED, CLICKED, PAUSED,
-         FREQUENCY_CHANGED, *OFFLINE_TYPES, UNKNOWN)
+TYPES = (
+    SENT,
+    DELIVERED,
+    DEFERRED,
+    BOUNCED,
+    DROPPED,
+    COMPLAINED,
+    UNSUBSCRIBED,
+    OPENED,
+    CLICKED,
+    PAUSED,
+    FREQUENCY_CHANGED,
+    *OFFLINE_TYPES,
+    UNKNOWN,
+)
 #: Event -> the prospect status (and suppression reason) it implies.
 SUPPRESSING = {UNSUBSCRIBED: "unsubscribed", COMPLAINED: "complained", BOUNCED: "bounced", DROPPED: "bounced"}
 

@@ -62,12 +62,25 @@ def create_app(config: Config, *, engine: Engine | None = None, flush_interval: 
     """
     secret = config.tracking_secret()
     engine = engine or db.engine_for(config.database_url)
-    site = Site(config=config, secret=secret, engine=engine, buffer=EventBuffer(engine, interval=flush_interval),
-                pages=Pages(config.identity), viewer=MailViewer.load(config))
-    routes = [*hot.routes(site), *pages.routes(site), *webhooks.routes(site),
-              Route("/healthz", functools.partial(healthz, site), methods=["GET"])]
-    return Starlette(routes=routes, middleware=[Middleware(hot.HotPaths, secret=secret, buffer=site.buffer)],
-                     lifespan=functools.partial(lifespan, site))
+    site = Site(
+        config=config,
+        secret=secret,
+        engine=engine,
+        buffer=EventBuffer(engine, interval=flush_interval),
+        pages=Pages(config.identity),
+        viewer=MailViewer.load(config),
+    )
+    routes = [
+        *hot.routes(site),
+        *pages.routes(site),
+        *webhooks.routes(site),
+        Route("/healthz", functools.partial(healthz, site), methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(hot.HotPaths, secret=secret, buffer=site.buffer)],
+        lifespan=functools.partial(lifespan, site),
+    )
 
 
 async def healthz(site: Site, request: Request) -> Response:

@@ -22,7 +22,8 @@ def form_fields(content_type: str, body: bytes) -> dict[str, list[str]]:
     """
     if content_type.lower().startswith("multipart/form-data"):
         message = BytesParser(policy=email.policy.HTTP).parsebytes(
-            b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body)
+            b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body
+        )
         fields: dict[str, list[str]] = {}
         if message.is_multipart():
             for part in message.iter_parts():

@@ -53,12 +53,23 @@ class HotPaths:
                 parts = tracking.verify(self.secret, tracking.CLICK, path[3:])
                 if parts and len(parts) == 3 and parts[0].isdigit() and tracking.is_safe_target(parts[2]):
                     index = parts[1]
-                    self._hit(scope, CLICKED, int(parts[0]), Source.LINK, parts[2],
-                              {"link_index": int(index) if index.isdigit() else index})
+                    self._hit(
+                        scope,
+                        CLICKED,
+                        int(parts[0]),
+                        Source.LINK,
+                        parts[2],
+                        {"link_index": int(index) if index.isdigit() else index},
+                    )
                     # Location must be ASCII (RFC 9110 10.2.2, RFC 3986): percent-encode an IRI's non-ASCII.
                     location = quote(parts[2], safe=":/?#[]@!$&'()*+,;=%~-._").encode("ascii")
-                    await send({"type": "http.response.start", "status": 302,
-                                "headers": [(b"location", location), *_REDIRECT_HEADERS]})
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 302,
+                            "headers": [(b"location", location), *_REDIRECT_HEADERS],
+                        }
+                    )
                     await send({"type": "http.response.body", "body": b""})
                     return
         await self.app(scope, receive, send)
@@ -72,14 +83,31 @@ class HotPaths:
                 agent = value.decode("latin-1")
                 break
         client = scope.get("client")
-        self.buffer.add(NewEvent(kind, clock.now(), source, delivery_id=delivery_id, user_agent=agent,
-                                 ip=client[0] if client else "", method=scope["method"], url=url, data=data))
+        self.buffer.add(
+            NewEvent(
+                kind,
+                clock.now(),
+                source,
+                delivery_id=delivery_id,
+                user_agent=agent,
+                ip=client[0] if client else "",
+                method=scope["method"],
+                url=url,
+                data=data,
+            )
+        )
 
 
-_PIXEL_HEADERS = [(b"content-type", b"image/gif"), (b"content-length", str(len(PIXEL)).encode()),
-                  *((k.lower().encode(), v.encode()) for k, v in NO_STORE.items())]
-_REDIRECT_HEADERS = [(b"content-length", b"0"), (b"referrer-policy", b"no-referrer"),
-                     *((k.lower().encode(), v.encode()) for k, v in NO_STORE.items())]
+_PIXEL_HEADERS = [
+    (b"content-type", b"image/gif"),
+    (b"content-length", str(len(PIXEL)).encode()),
+    *((k.lower().encode(), v.encode()) for k, v in NO_STORE.items()),
+]
+_REDIRECT_HEADERS = [
+    (b"content-length", b"0"),
+    (b"referrer-policy", b"no-referrer"),
+    *((k.lower().encode(), v.encode()) for k, v in NO_STORE.items()),
+]
 
 
 async def honeypot(site: Site, request: Request) -> Response:
@@ -89,10 +117,18 @@ async def honeypot(site: Site, request: Request) -> Response:
         return site.pages.not_found(request)
     delivery_id = int(parts[0])
     if delivery_id > 0:  # a preview link: nothing to record against
-        site.buffer.add(NewEvent(CLICKED, clock.now(), Source.LINK, delivery_id=delivery_id,
-                                 user_agent=request.headers.get("user-agent", ""),
-                                 ip=request.client.host if request.client else "", method=request.method,
-                                 data={"honeypot": True}))
+        site.buffer.add(
+            NewEvent(
+                CLICKED,
+                clock.now(),
+                Source.LINK,
+                delivery_id=delivery_id,
+                user_agent=request.headers.get("user-agent", ""),
+                ip=request.client.host if request.client else "",
+                method=request.method,
+                data={"honeypot": True},
+            )
+        )
     return PlainTextResponse("", headers={**NO_STORE, "X-Robots-Tag": "noindex, nofollow"})
 
 

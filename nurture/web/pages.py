@@ -66,17 +66,31 @@ def add_months(instant: datetime, months: int) -> datetime:
 def find_recipient(engine: Engine, delivery_id: int, prospect_id: int) -> Recipient | None:
     """The prospect ``prospect_id`` with the mail ``delivery_id`` (0: none); None if the prospect is gone."""
     with engine.connect() as conn:
-        p = conn.execute(select(Prospect.id, Prospect.email, Prospect.status, Prospect.language)
-                         .where(Prospect.id == prospect_id)).first() if prospect_id else None
-        d = conn.execute(select(Delivery.campaign, Delivery.subject, Delivery.sent_at, Delivery.item_key,
-                                Delivery.language)
-                         .where(Delivery.id == delivery_id)).first() if delivery_id else None
+        p = (
+            conn.execute(
+                select(Prospect.id, Prospect.email, Prospect.status, Prospect.language).where(
+                    Prospect.id == prospect_id
+                )
+            ).first()
+            if prospect_id
+            else None
+        )
+        d = (
+            conn.execute(
+                select(
+                    Delivery.campaign, Delivery.subject, Delivery.sent_at, Delivery.item_key, Delivery.language
+                ).where(Delivery.id == delivery_id)
+            ).first()
+            if delivery_id
+            else None
+        )
     if p is None:
         return None
     if d is None:
         return Recipient(p.id, p.email, p.status, p.language or "", "", "", None, "", "")
-    return Recipient(p.id, p.email, p.status, p.language or "", d.campaign, d.subject, d.sent_at, d.item_key,
-                     d.language or "")
+    return Recipient(
+        p.id, p.email, p.status, p.language or "", d.campaign, d.subject, d.sent_at, d.item_key, d.language or ""
+    )
 
 
 def token_ids(secret: bytes, purpose: str, token: str) -> tuple[int, int] | None:
@@ -111,18 +125,33 @@ async def unsubscribe(site: Site, request: Request) -> Response:
         if (await read_form(request)).get("List-Unsubscribe") != ["One-Click"]:
             return site.pages.bad_request(lang)
         if who is not None:
-            await run_in_threadpool(record_event, site.engine, NewEvent(
-                UNSUBSCRIBED, clock.now(), Source.WEB, delivery_id=delivery_id or None, prospect_id=prospect_id,
-                user_agent=request.headers.get("user-agent", ""),
-                ip=request.client.host if request.client else "",
-                data={"via": "page" if "text/html" in request.headers.get("accept", "") else "one-click"}))
+            await run_in_threadpool(
+                record_event,
+                site.engine,
+                NewEvent(
+                    UNSUBSCRIBED,
+                    clock.now(),
+                    Source.WEB,
+                    delivery_id=delivery_id or None,
+                    prospect_id=prospect_id,
+                    user_agent=request.headers.get("user-agent", ""),
+                    ip=request.client.host if request.client else "",
+                    data={"via": "page" if "text/html" in request.headers.get("accept", "") else "one-click"},
+                ),
+            )
         # 200 and a page, never a redirect (RFC 8058 section 3).
         return site.pages.page("unsubscribe.html", lang, "unsubscribed_title", state="done", address=address)
     if who is not None and who.status != "active":
         return site.pages.page("unsubscribe.html", lang, "already_title", state="already", address=address)
-    return site.pages.page("unsubscribe.html", lang, "unsubscribe_title", state="confirm", address=address,
-                           action=request.url.path,
-                           preferences_url=tracking.urls_for(site.config, delivery_id, prospect_id)["preferences"])
+    return site.pages.page(
+        "unsubscribe.html",
+        lang,
+        "unsubscribe_title",
+        state="confirm",
+        address=address,
+        action=request.url.path,
+        preferences_url=tracking.urls_for(site.config, delivery_id, prospect_id)["preferences"],
+    )
 
 
 async def preferences(site: Site, request: Request) -> Response:
@@ -139,22 +168,41 @@ async def preferences(site: Site, request: Request) -> Response:
         now = clock.now()
         if kind == "pause" and value.isdigit() and int(value) in PAUSE_MONTHS:
             until = add_months(now, int(value))
-            event = NewEvent(PAUSED, now, Source.WEB, delivery_id=delivery_id or None, prospect_id=prospect_id,
-                             data={"paused_until": until.isoformat(), "months": int(value)})
+            event = NewEvent(
+                PAUSED,
+                now,
+                Source.WEB,
+                delivery_id=delivery_id or None,
+                prospect_id=prospect_id,
+                data={"paused_until": until.isoformat(), "months": int(value)},
+            )
             message = t["paused_done"].format(until=until.date().isoformat())
         elif kind == "less" and value.isdigit() and (int(value) in FREQUENCY_FACTORS or value == "1"):
-            event = NewEvent(FREQUENCY_CHANGED, now, Source.WEB, delivery_id=delivery_id or None,
-                             prospect_id=prospect_id, data={"frequency_factor": float(value)})
+            event = NewEvent(
+                FREQUENCY_CHANGED,
+                now,
+                Source.WEB,
+                delivery_id=delivery_id or None,
+                prospect_id=prospect_id,
+                data={"frequency_factor": float(value)},
+            )
             message = t["less_done"]
         else:
             return site.pages.bad_request(lang)
         if who is not None:
             await run_in_threadpool(record_event, site.engine, event)
     urls = tracking.urls_for(site.config, delivery_id, prospect_id)
-    return site.pages.page("preferences.html", lang, "preferences_title", message=message,
-                           address=mask_address(who.email) if who else "", action=request.url.path,
-                           unsubscribe_url=urls["unsubscribe"], pause_choices=PAUSE_MONTHS,
-                           frequency_choices=FREQUENCY_FACTORS)
+    return site.pages.page(
+        "preferences.html",
+        lang,
+        "preferences_title",
+        message=message,
+        address=mask_address(who.email) if who else "",
+        action=request.url.path,
+        unsubscribe_url=urls["unsubscribe"],
+        pause_choices=PAUSE_MONTHS,
+        frequency_choices=FREQUENCY_FACTORS,
+    )
 
 
 async def view(site: Site, request: Request) -> Response:
@@ -171,8 +219,9 @@ async def view(site: Site, request: Request) -> Response:
     if html is not None:
         return HTMLResponse(html, headers={**NO_STORE, **MAIL_HEADERS})
     when = who.sent_at.date().isoformat() if who.sent_at else "-"
-    return site.pages.message(lang, "view_title",
-                              t["view_lead"].format(subject=who.subject, date=when, address=mask_address(who.email)))
+    return site.pages.message(
+        lang, "view_title", t["view_lead"].format(subject=who.subject, date=when, address=mask_address(who.email))
+    )
 
 
 def mail_html(site: Site, who: Recipient, delivery_id: int) -> str | None:
@@ -184,8 +233,9 @@ def mail_html(site: Site, who: Recipient, delivery_id: int) -> str | None:
         person = conn.execute(select(Prospect).where(Prospect.id == who.prospect_id)).mappings().first()
     if person is None:
         return None
-    return site.viewer.render(who.campaign, who.item_key, person,
-                              tracking.urls_for(site.config, delivery_id, who.prospect_id))
+    return site.viewer.render(
+        who.campaign, who.item_key, person, tracking.urls_for(site.config, delivery_id, who.prospect_id)
+    )
 
 
 def routes(site: Site) -> list[Route]:

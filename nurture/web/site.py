@@ -34,7 +34,7 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     # Our pages have no scripts; forms post only to ourselves.
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                               "frame-ancestors 'none'",
+    "frame-ancestors 'none'",
     "X-Robots-Tag": "noindex, nofollow",
 }
 
@@ -73,9 +73,9 @@ class Pages:
     def page(self, name: str, lang: str, title_key: str, status: int = 200, **context: Any) -> HTMLResponse:
         """Template ``name`` in ``lang``, titled by the text ``title_key``; ``context`` goes to the template."""
         t = self.strings[lang]
-        html = self._env.get_template(name).render(lang=lang, t=t, title=t[title_key],
-                                                   org=self.identity.organization, inquiry=self.identity.inquiry,
-                                                   **context)
+        html = self._env.get_template(name).render(
+            lang=lang, t=t, title=t[title_key], org=self.identity.organization, inquiry=self.identity.inquiry, **context
+        )
         return HTMLResponse(html, status_code=status, headers={**PAGE_HEADERS, **NO_STORE})
 
     def message(self, lang: str, title_key: str, *paragraphs: str, status: int = 200) -> HTMLResponse:

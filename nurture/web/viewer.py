@@ -25,10 +25,12 @@ log = logging.getLogger(__name__)
 
 #: For a re-rendered mail: images and styles from anywhere (mail HTML is built that way), nothing active.
 MAIL_HEADERS = {
-    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
     "X-Robots-Tag": "noindex, nofollow",
     "Content-Security-Policy": "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline' https:; "
-                               "font-src https: data:; form-action 'none'; frame-ancestors 'none'",
+    "font-src https: data:; form-action 'none'; frame-ancestors 'none'",
 }
 
 
@@ -51,8 +53,11 @@ class MailViewer:
             if len(found) == 1:
                 by_name[name] = found[0]
             else:
-                log.warning('campaign name "%s" is in %s: /v shows neither', name,
-                            " and ".join(display_path(c.path) for c in found))
+                log.warning(
+                    'campaign name "%s" is in %s: /v shows neither',
+                    name,
+                    " and ".join(display_path(c.path) for c in found),
+                )
         self.campaigns: Mapping[str, Campaign] = by_name
         self._renderer = Renderer(config.templates_dir)
         self._lock = threading.Lock()
@@ -65,8 +70,11 @@ class MailViewer:
             try:
                 loaded.append(load_campaign(path, config))
             except NurtureError as exc:
-                log.warning("campaign file %s is skipped for /v until it is fixed and nurture serve restarts: %s",
-                            display_path(path), exc)
+                log.warning(
+                    "campaign file %s is skipped for /v until it is fixed and nurture serve restarts: %s",
+                    display_path(path),
+                    exc,
+                )
             except Exception:
                 log.warning("campaign file %s is skipped for /v", display_path(path), exc_info=True)
         return cls(config, loaded)
@@ -77,8 +85,9 @@ class MailViewer:
         item = next((i for i in found.content.items if i.key == item_key), None) if found else None
         return (found, item) if found is not None and item is not None else None
 
-    def render(self, campaign: str, item_key: str, prospect: RowMapping | Mapping[str, Any],
-               urls: Mapping[str, str]) -> str | None:
+    def render(
+        self, campaign: str, item_key: str, prospect: RowMapping | Mapping[str, Any], urls: Mapping[str, str]
+    ) -> str | None:
         """The HTML of item ``item_key`` of ``campaign`` for ``prospect`` (a ``prospects`` row), as it renders now
         and without tracking: links go straight to their targets and there is no pixel. ``urls`` are the mail's
         own unsubscribe, preferences and view links (:func:`nurture.compose.links.urls_for`).

@@ -33,13 +33,19 @@ async def receive(site: Site, webhook: Webhook, request: Request) -> Response:
     try:
         result = await run_in_threadpool(record_events, site.engine, events)
     except Exception as exc:  # SQL and its parameters stay out of the log
-        log.error("recording %d %s events failed; the provider will retry: %s", len(events), webhook.name,
-                  str(exc).split("\n", 1)[0][:300])
+        log.error(
+            "recording %d %s events failed; the provider will retry: %s",
+            len(events),
+            webhook.name,
+            str(exc).split("\n", 1)[0][:300],
+        )
         return PlainTextResponse("temporarily unable to record events", status_code=503)
     return JSONResponse({"received": len(events), "inserted": result.inserted, "duplicates": result.duplicates})
 
 
 def routes(site: Site) -> list[Route]:
     """One route per provider. Raises ConfigError now (not on the first request) for a bad webhook key."""
-    return [Route(f"/webhooks/{name}", functools.partial(receive, site, make_webhook(name, site.config)),
-                  methods=["POST"]) for name in WEBHOOKS]
+    return [
+        Route(f"/webhooks/{name}", functools.partial(receive, site, make_webhook(name, site.config)), methods=["POST"])
+        for name in WEBHOOKS
+    ]

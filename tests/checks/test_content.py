@@ -292,7 +292,9 @@ def test_builtin_rules_load_once_and_cover_every_category():
 
 
 def test_extra_rules_file_adds_rules(tmp_path):
-    path = _rules_file(tmp_path, """
+    path = _rules_file(
+        tmp_path,
+        """
         language = "any"
 
         [[rule]]
@@ -302,7 +304,8 @@ def test_extra_rules_file_adds_rules(tmp_path):
         why = "Product names belong on the website."
         phrases = ["AcmeFlow"]
         examples = ["Try AcmeFlow"]
-        """)
+        """,
+    )
     rules = load_rules([path])
     assert len(rules) == len(load_rules()) + 1
     assert check_text("AcmeFlow is great") == []
@@ -312,8 +315,11 @@ def test_extra_rules_file_adds_rules(tmp_path):
     assert check_message(rendered, rules=rules)[0].line == 0
 
 
-@pytest.mark.parametrize("body,message", [
-    ("""
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (
+            """
         language = "en"
 
         [[rule]]
@@ -322,8 +328,11 @@ def test_extra_rules_file_adds_rules(tmp_path):
         severity = "error"
         why = "w"
         patern = ["a"]
-        """, r'mine.toml:9: unknown key "patern" in \[rule\[0\]\] \(did you mean "pattern'),
-    ("""
+        """,
+            r'mine.toml:9: unknown key "patern" in \[rule\[0\]\] \(did you mean "pattern',
+        ),
+        (
+            """
         language = "en"
 
         [[rule]]
@@ -332,8 +341,11 @@ def test_extra_rules_file_adds_rules(tmp_path):
         severity = "error"
         why = "w"
         patterns = ["(unclosed"]
-        """, r'mine.toml:9: rule "x": bad regex .*missing \)'),
-    ("""
+        """,
+            r'mine.toml:9: rule "x": bad regex .*missing \)',
+        ),
+        (
+            """
         language = "en"
 
         [[rule]]
@@ -342,8 +354,11 @@ def test_extra_rules_file_adds_rules(tmp_path):
         severity = "error"
         why = "w"
         phrases = ["a"]
-        """, r"""mine.toml:6: rule\[0\].category = 'pricing' is not allowed \(did you mean "price"\?\)"""),
-    ("""
+        """,
+            r"""mine.toml:6: rule\[0\].category = 'pricing' is not allowed \(did you mean "price"\?\)""",
+        ),
+        (
+            """
         language = "en"
 
         [[rule]]
@@ -352,8 +367,11 @@ def test_extra_rules_file_adds_rules(tmp_path):
         severity = "error"
         why = "w"
         patterns = ["a?"]
-        """, r"mine.toml:9: .*matches empty text"),
-    ("""
+        """,
+            r"mine.toml:9: .*matches empty text",
+        ),
+        (
+            """
         language = "en"
 
         [[rule]]
@@ -364,8 +382,11 @@ def test_extra_rules_file_adds_rules(tmp_path):
         phrases = ["deal"]
         examples = ["a bargain"]
         counterexamples = ["a good deal of research"]
-        """, r"""(?s)mine.toml:10: rule "x" does not flag its example 'a bargain'.*mine.toml:11: rule "x" flags"""),
-    ("""
+        """,
+            r"""(?s)mine.toml:10: rule "x" does not flag its example 'a bargain'.*mine.toml:11: rule "x" flags""",
+        ),
+        (
+            """
         language = "en"
 
         [[rule]]
@@ -373,8 +394,11 @@ def test_extra_rules_file_adds_rules(tmp_path):
         category = "price"
         severity = "error"
         why = "w"
-        """, r'mine.toml:4: rule "x" needs "patterns" or "phrases"'),
-    ("""
+        """,
+            r'mine.toml:4: rule "x" needs "patterns" or "phrases"',
+        ),
+        (
+            """
         language = "en"
 
         [[rule]]
@@ -383,8 +407,11 @@ def test_extra_rules_file_adds_rules(tmp_path):
         severity = "error"
         why = "w"
         phrases = ["x"]
-        """, r'mine.toml:5: rule id "en-price-offer" is already used at .*en.toml:\d+'),
-])
+        """,
+            r'mine.toml:5: rule id "en-price-offer" is already used at .*en.toml:\d+',
+        ),
+    ],
+)
 def test_bad_rules_files_name_file_and_line(tmp_path, body, message):
     path = _rules_file(tmp_path, body)
     with pytest.raises(ConfigError, match=message):
@@ -399,8 +426,15 @@ def test_rules_file_that_is_not_toml(tmp_path):
 
 def test_finding_is_a_plain_record():
     f = Finding("s", 1, "p", "price", "error", "w", "r")
-    assert dataclasses.asdict(f) == {"source": "s", "line": 1, "phrase": "p", "category": "price",
-                                     "severity": "error", "why": "w", "rule": "r"}
+    assert dataclasses.asdict(f) == {
+        "source": "s",
+        "line": 1,
+        "phrase": "p",
+        "category": "price",
+        "severity": "error",
+        "why": "w",
+        "rule": "r",
+    }
 
 
 # ------------------------------------------------------------------------------------------- prefilter

@@ -14,15 +14,27 @@ from nurture.core.config import Config, IdentityConfig
 from nurture.plan.campaigns import load_campaign
 
 REPO = Path(__file__).resolve().parents[2]
-URLS = {"unsubscribe": "https://news.example.com/u/TOKEN-U", "preferences": "https://news.example.com/p/TOKEN-P",
-        "view_in_browser": "https://news.example.com/v/TOKEN-V"}
-JA = IdentityConfig(organization="株式会社サンプル製作所", from_name="製造業インサイト編集部",
-                    from_address="news@example.co.jp",
-                    postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
-                    inquiry="info@example.co.jp / 03-1234-5678", website="https://www.example.co.jp")
-EN = IdentityConfig(organization="Northwind Systems Inc.", from_name="The Ops Digest", from_address="d@example.com",
-                    postal_address="100 Example Street, Suite 400, Boston, MA 02110, USA",
-                    inquiry="hello@example.com", website="https://www.example.com")
+URLS = {
+    "unsubscribe": "https://news.example.com/u/TOKEN-U",
+    "preferences": "https://news.example.com/p/TOKEN-P",
+    "view_in_browser": "https://news.example.com/v/TOKEN-V",
+}
+JA = IdentityConfig(
+    organization="株式会社サンプル製作所",
+    from_name="製造業インサイト編集部",
+    from_address="news@example.co.jp",
+    postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
+    inquiry="info@example.co.jp / 03-1234-5678",
+    website="https://www.example.co.jp",
+)
+EN = IdentityConfig(
+    organization="Northwind Systems Inc.",
+    from_name="The Ops Digest",
+    from_address="d@example.com",
+    postal_address="100 Example Street, Suite 400, Boston, MA 02110, USA",
+    inquiry="hello@example.com",
+    website="https://www.example.com",
+)
 SAMPLES = [("mfg-insights", "ja", JA), ("saas-ops-digest", "en", EN)]
 
 
@@ -59,8 +71,11 @@ def test_footer_problems_finds_each_missing_element(name, language, identity):
     # The opt-out statement without its link (HTML) and without its URL (text).
     anchor = re.search(r'<a href="https://news\.example\.com/u/TOKEN-U"[^>]*>(.*?)</a>', out.html)
     assert anchor is not None
-    unlinked = RenderedMessage(out.subject, out.html.replace(anchor.group(0), anchor.group(1)),
-                               out.text.replace(f" ({URLS['unsubscribe']})", ""))
+    unlinked = RenderedMessage(
+        out.subject,
+        out.html.replace(anchor.group(0), anchor.group(1)),
+        out.text.replace(f" ({URLS['unsubscribe']})", ""),
+    )
     problems = footer_problems(unlinked, config, language)
     assert any("HTML part lacks an opt-out statement" in p for p in problems)
     assert any("text part lacks an opt-out statement" in p for p in problems)
@@ -73,11 +88,15 @@ def test_footer_problems_finds_each_missing_element(name, language, identity):
 
 def test_hidden_text_does_not_count_and_wrapping_does_not_matter():
     config = Config(identity=EN, root=REPO)
-    visible = (f"<p>{EN.organization}</p><p>100 Example Street,\n  Suite 400, Boston, MA 02110, USA</p>"
-               f"<p>Contact: {EN.inquiry}</p><p>To stop receiving these mails, "
-               f'<a href="{URLS["unsubscribe"]}">unsubscribe</a>.</p>')
-    text = (f"{EN.organization}\n{EN.postal_address}\nContact: {EN.inquiry}\n\n"
-            f"To stop receiving these mails, unsubscribe ({URLS['unsubscribe']}).\n")
+    visible = (
+        f"<p>{EN.organization}</p><p>100 Example Street,\n  Suite 400, Boston, MA 02110, USA</p>"
+        f"<p>Contact: {EN.inquiry}</p><p>To stop receiving these mails, "
+        f'<a href="{URLS["unsubscribe"]}">unsubscribe</a>.</p>'
+    )
+    text = (
+        f"{EN.organization}\n{EN.postal_address}\nContact: {EN.inquiry}\n\n"
+        f"To stop receiving these mails, unsubscribe ({URLS['unsubscribe']}).\n"
+    )
     assert footer_problems(RenderedMessage("s", f"<body>{visible}</body>", text), config, "en") == []
     hidden = f'<body><div style="display:none">{visible}</div></body>'
     problems = footer_problems(RenderedMessage("s", hidden, text), config, "en")

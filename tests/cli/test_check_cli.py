@@ -13,41 +13,45 @@ from nurture.cli.main import main
 from nurture.store import db
 from nurture.store.models import Prospect
 
-IDENTITY = '''\
+IDENTITY = """\
 [identity]
 organization = "株式会社テスト工業"
 from_name = "テスト工業ニュース"
 from_address = "news@example.co.jp"
 postal_address = "東京都千代田区丸の内1-1-1"
 inquiry = "info@example.co.jp"
-'''
+"""
 
-FOOTER = ('<mj-text>発行元：{{ sender.organization }}<br/>{{ sender.postal_address }}<br/>\n'
-          'お問い合わせ：{{ sender.inquiry }}<br/>\n'
-          '今後の配信を希望されない場合は配信停止の手続きができます：'
-          '<a href="{{ urls.unsubscribe }}" data-nurture="no-track">配信停止はこちら</a></mj-text>')
+FOOTER = (
+    "<mj-text>発行元：{{ sender.organization }}<br/>{{ sender.postal_address }}<br/>\n"
+    "お問い合わせ：{{ sender.inquiry }}<br/>\n"
+    "今後の配信を希望されない場合は配信停止の手続きができます："
+    '<a href="{{ urls.unsubscribe }}" data-nurture="no-track">配信停止はこちら</a></mj-text>'
+)
 
-INFO = ('<mjml><mj-body><mj-section><mj-column>\n'
-        '<mj-text>{{ prospect.company }} {{ prospect.name }}様</mj-text>\n'
-        '<mj-text>今月は{{ item.vars.topic }}の動向です。'
-        '原材料の価格動向と、在庫を持つ場所の考え方を、公開統計から整理しました。</mj-text>\n'
-        f'{FOOTER}\n'
-        '</mj-column></mj-section></mj-body></mjml>\n')
+INFO = (
+    "<mjml><mj-body><mj-section><mj-column>\n"
+    "<mj-text>{{ prospect.company }} {{ prospect.name }}様</mj-text>\n"
+    "<mj-text>今月は{{ item.vars.topic }}の動向です。"
+    "原材料の価格動向と、在庫を持つ場所の考え方を、公開統計から整理しました。</mj-text>\n"
+    f"{FOOTER}\n"
+    "</mj-column></mj-section></mj-body></mjml>\n"
+)
 
-SALESY = f'''<mjml><mj-body><mj-section><mj-column>
+SALESY = f"""<mjml><mj-body><mj-section><mj-column>
 <mj-text>{{{{ prospect.name }}}}様</mj-text>
 <mj-text>今なら期間限定で導入費用が20%割引！特別価格 月額9,800円（税別）でご提供します。</mj-text>
 <mj-text>お申し込みはこちらから、今すぐご購入ください。無料デモのご予約も受付中です。</mj-text>
 {FOOTER}
 </mj-column></mj-section></mj-body></mjml>
-'''
+"""
 
-NO_FOOTER = '''<mjml><mj-body><mj-section><mj-column>
+NO_FOOTER = """<mjml><mj-body><mj-section><mj-column>
 <mj-text>{{ prospect.name }}様、今月の業界動向です。</mj-text>
 </mj-column></mj-section></mj-body></mjml>
-'''
+"""
 
-CAMPAIGN = '''\
+CAMPAIGN = """\
 name = "news"
 language = "ja"
 
@@ -67,7 +71,7 @@ key = "trend-2"
 subject = "在庫の考え方"
 template = "news/info.mjml"
 vars = { topic = "在庫" }
-'''
+"""
 
 
 @pytest.fixture
@@ -100,9 +104,13 @@ def test_good_campaign_passes_without_database_or_secret(ws, runner):
 
 
 def test_broken_toml_fails_with_file_and_line(ws, runner):
-    add_campaign(ws, "broken", CAMPAIGN.replace('name = "news"', 'name = "broken"')
-                 .replace("temperature = {", "temprature = {")
-                 .replace('template = "news/info.mjml"\nvars = { topic = "在庫" }', 'template = "news/nope.mjml"'))
+    add_campaign(
+        ws,
+        "broken",
+        CAMPAIGN.replace('name = "news"', 'name = "broken"')
+        .replace("temperature = {", "temprature = {")
+        .replace('template = "news/info.mjml"\nvars = { topic = "在庫" }', 'template = "news/nope.mjml"'),
+    )
     result = runner.invoke(main, ["check"])
     assert result.exit_code == 1
     assert "errors    broken (campaigns/broken.toml, not loaded): 2 errors, 0 warnings" in result.output
@@ -135,8 +143,11 @@ def test_unknown_variable_fails_the_render(ws, runner):
 
 
 def test_missing_footer_fails(ws, runner):
-    add_campaign(ws, "news", CAMPAIGN.replace('template = "news/info.mjml"\nvars = { topic = "物流" }',
-                                              'template = "news/nofooter.mjml"'))
+    add_campaign(
+        ws,
+        "news",
+        CAMPAIGN.replace('template = "news/info.mjml"\nvars = { topic = "物流" }', 'template = "news/nofooter.mjml"'),
+    )
     result = runner.invoke(main, ["check", "--json"])
     assert result.exit_code == 1
     findings = json.loads(result.output)["campaigns"][0]["findings"]
@@ -153,8 +164,13 @@ def test_missing_identity_is_reported_once_per_campaign(ws, runner):
 
 
 def test_salesy_content_fails_with_item_phrase_category_and_why(ws, runner):
-    add_campaign(ws, "sales", CAMPAIGN.replace('name = "news"', 'name = "sales"')
-                 .replace('template = "news/info.mjml"\nvars = { topic = "在庫" }', 'template = "news/salesy.mjml"'))
+    add_campaign(
+        ws,
+        "sales",
+        CAMPAIGN.replace('name = "news"', 'name = "sales"').replace(
+            'template = "news/info.mjml"\nvars = { topic = "在庫" }', 'template = "news/salesy.mjml"'
+        ),
+    )
     result = runner.invoke(main, ["check", "sales", "--json"])
     assert result.exit_code == 1, result.output
     report = json.loads(result.output)["campaigns"][0]
@@ -169,31 +185,52 @@ def test_salesy_content_fails_with_item_phrase_category_and_why(ws, runner):
 def test_allow_lets_a_phrase_through(ws, runner):
     flash = "今なら期間限定の統計速報も公開されています。"
     (ws / "templates" / "news" / "info.mjml").write_text(
-        INFO.replace("公開統計から整理しました。", "公開統計から整理しました。" + flash), "utf-8")
+        INFO.replace("公開統計から整理しました。", "公開統計から整理しました。" + flash), "utf-8"
+    )
     assert runner.invoke(main, ["check"]).exit_code == 1
-    add_campaign(ws, "news", CAMPAIGN + '\n[[allow]]\nphrase = "期間限定"\n'
-                 'reason = "統計の速報公開の説明で、販売ではない"\n[[allow]]\nphrase = "今なら"\nreason = "同上"\n')
+    add_campaign(
+        ws,
+        "news",
+        CAMPAIGN + '\n[[allow]]\nphrase = "期間限定"\n'
+        'reason = "統計の速報公開の説明で、販売ではない"\n[[allow]]\nphrase = "今なら"\nreason = "同上"\n',
+    )
     result = runner.invoke(main, ["check"])
     assert result.exit_code == 0, result.output
 
 
 def test_json_shape(ws, runner):
-    add_campaign(ws, "other", CAMPAIGN.replace('name = "news"', 'name = "other"').replace(
-        'vars = { topic = "物流" }', 'vars = { topic = "物流" }\nindustries = ["小売業"]'))
+    add_campaign(
+        ws,
+        "other",
+        CAMPAIGN.replace('name = "news"', 'name = "other"').replace(
+            'vars = { topic = "物流" }', 'vars = { topic = "物流" }\nindustries = ["小売業"]'
+        ),
+    )
     result = runner.invoke(main, ["check", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert set(data) == {"ok", "errors", "warnings", "preview_secret", "note", "campaigns"}
     assert (data["ok"], data["errors"], data["warnings"], data["preview_secret"]) == (True, 0, 1, True)
     news, other = sorted(data["campaigns"], key=lambda c: c["name"])
-    assert news == {"name": "news", "file": "campaigns/news.toml", "status": "ok", "loaded": True, "items": 2,
-                    "errors": 0, "warnings": 0, "findings": []}
+    assert news == {
+        "name": "news",
+        "file": "campaigns/news.toml",
+        "status": "ok",
+        "loaded": True,
+        "items": 2,
+        "errors": 0,
+        "warnings": 0,
+        "findings": [],
+    }
     assert other["status"] == "warnings"
     (warning,) = other["findings"]
-    assert set(warning) == {"severity", "kind", "message", "file", "line", "item", "phrase", "category", "why",
-                            "where"}
+    assert set(warning) == {"severity", "kind", "message", "file", "line", "item", "phrase", "category", "why", "where"}
     assert (warning["severity"], warning["kind"], warning["file"], warning["line"]) == (
-        "warning", "segment", "campaigns/other.toml", 9)
+        "warning",
+        "segment",
+        "campaigns/other.toml",
+        9,
+    )
 
 
 def test_check_named_campaign_and_unknown_name(ws, runner):
@@ -256,13 +293,40 @@ def test_check_and_preview_for_a_prospect_from_the_database(ws, runner, db_url):
     db.upgrade(engine)
     now = datetime(2026, 11, 24, tzinfo=UTC)
     with engine.begin() as conn:
-        conn.execute(insert(Prospect), [dict(
-            email="kato@example.jp", name="加藤 一郎", company="加藤製作所", title="", industry="製造業",
-            temperature="cold", stage="MQL", rank="C", score=0.0, owner="", next_action="", time_zone="",
-            language="ja", attributes={}, consent_basis="business_card", consent_source="", status="active",
-            status_reason="", frequency_factor=1.0, created_at=now, updated_at=now,
-            strength_existing_business=0, strength_empathy=0, strength_contribution=0,
-            strength_multiple_contacts=0, strength_decision_maker=0, strength_invested=0)])
+        conn.execute(
+            insert(Prospect),
+            [
+                dict(
+                    email="kato@example.jp",
+                    name="加藤 一郎",
+                    company="加藤製作所",
+                    title="",
+                    industry="製造業",
+                    temperature="cold",
+                    stage="MQL",
+                    rank="C",
+                    score=0.0,
+                    owner="",
+                    next_action="",
+                    time_zone="",
+                    language="ja",
+                    attributes={},
+                    consent_basis="business_card",
+                    consent_source="",
+                    status="active",
+                    status_reason="",
+                    frequency_factor=1.0,
+                    created_at=now,
+                    updated_at=now,
+                    strength_existing_business=0,
+                    strength_empathy=0,
+                    strength_contribution=0,
+                    strength_multiple_contacts=0,
+                    strength_decision_maker=0,
+                    strength_invested=0,
+                )
+            ],
+        )
     result = runner.invoke(main, ["preview", "news", "--prospect", "KATO@example.jp"])
     assert result.exit_code == 0, result.output
     assert "subject: 加藤製作所様へ：今月の業界動向" in result.output
@@ -283,7 +347,8 @@ def test_help_texts(runner):
 def test_own_rule_files_from_config_and_ended_campaign_warning(ws, runner):
     """[content] rules adds the user's rule files to the built-in ones; a past end date is a warning."""
     (ws / "rules").mkdir()
-    (ws / "rules" / "ours.toml").write_text('''\
+    (ws / "rules" / "ours.toml").write_text(
+        """\
 language = "ja"
 
 [[rule]]
@@ -293,7 +358,9 @@ severity = "error"
 why = "製品名はニュースレターではなくWebサイトで紹介します。"
 phrases = ["在庫の考え方"]
 examples = ["在庫の考え方"]
-''', encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     (ws / "nurture.toml").write_text(IDENTITY + '\n[content]\nrules = ["rules/ours.toml"]\n', encoding="utf-8")
     add_campaign(ws, "news", CAMPAIGN.replace("[content]", "[cadence]\nend = 2020-12-31\n\n[content]"))
     result = runner.invoke(main, ["check", "--json"])

@@ -72,15 +72,16 @@ def pytest_configure(config: pytest.Config) -> None:
     _traveller = time_machine.travel(time.time() + seconds, tick=True)
     _traveller.start()
     _environment.setenv(CHILD_ENV, str(seconds))
-    _environment.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(HOOK_FOLDER), os.environ.get("PYTHONPATH")) if p))
+    _environment.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(HOOK_FOLDER), os.environ.get("PYTHONPATH")) if p))
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     if _traveller is None:
         return None
-    return (f"clock shifted by {os.environ[ENV].strip()} ({ENV}): the wall clock reads "
-            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, in child processes too")
+    return (
+        f"clock shifted by {os.environ[ENV].strip()} ({ENV}): the wall clock reads "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, in child processes too"
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

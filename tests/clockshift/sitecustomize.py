@@ -20,7 +20,8 @@ if _seconds:
 # This file hides any sitecustomize further down the path (Debian's python3 ships one): run that one too.
 _here = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.machinery.PathFinder.find_spec(
-    "sitecustomize", [p for p in sys.path if os.path.abspath(p or os.curdir) != _here])
+    "sitecustomize", [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+)
 if _spec is not None and _spec.loader is not None:
     _shadowed = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_shadowed)

@@ -24,8 +24,10 @@ def real_time() -> float:
     return time_machine.escape_hatch.time.time() if time_machine.escape_hatch.is_travelling() else time.time()
 
 
-@pytest.mark.parametrize("text, seconds", [("730d", 730 * 86_400), ("+3650d", 3650 * 86_400), ("-12h", -43_200),
-                                           ("90m", 5_400), ("45s", 45), ("7", 7)])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("730d", 730 * 86_400), ("+3650d", 3650 * 86_400), ("-12h", -43_200), ("90m", 5_400), ("45s", 45), ("7", 7)],
+)
 def test_parse_shift(text, seconds):
     assert parse_shift(text) == seconds
 
@@ -38,12 +40,24 @@ def test_parse_shift_refuses_what_it_cannot_read(text):
 
 def test_what_nurture_reads_is_shifted(monkeypatch):
     monkeypatch.delenv("NURTURE_NOW", raising=False)
-    msg = OutgoingMessage(delivery_id=1, campaign="c", to_address="a@example.com", from_address="news@example.com",
-                          subject="s", html="<p>h</p>", text="h")
+    msg = OutgoingMessage(
+        delivery_id=1,
+        campaign="c",
+        to_address="a@example.com",
+        from_address="news@example.com",
+        subject="s",
+        html="<p>h</p>",
+        text="h",
+    )
     date_header = email.message_from_bytes(build_mime(msg), policy=email.policy.default)["Date"].datetime
     expected = real_time() + requested_shift()
-    for reading in (clock.now().timestamp(), datetime.now(UTC).timestamp(), time.time(), date_header.timestamp(),
-                    time.clock_gettime(time.CLOCK_REALTIME)):
+    for reading in (
+        clock.now().timestamp(),
+        datetime.now(UTC).timestamp(),
+        time.time(),
+        date_header.timestamp(),
+        time.clock_gettime(time.CLOCK_REALTIME),
+    ):
         assert reading == pytest.approx(expected, abs=5)
 
 

@@ -21,25 +21,31 @@ SECRET = b"test-secret-0123456789abcdef"
 def config(**tracking_values):
     c = Config()
     values = {"secret": SECRET.decode(), "base_url": "https://news.example.co.jp/t/", **tracking_values}
-    return dataclasses.replace(c, tracking=dataclasses.replace(c.tracking, **values),
-                               identity=dataclasses.replace(c.identity, unsubscribe_mailto="stop@example.co.jp"))
+    return dataclasses.replace(
+        c,
+        tracking=dataclasses.replace(c.tracking, **values),
+        identity=dataclasses.replace(c.identity, unsubscribe_mailto="stop@example.co.jp"),
+    )
 
 
 def test_sign_verify_round_trip_with_any_text():
-    token = tracking.sign(SECRET, "click", 12, 3, "https://例え.jp/記事?a=1&b=\"x\"")
-    assert tracking.verify(SECRET, "click", token) == ("12", "3", "https://例え.jp/記事?a=1&b=\"x\"")
+    token = tracking.sign(SECRET, "click", 12, 3, 'https://例え.jp/記事?a=1&b="x"')
+    assert tracking.verify(SECRET, "click", token) == ("12", "3", 'https://例え.jp/記事?a=1&b="x"')
     assert all(c.isalnum() or c in "-_." for c in token)
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),           # MAC changed
-    lambda t: ("W" if t[0] != "W" else "X") + t[1:],              # payload changed
-    lambda t: t.replace(".", ""),                                  # no separator
-    lambda t: t + ".x",                                            # two separators
-    lambda t: "",                                                  # empty
-    lambda t: t.split(".")[0] + ".!!!",                            # not base64
-    lambda t: "A" * 9000,                                          # too long
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # MAC changed
+        lambda t: ("W" if t[0] != "W" else "X") + t[1:],  # payload changed
+        lambda t: t.replace(".", ""),  # no separator
+        lambda t: t + ".x",  # two separators
+        lambda t: "",  # empty
+        lambda t: t.split(".")[0] + ".!!!",  # not base64
+        lambda t: "A" * 9000,  # too long
+    ],
+)
 def test_tampered_tokens_fail(mutate):
     token = tracking.sign(SECRET, "open", 5)
     assert tracking.verify(SECRET, "open", mutate(token)) is None
@@ -78,20 +84,35 @@ def test_click_url_signs_delivery_index_and_target():
     assert tracking.honeypot_url(config(), 7).startswith("https://news.example.co.jp/t/h/")
 
 
-@pytest.mark.parametrize("target", [
-    "javascript:alert(1)", "JaVaScRiPt:alert(1)", "data:text/html,<script>", "//evil.example/",
-    "https://ok.example/\r\nSet-Cookie: x=1", "https://ok.example/\nx", "https:\\\\evil.example",
-    "/relative/path", "ftp://example.com/", "http://", "https://ok.example/ space", "mailto:a@example.com",
-    "https:evil.example", "\x00https://ok.example/",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "data:text/html,<script>",
+        "//evil.example/",
+        "https://ok.example/\r\nSet-Cookie: x=1",
+        "https://ok.example/\nx",
+        "https:\\\\evil.example",
+        "/relative/path",
+        "ftp://example.com/",
+        "http://",
+        "https://ok.example/ space",
+        "mailto:a@example.com",
+        "https:evil.example",
+        "\x00https://ok.example/",
+    ],
+)
 def test_unsafe_targets_are_refused(target):
     assert not tracking.is_safe_target(target)
     with pytest.raises(InputError):
         tracking.click_url(config(), 1, 0, target)
 
 
-@pytest.mark.parametrize("target", ["https://example.com", "http://example.com:8080/a?b=c#d",
-                                    "https://例え.jp/記事", "HTTPS://EXAMPLE.COM/x"])
+@pytest.mark.parametrize(
+    "target",
+    ["https://example.com", "http://example.com:8080/a?b=c#d", "https://例え.jp/記事", "HTTPS://EXAMPLE.COM/x"],
+)
 def test_safe_targets(target):
     assert tracking.is_safe_target(target)
 
@@ -118,10 +139,23 @@ def test_missing_secret_is_a_config_error():
         tracking.urls_for(config(secret=""), 1, 1)
 
 
-@pytest.mark.parametrize("parts", [
-    (), (1,), (12, 3, "https://example.com/a?b=1&c=2#frag"), ("quote\"inside",), ("back\\slash",),
-    ("tab\there",), ("nul\x00",), ("\x1f\x7f",), ("日本語", "例え.jp"), ("\u2028\u2029",), ("",), ("", ""),
-])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        (),
+        (1,),
+        (12, 3, "https://example.com/a?b=1&c=2#frag"),
+        ('quote"inside',),
+        ("back\\slash",),
+        ("tab\there",),
+        ("nul\x00",),
+        ("\x1f\x7f",),
+        ("日本語", "例え.jp"),
+        ("\u2028\u2029",),
+        ("",),
+        ("", ""),
+    ],
+)
 def test_token_payload_is_exactly_the_json_of_the_parts(parts):
     """Tokens are built without json.dumps where no character needs escaping; the bytes must be the same as
     json.dumps makes (tokens in mails already sent keep verifying, and verify() parses JSON)."""

@@ -26,17 +26,30 @@ from nurture.core import clock
 from nurture.core import config as config_mod
 from nurture.core.errors import ConfigError, HeaderInjectionError
 
-LONG_JA_SUBJECT = ("株式会社テスト様へ：今月の製造業トピックス 2026年11月号 — supply chain & DX "
-                   "最新動向のまとめと、これからの展望について詳しく解説します（第３回）")
-UNSUB = {"List-Unsubscribe": "<https://news.example.co.jp/u/abc.def>, <mailto:unsub@example.co.jp?subject=u-42>",
-         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+LONG_JA_SUBJECT = (
+    "株式会社テスト様へ：今月の製造業トピックス 2026年11月号 — supply chain & DX "
+    "最新動向のまとめと、これからの展望について詳しく解説します（第３回）"
+)
+UNSUB = {
+    "List-Unsubscribe": "<https://news.example.co.jp/u/abc.def>, <mailto:unsub@example.co.jp?subject=u-42>",
+    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+}
 
 
 def make(**kw) -> OutgoingMessage:
-    base = dict(delivery_id=42, campaign="mfg-insights", to_address="taro@example.com", to_name="山田 太郎",
-                from_address="news@example.co.jp", from_name="株式会社サンプル 広報部", reply_to="",
-                subject=LONG_JA_SUBJECT, html="<p>こんにちは、{name}様</p>\n<p>本文です。</p>",
-                text="こんにちは\n本文です。", list_unsubscribe=dict(UNSUB))
+    base = dict(
+        delivery_id=42,
+        campaign="mfg-insights",
+        to_address="taro@example.com",
+        to_name="山田 太郎",
+        from_address="news@example.co.jp",
+        from_name="株式会社サンプル 広報部",
+        reply_to="",
+        subject=LONG_JA_SUBJECT,
+        html="<p>こんにちは、{name}様</p>\n<p>本文です。</p>",
+        text="こんにちは\n本文です。",
+        list_unsubscribe=dict(UNSUB),
+    )
     base.update(kw)
     return OutgoingMessage(**base)
 
@@ -54,8 +67,18 @@ def parse(data: bytes):
 def test_required_headers_exactly_once_and_crlf_only():
     data = build_mime(make())
     names = header_block(data)
-    for name in (b"from", b"to", b"subject", b"date", b"message-id", b"list-id", b"list-unsubscribe",
-                 b"list-unsubscribe-post", b"mime-version", b"content-type"):
+    for name in (
+        b"from",
+        b"to",
+        b"subject",
+        b"date",
+        b"message-id",
+        b"list-id",
+        b"list-unsubscribe",
+        b"list-unsubscribe-post",
+        b"mime-version",
+        b"content-type",
+    ):
         assert names.count(name) == 1, name
     assert b"\n" not in data.replace(b"\r\n", b"")  # no bare LF
     assert b"\r" not in data.replace(b"\r\n", b"")  # no bare CR
@@ -70,20 +93,37 @@ def test_long_japanese_subject_folds_and_decodes_back_exactly():
     msg = parse(data)
     assert msg["Subject"] == LONG_JA_SUBJECT
     # Decoding with the legacy API too (what many MUAs/filters use): RFC 2047 6.2 drops the folding.
-    decoded = "".join(part.decode(cs or "ascii") if isinstance(part, bytes) else part
-                      for part, cs in email.header.decode_header(raw_subject.decode()))
+    decoded = "".join(
+        part.decode(cs or "ascii") if isinstance(part, bytes) else part
+        for part, cs in email.header.decode_header(raw_subject.decode())
+    )
     assert decoded == LONG_JA_SUBJECT
 
 
-@pytest.mark.parametrize("subject", ["Hello", "ａｂｃ１２３　全角スペース", "末尾に空白 ", "😀 emoji 𠮷野家",
-                                     "x" * 120, "word " * 30,
-                                     "Hello ", " leading", "a  b", "tab\there", 'semi;colon: (p) "q"', "=?not"])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Hello",
+        "ａｂｃ１２３　全角スペース",
+        "末尾に空白 ",
+        "😀 emoji 𠮷野家",
+        "x" * 120,
+        "word " * 30,
+        "Hello ",
+        " leading",
+        "a  b",
+        "tab\there",
+        'semi;colon: (p) "q"',
+        "=?not",
+    ],
+)
 def test_subjects_round_trip(subject):
     assert parse(build_mime(make(subject=subject)))["Subject"] == subject
 
 
-@pytest.mark.parametrize("name", ["山田 太郎", "Taro Yamada", 'O\'Brien, "Bob" (Sales)', "株式会社サンプル（営業部）",
-                                  "a" * 90, ""])
+@pytest.mark.parametrize(
+    "name", ["山田 太郎", "Taro Yamada", 'O\'Brien, "Bob" (Sales)', "株式会社サンプル（営業部）", "a" * 90, ""]
+)
 def test_display_names_round_trip(name):
     msg = parse(build_mime(make(to_name=name, from_name=name)))
     for header in ("To", "From"):
@@ -112,12 +152,15 @@ def test_message_id_is_stable_per_delivery_and_distinct_between_deliveries():
     assert parse(build_mime(make(message_id="<given.1@example.co.jp>")))["Message-ID"] == "<given.1@example.co.jp>"
 
 
-@pytest.mark.parametrize("text,html,ctes", [
-    ("こんにちは\n本文です。", "<p>日本語のHTML</p>", {"base64"}),
-    ("Plain English.\nSecond line.", "<p>short html</p>", {"7bit"}),
-    ("English with one é", "<p>" + "long line " * 200 + "</p>", {"quoted-printable"}),
-    ("line\n.\n..dots\nFrom here", "<p>x</p>", {"7bit"}),
-])
+@pytest.mark.parametrize(
+    "text,html,ctes",
+    [
+        ("こんにちは\n本文です。", "<p>日本語のHTML</p>", {"base64"}),
+        ("Plain English.\nSecond line.", "<p>short html</p>", {"7bit"}),
+        ("English with one é", "<p>" + "long line " * 200 + "</p>", {"quoted-printable"}),
+        ("line\n.\n..dots\nFrom here", "<p>x</p>", {"7bit"}),
+    ],
+)
 def test_multipart_alternative_text_then_html(text, html, ctes):
     msg = parse(build_mime(make(text=text, html=html)))
     assert msg.get_content_type() == "multipart/alternative"
@@ -148,13 +191,16 @@ def test_encoded_words_in_input_are_refused(field_name):
         build_mime(make(**{field_name: "=?utf-8?q?hi=0D=0ABcc:_x@example.com?="}))
 
 
-@pytest.mark.parametrize("headers", [
-    {"X-Campaign": "a\r\nBcc: x@example.com"},
-    {"X-Ok": "fine", "Bad Name": "x"},
-    {"From": "evil@example.com"},
-    {"subject": "second subject"},
-    {"X-Nul": "a\x00"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Campaign": "a\r\nBcc: x@example.com"},
+        {"X-Ok": "fine", "Bad Name": "x"},
+        {"From": "evil@example.com"},
+        {"subject": "second subject"},
+        {"X-Nul": "a\x00"},
+    ],
+)
 def test_extra_headers_are_checked(headers):
     with pytest.raises(HeaderInjectionError):
         build_mime(make(extra_headers=headers))
@@ -167,8 +213,10 @@ def test_list_unsubscribe_values_checked():
         build_mime(make(list_unsubscribe={"X-Other": "x"}))
 
 
-@pytest.mark.parametrize("address", ["Taro <taro@example.com>", "a@b@example.com", "a b@example.com",
-                                     "a@example.com, b@example.com", "", "no-at-sign"])
+@pytest.mark.parametrize(
+    "address",
+    ["Taro <taro@example.com>", "a@b@example.com", "a b@example.com", "a@example.com, b@example.com", "", "no-at-sign"],
+)
 def test_addresses_must_be_plain(address):
     with pytest.raises(HeaderInjectionError):
         build_mime(make(to_address=address))
@@ -189,9 +237,11 @@ def test_extra_headers_are_added_once():
 
 # rsa_key (PEM private key, DKIM TXT record): tests/conftest.py
 
+
 def dns_for(txt: bytes, name: bytes = b"nurture._domainkey.example.co.jp."):
     def dnsfunc(qname, timeout=5):
         return txt if qname == name else None
+
     return dnsfunc
 
 
@@ -202,16 +252,29 @@ def test_dkim_signature_verifies_and_covers_list_unsubscribe(rsa_key):
     assert dkim.verify(data, dnsfunc=dns_for(txt))
     sig = parse(data)["DKIM-Signature"]
     signed = {h.strip().lower() for h in re.search(r"h=([^;]+)", sig.replace("\r\n", "")).group(1).split(":")}
-    assert {"from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe",
-            "list-unsubscribe-post", "mime-version", "content-type"} <= signed
+    assert {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "list-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "mime-version",
+        "content-type",
+    } <= signed
     assert "d=example.co.jp" in sig and "s=nurture" in sig
 
 
-@pytest.mark.parametrize("old,new", [
-    (b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: nothing"),
-    (b"<mailto:unsub@example.co.jp?subject=u-42>", b"<mailto:other@example.co.jp>"),
-    (b"\r\nTo: ", b"\r\nTo: attacker@example.net, "),
-])
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        (b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: nothing"),
+        (b"<mailto:unsub@example.co.jp?subject=u-42>", b"<mailto:other@example.co.jp>"),
+        (b"\r\nTo: ", b"\r\nTo: attacker@example.net, "),
+    ],
+)
 def test_dkim_detects_tampering(rsa_key, old, new):
     pem, txt = rsa_key
     data = build_mime(make(), DkimKey("example.co.jp", "nurture", pem))
@@ -230,7 +293,8 @@ def test_dkim_key_from_config(tmp_path, rsa_key):
     pem, txt = rsa_key
     (tmp_path / "dkim.pem").write_bytes(pem)
     (tmp_path / "nurture.toml").write_text(
-        '[dkim]\ndomain = "example.co.jp"\nselector = "nurture"\nprivate_key_path = "dkim.pem"\n', encoding="utf-8")
+        '[dkim]\ndomain = "example.co.jp"\nselector = "nurture"\nprivate_key_path = "dkim.pem"\n', encoding="utf-8"
+    )
     cfg = config_mod.load(tmp_path / "nurture.toml")
     key = DkimKey.from_config(cfg)
     assert key == DkimKey("example.co.jp", "nurture", pem)
@@ -256,8 +320,22 @@ def test_base64_parts_are_76_column_lines_that_decode_back(size):
     assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n").rstrip("\n") == text
 
 
-@pytest.mark.parametrize("text", ["", "a", "あ" * 13, "あ" * 14, "x" + "あ" * 13, "xx" + "あ" * 13, "😀" * 10,
-                                  "a😀" * 10, "é" * 20, "x" * 39, "x" * 40])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "a",
+        "あ" * 13,
+        "あ" * 14,
+        "x" + "あ" * 13,
+        "xx" + "あ" * 13,
+        "😀" * 10,
+        "a😀" * 10,
+        "é" * 20,
+        "x" * 39,
+        "x" * 40,
+    ],
+)
 @pytest.mark.parametrize("max_bytes", [39, 45])
 def test_encoded_words_split_on_character_boundaries(text, max_bytes):
     """Each encoded-word carries whole UTF-8 characters and at most max_bytes of them (RFC 2047 5), as many as

@@ -18,15 +18,27 @@ from nurture.plan import campaigns
 from nurture.plan.campaigns import ContentItem
 
 REPO = Path(__file__).resolve().parents[2]
-URLS = {"unsubscribe": "https://news.example.com/u/TOKEN-U", "preferences": "https://news.example.com/p/TOKEN-P",
-        "view_in_browser": "https://news.example.com/v/TOKEN-V"}
-JA = IdentityConfig(organization="株式会社サンプル製作所", from_name="製造業インサイト編集部",
-                    from_address="news@example.co.jp",
-                    postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
-                    inquiry="info@example.co.jp / 03-1234-5678", website="https://www.example.co.jp")
-EN = IdentityConfig(organization="Northwind Systems Inc.", from_name="The Ops Digest", from_address="d@example.com",
-                    postal_address="100 Example Street, Suite 400, Boston, MA 02110, USA",
-                    inquiry="hello@example.com", website="https://www.example.com")
+URLS = {
+    "unsubscribe": "https://news.example.com/u/TOKEN-U",
+    "preferences": "https://news.example.com/p/TOKEN-P",
+    "view_in_browser": "https://news.example.com/v/TOKEN-V",
+}
+JA = IdentityConfig(
+    organization="株式会社サンプル製作所",
+    from_name="製造業インサイト編集部",
+    from_address="news@example.co.jp",
+    postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
+    inquiry="info@example.co.jp / 03-1234-5678",
+    website="https://www.example.co.jp",
+)
+EN = IdentityConfig(
+    organization="Northwind Systems Inc.",
+    from_name="The Ops Digest",
+    from_address="d@example.com",
+    postal_address="100 Example Street, Suite 400, Boston, MA 02110, USA",
+    inquiry="hello@example.com",
+    website="https://www.example.com",
+)
 
 ARTICLE = """<mjml lang="{lang}">
   <mj-head><mj-include path="_partials/head.mjml" /></mj-head>
@@ -78,6 +90,7 @@ def render(renderer: Renderer, it=None, prospect=None, language="ja", identity=J
 
 # -- compile once ------------------------------------------------------------------------------------------
 
+
 def test_compile_is_cached_by_content_of_template_and_includes(tdir):
     renderer = Renderer(tdir)
     first = renderer.compile("t/a.mjml")
@@ -99,8 +112,9 @@ def test_compile_is_cached_by_content_of_template_and_includes(tdir):
 
 # -- escaping, sandbox, subject ----------------------------------------------------------------------------
 
+
 def test_prospect_data_is_escaped_in_html_and_raw_in_subject_and_text(tdir):
-    evil = {"name": "<script>alert(1)</script>", "company": "A&B \"商事\"", "owner": ""}
+    evil = {"name": "<script>alert(1)</script>", "company": 'A&B "商事"', "owner": ""}
     out = render(Renderer(tdir), prospect=evil)
     assert "<script>" not in out.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out.html
@@ -110,8 +124,9 @@ def test_prospect_data_is_escaped_in_html_and_raw_in_subject_and_text(tdir):
 
 
 def test_sandbox_refuses_python_internals_with_a_clear_error(tdir):
-    (tdir / "t" / "evil.mjml").write_text(ARTICLE.format(lang="ja", body="<p>{{ ''.__class__.__mro__ }}</p>"),
-                                          encoding="utf-8")
+    (tdir / "t" / "evil.mjml").write_text(
+        ARTICLE.format(lang="ja", body="<p>{{ ''.__class__.__mro__ }}</p>"), encoding="utf-8"
+    )
     with pytest.raises(ConfigError, match=r"templates/t/evil\.mjml: template refused by the sandbox"):
         render(Renderer(tdir), item("t/evil.mjml"))
     with pytest.raises(ConfigError, match="sandbox"):
@@ -119,8 +134,9 @@ def test_sandbox_refuses_python_internals_with_a_clear_error(tdir):
 
 
 def test_unknown_variable_names_the_file(tdir):
-    (tdir / "t" / "typo.mjml").write_text(ARTICLE.format(lang="ja", body="<p>{{ prospect.nmae }}</p>"),
-                                          encoding="utf-8")
+    (tdir / "t" / "typo.mjml").write_text(
+        ARTICLE.format(lang="ja", body="<p>{{ prospect.nmae }}</p>"), encoding="utf-8"
+    )
     with pytest.raises(ConfigError, match=r"templates/t/typo\.mjml: .*nmae"):
         render(Renderer(tdir), item("t/typo.mjml"))
     with pytest.raises(ConfigError, match=r"subject of t/a\.mjml: .*compnay"):
@@ -134,6 +150,7 @@ def test_subject_with_line_break_or_nul_is_refused(tdir, name):
 
 
 # -- text part ---------------------------------------------------------------------------------------------
+
 
 def test_text_part_is_readable_with_links(tdir):
     text = render(Renderer(tdir)).text
@@ -150,22 +167,29 @@ def test_text_part_is_readable_with_links(tdir):
 
 
 def test_text_template_when_given(tdir):
-    (tdir / "t" / "a.txt").write_text("{{ prospect.name }}様\n{% if prospect.company %}\n{{ prospect.company }}\n"
-                                      "{% endif %}\n配信停止: {{ urls.unsubscribe }}\n", encoding="utf-8")
+    (tdir / "t" / "a.txt").write_text(
+        "{{ prospect.name }}様\n{% if prospect.company %}\n{{ prospect.company }}\n"
+        "{% endif %}\n配信停止: {{ urls.unsubscribe }}\n",
+        encoding="utf-8",
+    )
     out = render(Renderer(tdir), item(text_template="t/a.txt"))
     assert out.text == "山田 太郎様\n山田精機\n配信停止: https://news.example.com/u/TOKEN-U\n"
 
 
 def test_html_to_text_basics():
-    html = ('<html><head><style>p{color:red}</style><title>T</title></head><body>'
-            '<h2>Heading</h2><p>One  <b>bold</b>\n word.</p><ol><li>A</li><li><a href="https://x.test/">x.test'
-            '</a></li></ol><p><a href="mailto:hi@x.test">hi@x.test</a> <a href="https://y.test/">https://y.test/</a>'
-            '</p><script>var a=1;</script></body></html>')
-    assert html_to_text(html) == ("Heading\n-------\n\nOne bold word.\n\n- A\n- x.test (https://x.test/)"
-                                  "\n\nhi@x.test https://y.test/\n")
+    html = (
+        "<html><head><style>p{color:red}</style><title>T</title></head><body>"
+        '<h2>Heading</h2><p>One  <b>bold</b>\n word.</p><ol><li>A</li><li><a href="https://x.test/">x.test'
+        '</a></li></ol><p><a href="mailto:hi@x.test">hi@x.test</a> <a href="https://y.test/">https://y.test/</a>'
+        "</p><script>var a=1;</script></body></html>"
+    )
+    assert html_to_text(html) == (
+        "Heading\n-------\n\nOne bold word.\n\n- A\n- x.test (https://x.test/)\n\nhi@x.test https://y.test/\n"
+    )
 
 
 # -- links -------------------------------------------------------------------------------------------------
+
 
 def _calls(renderer, it=None):
     calls = []
@@ -180,12 +204,12 @@ def _calls(renderer, it=None):
 def test_rewrite_hook_sees_content_links_only(tdir):
     out, calls = _calls(Renderer(tdir))
     assert calls == [("https://www.enecho.meti.go.jp/", 0), ("https://example.org/a?x=1&y=2", 1)]
-    assert 'href="https://t.example/c/0?to=1&amp;n=2"' in out.html          # rewritten, escaped once
-    assert 'href="https://example.org/a?x=1&amp;y=2"' in out.html           # None keeps the link
-    for key in ("unsubscribe", "preferences"):                               # no-track links untouched
+    assert 'href="https://t.example/c/0?to=1&amp;n=2"' in out.html  # rewritten, escaped once
+    assert 'href="https://example.org/a?x=1&amp;y=2"' in out.html  # None keeps the link
+    for key in ("unsubscribe", "preferences"):  # no-track links untouched
         assert f'href="{URLS[key]}" data-nurture="no-track"' in out.html
-    assert "https://www.example.co.jp" not in [u for u, _ in calls]          # website link is no-track too
-    assert "(https://www.enecho.meti.go.jp/)" in out.text                   # text keeps the original
+    assert "https://www.example.co.jp" not in [u for u, _ in calls]  # website link is no-track too
+    assert "(https://www.enecho.meti.go.jp/)" in out.text  # text keeps the original
     assert render(Renderer(tdir)).html.count("https://www.enecho.meti.go.jp/") == 1
 
 
@@ -207,30 +231,36 @@ def test_tracking_markup_is_hidden_and_never_rewritten(tdir):
     assert html.index('src="https://t.example/o/1.gif"') < html.index("</body>")
     calls = []
     rewrite_links(html, lambda url, i: calls.append(url))
-    assert "https://t.example/h/1" not in calls and calls == ["https://www.enecho.meti.go.jp/",
-                                                               "https://example.org/a?x=1&y=2"]
+    assert "https://t.example/h/1" not in calls and calls == [
+        "https://www.enecho.meti.go.jp/",
+        "https://example.org/a?x=1&y=2",
+    ]
 
 
 # -- errors ------------------------------------------------------------------------------------------------
 
+
 def test_mjml_error_names_the_file_at_fault(tdir):
     (tdir / "_partials" / "bad.mjml").write_text(
-        "<mj-section><mj-column>\n<mj-text>if a < b then</mj-text>\n</mj-column></mj-section>", encoding="utf-8")
-    src = ARTICLE.format(lang="ja", body="").replace('<mj-include path="_partials/greeting.mjml" />',
-                                                     '<mj-include path="_partials/bad.mjml" />')
+        "<mj-section><mj-column>\n<mj-text>if a < b then</mj-text>\n</mj-column></mj-section>", encoding="utf-8"
+    )
+    src = ARTICLE.format(lang="ja", body="").replace(
+        '<mj-include path="_partials/greeting.mjml" />', '<mj-include path="_partials/bad.mjml" />'
+    )
     (tdir / "t" / "inc.mjml").write_text(src, encoding="utf-8")
     with pytest.raises(ConfigError, match=r"templates/_partials/bad\.mjml:2: MJML error") as info:
         Renderer(tdir).compile("t/inc.mjml")
     assert "&lt;" in str(info.value)  # the hint names the fix
     (tdir / "t" / "quotes.mjml").write_text(
         '<mjml><mj-body><mj-section><mj-column>\n<mj-button href="{{ x("a") }}">x</mj-button>\n'
-        "</mj-column></mj-section></mj-body></mjml>", encoding="utf-8")
+        "</mj-column></mj-section></mj-body></mjml>",
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigError, match=r"templates/t/quotes\.mjml:2: MJML error"):
         Renderer(tdir).compile("t/quotes.mjml")
     with pytest.raises(ConfigError, match=r"templates/t/nope\.mjml: template not found"):
         Renderer(tdir).compile("t/nope.mjml")
-    (tdir / "t" / "missing.mjml").write_text(src.replace("_partials/bad.mjml", "_partials/gone.mjml"),
-                                             encoding="utf-8")
+    (tdir / "t" / "missing.mjml").write_text(src.replace("_partials/bad.mjml", "_partials/gone.mjml"), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"templates/t/missing\.mjml: mj-include .*_partials/gone\.mjml"):
         Renderer(tdir).compile("t/missing.mjml")
     with pytest.raises(ConfigError, match="stay inside"):
@@ -238,18 +268,31 @@ def test_mjml_error_names_the_file_at_fault(tdir):
 
 
 def test_jinja_syntax_error_points_at_the_source_line(tdir):
-    (tdir / "t" / "syntax.mjml").write_text(ARTICLE.format(lang="ja", body="<p>{% if prospect.name %}x</p>"),
-                                            encoding="utf-8")
+    (tdir / "t" / "syntax.mjml").write_text(
+        ARTICLE.format(lang="ja", body="<p>{% if prospect.name %}x</p>"), encoding="utf-8"
+    )
     with pytest.raises(ConfigError, match=r"templates/t/syntax\.mjml:\d+: Jinja syntax error"):
         Renderer(tdir).compile("t/syntax.mjml")
 
 
 # -- context and Japanese text -----------------------------------------------------------------------------
 
+
 def test_build_context_from_a_prospect_object():
-    prospect = types.SimpleNamespace(name="鈴木", company="鈴木工業", title="工場長", industry="製造業",
-                                     email="s@example.jp", temperature="warm", stage="MQL", rank="B", owner="佐藤",
-                                     language="ja", time_zone="", attributes={"従業員数": 120})
+    prospect = types.SimpleNamespace(
+        name="鈴木",
+        company="鈴木工業",
+        title="工場長",
+        industry="製造業",
+        email="s@example.jp",
+        temperature="warm",
+        stage="MQL",
+        rank="B",
+        owner="佐藤",
+        language="ja",
+        time_zone="",
+        attributes={"従業員数": 120},
+    )
     ctx = build_context(config_for(), campaign(), item(), prospect, URLS)
     assert ctx["prospect"]["company"] == "鈴木工業" and ctx["prospect"]["attributes"] == {"従業員数": 120}
     assert ctx["owner"] == {"name": "佐藤"} and ctx["urls"] == URLS
@@ -257,8 +300,11 @@ def test_build_context_from_a_prospect_object():
 
 
 def test_japanese_text_is_intact(tdir):
-    out = render(Renderer(tdir), item(subject="【製造業インサイト】{{ prospect.name }}様：～㈱①髙﨑"),
-                 prospect={"name": "髙橋 一郎", "company": "㈱テスト"})
+    out = render(
+        Renderer(tdir),
+        item(subject="【製造業インサイト】{{ prospect.name }}様：～㈱①髙﨑"),
+        prospect={"name": "髙橋 一郎", "company": "㈱テスト"},
+    )
     assert out.subject == "【製造業インサイト】髙橋 一郎様：～㈱①髙﨑"
     for part in (out.html, out.text):
         assert "㈱テスト" in part and "髙橋 一郎 様" in part and "〒100-0005 東京都千代田区丸の内1-2-3" in part
@@ -306,6 +352,7 @@ def test_shipped_samples_are_information_only(name, language, identity):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("spamassassin") is None, reason="spamassassin is not installed")
 def test_samples_score_below_one_in_spamassassin():
-    result = subprocess.run([sys.executable, str(REPO / "bench" / "spamassassin.py")], capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "spamassassin.py")], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -67,7 +67,8 @@ def campaign_toml(name: str, priority: int, industry: str, items: int = 3, extra
 
 
 def write_config(folder: Path, db_url: str, smtp_port: int, extra: str = "", record_batch: int = 8) -> None:
-    (folder / "nurture.toml").write_text(textwrap.dedent(f"""\
+    (folder / "nurture.toml").write_text(
+        textwrap.dedent(f"""\
         [database]
         url = "{db_url}"
         [identity]
@@ -93,7 +94,10 @@ def write_config(folder: Path, db_url: str, smtp_port: int, extra: str = "", rec
         [tracking]
         base_url = "https://t.example.co.jp"
         secret = "test-secret-0123456789abcdef"
-        """) + extra, encoding="utf-8")
+        """)
+        + extra,
+        encoding="utf-8",
+    )
 
 
 def add_prospects(folder: Path, rows: list[str]) -> None:
@@ -107,9 +111,13 @@ def add_prospects(folder: Path, rows: list[str]) -> None:
 def deliveries(folder: Path) -> list:
     cfg = configuration.load(folder / "nurture.toml")
     with db.engine_for(cfg.database_url).connect() as conn:
-        return conn.execute(select(Delivery.campaign, Delivery.item_key, Delivery.state, Delivery.error, Delivery.language,
-                                   Prospect.email).join(Prospect, Prospect.id == Delivery.prospect_id)
-                            .order_by(Delivery.id)).all()
+        return conn.execute(
+            select(
+                Delivery.campaign, Delivery.item_key, Delivery.state, Delivery.error, Delivery.language, Prospect.email
+            )
+            .join(Prospect, Prospect.id == Delivery.prospect_id)
+            .order_by(Delivery.id)
+        ).all()
 
 
 def send(runner, *args):

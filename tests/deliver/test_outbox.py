@@ -16,10 +16,19 @@ from nurture.deliver.senders.outbox import OutboxSender
 
 
 def make(i: int = 7, subject: str = "今月のトピックス") -> OutgoingMessage:
-    return OutgoingMessage(delivery_id=i, campaign="mfg", to_address="a@example.com", from_address="n@example.jp",
-                           subject=subject, html="<p>本文</p>", text="本文",
-                           list_unsubscribe={"List-Unsubscribe": "<https://x.example/u>",
-                                             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
+    return OutgoingMessage(
+        delivery_id=i,
+        campaign="mfg",
+        to_address="a@example.com",
+        from_address="n@example.jp",
+        subject=subject,
+        html="<p>本文</p>",
+        text="本文",
+        list_unsubscribe={
+            "List-Unsubscribe": "<https://x.example/u>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
 
 
 def test_default_sender_is_the_outbox_under_the_config_folder(tmp_path):
@@ -41,8 +50,9 @@ def test_retry_overwrites_instead_of_duplicating(tmp_path):
     sender.send(make(subject="second"))
     sender.send(make(8))
     assert sorted(os.listdir(tmp_path)) == ["7.eml", "8.eml"]  # no temp files left behind either
-    assert email.message_from_bytes((tmp_path / "7.eml").read_bytes(),
-                                    policy=email.policy.default)["Subject"] == "second"
+    assert (
+        email.message_from_bytes((tmp_path / "7.eml").read_bytes(), policy=email.policy.default)["Subject"] == "second"
+    )
 
 
 def test_write_failure_is_temporary_and_leaves_no_partial_file(tmp_path):
@@ -58,6 +68,7 @@ def test_unknown_sender_name_is_a_config_error(tmp_path):
     import dataclasses
 
     from nurture.core.errors import ConfigError
+
     cfg = config_mod.Config()
     bad = dataclasses.replace(cfg, delivery=dataclasses.replace(cfg.delivery, sender="pigeon"))
     with pytest.raises(ConfigError, match="pigeon"):

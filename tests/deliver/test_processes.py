@@ -27,8 +27,10 @@ def test_a_bug_in_a_sender_process_keeps_its_traceback(two_processes, smtp_serve
         raise RuntimeError("the template engine exploded")
 
     monkeypatch.setattr(worker.MessageBuilder, "build", exploding_build)  # inherited by the forked children
-    with caplog.at_level(logging.ERROR, logger="nurture.deliver.processes"), \
-            pytest.raises(SenderProcessError, match="RuntimeError: the template engine exploded") as err:
+    with (
+        caplog.at_level(logging.ERROR, logger="nurture.deliver.processes"),
+        pytest.raises(SenderProcessError, match="RuntimeError: the template engine exploded") as err,
+    ):
         send_api(two_processes)
     assert "Traceback (most recent call last)" in err.value.remote_traceback
     assert "in exploding_build" in err.value.remote_traceback  # the child's own frames
@@ -51,4 +53,3 @@ def test_a_users_mistake_in_a_sender_process_stays_a_plain_message(two_processes
     assert err.value.hint == "check NURTURE_SMTP_PASSWORD" and err.value.code == 535
     assert "Traceback" not in caplog.text
     assert {d.state for d in deliveries(two_processes)} == {"pending"}
-

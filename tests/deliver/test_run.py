@@ -21,7 +21,8 @@ def _pitch_in_beta(ws) -> None:
     """beta's template gets a sales pitch (the information-only check refuses it); alpha stays clean."""
     template = ws / "templates" / "t" / "news.mjml"
     (ws / "templates" / "t" / "pitch.mjml").write_text(
-        template.read_text(encoding="utf-8").replace("業界の動向をお届けします。", PITCH), encoding="utf-8")
+        template.read_text(encoding="utf-8").replace("業界の動向をお届けします。", PITCH), encoding="utf-8"
+    )
     edit(ws / "campaigns" / "beta.toml", "t/news.mjml", "t/pitch.mjml")
 
 
@@ -76,8 +77,9 @@ def test_a_template_gone_after_the_check_stops_its_campaign_for_this_run(ws, smt
     template = ws / "templates" / "t" / "news.mjml"
     (ws / "templates" / "t" / "beta.mjml").write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
     edit(ws / "campaigns" / "beta.toml", "t/news.mjml", "t/beta.mjml")
-    add_prospects(ws, [f"a{i}@example.com,A{i},Co,製造業,warm,opt_in" for i in range(8)]
-                  + ["b@example.com,B,Co,物流,warm,opt_in"])
+    add_prospects(
+        ws, [f"a{i}@example.com,A{i},Co,製造業,warm,opt_in" for i in range(8)] + ["b@example.com,B,Co,物流,warm,opt_in"]
+    )
     kept = template.read_text(encoding="utf-8")
     gate = run.compliance_gate
 
@@ -102,18 +104,29 @@ def test_a_template_gone_after_the_check_stops_its_campaign_for_this_run(ws, smt
     report = send_api(ws)
     assert report.sent == 8 and report.blocked == {}
     assert Counter(m.rcpt_tos[0] for m in smtp_server.messages) == {
-        **{f"a{i}@example.com": 1 for i in range(8)}, "b@example.com": 1}
+        **{f"a{i}@example.com": 1 for i in range(8)},
+        "b@example.com": 1,
+    }
 
 
 def test_a_mail_that_its_prospects_data_breaks_fails_alone(ws, smtp_server):
     """One prospect's data cannot build its mail (a line break in a header, an attribute of the wrong shape):
     that mail fails with the reason, the campaign goes on, and nothing is blamed on the campaign's files."""
     template = ws / "templates" / "t" / "news.mjml"
-    edit(template, "業界の動向をお届けします。",
-         "業界の動向をお届けします。{% if prospect.attributes.plan is defined %}{{ prospect.attributes.plan.tier }}"
-         "{% endif %}")
-    add_prospects(ws, ["ok@example.com,OK,Co,製造業,warm,opt_in", "crlf@example.com,CRLF,Co,製造業,warm,opt_in",
-                       "shape@example.com,Shape,Co,製造業,warm,opt_in"])
+    edit(
+        template,
+        "業界の動向をお届けします。",
+        "業界の動向をお届けします。{% if prospect.attributes.plan is defined %}{{ prospect.attributes.plan.tier }}"
+        "{% endif %}",
+    )
+    add_prospects(
+        ws,
+        [
+            "ok@example.com,OK,Co,製造業,warm,opt_in",
+            "crlf@example.com,CRLF,Co,製造業,warm,opt_in",
+            "shape@example.com,Shape,Co,製造業,warm,opt_in",
+        ],
+    )
     _set(ws, "crlf@example.com", company="Evil\r\nBcc: victim@example.org")
     _set(ws, "shape@example.com", attributes={"plan": "gold"})  # a string has no .tier
     report = send_api(ws, keep_outcomes=True)
@@ -131,9 +144,11 @@ def test_a_refused_api_key_stops_the_run_and_keeps_every_mail_pending(ws, db_url
     the error budget, and the CLI prints SendGrid's words with the hint. With the key fixed, all go out."""
     edit(ws / "nurture.toml", 'sender = "smtp"', 'sender = "sendgrid"')
     edit(ws / "nurture.toml", "concurrency = 2", "concurrency = 1")  # one request in flight: exactly one 401
-    (ws / "nurture.toml").write_text((ws / "nurture.toml").read_text(encoding="utf-8")
-                                     + f'[sendgrid]\napi_key = "SG.revoked"\nhost = "{sendgrid_server.url}"\n',
-                                     encoding="utf-8")
+    (ws / "nurture.toml").write_text(
+        (ws / "nurture.toml").read_text(encoding="utf-8")
+        + f'[sendgrid]\napi_key = "SG.revoked"\nhost = "{sendgrid_server.url}"\n',
+        encoding="utf-8",
+    )
     add_prospects(ws, [f"p{i}@example.com,P{i},Co,製造業,warm,opt_in" for i in range(3)])
     sendgrid_server.answer_error(401, "The provided authorization grant is invalid, expired, or revoked")
     result = runner.invoke(main, ["send"], catch_exceptions=False)

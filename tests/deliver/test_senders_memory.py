@@ -35,10 +35,19 @@ def empty_outbox():
 
 
 def make(i: int = 1, to: str = "taro@example.com", subject: str = "今月のトピックス") -> OutgoingMessage:
-    return OutgoingMessage(delivery_id=i, campaign="mfg", to_address=to, from_address="news@example.co.jp",
-                           subject=subject, html="<p>本文</p>", text="本文",
-                           list_unsubscribe={"List-Unsubscribe": "<https://x.example/u>",
-                                             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
+    return OutgoingMessage(
+        delivery_id=i,
+        campaign="mfg",
+        to_address=to,
+        from_address="news@example.co.jp",
+        subject=subject,
+        html="<p>本文</p>",
+        text="本文",
+        list_unsubscribe={
+            "List-Unsubscribe": "<https://x.example/u>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
 
 
 @pytest.fixture
@@ -67,10 +76,15 @@ def test_refuses_a_header_injection_like_the_other_senders(sender):
     assert memory.outbox == []
 
 
-@pytest.mark.parametrize("error", [TemporarySendError("451 4.3.0 later", code=451),
-                                   PermanentSendError("550 5.1.1 unknown", code=550, hard_bounce=True),
-                                   AmbiguousSendError("timeout after the dot"),
-                                   SenderConfigError("login refused")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        TemporarySendError("451 4.3.0 later", code=451),
+        PermanentSendError("550 5.1.1 unknown", code=550, hard_bounce=True),
+        AmbiguousSendError("timeout after the dot"),
+        SenderConfigError("login refused"),
+    ],
+)
 def test_scripted_failures_come_in_order_then_sending_resumes(sender, error):
     memory.fail_next(error, times=2)
     for _ in range(2):
@@ -125,8 +139,9 @@ def memory_ws(ws):
 
 
 def test_nurture_send_into_memory(memory_ws, runner):
-    add_prospects(memory_ws, ["a@example.com,山田 太郎,山田製作所,製造業,warm,opt_in",
-                              "b@example.com,B,Co,物流,warm,opt_in"])
+    add_prospects(
+        memory_ws, ["a@example.com,山田 太郎,山田製作所,製造業,warm,opt_in", "b@example.com,B,Co,物流,warm,opt_in"]
+    )
     result, report = send(runner)
     assert result.exit_code == 0, result.output
     assert report["sent"] == 2

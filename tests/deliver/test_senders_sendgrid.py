@@ -22,14 +22,26 @@ from nurture.core.errors import (
 from nurture.deliver.senders import make_sender
 from nurture.deliver.senders.sendgrid import SendgridSender
 
-UNSUB = {"List-Unsubscribe": "<https://n.example.co.jp/u/tok>, <mailto:u@example.co.jp?subject=tok>",
-         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+UNSUB = {
+    "List-Unsubscribe": "<https://n.example.co.jp/u/tok>, <mailto:u@example.co.jp?subject=tok>",
+    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+}
 
 
 def make(i: int = 42, **kw) -> OutgoingMessage:
-    base = dict(delivery_id=i, campaign="mfg-insights", to_address="taro@example.com", to_name="山田 太郎",
-                from_address="news@example.co.jp", from_name="サンプル通信", reply_to="info@example.co.jp",
-                subject="今月の製造業トピックス", html="<p>本文</p>", text="本文", list_unsubscribe=dict(UNSUB))
+    base = dict(
+        delivery_id=i,
+        campaign="mfg-insights",
+        to_address="taro@example.com",
+        to_name="山田 太郎",
+        from_address="news@example.co.jp",
+        from_name="サンプル通信",
+        reply_to="info@example.co.jp",
+        subject="今月の製造業トピックス",
+        html="<p>本文</p>",
+        text="本文",
+        list_unsubscribe=dict(UNSUB),
+    )
     base.update(kw)
     return OutgoingMessage(**base)
 
@@ -61,8 +73,9 @@ def test_202_returns_x_message_id_and_posts_the_v3_payload(sender, sendgrid_serv
 def test_sandbox_mode_from_config(tmp_path, sendgrid_server, monkeypatch):
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.from-env")
     (tmp_path / "nurture.toml").write_text(
-        f'[delivery]\nsender = "sendgrid"\n[sendgrid]\nhost = "{sendgrid_server.url}"\nsandbox = true\n'
-        'timeout = 3\n', encoding="utf-8")
+        f'[delivery]\nsender = "sendgrid"\n[sendgrid]\nhost = "{sendgrid_server.url}"\nsandbox = true\ntimeout = 3\n',
+        encoding="utf-8",
+    )
     sender = make_sender(config_mod.load(tmp_path / "nurture.toml"))
     assert isinstance(sender, SendgridSender) and sender.timeout == 3
     sender.send(make())
@@ -77,10 +90,13 @@ def test_missing_api_key_is_a_config_error(monkeypatch):
         SendgridSender("")
 
 
-@pytest.mark.parametrize("status,message", [
-    (400, "The from address does not match a verified Sender Identity."),
-    (413, "The JSON payload you have included in your request is too large."),
-])
+@pytest.mark.parametrize(
+    "status,message",
+    [
+        (400, "The from address does not match a verified Sender Identity."),
+        (413, "The JSON payload you have included in your request is too large."),
+    ],
+)
 def test_4xx_are_permanent_with_sendgrids_words(sender, sendgrid_server, status, message):
     sendgrid_server.answer_error(status, message, field_name="from.email" if status == 400 else None)
     with pytest.raises(PermanentSendError) as err:
@@ -91,10 +107,13 @@ def test_4xx_are_permanent_with_sendgrids_words(sender, sendgrid_server, status,
         assert "from.email: " in str(err.value)
 
 
-@pytest.mark.parametrize("status,message", [
-    (401, "The provided authorization grant is invalid, expired, or revoked"),
-    (403, "access forbidden"),
-])
+@pytest.mark.parametrize(
+    "status,message",
+    [
+        (401, "The provided authorization grant is invalid, expired, or revoked"),
+        (403, "access forbidden"),
+    ],
+)
 def test_a_refused_api_key_is_the_senders_failure_not_the_messages(sender, sendgrid_server, status, message):
     """401/403 would refuse every message alike: SenderConfigError, on which the engine stops the run."""
     sendgrid_server.answer_error(status, message)

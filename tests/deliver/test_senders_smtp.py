@@ -23,6 +23,7 @@ def smtp_server(request):
     with SmtpTestServer(pipelining=request.param) as server:
         yield server
 
+
 SUBJECT = "株式会社テスト様へ：今月の製造業トピックス 2026年11月号 — 最新動向のまとめと今後の展望"
 
 warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
@@ -30,11 +31,21 @@ warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 
 def make(i: int = 1, to: str = "taro@example.com", **kw) -> OutgoingMessage:
     return OutgoingMessage(
-        delivery_id=i, campaign="mfg-insights", to_address=to, to_name="山田 太郎",
-        from_address="news@example.co.jp", from_name="サンプル通信", subject=SUBJECT,
-        html="<p>本文</p>\n.\n<p>.leading dot</p>", text="本文\n.\n.leading dot",
-        list_unsubscribe={"List-Unsubscribe": "<https://n.example.co.jp/u/t>, <mailto:u@example.co.jp>",
-                          "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}, **kw)
+        delivery_id=i,
+        campaign="mfg-insights",
+        to_address=to,
+        to_name="山田 太郎",
+        from_address="news@example.co.jp",
+        from_name="サンプル通信",
+        subject=SUBJECT,
+        html="<p>本文</p>\n.\n<p>.leading dot</p>",
+        text="本文\n.\n.leading dot",
+        list_unsubscribe={
+            "List-Unsubscribe": "<https://n.example.co.jp/u/t>, <mailto:u@example.co.jp>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -49,8 +60,7 @@ def test_delivers_the_exact_bytes_with_headers_once(sender, smtp_server):
     (got,) = smtp_server.messages
     assert got.mail_from == "news@example.co.jp" and got.rcpt_tos == ["taro@example.com"]
     msg = email.message_from_bytes(got.data, policy=email.policy.default)
-    for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe",
-                 "List-Unsubscribe-Post"):
+    for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"):
         assert len(msg.get_all(name)) == 1, name
     assert msg["Subject"] == SUBJECT
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -70,8 +80,15 @@ def test_connection_reuse_and_reconnect_after_n_messages(sender, smtp_server):
     assert sender.connections_opened == 3
 
 
-@pytest.mark.parametrize("code,text", [(421, "4.7.0 Too many messages, slow down"), (450, "4.2.1 Mailbox busy"),
-                                       (451, "4.3.0 Try again later"), (452, "4.3.1 Insufficient storage")])
+@pytest.mark.parametrize(
+    "code,text",
+    [
+        (421, "4.7.0 Too many messages, slow down"),
+        (450, "4.2.1 Mailbox busy"),
+        (451, "4.3.0 Try again later"),
+        (452, "4.3.1 Insufficient storage"),
+    ],
+)
 def test_4xx_after_data_is_temporary_then_succeeds_on_retry(sender, smtp_server, code, text):
     smtp_server.fail_next(1, code, text)
     with pytest.raises(TemporarySendError) as err:
@@ -90,14 +107,17 @@ def test_4xx_at_rcpt_is_temporary(sender, smtp_server):
     assert len(smtp_server.messages) == 1 and smtp_server.connections == 1
 
 
-@pytest.mark.parametrize("code,text,hard", [
-    (550, "5.1.1 <gone@example.com>: Recipient address rejected: User unknown", True),
-    (551, "User not local; please try <x@example.org>", True),
-    (553, "Requested action not taken: mailbox name not allowed", True),
-    (550, "5.7.1 Message rejected as spam", False),
-    (552, "5.2.2 Mailbox full", False),
-    (554, "5.7.1 Relay access denied", False),
-])
+@pytest.mark.parametrize(
+    "code,text,hard",
+    [
+        (550, "5.1.1 <gone@example.com>: Recipient address rejected: User unknown", True),
+        (551, "User not local; please try <x@example.org>", True),
+        (553, "Requested action not taken: mailbox name not allowed", True),
+        (550, "5.7.1 Message rejected as spam", False),
+        (552, "5.2.2 Mailbox full", False),
+        (554, "5.7.1 Relay access denied", False),
+    ],
+)
 def test_5xx_at_rcpt_is_permanent_with_the_servers_words(sender, smtp_server, code, text, hard):
     smtp_server.reject_recipient("gone@example.com", code, text)
     with pytest.raises(PermanentSendError) as err:
@@ -148,6 +168,7 @@ def test_reconnects_when_the_server_dropped_an_idle_connection():
         sender = SmtpSender(server.host, server.port, timeout=2)
         sender.send(make(1))
         import time
+
         time.sleep(0.8)  # the server hangs up on the idle session
         sender.send(make(2))  # transparently reconnected: no error, nothing lost
         sender.close()
@@ -156,6 +177,7 @@ def test_reconnects_when_the_server_dropped_an_idle_connection():
 
 def test_connection_refused_is_temporary():
     from servers import free_port
+
     sender = SmtpSender("127.0.0.1", free_port(), timeout=1)
     with pytest.raises(TemporarySendError, match="cannot connect"):
         sender.send(make())
@@ -163,13 +185,27 @@ def test_connection_refused_is_temporary():
 
 def test_starttls_with_auth():
     with SmtpTestServer(tls="starttls", auth={"mailer": "s3cret"}) as server:
-        sender = SmtpSender(server.host, server.port, security="starttls", username="mailer", password="s3cret",
-                            timeout=2, ssl_context=server.client_context)
+        sender = SmtpSender(
+            server.host,
+            server.port,
+            security="starttls",
+            username="mailer",
+            password="s3cret",
+            timeout=2,
+            ssl_context=server.client_context,
+        )
         sender.send(make())
         sender.close()
         assert server.logins == ["mailer"] and len(server.messages) == 1
-        wrong = SmtpSender(server.host, server.port, security="starttls", username="mailer", password="nope",
-                           timeout=2, ssl_context=server.client_context)
+        wrong = SmtpSender(
+            server.host,
+            server.port,
+            security="starttls",
+            username="mailer",
+            password="nope",
+            timeout=2,
+            ssl_context=server.client_context,
+        )
         with pytest.raises(SenderConfigError, match="refused the login") as err:
             wrong.send(make())
         assert err.value.code == 535 and "NURTURE_SMTP_PASSWORD" in str(err.value)
@@ -180,8 +216,7 @@ def test_530_to_mail_is_the_senders_failure(security):
     """A server that wants a login (RFC 4954 6) or STARTTLS (RFC 3207 4) first answers 530 to MAIL FROM for
     every message: SenderConfigError (the engine stops the run), not one failed mail after another."""
     with SmtpTestServer(tls="starttls", auth={"mailer": "s3cret"}) as server:
-        sender = SmtpSender(server.host, server.port, security=security, timeout=2,
-                            ssl_context=server.client_context)
+        sender = SmtpSender(server.host, server.port, security=security, timeout=2, ssl_context=server.client_context)
         with pytest.raises(SenderConfigError, match="530") as err:
             sender.send(make())
         sender.close()
@@ -212,9 +247,12 @@ def test_implicit_tls():
 
 def test_make_sender_from_config(tmp_path, smtp_server):
     from nurture.core import config as config_mod
+
     (tmp_path / "nurture.toml").write_text(
         f'[delivery]\nsender = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {smtp_server.port}\n'
-        'messages_per_connection = 2\ntimeout = 5\n', encoding="utf-8")
+        "messages_per_connection = 2\ntimeout = 5\n",
+        encoding="utf-8",
+    )
     sender = make_sender(config_mod.load(tmp_path / "nurture.toml"))
     assert isinstance(sender, SmtpSender) and sender.name == "smtp"
     with sender:
@@ -223,11 +261,18 @@ def test_make_sender_from_config(tmp_path, smtp_server):
     assert len(smtp_server.messages) == 3 and smtp_server.connections == 2
 
 
-@pytest.mark.parametrize("code,text,hard", [
-    (550, b"5.1.1 User unknown", True), (550, b"Mailbox unavailable", True), (550, b"5.7.1 Spam", False),
-    (553, b"", True), (554, b"Transaction failed", False), (552, b"5.2.1 Mailbox disabled", True),
-    (450, b"4.1.1 later", False),
-])
+@pytest.mark.parametrize(
+    "code,text,hard",
+    [
+        (550, b"5.1.1 User unknown", True),
+        (550, b"Mailbox unavailable", True),
+        (550, b"5.7.1 Spam", False),
+        (553, b"", True),
+        (554, b"Transaction failed", False),
+        (552, b"5.2.1 Mailbox disabled", True),
+        (450, b"4.1.1 later", False),
+    ],
+)
 def test_hard_bounce_rule(code, text, hard):
     assert is_hard_bounce(code, text) is hard
 
@@ -238,13 +283,13 @@ def test_dkim_signed_mail_verifies_as_received(smtp_server, rsa_key):
     from nurture.compose.message import DkimKey
 
     pem, record = rsa_key
-    sender = SmtpSender(smtp_server.host, smtp_server.port, timeout=2,
-                        dkim=DkimKey("example.co.jp", "s2026", pem))
+    sender = SmtpSender(smtp_server.host, smtp_server.port, timeout=2, dkim=DkimKey("example.co.jp", "s2026", pem))
     sender.send(make())
     sender.close()
     (got,) = smtp_server.messages
-    assert dkim.verify(got.data, dnsfunc=lambda name, timeout=5:
-                       record if name == b"s2026._domainkey.example.co.jp." else None)
+    assert dkim.verify(
+        got.data, dnsfunc=lambda name, timeout=5: record if name == b"s2026._domainkey.example.co.jp." else None
+    )
 
 
 def test_dot_stuffing_of_a_7bit_part(sender, smtp_server):

@@ -28,15 +28,19 @@ from nurture.store.models import Prospect, Suppression
 
 
 def test_send_delivers_exactly_one_mail_per_due_prospect(ws, runner, smtp_server):
-    add_prospects(ws, ["a@example.com,山田 太郎,山田製作所,製造業,warm,名刺交換",
-                       "b@example.com,鈴木 花子,鈴木化成,製造業,cold,opt_in",
-                       "c@example.com,No Consent,X,製造業,cold,",
-                       "d@example.jp,髙橋 次郎,㈱髙橋金属,製造業,hot,existing_relationship"])
+    add_prospects(
+        ws,
+        [
+            "a@example.com,山田 太郎,山田製作所,製造業,warm,名刺交換",
+            "b@example.com,鈴木 花子,鈴木化成,製造業,cold,opt_in",
+            "c@example.com,No Consent,X,製造業,cold,",
+            "d@example.jp,髙橋 次郎,㈱髙橋金属,製造業,hot,existing_relationship",
+        ],
+    )
     result, report = send(runner)
     assert result.exit_code == 0, result.output
     assert report["sent"] == 3 and report["skipped"] == {"no consent on record": 1}
-    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == ["a@example.com", "b@example.com",
-                                                                    "d@example.jp"]
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == ["a@example.com", "b@example.com", "d@example.jp"]
     for received in smtp_server.messages:
         msg = email.message_from_bytes(received.data, policy=email.policy.default)
         for header in ("From", "To", "Subject", "Date", "Message-ID"):
@@ -172,8 +176,9 @@ def test_unsubscribed_between_plan_and_send_is_skipped(ws, runner, smtp_server):
 
 
 def test_sendgrid_sender_end_to_end(ws, db_url, runner, sendgrid_server, monkeypatch):
-    write_config(ws, db_url, 25, extra=f'[sendgrid]\napi_key = "SG.test"\nhost = "{sendgrid_server.url}"\n'
-                                       'timeout = 2.0\n')
+    write_config(
+        ws, db_url, 25, extra=f'[sendgrid]\napi_key = "SG.test"\nhost = "{sendgrid_server.url}"\ntimeout = 2.0\n'
+    )
     text = (ws / "nurture.toml").read_text(encoding="utf-8").replace('sender = "smtp"', 'sender = "sendgrid"')
     (ws / "nurture.toml").write_text(text, encoding="utf-8")
     add_prospects(ws, ["a@example.com,A,Co,製造業,warm,opt_in", "b@example.com,B,Co,製造業,warm,opt_in"])
@@ -188,14 +193,18 @@ def test_sendgrid_sender_end_to_end(ws, db_url, runner, sendgrid_server, monkeyp
     at(monkeypatch, "2026-11-24T01:10:00+00:00")
     result, report = send(runner)
     assert report["sent"] == 1 and all(d.state == "sent" for d in deliveries(ws))
-    to = Counter(r.json["personalizations"][0]["to"][0]["email"] for r in sendgrid_server.requests
-                 if r.json and "personalizations" in r.json)
+    to = Counter(
+        r.json["personalizations"][0]["to"][0]["email"]
+        for r in sendgrid_server.requests
+        if r.json and "personalizations" in r.json
+    )
     assert to == {"a@example.com": 2, "b@example.com": 1} or to == {"a@example.com": 1, "b@example.com": 2}
 
 
 def test_sendgrid_timeout_is_recorded_as_unknown_not_resent(ws, db_url, runner, sendgrid_server, monkeypatch):
-    write_config(ws, db_url, 25, extra=f'[sendgrid]\napi_key = "SG.test"\nhost = "{sendgrid_server.url}"\n'
-                                       'timeout = 0.5\n')
+    write_config(
+        ws, db_url, 25, extra=f'[sendgrid]\napi_key = "SG.test"\nhost = "{sendgrid_server.url}"\ntimeout = 0.5\n'
+    )
     text = (ws / "nurture.toml").read_text(encoding="utf-8").replace('sender = "smtp"', 'sender = "sendgrid"')
     (ws / "nurture.toml").write_text(text, encoding="utf-8")
     add_prospects(ws, ["a@example.com,A,Co,製造業,warm,opt_in"])
@@ -209,6 +218,7 @@ def test_sendgrid_timeout_is_recorded_as_unknown_not_resent(ws, db_url, runner, 
 
 # ----------------------------------------------------------------------------------- processes: crash, race
 
+
 def _env(ws: Path, now: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
     env["NURTURE_NOW"] = now
@@ -217,8 +227,14 @@ def _env(ws: Path, now: str) -> dict[str, str]:
 
 
 def _spawn(ws: Path, now: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "nurture", "send", "--json", *args], cwd=ws, env=_env(ws, now),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nurture", "send", "--json", *args],
+        cwd=ws,
+        env=_env(ws, now),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -269,9 +285,11 @@ def test_campaign_failing_check_is_not_sent(ws, runner, smtp_server):
     add_prospects(ws, ["a@example.com,A,Co,製造業,warm,opt_in", "b@example.com,B,Co,物流,warm,opt_in"])
     template = ws / "templates" / "t" / "news.mjml"
     (ws / "templates" / "t" / "pitch.mjml").write_text(
-        template.read_text(encoding="utf-8").replace("業界の動向をお届けします。",
-                                                     "今なら期間限定で月額9,800円、無料デモをお申し込みください。"),
-        encoding="utf-8")
+        template.read_text(encoding="utf-8").replace(
+            "業界の動向をお届けします。", "今なら期間限定で月額9,800円、無料デモをお申し込みください。"
+        ),
+        encoding="utf-8",
+    )
     beta = ws / "campaigns" / "beta.toml"
     beta.write_text(beta.read_text(encoding="utf-8").replace("t/news.mjml", "t/pitch.mjml"), encoding="utf-8")
     result, report = send(runner)
@@ -301,8 +319,9 @@ def test_mail_sent_is_opened_clicked_and_unsubscribed_over_http(ws, db_url, runn
     with LiveServer(app_for) as server:
         result, report = send(runner)
         assert report["sent"] == 2
-        mails = {m.rcpt_tos[0]: email.message_from_bytes(m.data, policy=email.policy.default)
-                 for m in smtp_server.messages}
+        mails = {
+            m.rcpt_tos[0]: email.message_from_bytes(m.data, policy=email.policy.default) for m in smtp_server.messages
+        }
         leave = mails["leave@example.com"]
         html = leave.get_body(("html",)).get_content()
         pixel = re.search(r'<img src="([^"]+/o/[^"]+)"', html).group(1)
@@ -312,11 +331,16 @@ def test_mail_sent_is_opened_clicked_and_unsubscribed_over_http(ws, db_url, runn
         with httpx.Client(headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/130.0"}) as http:
             assert http.get(pixel).headers["content-type"] == "image/gif"
             redirect = http.get(click)
-            assert redirect.status_code in (302, 303, 307) and redirect.headers["location"] == "https://example.org/report"
+            assert (
+                redirect.status_code in (302, 303, 307) and redirect.headers["location"] == "https://example.org/report"
+            )
             page = http.get(unsubscribe)
             assert page.status_code == 200 and "<form" in page.text  # a GET never unsubscribes
-            one_click = http.post(unsubscribe, content=b"List-Unsubscribe=One-Click",
-                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+            one_click = http.post(
+                unsubscribe,
+                content=b"List-Unsubscribe=One-Click",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
             assert one_click.status_code == 200 and "location" not in one_click.headers
     engine = db.engine_for(db_url)
     with engine.connect() as conn:
@@ -335,8 +359,9 @@ def test_sender_processes_share_the_work_without_repeats(ws, db_url, runner, smt
     """[delivery] processes = 2: forked sender processes claim from the same table; each mail goes out once
     and the parent's report adds up what the children did."""
     text = (ws / "nurture.toml").read_text(encoding="utf-8")
-    (ws / "nurture.toml").write_text(text.replace('sender = "smtp"', 'sender = "smtp"\nprocesses = 2'),
-                                     encoding="utf-8")
+    (ws / "nurture.toml").write_text(
+        text.replace('sender = "smtp"', 'sender = "smtp"\nprocesses = 2'), encoding="utf-8"
+    )
     n = 30
     add_prospects(ws, [f"m{i}@example.com,M{i},Co,製造業,warm,opt_in" for i in range(n)])
     result, report = send(runner)
@@ -403,8 +428,9 @@ def test_an_error_while_planning_stops_the_senders(ws, smtp_server, monkeypatch,
     from nurture.plan import planner
 
     text = (ws / "nurture.toml").read_text(encoding="utf-8")
-    (ws / "nurture.toml").write_text(text.replace('sender = "smtp"', f'sender = "smtp"\nprocesses = {processes}'),
-                                     encoding="utf-8")
+    (ws / "nurture.toml").write_text(
+        text.replace('sender = "smtp"', f'sender = "smtp"\nprocesses = {processes}'), encoding="utf-8"
+    )
     monkeypatch.setattr(planner, "PLAN_BATCH", 50)
     add_prospects(ws, [f"p{i}@example.com,P{i},Co,製造業,warm,opt_in" for i in range(300)])
     decide, calls = planner.decide, []

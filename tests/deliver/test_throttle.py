@@ -118,8 +118,10 @@ def test_daily_limit_and_max_wait_defers_without_counting(caplog):
     clock = FakeClock()
     t = make(clock, per_second=1000, per_day=3)
     send_times(t, clock, 3)
-    with caplog.at_level(logging.INFO, logger="nurture.deliver.throttle"), \
-            pytest.raises(ThrottleDeferred, match="daily limit 3/day") as err:
+    with (
+        caplog.at_level(logging.INFO, logger="nurture.deliver.throttle"),
+        pytest.raises(ThrottleDeferred, match="daily limit 3/day") as err,
+    ):
         t.acquire("example.com", max_wait=60)
     assert err.value.wait == pytest.approx(DAY, abs=1)
     assert t.sent == 3
@@ -158,11 +160,14 @@ def test_warmup_blocks_with_its_own_reason():
         t.acquire("example.com", max_wait=0)
 
 
-@pytest.mark.parametrize("warm,match", [
-    (WarmupConfig(enabled=True, start_date=""), "start_date"),
-    (WarmupConfig(enabled=True, start_date="2026-13-01"), "start_date"),
-    (WarmupConfig(enabled=True, start_date="2026-12-01", growth=0.5), "growth"),
-])
+@pytest.mark.parametrize(
+    "warm,match",
+    [
+        (WarmupConfig(enabled=True, start_date=""), "start_date"),
+        (WarmupConfig(enabled=True, start_date="2026-13-01"), "start_date"),
+        (WarmupConfig(enabled=True, start_date="2026-12-01", growth=0.5), "growth"),
+    ],
+)
 def test_bad_warmup_settings_are_config_errors(warm, match):
     with pytest.raises(ConfigError, match=match):
         make(FakeClock(), warmup=warm)

@@ -78,8 +78,11 @@ def test_japanese_csv_in_every_excel_encoding(ws, ws_engine, runner, encoding):
 
 
 def test_bad_row_imports_nothing_and_names_row_and_field(ws, ws_engine, runner):
-    rows = ROWS_JA + ["taro@,名無し,,,,,,,,,,\n", "ok@example.com,x,,,,ぬるい,,,,,,\n",
-                      "date@example.com,x,,,,,2026/13/45,,,,,\n"]
+    rows = ROWS_JA + [
+        "taro@,名無し,,,,,,,,,,\n",
+        "ok@example.com,x,,,,ぬるい,,,,,,\n",
+        "date@example.com,x,,,,,2026/13/45,,,,,\n",
+    ]
     path = write_csv(ws / "list.csv", HEADER_JA + "".join(rows), "cp932")
     result = cli(runner, "prospects", "import", str(path))
     assert result.exit_code == 1
@@ -117,11 +120,17 @@ def test_reimport_updates_keeps_consent_and_suppression(ws, ws_engine, runner):
     path = write_csv(ws / "list.csv", HEADER_JA + "".join(ROWS_JA), "cp932")
     assert cli(runner, "prospects", "import", str(path)).exit_code == 0
     with ws_engine.begin() as conn:  # taro unsubscribed meanwhile
-        conn.execute(Prospect.__table__.update().where(Prospect.email == "taro@example.co.jp")
-                     .values(status="unsubscribed"))
-        conn.execute(insert(Suppression).values(email_hash=email_hash("taro@example.co.jp"),
-                                                reason="unsubscribed", source="test",
-                                                created_at=datetime.now(UTC)))
+        conn.execute(
+            Prospect.__table__.update().where(Prospect.email == "taro@example.co.jp").values(status="unsubscribed")
+        )
+        conn.execute(
+            insert(Suppression).values(
+                email_hash=email_hash("taro@example.co.jp"),
+                reason="unsubscribed",
+                source="test",
+                created_at=datetime.now(UTC),
+            )
+        )
     again = HEADER_JA + ROWS_JA[0].replace("ホット", "ウォーム").replace("名刺交換", "") + ROWS_JA[1] + ROWS_JA[2]
     path2 = write_csv(ws / "list2.csv", again, "cp932")
     result = cli(runner, "prospects", "import", str(path2), "--json")
@@ -138,8 +147,14 @@ def test_reimport_updates_keeps_consent_and_suppression(ws, ws_engine, runner):
 
 def test_erased_address_is_not_imported_again(ws, ws_engine, runner):
     with ws_engine.begin() as conn:
-        conn.execute(insert(Suppression).values(email_hash=email_hash("gone@example.com"), reason="erased",
-                                                source="request", created_at=datetime.now(UTC)))
+        conn.execute(
+            insert(Suppression).values(
+                email_hash=email_hash("gone@example.com"),
+                reason="erased",
+                source="request",
+                created_at=datetime.now(UTC),
+            )
+        )
     path = write_csv(ws / "e.csv", "email,name\ngone@example.com,Gone\nnew@example.com,New\n", "utf-8")
     summary = json.loads(cli(runner, "prospects", "import", str(path), "--json").output)
     assert summary["created"] == 1 and summary["suppressed_skipped"] == 1
@@ -150,8 +165,18 @@ def test_xlsx_with_dates_tags_map_and_strengths(ws, ws_engine, runner):
     wb = openpyxl.Workbook()
     ws_ = wb.active
     ws_.append(["E-Mail (work)", "Name", "Company", "Temperature", "Last contact", "Tags", "共感", "Memo"])
-    ws_.append(["Ann@Example.com", "Ann Lee", "Acme Corp", "hot", datetime(2026, 11, 20, 9, 30), "seminar, vip", 2,
-                "met at expo"])
+    ws_.append(
+        [
+            "Ann@Example.com",
+            "Ann Lee",
+            "Acme Corp",
+            "hot",
+            datetime(2026, 11, 20, 9, 30),
+            "seminar, vip",
+            2,
+            "met at expo",
+        ]
+    )
     ws_.append(["bob@example.com", "Bob", "Beta", "Cold", date(2026, 1, 5), "", 0, None])
     wb.save(ws / "list.xlsx")
     result = cli(runner, "prospects", "import", str(ws / "list.xlsx"), "--map", "E-Mail (work)=email", "--json")
@@ -208,8 +233,9 @@ def test_duplicate_across_batches_is_caught_without_remembering_every_address(ws
     result = cli(runner, "prospects", "import", str(path), "--json")
     summary = json.loads(result.output)
     assert result.exit_code == 1 and summary["written"] is False
-    assert summary["rejected"] == [{"row": 7, "field": "email", "value": "p1@example.com",
-                                    "reason": "appears again (earlier in this file)"}]
+    assert summary["rejected"] == [
+        {"row": 7, "field": "email", "value": "p1@example.com", "reason": "appears again (earlier in this file)"}
+    ]
     assert count(ws_engine) == 0
     summary = json.loads(cli(runner, "prospects", "import", str(path), "--skip-invalid", "--json").output)
     assert summary["created"] == 5 and len(summary["rejected"]) == 1

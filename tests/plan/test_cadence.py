@@ -14,9 +14,13 @@ NY = ZoneInfo("America/New_York")
 
 
 def cadence(**changes) -> Cadence:
-    base = dict(send_days=("mon", "tue", "wed", "thu", "fri"), send_hours=(9, 18), time_zone="Asia/Tokyo",
-                skip_japanese_holidays=True,
-                company_holidays=(parse_company_holiday("12-29..01-03"), parse_company_holiday("08-13..08-16")))
+    base = dict(
+        send_days=("mon", "tue", "wed", "thu", "fri"),
+        send_hours=(9, 18),
+        time_zone="Asia/Tokyo",
+        skip_japanese_holidays=True,
+        company_holidays=(parse_company_holiday("12-29..01-03"), parse_company_holiday("08-13..08-16")),
+    )
     base.update(changes)
     return Cadence(**base)
 
@@ -25,12 +29,15 @@ def test_ordinary_weekday_inside_hours_is_allowed():
     assert is_send_time(datetime(2026, 11, 24, 10, 0, tzinfo=JST), cadence()) is None
 
 
-@pytest.mark.parametrize(("local", "reason"), [
-    (datetime(2026, 11, 24, 17, 59, tzinfo=JST), None),
-    (datetime(2026, 11, 24, 18, 0, tzinfo=JST), "outside send hours 9-18 Asia/Tokyo"),
-    (datetime(2026, 11, 24, 8, 59, tzinfo=JST), "outside send hours 9-18 Asia/Tokyo"),
-    (datetime(2026, 11, 24, 9, 0, tzinfo=JST), None),
-])
+@pytest.mark.parametrize(
+    ("local", "reason"),
+    [
+        (datetime(2026, 11, 24, 17, 59, tzinfo=JST), None),
+        (datetime(2026, 11, 24, 18, 0, tzinfo=JST), "outside send hours 9-18 Asia/Tokyo"),
+        (datetime(2026, 11, 24, 8, 59, tzinfo=JST), "outside send hours 9-18 Asia/Tokyo"),
+        (datetime(2026, 11, 24, 9, 0, tzinfo=JST), None),
+    ],
+)
 def test_send_hours_are_start_inclusive_end_exclusive(local, reason):
     assert is_send_time(local, cadence()) == reason
 
@@ -54,37 +61,48 @@ def test_substitute_holiday_is_skipped():
 def test_new_year_is_both_a_public_and_a_company_holiday():
     # 2027-01-01 (Fri) is 元日; with public holidays off, the company's 12-29..01-03 still blocks it.
     assert is_send_time(datetime(2027, 1, 1, 10, tzinfo=JST), cadence()) == "holiday: 元日"
-    assert is_send_time(datetime(2027, 1, 1, 10, tzinfo=JST), cadence(skip_japanese_holidays=False)) \
+    assert (
+        is_send_time(datetime(2027, 1, 1, 10, tzinfo=JST), cadence(skip_japanese_holidays=False))
         == "company holiday 12-29..01-03"
+    )
     assert is_send_time(datetime(2026, 12, 29, 10, tzinfo=JST), cadence()) == "company holiday 12-29..01-03"
     assert is_send_time(datetime(2026, 12, 28, 10, tzinfo=JST), cadence()) is None
     assert is_send_time(datetime(2027, 1, 4, 10, tzinfo=JST), cadence()) is None
 
 
-@pytest.mark.parametrize(("text", "inside", "outside"), [
-    ("12-29..01-03", [date(2026, 12, 29), date(2026, 12, 31), date(2027, 1, 1), date(2027, 1, 3)],
-     [date(2026, 12, 28), date(2027, 1, 4), date(2026, 6, 1)]),
-    ("08-13..08-16", [date(2026, 8, 13), date(2030, 8, 16)], [date(2026, 8, 12), date(2026, 8, 17)]),
-    ("05-01", [date(2026, 5, 1), date(2031, 5, 1)], [date(2026, 5, 2)]),
-    ("2026-08-13..2026-08-16", [date(2026, 8, 13), date(2026, 8, 16)], [date(2027, 8, 14), date(2026, 8, 17)]),
-    ("2026-05-01", [date(2026, 5, 1)], [date(2027, 5, 1)]),
-    ("02-29", [date(2028, 2, 29)], [date(2028, 2, 28)]),
-])
+@pytest.mark.parametrize(
+    ("text", "inside", "outside"),
+    [
+        (
+            "12-29..01-03",
+            [date(2026, 12, 29), date(2026, 12, 31), date(2027, 1, 1), date(2027, 1, 3)],
+            [date(2026, 12, 28), date(2027, 1, 4), date(2026, 6, 1)],
+        ),
+        ("08-13..08-16", [date(2026, 8, 13), date(2030, 8, 16)], [date(2026, 8, 12), date(2026, 8, 17)]),
+        ("05-01", [date(2026, 5, 1), date(2031, 5, 1)], [date(2026, 5, 2)]),
+        ("2026-08-13..2026-08-16", [date(2026, 8, 13), date(2026, 8, 16)], [date(2027, 8, 14), date(2026, 8, 17)]),
+        ("2026-05-01", [date(2026, 5, 1)], [date(2027, 5, 1)]),
+        ("02-29", [date(2028, 2, 29)], [date(2028, 2, 28)]),
+    ],
+)
 def test_company_holiday_forms(text, inside, outside):
     rule = parse_company_holiday(text)
     assert all(rule.contains(d) for d in inside)
     assert not any(rule.contains(d) for d in outside)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("02-30", "not a day of the year"),
-    ("13-01", "not a day of the year"),
-    ("2026-08-16..2026-08-13", "ends before it starts"),
-    ("12-29..2027-01-03", "mixes MM-DD and YYYY-MM-DD"),
-    ("2026-02-30", "not a valid date"),
-    ("12/29", "is not MM-DD or YYYY-MM-DD"),
-    ("01..02..03", "must be a day or a range"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("02-30", "not a day of the year"),
+        ("13-01", "not a day of the year"),
+        ("2026-08-16..2026-08-13", "ends before it starts"),
+        ("12-29..2027-01-03", "mixes MM-DD and YYYY-MM-DD"),
+        ("2026-02-30", "not a valid date"),
+        ("12/29", "is not MM-DD or YYYY-MM-DD"),
+        ("01..02..03", "must be a day or a range"),
+    ],
+)
 def test_bad_company_holidays_say_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=message):
         parse_company_holiday(text)
@@ -107,8 +125,10 @@ def test_naive_local_time_is_read_in_the_cadence_zone():
 
 
 def test_reason_names_the_recipients_zone():
-    assert is_send_time(datetime(2026, 11, 24, 20, tzinfo=NY), cadence(skip_japanese_holidays=False)) \
+    assert (
+        is_send_time(datetime(2026, 11, 24, 20, tzinfo=NY), cadence(skip_japanese_holidays=False))
         == "outside send hours 9-18 America/New_York"
+    )
 
 
 def test_interval_per_temperature():

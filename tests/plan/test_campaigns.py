@@ -16,7 +16,7 @@ from nurture.plan import campaigns
 from nurture.plan.campaigns import lint_campaign, load_campaign, load_campaigns
 from nurture.plan.segments import FIELDS, FLAGS, OPERATORS
 
-GOOD = '''\
+GOOD = """\
 name = "mfg-insights"
 description = "製造業の業界動向ニュースレター"
 language = "ja"
@@ -55,7 +55,7 @@ reason = "無料公開の統計データの紹介"
 
 [tracking]
 opens = false
-'''
+"""
 
 
 @pytest.fixture
@@ -64,7 +64,9 @@ def ws(tmp_path, monkeypatch):
     (tmp_path / "nurture.toml").write_text(
         '[identity]\norganization = "テスト工業"\nfrom_name = "テスト工業ニュース"\n'
         'from_address = "news@example.co.jp"\nreply_to = "sales@example.co.jp"\n\n'
-        '[cadence]\ninterval_days = 21\ntime_zone = "Asia/Tokyo"\nsend_hours = [10, 17]\n', encoding="utf-8")
+        '[cadence]\ninterval_days = 21\ntime_zone = "Asia/Tokyo"\nsend_hours = [10, 17]\n',
+        encoding="utf-8",
+    )
     for name in ("mfg/supply.mjml", "mfg/supply.txt", "mfg/labor.mjml"):
         path = tmp_path / "templates" / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,8 +94,11 @@ def test_good_campaign_loads_with_defaults_resolved(ws):
     c = load_campaign(write(ws, GOOD), configuration.load())
     assert (c.name, c.language, c.status, c.priority) == ("mfg-insights", "ja", "active", 10)
     # identity defaults
-    assert (c.from_name, c.from_address, c.reply_to) == ("テスト工業ニュース", "news@example.co.jp",
-                                                         "sales@example.co.jp")
+    assert (c.from_name, c.from_address, c.reply_to) == (
+        "テスト工業ニュース",
+        "news@example.co.jp",
+        "sales@example.co.jp",
+    )
     # cadence: the file's values, the rest from nurture.toml
     assert c.cadence.interval_for("hot") == 7 and c.cadence.interval_for("cold") == 30
     assert c.cadence.interval_days == 21 and c.cadence.send_hours == (10, 17)
@@ -103,7 +108,11 @@ def test_good_campaign_loads_with_defaults_resolved(ws):
     assert (c.content.mode, c.content.when_exhausted) == ("pool", "wait")
     first, second = c.items
     assert (first.key, first.industries, first.vars, first.line) == (
-        "2026-11-supply-chain", ("製造業",), {"author": "編集部"}, 21)
+        "2026-11-supply-chain",
+        ("製造業",),
+        {"author": "編集部"},
+        21,
+    )
     assert second.key == "labor" and second.text_template is None  # key defaults to the template's stem
     assert c.allow[0].phrase == "無料" and c.tracking.opens is False and c.tracking.clicks is True
     assert c.segment.values("temperature", "in") == ("warm", "cold")
@@ -118,7 +127,7 @@ def test_unknown_key_in_segment_says_did_you_mean(ws):
 
 
 def test_every_mistake_at_once_with_place_and_fix(ws):
-    text = '''\
+    text = """\
 name = "Mfg Insights"
 language = "jp"
 stauts = "active"
@@ -156,7 +165,7 @@ template = "../../etc/passwd"
 [[allow]]
 phrase = "無料"
 reason = ""
-'''
+"""
     got = problems(ws, text)
     expected = [
         "campaigns/mfg.toml:2: language = 'jp' is not allowed; choose one of: ja, en",
@@ -165,7 +174,7 @@ reason = ""
         'campaigns/mfg.toml:6: operator "gte" does not apply to temperature; temperature takes: eq, in, not_in',
         'campaigns/mfg.toml:7: unknown operator "inn" for industry (did you mean "in"?)',
         'campaigns/mfg.toml:8: unknown key "shoe_size" in [segment]; segment fields are:',
-        "campaigns/mfg.toml:17: cadence.interval_by_temperature: unknown temperature \"hott\" (did you mean \"hot\"?)",
+        'campaigns/mfg.toml:17: cadence.interval_by_temperature: unknown temperature "hott" (did you mean "hot"?)',
         "campaigns/mfg.toml:12: cadence.end 2026-04-30 is before cadence.start 2026-05-01",
         'campaigns/mfg.toml:14: cadence.send_days: unknown day "tues" (did you mean "tue"?)',
         "campaigns/mfg.toml:15: cadence.send_hours [18, 9] must be [start, end) local hours",
@@ -183,20 +192,25 @@ reason = ""
         assert any(line.startswith(want) for line in got), f"{want}\n not in\n" + "\n".join(got)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (("start = 2026-01-05", "start = 2026-02-30"), "campaigns/mfg.toml:12: invalid TOML"),
-    (("start = 2026-01-05", 'start = "5 Jan 2026"'), "campaigns/mfg.toml:12: cadence.start must be a date like"),
-    (('name = "mfg-insights"\n', ""), 'campaigns/mfg.toml: missing key "name"'),
-    (('language = "ja"\n', ""), 'campaigns/mfg.toml: missing key "language"'),
-    (("[[content.items]]", "[[content.item]]"), 'unknown key "item" in [content] (did you mean "items"?)'),
-    (('priority = 10', 'priority = 10\nfrom_address = "news at example"'), 'from_address "news at example" is not'),
-    (('text_template = "mfg/supply.txt"', 'text_template = "mfg/missing.txt"'),
-     'campaigns/mfg.toml:25: item "2026-11-supply-chain": unknown template file "mfg/missing.txt"'),
-    (('key = "2026-11-supply-chain"', 'key = "11月号"'), 'item key "11月号" is not a valid id'),
-    (('subject = "省人化の進め方"', 'subject = ""'), 'item "labor": subject is empty'),
-    (("monthly_cap = 2", "monthly_cap = 0"), "cadence.monthly_cap must be at least 1"),
-    (('reason = "無料公開の統計データの紹介"\n', ""), 'missing key "reason" in [allow[0]]'),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("start = 2026-01-05", "start = 2026-02-30"), "campaigns/mfg.toml:12: invalid TOML"),
+        (("start = 2026-01-05", 'start = "5 Jan 2026"'), "campaigns/mfg.toml:12: cadence.start must be a date like"),
+        (('name = "mfg-insights"\n', ""), 'campaigns/mfg.toml: missing key "name"'),
+        (('language = "ja"\n', ""), 'campaigns/mfg.toml: missing key "language"'),
+        (("[[content.items]]", "[[content.item]]"), 'unknown key "item" in [content] (did you mean "items"?)'),
+        (("priority = 10", 'priority = 10\nfrom_address = "news at example"'), 'from_address "news at example" is not'),
+        (
+            ('text_template = "mfg/supply.txt"', 'text_template = "mfg/missing.txt"'),
+            'campaigns/mfg.toml:25: item "2026-11-supply-chain": unknown template file "mfg/missing.txt"',
+        ),
+        (('key = "2026-11-supply-chain"', 'key = "11月号"'), 'item key "11月号" is not a valid id'),
+        (('subject = "省人化の進め方"', 'subject = ""'), 'item "labor": subject is empty'),
+        (("monthly_cap = 2", "monthly_cap = 0"), "cadence.monthly_cap must be at least 1"),
+        (('reason = "無料公開の統計データの紹介"\n', ""), 'missing key "reason" in [allow[0]]'),
+    ],
+)
 def test_single_mistakes(ws, change, message):
     text = GOOD.replace(*change)
     assert text != GOOD
@@ -212,8 +226,10 @@ def test_campaign_without_items_is_an_error(ws):
 def test_industry_filter_that_cannot_match_the_segment_is_a_warning(ws):
     text = GOOD.replace('industries = ["製造業"]', 'industries = ["小売業"]')
     c = load_campaign(write(ws, text), configuration.load())
-    assert lint_campaign(c) == ['campaigns/mfg.toml:21: item "2026-11-supply-chain": industries [\'小売業\'] cannot '
-                                "match the segment (industry in ['製造業', 'manufacturing']); nobody would receive it"]
+    assert lint_campaign(c) == [
+        "campaigns/mfg.toml:21: item \"2026-11-supply-chain\": industries ['小売業'] cannot "
+        "match the segment (industry in ['製造業', 'manufacturing']); nobody would receive it"
+    ]
     assert lint_campaign(load_campaign(write(ws, GOOD), configuration.load())) == []
     text = GOOD.replace('industry = { in = ["製造業", "manufacturing"] }', 'industry = { not_in = ["製造業"] }')
     assert len(lint_campaign(load_campaign(write(ws, text), configuration.load()))) == 1
@@ -221,10 +237,8 @@ def test_industry_filter_that_cannot_match_the_segment_is_a_warning(ws):
 
 def test_load_campaigns_sorts_by_priority_and_finds_by_name(ws):
     write(ws, GOOD, "mfg")
-    write(ws, GOOD.replace('name = "mfg-insights"', 'name = "zz-news"').replace("priority = 10", "priority = 50"),
-          "zz")
-    write(ws, GOOD.replace('name = "mfg-insights"', 'name = "aa-news"').replace("priority = 10", "priority = 10"),
-          "aa")
+    write(ws, GOOD.replace('name = "mfg-insights"', 'name = "zz-news"').replace("priority = 10", "priority = 50"), "zz")
+    write(ws, GOOD.replace('name = "mfg-insights"', 'name = "aa-news"').replace("priority = 10", "priority = 10"), "aa")
     config = configuration.load()
     assert [c.name for c in load_campaigns(config)] == ["zz-news", "aa-news", "mfg-insights"]
     assert [c.name for c in load_campaigns(config, ["mfg-insights"])] == ["mfg-insights"]
@@ -237,8 +251,11 @@ def test_load_campaigns_sorts_by_priority_and_finds_by_name(ws):
 def test_duplicate_campaign_names_across_files(ws):
     write(ws, GOOD, "mfg")
     write(ws, GOOD, "mfg-copy")
-    with pytest.raises(ConfigError, match=r'campaigns/mfg.toml: duplicate campaign name "mfg-insights" '
-                                          r"\(also in campaigns/mfg-copy.toml\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r'campaigns/mfg.toml: duplicate campaign name "mfg-insights" '
+        r"\(also in campaigns/mfg-copy.toml\)",
+    ):
         load_campaigns(configuration.load())
 
 
@@ -279,8 +296,14 @@ def test_readme_example_is_a_valid_campaign(ws):
 def test_readme_documents_every_key():
     example = readme_example()
     keys = set()
-    for cls in (campaigns._FileTable, campaigns._CadenceTable, campaigns._ContentTable, campaigns._ItemTable,
-                campaigns.Allowance, campaigns.CampaignTracking):
+    for cls in (
+        campaigns._FileTable,
+        campaigns._CadenceTable,
+        campaigns._ContentTable,
+        campaigns._ItemTable,
+        campaigns.Allowance,
+        campaigns.CampaignTracking,
+    ):
         keys |= set(typing.get_type_hints(cls))
     keys |= set(FIELDS) | set(FLAGS) | set(OPERATORS)
     missing = sorted(k for k in keys if k not in example)

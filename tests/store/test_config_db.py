@@ -29,8 +29,11 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
 
 def test_unknown_key_and_wrong_type_name_key_and_line(tmp_path):
     path = tmp_path / "nurture.toml"
-    path.write_text('[database]\nurl = "sqlite:///x.db"\n\n[cadence]\nmin_gap_dayz = 7\ninterval_days = "two weeks"\n'
-                    '[throttle]\nper_second = 0\n', encoding="utf-8")
+    path.write_text(
+        '[database]\nurl = "sqlite:///x.db"\n\n[cadence]\nmin_gap_dayz = 7\ninterval_days = "two weeks"\n'
+        "[throttle]\nper_second = 0\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigError) as err:
         config.load(path)
     text = str(err.value)

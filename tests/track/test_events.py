@@ -51,22 +51,32 @@ def test_unsubscribe_sets_status_and_suppression_once(engine):
 
 def test_bounces_complaints_and_deferrals(engine):
     hard, soft, spam, late = (seed_prospect(engine, f"{n}@example.com") for n in ("hard", "soft", "spam", "late"))
-    record_events(engine, [
-        NewEvent(track.BOUNCED, NOW, "sendgrid", prospect_id=hard, data={"bounce": "hard"}),
-        NewEvent(track.BOUNCED, NOW, "sendgrid", prospect_id=soft, data={"bounce": "soft"}),
-        NewEvent(track.COMPLAINED, NOW, "sendgrid", prospect_id=spam),
-        NewEvent(track.DEFERRED, NOW, "sendgrid", prospect_id=late),
-    ])
-    assert [prospect(engine, p)["status"] for p in (hard, soft, spam, late)] == \
-        ["bounced", "active", "complained", "active"]
-    assert suppressions(engine) == {email_hash("hard@example.com"): "bounced",
-                                    email_hash("spam@example.com"): "complained"}
+    record_events(
+        engine,
+        [
+            NewEvent(track.BOUNCED, NOW, "sendgrid", prospect_id=hard, data={"bounce": "hard"}),
+            NewEvent(track.BOUNCED, NOW, "sendgrid", prospect_id=soft, data={"bounce": "soft"}),
+            NewEvent(track.COMPLAINED, NOW, "sendgrid", prospect_id=spam),
+            NewEvent(track.DEFERRED, NOW, "sendgrid", prospect_id=late),
+        ],
+    )
+    assert [prospect(engine, p)["status"] for p in (hard, soft, spam, late)] == [
+        "bounced",
+        "active",
+        "complained",
+        "active",
+    ]
+    assert suppressions(engine) == {
+        email_hash("hard@example.com"): "bounced",
+        email_hash("spam@example.com"): "complained",
+    }
     assert len(stored(engine)) == 4
 
 
 def test_unknown_address_is_suppressed_by_hash(engine):
-    record_event(engine, NewEvent(track.DROPPED, NOW, "sendgrid", email="Stranger@Example.com",
-                                  data={"suppress": "bounced"}))
+    record_event(
+        engine, NewEvent(track.DROPPED, NOW, "sendgrid", email="Stranger@Example.com", data={"suppress": "bounced"})
+    )
     assert suppressions(engine) == {email_hash("stranger@example.com"): "bounced"}
 
 
@@ -82,9 +92,11 @@ def test_first_reason_wins_and_erased_stays_erased(engine):
 
 def test_dedup_key_within_and_across_batches(engine):
     pid = seed_prospect(engine)
-    batch = [NewEvent(track.DELIVERED, NOW, "sendgrid", prospect_id=pid, dedup_key="sendgrid:a"),
-             NewEvent(track.DELIVERED, NOW, "sendgrid", prospect_id=pid, dedup_key="sendgrid:a"),
-             NewEvent(track.OPENED, NOW, "sendgrid", prospect_id=pid, dedup_key="sendgrid:b")]
+    batch = [
+        NewEvent(track.DELIVERED, NOW, "sendgrid", prospect_id=pid, dedup_key="sendgrid:a"),
+        NewEvent(track.DELIVERED, NOW, "sendgrid", prospect_id=pid, dedup_key="sendgrid:a"),
+        NewEvent(track.OPENED, NOW, "sendgrid", prospect_id=pid, dedup_key="sendgrid:b"),
+    ]
     assert (record_events(engine, batch).inserted, record_events(engine, batch).inserted) == (2, 0)
     assert record_events(engine, batch).duplicates == 3
     assert len(stored(engine)) == 2
@@ -94,8 +106,13 @@ def test_processed_reconciles_an_ambiguous_delivery(engine):
     pid = seed_prospect(engine)
     did = seed_delivery(engine, pid, state="unknown", sent_at=None)
     other = seed_delivery(engine, pid, item_key="x", state="failed")
-    r = record_events(engine, [NewEvent(track.SENT, NOW, "sendgrid", delivery_id=did, provider_message_id="abc"),
-                               NewEvent(track.SENT, NOW, "sendgrid", delivery_id=other)])
+    r = record_events(
+        engine,
+        [
+            NewEvent(track.SENT, NOW, "sendgrid", delivery_id=did, provider_message_id="abc"),
+            NewEvent(track.SENT, NOW, "sendgrid", delivery_id=other),
+        ],
+    )
     assert r.reconciled == 1
     with engine.connect() as conn:
         rows = {d.id: d for d in conn.execute(select(Delivery))}
@@ -118,9 +135,13 @@ def test_missing_delivery_is_kept_without_it(engine):
 def test_preferences_pause_and_frequency(engine):
     pid = seed_prospect(engine)
     until = NOW + timedelta(days=90)
-    record_events(engine, [
-        NewEvent(track.PAUSED, NOW, "web", prospect_id=pid, data={"paused_until": until.isoformat()}),
-        NewEvent(track.FREQUENCY_CHANGED, NOW, "web", prospect_id=pid, data={"frequency_factor": 2.0})])
+    record_events(
+        engine,
+        [
+            NewEvent(track.PAUSED, NOW, "web", prospect_id=pid, data={"paused_until": until.isoformat()}),
+            NewEvent(track.FREQUENCY_CHANGED, NOW, "web", prospect_id=pid, data={"frequency_factor": 2.0}),
+        ],
+    )
     p = prospect(engine, pid)
     assert p["paused_until"] == until and p["frequency_factor"] == 2.0 and p["status"] == "active"
 
@@ -128,39 +149,100 @@ def test_preferences_pause_and_frequency(engine):
 def test_opens_are_labelled_with_the_delivery_sent_at(engine):
     pid = seed_prospect(engine)
     did = seed_delivery(engine, pid, sent_at=NOW)
-    record_events(engine, [
-        NewEvent(track.OPENED, NOW + timedelta(seconds=1), "pixel", delivery_id=did, user_agent=CHROME),
-        NewEvent(track.OPENED, NOW + timedelta(hours=2), "pixel", delivery_id=did, user_agent=CHROME),
-        NewEvent(track.OPENED, NOW + timedelta(hours=2), "sendgrid", delivery_id=did, data={"sg_machine_open": True}),
-    ])
+    record_events(
+        engine,
+        [
+            NewEvent(track.OPENED, NOW + timedelta(seconds=1), "pixel", delivery_id=did, user_agent=CHROME),
+            NewEvent(track.OPENED, NOW + timedelta(hours=2), "pixel", delivery_id=did, user_agent=CHROME),
+            NewEvent(
+                track.OPENED, NOW + timedelta(hours=2), "sendgrid", delivery_id=did, data={"sg_machine_open": True}
+            ),
+        ],
+    )
     assert [(e["label"], e["rule"]) for e in stored(engine)] == [
-        ("machine", "too_soon"), ("human", "browser"), ("machine", "sg_machine_open")]
+        ("machine", "too_soon"),
+        ("human", "browser"),
+        ("machine", "sg_machine_open"),
+    ]
 
 
 def test_click_burst_relabels_earlier_clicks_across_batches(engine):
     pid = seed_prospect(engine)
     did = seed_delivery(engine, pid, sent_at=NOW - timedelta(hours=1))
     t = NOW
-    record_event(engine, NewEvent(track.CLICKED, t, "link", delivery_id=did, user_agent=CHROME, url="https://a.example/",
-                                  data={"link_index": 0}))
+    record_event(
+        engine,
+        NewEvent(
+            track.CLICKED,
+            t,
+            "link",
+            delivery_id=did,
+            user_agent=CHROME,
+            url="https://a.example/",
+            data={"link_index": 0},
+        ),
+    )
     assert stored(engine)[0]["label"] == "human"
-    record_event(engine, NewEvent(track.CLICKED, t + timedelta(milliseconds=400), "link", delivery_id=did,
-                                  user_agent=CHROME, url="https://b.example/", data={"link_index": 1}))
+    record_event(
+        engine,
+        NewEvent(
+            track.CLICKED,
+            t + timedelta(milliseconds=400),
+            "link",
+            delivery_id=did,
+            user_agent=CHROME,
+            url="https://b.example/",
+            data={"link_index": 1},
+        ),
+    )
     assert [(e["label"], e["rule"]) for e in stored(engine)] == [("machine", "click_burst")] * 2
-    record_event(engine, NewEvent(track.CLICKED, t + timedelta(minutes=5), "link", delivery_id=did, user_agent=CHROME,
-                                  url="https://a.example/", data={"link_index": 0}))
+    record_event(
+        engine,
+        NewEvent(
+            track.CLICKED,
+            t + timedelta(minutes=5),
+            "link",
+            delivery_id=did,
+            user_agent=CHROME,
+            url="https://a.example/",
+            data={"link_index": 0},
+        ),
+    )
     assert stored(engine)[-1]["label"] == "human"
 
 
 def test_honeypot_marks_the_clicker(engine):
     pid = seed_prospect(engine)
     did = seed_delivery(engine, pid, sent_at=NOW - timedelta(hours=1))
-    record_event(engine, NewEvent(track.CLICKED, NOW, "link", delivery_id=did, user_agent=CHROME, ip="192.0.2.1",
-                                  url="https://a.example/", data={"link_index": 0}))
-    record_event(engine, NewEvent(track.CLICKED, NOW + timedelta(seconds=30), "link", delivery_id=did,
-                                  user_agent=CHROME, ip="192.0.2.1", data={"honeypot": True}))
-    assert [(e["label"], e["rule"]) for e in stored(engine)] == [("machine", "honeypot_clicker"),
-                                                                 ("machine", "honeypot")]
+    record_event(
+        engine,
+        NewEvent(
+            track.CLICKED,
+            NOW,
+            "link",
+            delivery_id=did,
+            user_agent=CHROME,
+            ip="192.0.2.1",
+            url="https://a.example/",
+            data={"link_index": 0},
+        ),
+    )
+    record_event(
+        engine,
+        NewEvent(
+            track.CLICKED,
+            NOW + timedelta(seconds=30),
+            "link",
+            delivery_id=did,
+            user_agent=CHROME,
+            ip="192.0.2.1",
+            data={"honeypot": True},
+        ),
+    )
+    assert [(e["label"], e["rule"]) for e in stored(engine)] == [
+        ("machine", "honeypot_clicker"),
+        ("machine", "honeypot"),
+    ]
     assert prospect(engine, pid)["status"] == "active"
 
 
@@ -213,8 +295,13 @@ def test_buffer_writes_everything_on_close(engine):
 
 def test_list_events(engine):
     pid = seed_prospect(engine)
-    record_events(engine, [NewEvent(track.MET, NOW, "import", prospect_id=pid),
-                           NewEvent(track.REPLIED, NOW + timedelta(days=1), "import", prospect_id=pid)])
+    record_events(
+        engine,
+        [
+            NewEvent(track.MET, NOW, "import", prospect_id=pid),
+            NewEvent(track.REPLIED, NOW + timedelta(days=1), "import", prospect_id=pid),
+        ],
+    )
     rows = track.list_events(engine, prospect_id=pid)
     assert [r["type"] for r in rows] == ["replied", "met"] and rows[0]["email"] == "taro@example.co.jp"
     assert [r["type"] for r in track.list_events(engine, types=["met"])] == ["met"]
@@ -230,6 +317,7 @@ def test_vocabulary_is_checked():
 
 
 # --------------------------------------------------------------------------------------------- nurture events import
+
 
 def _init(runner, workspace):
     from nurture.cli.main import main
@@ -256,7 +344,8 @@ def test_import_cp932_japanese_headers_and_reimport(runner, workspace):
         "メールアドレス,種別,日付,タイトル,メモ,会場\r\n"
         "Taro@Example.co.jp,セミナー参加,2026/11/20 14:00,製造DXセミナー,質問あり,東京\r\n"
         "hanako@example.co.jp,資料ＤＬ,2026/11/21,①調達ガイド,,\r\n"
-        "taro@example.co.jp,面談,2026-11-22,,髙橋部長同席,\r\n".encode("cp932"))
+        "taro@example.co.jp,面談,2026-11-22,,髙橋部長同席,\r\n".encode("cp932")
+    )
     r = _run(runner, "events", "import", "events.csv")
     assert r.exit_code == 0, r.output
     assert "(cp932): recorded 3, already recorded 0, rejected 0" in r.output
@@ -285,14 +374,18 @@ def test_import_bad_rows_all_or_nothing(runner, workspace):
         "taro@example.co.jp,lunch,2026-11-20,\n"
         "taro@example.co.jp,met,2026-13-45,\n"
         "nobody@example.com,met,2026-11-20,\n"
-        "taro@example.co.jp,met,,\n", encoding="utf-8")
+        "taro@example.co.jp,met,,\n",
+        encoding="utf-8",
+    )
     r = _run(runner, "events", "import", "track.csv")
     assert r.exit_code == 1
-    for line in ('track.csv: row 3, email: "not-an-address" is not a valid address',
-                 'track.csv: row 4, type: "lunch" is not an offline event type',
-                 'track.csv: row 5, date: "2026-13-45" is not a real date',
-                 'track.csv: row 6, email: "nobody@example.com" is not a known prospect',
-                 'track.csv: row 7, date: "" is empty'):
+    for line in (
+        'track.csv: row 3, email: "not-an-address" is not a valid address',
+        'track.csv: row 4, type: "lunch" is not an offline event type',
+        'track.csv: row 5, date: "2026-13-45" is not a real date',
+        'track.csv: row 6, email: "nobody@example.com" is not a known prospect',
+        'track.csv: row 7, date: "" is empty',
+    ):
         assert line in r.output, r.output
     assert "nothing was recorded" in r.output and stored(engine) == []
     r = _run(runner, "events", "import", "track.csv", "--dry-run", "--skip-invalid")

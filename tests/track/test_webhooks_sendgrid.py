@@ -24,8 +24,7 @@ from nurture.web import create_app
 
 def key_pair():
     private = ec.generate_private_key(ec.SECP256R1())
-    der = private.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private, base64.b64encode(der).decode()  # as SendGrid shows the verification key
 
 
@@ -35,8 +34,11 @@ PRIVATE, PUBLIC = key_pair()
 def signed_headers(body: bytes, *, private=PRIVATE, timestamp: int | None = None) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = private.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {SIGNATURE_HEADER: base64.b64encode(signature).decode(), TIMESTAMP_HEADER: ts,
-            "Content-Type": "application/json"}
+    return {
+        SIGNATURE_HEADER: base64.b64encode(signature).decode(),
+        TIMESTAMP_HEADER: ts,
+        "Content-Type": "application/json",
+    }
 
 
 @pytest.fixture
@@ -44,24 +46,36 @@ def hook(engine, db_url):
     holder = {}
 
     def factory(base):
-        holder["config"] = make_config(db_url, base, sendgrid={"webhook_public_key": PUBLIC,
-                                                               "webhook_max_age_seconds": 300})
+        holder["config"] = make_config(
+            db_url, base, sendgrid={"webhook_public_key": PUBLIC, "webhook_max_age_seconds": 300}
+        )
         return create_app(holder["config"], engine=engine)
 
     with LiveServer(factory) as server, httpx.Client(timeout=30) as client:
+
         def post(events, *, body=None, headers=None):
             raw = body if body is not None else json.dumps(events, ensure_ascii=False).encode()
-            return client.post(server.url + "/webhooks/sendgrid", content=raw,
-                               headers=headers if headers is not None else signed_headers(raw))
+            return client.post(
+                server.url + "/webhooks/sendgrid",
+                content=raw,
+                headers=headers if headers is not None else signed_headers(raw),
+            )
+
         yield post
 
 
 def sg_event(event, delivery_id, email, n, **extra):
     """Shaped like SendGrid's documented sample events (Event Webhook reference)."""
-    base = {"email": email, "timestamp": 1763780000 + n, "smtp-id": f"<{n}@example.co.jp>", "event": event,
-            "category": ["mfg-insights"], "sg_event_id": f"evt-{event}-{delivery_id}-{n}",
-            "sg_message_id": f"msg{delivery_id}.filterdrecv-5645d9c87f-abcd.{n}.0",
-            "nurture_delivery_id": str(delivery_id)}
+    base = {
+        "email": email,
+        "timestamp": 1763780000 + n,
+        "smtp-id": f"<{n}@example.co.jp>",
+        "event": event,
+        "category": ["mfg-insights"],
+        "sg_event_id": f"evt-{event}-{delivery_id}-{n}",
+        "sg_message_id": f"msg{delivery_id}.filterdrecv-5645d9c87f-abcd.{n}.0",
+        "nurture_delivery_id": str(delivery_id),
+    }
     base.update(extra)
     return base
 
@@ -78,22 +92,34 @@ def state(engine):
 
 
 def test_a_signed_batch_is_normalised_and_applied(hook, engine):
-    people = {n: seed_prospect(engine, f"{n}@example.co.jp") for n in
-              ("open", "hard", "soft", "spam", "unsub", "group", "drop", "late", "ambig")}
-    d = {n: seed_delivery(engine, pid, state="unknown" if n == "ambig" else "sent",
-                          provider_message_id=f"msg{n}") for n, pid in people.items()}
+    people = {
+        n: seed_prospect(engine, f"{n}@example.co.jp")
+        for n in ("open", "hard", "soft", "spam", "unsub", "group", "drop", "late", "ambig")
+    }
+    d = {
+        n: seed_delivery(engine, pid, state="unknown" if n == "ambig" else "sent", provider_message_id=f"msg{n}")
+        for n, pid in people.items()
+    }
     batch = [
         sg_event("processed", d["ambig"], "ambig@example.co.jp", 1),
         sg_event("delivered", d["open"], "open@example.co.jp", 2, response="250 OK"),
-        sg_event("open", d["open"], "open@example.co.jp", 3, useragent="Mozilla/5.0", ip="17.58.1.2",
-                 sg_machine_open=True),
-        sg_event("click", d["open"], "open@example.co.jp", 4, url="https://example.co.jp/a",
-                 url_offset={"index": 0, "type": "html"}, useragent="Mozilla/5.0 (Windows NT 10.0) Chrome/131.0",
-                 ip="198.51.100.7"),
-        sg_event("bounce", d["hard"], "hard@example.co.jp", 5, type="bounce", status="5.1.1",
-                 reason="550 5.1.1 User unknown"),
-        sg_event("bounce", d["soft"], "soft@example.co.jp", 6, type="blocked", status="4.0.0",
-                 reason="421 try later"),
+        sg_event(
+            "open", d["open"], "open@example.co.jp", 3, useragent="Mozilla/5.0", ip="17.58.1.2", sg_machine_open=True
+        ),
+        sg_event(
+            "click",
+            d["open"],
+            "open@example.co.jp",
+            4,
+            url="https://example.co.jp/a",
+            url_offset={"index": 0, "type": "html"},
+            useragent="Mozilla/5.0 (Windows NT 10.0) Chrome/131.0",
+            ip="198.51.100.7",
+        ),
+        sg_event(
+            "bounce", d["hard"], "hard@example.co.jp", 5, type="bounce", status="5.1.1", reason="550 5.1.1 User unknown"
+        ),
+        sg_event("bounce", d["soft"], "soft@example.co.jp", 6, type="blocked", status="4.0.0", reason="421 try later"),
         sg_event("spamreport", d["spam"], "spam@example.co.jp", 7),
         sg_event("unsubscribe", d["unsub"], "unsub@example.co.jp", 8),
         sg_event("group_unsubscribe", d["group"], "group@example.co.jp", 9, asm_group_id=10),
@@ -106,15 +132,35 @@ def test_a_signed_batch_is_normalised_and_applied(hook, engine):
     assert r.json() == {"received": 12, "inserted": 12, "duplicates": 0}
     with engine.connect() as conn:
         statuses = dict(conn.execute(select(Prospect.email, Prospect.status)).all())
-        rows = {e.type if e.type != "bounced" else f"bounced-{e.data['bounce']}": e
-                for e in conn.execute(select(Event))}
+        rows = {
+            e.type if e.type != "bounced" else f"bounced-{e.data['bounce']}": e for e in conn.execute(select(Event))
+        }
         ambiguous = conn.execute(select(Delivery.state).where(Delivery.id == d["ambig"])).scalar_one()
     assert {k.split("@")[0]: v for k, v in statuses.items()} == {
-        "open": "active", "hard": "bounced", "soft": "active", "spam": "complained", "unsub": "unsubscribed",
-        "group": "unsubscribed", "drop": "bounced", "late": "active", "ambig": "active"}
+        "open": "active",
+        "hard": "bounced",
+        "soft": "active",
+        "spam": "complained",
+        "unsub": "unsubscribed",
+        "group": "unsubscribed",
+        "drop": "bounced",
+        "late": "active",
+        "ambig": "active",
+    }
     assert ambiguous == "sent"
-    assert {k for k in rows} >= {"sent", "delivered", "opened", "clicked", "bounced-hard", "bounced-soft",
-                                 "complained", "unsubscribed", "dropped", "deferred", "unknown"}
+    assert {k for k in rows} >= {
+        "sent",
+        "delivered",
+        "opened",
+        "clicked",
+        "bounced-hard",
+        "bounced-soft",
+        "complained",
+        "unsubscribed",
+        "dropped",
+        "deferred",
+        "unknown",
+    }
     assert (rows["opened"].label, rows["opened"].rule) == ("machine", "sg_machine_open")
     assert rows["clicked"].url == "https://example.co.jp/a" and rows["clicked"].data["link_index"] == 0
     assert rows["unknown"].data["raw"]["event"] == "brand_new_event"
@@ -127,10 +173,15 @@ def test_a_signed_batch_is_normalised_and_applied(hook, engine):
 def test_replayed_three_times_in_shuffled_order_changes_nothing(hook, engine):
     pids = [seed_prospect(engine, f"p{i}@example.com") for i in range(5)]
     dids = [seed_delivery(engine, p) for p in pids]
-    batch = [sg_event(name, did, f"p{i}@example.com", i * 10 + j)
-             for i, did in enumerate(dids) for j, name in enumerate(("processed", "delivered", "open", "click"))]
-    batch += [sg_event("unsubscribe", dids[0], "p0@example.com", 99), sg_event("bounce", dids[1], "p1@example.com",
-                                                                                98, type="bounce")]
+    batch = [
+        sg_event(name, did, f"p{i}@example.com", i * 10 + j)
+        for i, did in enumerate(dids)
+        for j, name in enumerate(("processed", "delivered", "open", "click"))
+    ]
+    batch += [
+        sg_event("unsubscribe", dids[0], "p0@example.com", 99),
+        sg_event("bounce", dids[1], "p1@example.com", 98, type="bounce"),
+    ]
     # One event without sg_event_id: deduplicated on (sg_message_id, event, timestamp, url).
     batch.append({k: v for k, v in sg_event("open", dids[2], "p2@example.com", 97).items() if k != "sg_event_id"})
     assert hook(batch).json()["inserted"] == len(batch)
@@ -144,8 +195,19 @@ def test_replayed_three_times_in_shuffled_order_changes_nothing(hook, engine):
         assert state(engine) == first
 
 
-@pytest.mark.parametrize("case", ["wrong key", "malformed base64", "not base64 der", "missing headers",
-                                  "stale", "future", "not a number", "body changed"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "wrong key",
+        "malformed base64",
+        "not base64 der",
+        "missing headers",
+        "stale",
+        "future",
+        "not a number",
+        "body changed",
+    ],
+)
 def test_bad_signatures_and_replays_are_refused(hook, engine, case):
     pid = seed_prospect(engine)
     did = seed_delivery(engine, pid)
@@ -154,7 +216,7 @@ def test_bad_signatures_and_replays_are_refused(hook, engine, case):
     if case == "wrong key":
         headers = signed_headers(body, private=key_pair()[0])
     elif case == "malformed base64":
-        headers[SIGNATURE_HEADER] = "not*base64!"   # binascii.Error inside the helper
+        headers[SIGNATURE_HEADER] = "not*base64!"  # binascii.Error inside the helper
     elif case == "not base64 der":
         headers[SIGNATURE_HEADER] = base64.b64encode(b"junk").decode()
     elif case == "missing headers":
@@ -180,7 +242,7 @@ def test_a_fresh_timestamp_within_the_window_is_accepted(hook, engine):
     assert r.status_code == 200
 
 
-@pytest.mark.parametrize("body", [b"{not json", b'{"event": "open"}', b'[1, 2]'])
+@pytest.mark.parametrize("body", [b"{not json", b'{"event": "open"}', b"[1, 2]"])
 def test_signed_but_malformed_bodies_get_400(hook, body):
     assert hook(None, body=body, headers=signed_headers(body)).status_code == 400
 
@@ -198,6 +260,7 @@ def test_a_bad_configured_key_is_a_config_error():
 
 
 # --------------------------------------------------------------------------------------------- pure mapping
+
 
 def test_normalise_mapping_table():
     hook = SendgridWebhook(PUBLIC)

@@ -12,8 +12,13 @@ from nurture.plan.campaigns import load_campaigns
 from nurture.web.viewer import MailViewer
 
 REPO = Path(__file__).resolve().parents[2]
-PROSPECT = {"name": "鈴木 一郎", "company": "鈴木<精機>", "email": "ichiro@example.co.jp", "industry": "製造業",
-            "attributes": {}}
+PROSPECT = {
+    "name": "鈴木 一郎",
+    "company": "鈴木<精機>",
+    "email": "ichiro@example.co.jp",
+    "industry": "製造業",
+    "attributes": {},
+}
 
 
 def config():

@@ -23,8 +23,9 @@ from nurture.web import create_app
 from nurture.web.hot import PIXEL
 from nurture.web.pages import add_months, mask_address
 
-CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-          "Chrome/131.0.0.0 Safari/537.36")
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,6 +91,7 @@ def path(url):
 
 # --------------------------------------------------------------------------------------------- health, pixel
 
+
 def test_healthz(live, client):
     server, _ = live
     r = client.get(server.url + "/healthz")
@@ -110,8 +112,15 @@ def test_open_pixel_records_a_labelled_open(live, client, engine):
     assert status(engine, pid) == "active"
 
 
-@pytest.mark.parametrize("token", ["garbage.gif", "WyI1Il0.AAAAAAAAAAAAAAAAAAAAAA.gif", "x" * 5000,
-                                   tracking.sign(b"wrong-secret-0123456789", "open", 1) + ".gif"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "garbage.gif",
+        "WyI1Il0.AAAAAAAAAAAAAAAAAAAAAA.gif",
+        "x" * 5000,
+        tracking.sign(b"wrong-secret-0123456789", "open", 1) + ".gif",
+    ],
+)
 def test_open_pixel_with_a_bad_token_still_answers_a_gif_and_records_nothing(live, client, engine, token):
     server, _ = live
     r = client.get(f"{server.url}/o/{token}")
@@ -141,6 +150,7 @@ def test_preview_links_record_nothing(live, client, engine):
 
 # --------------------------------------------------------------------------------------------- clicks
 
+
 def test_click_redirects_to_the_signed_target_and_records(live, client, engine):
     server, config = live
     pid = seed_prospect(engine)
@@ -149,8 +159,12 @@ def test_click_redirects_to_the_signed_target_and_records(live, client, engine):
     assert r.status_code == 302
     assert r.headers["location"] == "https://example.co.jp/%E8%A8%98%E4%BA%8B?id=1&"
     (e,) = wait_for_events(engine, 1)
-    assert (e["type"], e["url"], e["data"]["link_index"], e["source"]) == \
-        ("clicked", "https://example.co.jp/記事?id=1&", 1, "link")
+    assert (e["type"], e["url"], e["data"]["link_index"], e["source"]) == (
+        "clicked",
+        "https://example.co.jp/記事?id=1&",
+        1,
+        "link",
+    )
 
 
 def test_tampered_and_forged_click_tokens_get_404(live, client, engine):
@@ -158,10 +172,13 @@ def test_tampered_and_forged_click_tokens_get_404(live, client, engine):
     good = tracking.click_url(config, 1, 0, "https://example.com/")
     token = good.rsplit("/", 1)[1]
     evil_body = tracking.sign(SECRET.encode(), "click", 1, 0, "https://evil.example/").split(".")[0]
-    for bad in (token[:-2] + "AA", evil_body + "." + token.split(".")[1],
-                tracking.sign(b"another-secret-0123456789", "click", 1, 0, "https://evil.example/"),
-                tracking.sign(SECRET.encode(), "open", 1, 0, "https://evil.example/"),  # right key, wrong purpose
-                "%2F%2Fevil.example"):
+    for bad in (
+        token[:-2] + "AA",
+        evil_body + "." + token.split(".")[1],
+        tracking.sign(b"another-secret-0123456789", "click", 1, 0, "https://evil.example/"),
+        tracking.sign(SECRET.encode(), "open", 1, 0, "https://evil.example/"),  # right key, wrong purpose
+        "%2F%2Fevil.example",
+    ):
         r = client.get(f"{server.url}/c/{bad}")
         assert r.status_code == 404 and "location" not in r.headers
         assert "evil" not in r.text
@@ -169,9 +186,17 @@ def test_tampered_and_forged_click_tokens_get_404(live, client, engine):
     assert events(engine) == []
 
 
-@pytest.mark.parametrize("target", ["javascript:alert(document.cookie)", "//evil.example/", "https:\\\\evil.example",
-                                    "https://ok.example/\r\nSet-Cookie: a=b",
-                                    "data:text/html,<script>alert(1)</script>", "/local/path"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "javascript:alert(document.cookie)",
+        "//evil.example/",
+        "https:\\\\evil.example",
+        "https://ok.example/\r\nSet-Cookie: a=b",
+        "data:text/html,<script>alert(1)</script>",
+        "/local/path",
+    ],
+)
 def test_signed_but_unsafe_targets_are_refused(live, client, target):
     """Even a correctly signed token (e.g. a key leaked or a bug upstream) never redirects off http(s)."""
     server, _ = live
@@ -192,6 +217,7 @@ def test_honeypot_click_is_machine(live, client, engine):
 
 
 # --------------------------------------------------------------------------------------------- unsubscribe
+
 
 def test_get_shows_a_japanese_page_and_never_unsubscribes(live, client, engine):
     server, config = live
@@ -243,8 +269,12 @@ def test_one_click_post_unsubscribes_at_once_without_redirect(live, client, engi
     did = seed_delivery(engine, pid)
     url = tracking.list_unsubscribe_headers(config, did, pid)["List-Unsubscribe"].split(">")[0][1:]
     # What Gmail sends (RFC 8058 section 3): a form-encoded body, no cookies.
-    r = httpx.post(url, content=b"List-Unsubscribe=One-Click",
-                   headers={"Content-Type": "application/x-www-form-urlencoded"}, follow_redirects=False)
+    r = httpx.post(
+        url,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
     assert r.status_code == 200 and "location" not in r.headers
     # Effects are in the database before the answer: no waiting.
     assert status(engine, pid) == "unsubscribed"
@@ -260,8 +290,7 @@ def test_one_click_post_as_multipart_form_data(live, engine):
     server, config = live
     pid = seed_prospect(engine)
     url = tracking.urls_for(config, seed_delivery(engine, pid), pid)["unsubscribe"]
-    body = (b"--b0undary\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
-            b"One-Click\r\n--b0undary--\r\n")
+    body = b'--b0undary\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--b0undary--\r\n'
     r = httpx.post(url, content=body, headers={"Content-Type": "multipart/form-data; boundary=b0undary"})
     assert r.status_code == 200 and status(engine, pid) == "unsubscribed"
 
@@ -287,6 +316,7 @@ def test_tampered_unsubscribe_token_is_404(live, client, engine):
 
 
 # --------------------------------------------------------------------------------------------- preferences, view
+
 
 def test_preferences_pause_less_often_and_unsubscribe(live, client, engine):
     server, config = live
@@ -378,9 +408,20 @@ def test_unsubscribe_page_in_headless_chromium(live, engine, tmp_path, language,
     url = tracking.urls_for(config, seed_delivery(engine, pid), pid)["unsubscribe"]
     shot = tmp_path / f"unsubscribe-{language}.png"
     profile = tempfile.mkdtemp(prefix="nurture-chromium-")
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--window-size=800,700", "--hide-scrollbars"]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=800,700",
+        "--hide-scrollbars",
+    ]
     try:
         subprocess.run([*cmd, f"--screenshot={shot}", url], check=True, capture_output=True, timeout=60)
         dom = subprocess.run([*cmd, "--dump-dom", url], check=True, capture_output=True, timeout=60).stdout.decode()
@@ -410,7 +451,9 @@ def test_nurture_serve_command_runs_and_shuts_down_cleanly(tmp_path):
         port = s.getsockname()[1]
     (tmp_path / "nurture.toml").write_text(
         f'[database]\nurl = "sqlite:///{tmp_path}/n.db"\n\n[tracking]\nsecret = "{SECRET}"\n'
-        f'base_url = "http://127.0.0.1:{port}"\n', encoding="utf-8")
+        f'base_url = "http://127.0.0.1:{port}"\n',
+        encoding="utf-8",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
     subprocess.run([sys.executable, "-m", "nurture", "init"], cwd=tmp_path, env=env, check=True, capture_output=True)
     from nurture.core.config import load
@@ -420,8 +463,13 @@ def test_nurture_serve_command_runs_and_shuts_down_cleanly(tmp_path):
     engine = db.engine_for(config.database_url)
     pid = seed_prospect(engine)
     did = seed_delivery(engine, pid)
-    proc = subprocess.Popen([sys.executable, "-m", "nurture", "serve", "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nurture", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -447,8 +495,10 @@ def test_nurture_serve_command_runs_and_shuts_down_cleanly(tmp_path):
 def test_serve_without_a_secret_is_a_clear_error(runner, workspace):
     from nurture.cli.main import main
 
-    (workspace / "nurture.toml").write_text((workspace / "nurture.toml").read_text().replace(
-        'secret = "test-secret-0123456789abcdef"', 'secret = ""'), encoding="utf-8")
+    (workspace / "nurture.toml").write_text(
+        (workspace / "nurture.toml").read_text().replace('secret = "test-secret-0123456789abcdef"', 'secret = ""'),
+        encoding="utf-8",
+    )
     assert runner.invoke(main, ["init"]).exit_code == 0
     result = runner.invoke(main, ["serve", "--port", "1"])
     assert result.exit_code == 2 and "secret" in result.output and "Traceback" not in result.output
@@ -463,7 +513,7 @@ def test_view_in_browser_rerenders_the_mail_without_tracking(engine, db_url, cli
         r = client.get(urls["view_in_browser"])
         assert r.status_code == 200 and "<html" in r.text.lower()
         assert "鈴木&lt;精機&gt;" in r.text and "鈴木<精機>" not in r.text  # prospect data autoescaped
-        assert urls["unsubscribe"] in r.text          # the footer's links are the real ones
+        assert urls["unsubscribe"] in r.text  # the footer's links are the real ones
         assert f"{server.url}/o/" not in r.text and f"{server.url}/c/" not in r.text  # no pixel, no tracked links
         assert "img-src" in r.headers["content-security-policy"]
         other = seed_delivery(engine, pid, campaign="mfg-insights", item_key="no-such-item")
@@ -501,8 +551,9 @@ def test_view_shows_the_campaigns_as_loaded_at_start(engine, db_url, client, tmp
 def test_a_broken_campaign_file_does_not_stop_the_server(engine, db_url, client, tmp_path, caplog):
     root = sample_root(tmp_path)
     path = root / "campaigns" / "mfg-insights.toml"
-    path.write_text(path.read_text(encoding="utf-8").replace('language = "ja"', 'language = "klingon"'),
-                    encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace('language = "ja"', 'language = "klingon"'), encoding="utf-8"
+    )
     with caplog.at_level("WARNING", logger="nurture.web.viewer"), serving(engine, db_url, root=root) as (_, config):
         assert "campaigns/mfg-insights.toml" in caplog.text and "skipped for /v" in caplog.text
         pid = seed_prospect(engine, "view@example.co.jp")

@@ -24,15 +24,20 @@ def make_sender(config: Config) -> Sender:
     name = config.delivery.sender
     if name == "outbox":
         from nurture.deliver.senders.outbox import OutboxSender
+
         return OutboxSender.from_config(config)
     if name == "smtp":
         from nurture.deliver.senders.smtp import SmtpSender
+
         return SmtpSender.from_config(config)
     if name == "sendgrid":
         from nurture.deliver.senders.sendgrid import SendgridSender
+
         return SendgridSender.from_config(config)
     if name == "memory":
         from nurture.deliver.senders.memory import MemorySender
+
         return MemorySender.from_config(config)
-    raise ConfigError(f"{config.source}: [delivery] sender = {name!r} is unknown",
-                      hint=f"use one of: {', '.join(SENDERS)}")
+    raise ConfigError(
+        f"{config.source}: [delivery] sender = {name!r} is unknown", hint=f"use one of: {', '.join(SENDERS)}"
+    )

@@ -92,5 +92,6 @@ class MemorySender(Sender):
                 outbox.append(MemoryMail(msg, data))
         if error is not None:
             raise error.with_traceback(None)  # a scripted error may be raised many times: no growing traceback
-        return SendResult(msg.message_id or message_id_for(msg.delivery_id, msg.campaign, msg.from_address),
-                          detail="kept in memory")
+        return SendResult(
+            msg.message_id or message_id_for(msg.delivery_id, msg.campaign, msg.from_address), detail="kept in memory"
+        )

@@ -37,8 +37,10 @@ class OutboxSender(Sender):
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SenderConfigError(f"[outbox] path {self.folder}: cannot create the folder: {exc.strerror}",
-                                    hint="point [outbox] path at a writable folder") from None
+            raise SenderConfigError(
+                f"[outbox] path {self.folder}: cannot create the folder: {exc.strerror}",
+                hint="point [outbox] path at a writable folder",
+            ) from None
 
     def path_for(self, delivery_id: int) -> Path:
         return self.folder / f"{delivery_id}.eml"
@@ -61,5 +63,6 @@ class OutboxSender(Sender):
                 os.unlink(tmp_name)
             # A full disk or a permission problem: nothing was written, so trying again later is safe.
             raise TemporarySendError(f"outbox {target}: {exc.strerror or exc}") from None
-        return SendResult(target.name, detail=msg.message_id
-                          or message_id_for(msg.delivery_id, msg.campaign, msg.from_address))
+        return SendResult(
+            target.name, detail=msg.message_id or message_id_for(msg.delivery_id, msg.campaign, msg.from_address)
+        )

@@ -50,9 +50,23 @@ from nurture.core.errors import (
 from nurture.deliver.senders.base import Sender, SendResult
 
 # Headers SendGrid sets itself and refuses in ``headers`` (v3 Mail Send reference, "headers").
-_RESERVED = frozenset(h.lower() for h in (
-    "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type", "content-transfer-encoding", "to",
-    "from", "subject", "reply-to", "cc", "bcc"))
+_RESERVED = frozenset(
+    h.lower()
+    for h in (
+        "x-sg-id",
+        "x-sg-eid",
+        "received",
+        "dkim-signature",
+        "content-type",
+        "content-transfer-encoding",
+        "to",
+        "from",
+        "subject",
+        "reply-to",
+        "cc",
+        "bcc",
+    )
+)
 MAX_RETRY_AFTER = 3600.0
 
 
@@ -76,9 +90,11 @@ def payload_for(msg: OutgoingMessage, *, sandbox: bool = False) -> dict[str, Any
         "headers": headers,
         "custom_args": {"nurture_delivery_id": str(msg.delivery_id)},
         "categories": [msg.campaign[:255]],
-        "tracking_settings": {"click_tracking": {"enable": False, "enable_text": False},
-                              "open_tracking": {"enable": False},
-                              "subscription_tracking": {"enable": False}},
+        "tracking_settings": {
+            "click_tracking": {"enable": False, "enable_text": False},
+            "open_tracking": {"enable": False},
+            "subscription_tracking": {"enable": False},
+        },
         "mail_settings": {"sandbox_mode": {"enable": bool(sandbox)}},
     }
     if msg.reply_to:
@@ -90,8 +106,7 @@ def _error_messages(body: bytes) -> str:
     """SendGrid's ``{"errors": [{"message", "field"}]}`` as one line; raw text if it is not that shape."""
     try:
         errors = json.loads(body or b"{}").get("errors") or []
-        parts = [f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
-                 for e in errors]
+        parts = [f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message")) for e in errors]
         if parts:
             return "; ".join(parts)
     except (ValueError, AttributeError):
@@ -104,11 +119,13 @@ class SendgridSender(Sender):
 
     name = "sendgrid"
 
-    def __init__(self, api_key: str, host: str = "https://api.sendgrid.com", timeout: float = 15.0,
-                 sandbox: bool = False) -> None:
+    def __init__(
+        self, api_key: str, host: str = "https://api.sendgrid.com", timeout: float = 15.0, sandbox: bool = False
+    ) -> None:
         if not api_key:
-            raise ConfigError("[sendgrid] api_key is not set",
-                              hint="export SENDGRID_API_KEY=SG.xxxx (keep it out of nurture.toml)")
+            raise ConfigError(
+                "[sendgrid] api_key is not set", hint="export SENDGRID_API_KEY=SG.xxxx (keep it out of nurture.toml)"
+            )
         if timeout <= 0:
             raise ConfigError("[sendgrid] timeout must be > 0 seconds")
         self.host, self.timeout, self.sandbox = host.rstrip("/"), timeout, sandbox
@@ -133,7 +150,8 @@ class SendgridSender(Sender):
             # Raised while waiting for the response: the request was sent and may have been accepted.
             raise AmbiguousSendError(
                 f"SendGrid {self.host}: no answer within {self.timeout:g} s after the request was sent "
-                f"({type(exc).__name__}: {exc}); it may have been accepted") from None
+                f"({type(exc).__name__}: {exc}); it may have been accepted"
+            ) from None
         if response.status_code not in (200, 202):
             raise self._classify(response.status_code, response.body, response.headers)
         message_id = response.headers.get("X-Message-Id") or ""
@@ -147,8 +165,11 @@ class SendgridSender(Sender):
         if status >= 500:
             return TemporarySendError(words, code=status)
         if status in (401, 403):  # the key, not this message: no other message would go through either
-            return SenderConfigError(f"SendGrid refused the API key ({status}: {details})", code=status,
-                                     hint="check SENDGRID_API_KEY (it needs the Mail Send permission)")
+            return SenderConfigError(
+                f"SendGrid refused the API key ({status}: {details})",
+                code=status,
+                hint="check SENDGRID_API_KEY (it needs the Mail Send permission)",
+            )
         return PermanentSendError(words, code=status)
 
     @staticmethod

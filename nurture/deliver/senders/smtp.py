@@ -65,8 +65,12 @@ def classify_reply(code: int, text: bytes | str, stage: str) -> SendError | Send
     message, or SenderConfigError for a 530, which refuses every message until we authenticate (or STARTTLS)."""
     words = f"SMTP {code} at {stage}: {_words(text)}"
     if code == 530:
-        return SenderConfigError(words, code=code, hint="the server wants a login (set [smtp] username and "
-                                 "NURTURE_SMTP_PASSWORD) or STARTTLS first (set [smtp] security)")
+        return SenderConfigError(
+            words,
+            code=code,
+            hint="the server wants a login (set [smtp] username and "
+            "NURTURE_SMTP_PASSWORD) or STARTTLS first (set [smtp] security)",
+        )
     if 400 <= code < 500:
         return TemporarySendError(words, code=code)
     if 500 <= code < 600:
@@ -121,9 +125,20 @@ class SmtpSender(Sender):
     name = "smtp"
     event_source = "smtp"  # a hard bounce is the SMTP server's own answer in the dialogue
 
-    def __init__(self, host: str, port: int, *, security: str = "none", username: str = "", password: str = "",
-                 timeout: float = 30.0, messages_per_connection: int = 100, helo: str = "",
-                 dkim: DkimKey | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        security: str = "none",
+        username: str = "",
+        password: str = "",
+        timeout: float = 30.0,
+        messages_per_connection: int = 100,
+        helo: str = "",
+        dkim: DkimKey | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         if security not in ("none", "starttls", "ssl"):
             raise ConfigError(f"[smtp] security = {security!r}: use none, starttls or ssl")
         self.host, self.port, self.security = host, port, security
@@ -140,9 +155,17 @@ class SmtpSender(Sender):
     @classmethod
     def from_config(cls, config: Config) -> SmtpSender:
         s = config.smtp
-        return cls(s.host, s.port, security=s.security, username=s.username, password=s.password,
-                   timeout=s.timeout, messages_per_connection=s.messages_per_connection, helo=s.helo,
-                   dkim=DkimKey.from_config(config))
+        return cls(
+            s.host,
+            s.port,
+            security=s.security,
+            username=s.username,
+            password=s.password,
+            timeout=s.timeout,
+            messages_per_connection=s.messages_per_connection,
+            helo=s.helo,
+            dkim=DkimKey.from_config(config),
+        )
 
     def _context(self) -> ssl.SSLContext:
         return self.ssl_context or ssl.create_default_context()
@@ -157,16 +180,19 @@ class SmtpSender(Sender):
         conn: _SMTPConnection
         try:
             if self.security == "ssl":
-                conn = _SMTPSSLConnection(self.host, self.port, local_hostname=self.helo, timeout=self.timeout,
-                                          context=self._context())
+                conn = _SMTPSSLConnection(
+                    self.host, self.port, local_hostname=self.helo, timeout=self.timeout, context=self._context()
+                )
             else:
                 conn = _SMTPConnection(self.host, self.port, local_hostname=self.helo, timeout=self.timeout)
             try:
                 conn.ehlo_or_helo_if_needed()
                 if self.security == "starttls":
                     if not conn.has_extn("starttls"):
-                        raise SenderConfigError(f"[smtp] {where} does not offer STARTTLS",
-                                                hint='use security = "ssl" or "none" as the server requires')
+                        raise SenderConfigError(
+                            f"[smtp] {where} does not offer STARTTLS",
+                            hint='use security = "ssl" or "none" as the server requires',
+                        )
                     conn.starttls(context=self._context())
                     conn.ehlo()
                 if self.username:
@@ -175,18 +201,22 @@ class SmtpSender(Sender):
                 conn.close()
                 raise
         except smtplib.SMTPAuthenticationError as exc:
-            raise SenderConfigError(f"[smtp] {where} refused the login for {self.username!r}: "
-                                    f"{exc.smtp_code} {_words(exc.smtp_error)}", code=exc.smtp_code,
-                                    hint="check [smtp] username and NURTURE_SMTP_PASSWORD") from None
+            raise SenderConfigError(
+                f"[smtp] {where} refused the login for {self.username!r}: {exc.smtp_code} {_words(exc.smtp_error)}",
+                code=exc.smtp_code,
+                hint="check [smtp] username and NURTURE_SMTP_PASSWORD",
+            ) from None
         except smtplib.SMTPNotSupportedError as exc:  # e.g. AUTH asked of a server that offers none
             raise SenderConfigError(f"[smtp] {where}: {exc}", hint="check [smtp] security and username") from None
         except smtplib.SMTPResponseException as exc:
             # e.g. 421 or 554 in the greeting: the server is busy or refuses us for now.
-            raise TemporarySendError(f"SMTP {where} answered {exc.smtp_code} on connect: "
-                                     f"{_words(exc.smtp_error)}", code=exc.smtp_code) from None
+            raise TemporarySendError(
+                f"SMTP {where} answered {exc.smtp_code} on connect: {_words(exc.smtp_error)}", code=exc.smtp_code
+            ) from None
         except ssl.SSLError as exc:
-            raise SenderConfigError(f"[smtp] {where}: TLS failed: {exc}",
-                                    hint="check [smtp] security (starttls on 587, ssl on 465)") from None
+            raise SenderConfigError(
+                f"[smtp] {where}: TLS failed: {exc}", hint="check [smtp] security (starttls on 587, ssl on 465)"
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise TemporarySendError(f"SMTP {where}: cannot connect: {exc}") from None
         self._conn = conn
@@ -239,14 +269,16 @@ class SmtpSender(Sender):
                 # RFC 2920: MAIL, RCPT and DATA in one write, their replies read in order: two round trips
                 # per message instead of four, as Postfix does.
                 conn.dot_sent = False
-                conn.send(f"MAIL FROM:<{ascii_address(msg.from_address)}>\r\n"
-                          f"RCPT TO:<{ascii_address(msg.to_address)}>\r\nDATA\r\n".encode("ascii"))
+                conn.send(
+                    f"MAIL FROM:<{ascii_address(msg.from_address)}>\r\n"
+                    f"RCPT TO:<{ascii_address(msg.to_address)}>\r\nDATA\r\n".encode("ascii")
+                )
                 replies: list[tuple[int, bytes]] = []
                 for stage in ("MAIL", "RCPT", "DATA"):  # noqa: B007  (the except below names the lost reply)
                     try:
                         replies.append(conn.getreply())
                     except (OSError, smtplib.SMTPException):
-                        expected = ((250,), (250, 251))[:len(replies)]
+                        expected = ((250,), (250, 251))[: len(replies)]
                         refused = next((r for r, ok in zip(replies, expected, strict=True) if r[0] not in ok), None)
                         if refused is None:
                             raise
@@ -297,7 +329,8 @@ class SmtpSender(Sender):
             if dot_sent:
                 raise AmbiguousSendError(
                     f"SMTP {where}: {type(exc).__name__} after the message was sent, before the server "
-                    f"confirmed it ({exc}); it may have been delivered") from None
+                    f"confirmed it ({exc}); it may have been delivered"
+                ) from None
             if not retrying and stage == "MAIL":
                 raise _Dropped(f"SMTP {where}: connection lost at {stage}: {exc}") from None
             raise TemporarySendError(f"SMTP {where}: connection lost at {stage}: {exc}") from None

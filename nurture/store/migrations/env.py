@@ -13,7 +13,8 @@ if connection is None:  # pragma: no cover - only for `alembic` run by hand agai
         raise SystemExit("alembic: set sqlalchemy.url, or run the migrations with `nurture init`")
     connection = create_engine(url).connect()
 
-context.configure(connection=connection, target_metadata=target_metadata,
-                  render_as_batch=connection.dialect.name == "sqlite")
+context.configure(
+    connection=connection, target_metadata=target_metadata, render_as_batch=connection.dialect.name == "sqlite"
+)
 with context.begin_transaction():
     context.run_migrations()

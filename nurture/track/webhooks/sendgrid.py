@@ -36,11 +36,11 @@ TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 #: SendGrid ``event`` -> nurture event type (SendGrid "Event Webhook Reference"). Anything not listed is kept
 #: as ``unknown`` with the raw event.
 EVENT_TYPES: dict[str, str] = {
-    "processed": ev.SENT,            # accepted for delivery: reconciles an ambiguous send
+    "processed": ev.SENT,  # accepted for delivery: reconciles an ambiguous send
     "delivered": ev.DELIVERED,
-    "deferred": ev.DEFERRED,         # the receiving server said "later"; SendGrid retries up to 72 h
-    "bounce": ev.BOUNCED,            # hard or soft by ``type``, below
-    "dropped": ev.DROPPED,           # SendGrid will not send to this address
+    "deferred": ev.DEFERRED,  # the receiving server said "later"; SendGrid retries up to 72 h
+    "bounce": ev.BOUNCED,  # hard or soft by ``type``, below
+    "dropped": ev.DROPPED,  # SendGrid will not send to this address
     "open": ev.OPENED,
     "click": ev.CLICKED,
     "spamreport": ev.COMPLAINED,
@@ -79,9 +79,11 @@ class SendgridWebhook(Webhook):
             try:
                 self._helper = EventWebhook(public_key.strip())
             except (ValueError, TypeError) as exc:
-                raise ConfigError(f"[sendgrid] webhook_public_key is not a valid public key ({exc})",
-                                  hint="copy the 'Verification Key' from SendGrid: Settings -> Mail Settings -> "
-                                       "Signed Event Webhook (one base64 line)") from None
+                raise ConfigError(
+                    f"[sendgrid] webhook_public_key is not a valid public key ({exc})",
+                    hint="copy the 'Verification Key' from SendGrid: Settings -> Mail Settings -> "
+                    "Signed Event Webhook (one base64 line)",
+                ) from None
             self._key = self._helper.public_key
 
     @classmethod
@@ -101,8 +103,9 @@ class SendgridWebhook(Webhook):
             raise WebhookRejected(403, f"timestamp {timestamp[:40]!r} is not a Unix time") from None
         age = abs(clock.now().timestamp() - sent)
         if age > self.max_age_seconds:
-            raise WebhookRejected(403, f"timestamp is {age:.0f} s away from now (window "
-                                       f"{self.max_age_seconds} s): replay refused")
+            raise WebhookRejected(
+                403, f"timestamp is {age:.0f} s away from now (window {self.max_age_seconds} s): replay refused"
+            )
         try:
             payload = body.decode("utf-8")
             ok = self._helper.verify_signature(payload, signature, timestamp)

@@ -3,8 +3,10 @@
 Revision ID: 0001
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
+
 from nurture.store.models import JSONType, UTCDateTime
 
 revision = "0001"
@@ -33,8 +35,17 @@ def upgrade() -> None:
         sa.Column("time_zone", sa.String(64), nullable=False),
         sa.Column("language", sa.String(8), nullable=False),
         sa.Column("attributes", JSONType, nullable=False),
-        *[sa.Column(f"strength_{name}", sa.Integer, nullable=False) for name in (
-            "existing_business", "empathy", "contribution", "multiple_contacts", "decision_maker", "invested")],
+        *[
+            sa.Column(f"strength_{name}", sa.Integer, nullable=False)
+            for name in (
+                "existing_business",
+                "empathy",
+                "contribution",
+                "multiple_contacts",
+                "decision_maker",
+                "invested",
+            )
+        ],
         sa.Column("consent_basis", sa.String(32), nullable=False),
         sa.Column("consent_source", sa.String(200), nullable=False),
         sa.Column("consent_at", UTCDateTime),

@@ -3,8 +3,10 @@
 Revision ID: 0002
 Revises: 0001
 """
+
 import sqlalchemy as sa
 from alembic import op
+
 from nurture.store.models import JSONType, UTCDateTime
 
 revision = "0002"

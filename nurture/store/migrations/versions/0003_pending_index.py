@@ -7,6 +7,7 @@ after 40k of 1M). (state, id) hands out pending rows in order without looking at
 Revision ID: 0003
 Revises: 0002
 """
+
 from alembic import op
 
 revision = "0003"

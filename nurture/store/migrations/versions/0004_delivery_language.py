@@ -7,6 +7,7 @@ before this migration get "" (the pages then fall back to the prospect's languag
 Revision ID: 0004
 Revises: 0003
 """
+
 import sqlalchemy as sa
 from alembic import op
 
