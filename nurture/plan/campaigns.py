@@ -10,6 +10,10 @@ mean "temperature"?)``. Findings that are suspicious but not wrong come from :fu
 
 The campaign's ``name`` is required (not taken from the file name) because deliveries are keyed by it:
 renaming a file must never make nurture think nobody has received anything yet.
+
+Why one module of ~520 lines: the file's shape (the ``_*Table`` dataclasses tomlschema checks against), the frozen
+objects and the loader that turns one into the other change together whenever a key is added; split, every new
+key would touch three files.
 """
 
 from __future__ import annotations
