@@ -182,7 +182,7 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class ContentConfig:
-    """The information-only check: extra rule files (format in nurture/rules/README.md), added to the built-in
+    """The information-only check: extra rule files (format in nurture/checks/rules/README.md), added to the built-in
     Japanese and English rules."""
 
     rules: list[str] = field(default_factory=list)

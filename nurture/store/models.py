@@ -1,5 +1,5 @@
 """The database tables (SQLAlchemy 2.x). Migrations in ``nurture/migrations`` create them; keep both in step
-(``tests/test_db.py`` compares the migrated schema with these models).
+(``tests/store/test_config_db.py`` compares the migrated schema with these models).
 
 Conventions:
 - every instant is stored as UTC and comes back timezone-aware (:class:`UTCDateTime`);
@@ -199,7 +199,7 @@ class CampaignState(Base):
 
 
 class Event(Base):
-    """Everything that happened to a prospect, from any source, written only by ``events.record_event()``.
+    """Everything that happened to a prospect, from any source, written only by ``nurture.track.record_events()``.
 
     ``label`` (human / machine / unknown), ``confidence`` (0-1) and ``rule`` say how much a human was behind an
     open or click and which rule decided. ``dedup_key`` makes webhook retries and replays change nothing.
