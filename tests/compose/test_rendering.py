@@ -6,9 +6,9 @@ import shutil
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
+from identities import EN, JA, REPO, URLS
 
 from nurture.checks import check_message, footer_problems
 from nurture.compose import RenderedMessage, Renderer, add_tracking_markup, build_context, html_to_text, rewrite_links
@@ -16,29 +16,6 @@ from nurture.core.config import Config, IdentityConfig
 from nurture.core.errors import ConfigError, HeaderInjectionError
 from nurture.plan import campaigns
 from nurture.plan.campaigns import ContentItem
-
-REPO = Path(__file__).resolve().parents[2]
-URLS = {
-    "unsubscribe": "https://news.example.com/u/TOKEN-U",
-    "preferences": "https://news.example.com/p/TOKEN-P",
-    "view_in_browser": "https://news.example.com/v/TOKEN-V",
-}
-JA = IdentityConfig(
-    organization="株式会社サンプル製作所",
-    from_name="製造業インサイト編集部",
-    from_address="news@example.co.jp",
-    postal_address="〒100-0005 東京都千代田区丸の内1-2-3 サンプルビル5階",
-    inquiry="info@example.co.jp / 03-1234-5678",
-    website="https://www.example.co.jp",
-)
-EN = IdentityConfig(
-    organization="Northwind Systems Inc.",
-    from_name="The Ops Digest",
-    from_address="d@example.com",
-    postal_address="100 Example Street, Suite 400, Boston, MA 02110, USA",
-    inquiry="hello@example.com",
-    website="https://www.example.com",
-)
 
 ARTICLE = """<mjml lang="{lang}">
   <mj-head><mj-include path="_partials/head.mjml" /></mj-head>
