@@ -52,8 +52,7 @@ def claim_due(conn: Connection, worker: str, campaigns: list[str], n: int, lease
         .order_by(Delivery.id)
         .limit(n)
     )
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
+    stmt = db.skip_locked(conn, stmt)
     with db.begin(conn, immediate=True):
         ids = list(conn.scalars(stmt))
         if ids:

@@ -36,11 +36,6 @@ from nurture.store import db
 from nurture.store.models import CampaignState, Delivery
 from nurture.store.states import DeliveryState
 
-# SQLite's write lock is not fair: a sender waiting for it sleeps and retries, and a planner that starts its next
-# batch at once would keep it until the whole plan is done. Pausing this long between batches lets the senders
-# claim and record (bench/send.py: the first mail after 0.4 s instead of after the plan).
-PLAN_YIELD_SQLITE = 0.02
-
 
 def compliance_gate(config: Config, campaigns: Iterable[Campaign]) -> dict[str, str]:
     """The active campaigns that ``nurture check`` fails (missing 特定電子メール法 footer, sales pitch, broken
@@ -128,7 +123,7 @@ def send(
             limit=limit,
             keep_decisions=keep_decisions,
             progress=plan_progress,
-            pause=PLAN_YIELD_SQLITE if engine.dialect.name == "sqlite" else 0.0,
+            pause=db.writer_pause(engine),  # SQLite's write lock is not fair: let the senders claim in between
         )
     except BaseException:
         delivery.stop()  # Ctrl-C or a database error while planning: stop after the mails in flight

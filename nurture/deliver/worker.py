@@ -55,8 +55,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from nurture import track
@@ -321,9 +319,10 @@ class Deliverer:
         )
         self.report.campaign_paused(campaign, reason)
         now = clock.now()
-        maker = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
         with db.transaction(self.engine) as session:
-            stmt = maker(CampaignState).values(campaign=campaign, paused=True, paused_reason=reason, paused_at=now)
+            stmt = db.insert_for(self.engine, CampaignState.__table__).values(
+                campaign=campaign, paused=True, paused_reason=reason, paused_at=now
+            )
             session.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["campaign"], set_={"paused": True, "paused_reason": reason, "paused_at": now}

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, func, select, text
+from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.engine import Connection
 
 from nurture.core import clock
@@ -38,7 +38,6 @@ from nurture.store.states import MAILED_STATES, DeliveryState, PlanOutcome
 from nurture.store.suppression import suppression_reasons
 
 PLAN_BATCH = 1000
-_PLAN_LOCK_KEY = 0x6E757274  # "nurt": the PostgreSQL advisory lock that serialises planning batches
 _DELIVERIES = Delivery.metadata.tables[Delivery.__tablename__]
 
 #: What the planner reads of each segment member: what :func:`decide` and ``mailable_reason`` need.
@@ -258,11 +257,6 @@ def decide(
     return Decision(outcome=PlanOutcome.SEND, item_key=item.key, subject=item.subject, **base)
 
 
-def _plan_lock(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PLAN_LOCK_KEY})
-
-
 def plan(
     engine: Engine,
     config: Config,
@@ -299,7 +293,7 @@ def plan(
         for rows in _member_batches(engine, campaign, now):
             with db.transaction(engine, immediate=True) as session:
                 conn = session.connection()
-                _plan_lock(conn)
+                db.plan_lock(conn)
                 history = history_of(conn, campaign, rows)
                 new_rows = []
                 for row in rows:

@@ -1,8 +1,11 @@
-"""Engine, sessions and schema upgrades for SQLite (embedded default) and PostgreSQL.
+"""Engine, sessions and schema upgrades for SQLite (embedded default) and PostgreSQL, and every statement that
+differs between the two: the layers above speak SQLAlchemy Core and ask here when the dialects part.
 
 SQLite runs in WAL mode with a busy timeout, so a tracking server and a sender can share one file;
 ``immediate=True`` sessions take the write lock at ``BEGIN`` (``BEGIN IMMEDIATE``), which is how senders
-serialise their claims there. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` instead (:mod:`nurture.deliver`).
+serialise their claims there. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` instead (:func:`skip_locked`), and
+planners serialise on an advisory lock (:func:`plan_lock`). ``INSERT ... ON CONFLICT`` is spelled by
+:func:`insert_for` for the connection's dialect.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, RootTransaction, Table, create_engine, event, text
+from sqlalchemy import Connection, Engine, RootTransaction, Select, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -157,6 +160,42 @@ class Bulk:
         conn.exec_driver_sql(self.sql, list(zip(*columns, strict=True)))
 
 
+#: The PostgreSQL advisory lock ("nurt") that serialises planning batches across processes.
+_PLAN_LOCK_KEY = 0x6E757274
+# SQLite's write lock is not fair: a writer waiting for it sleeps and retries, and a planner that starts its next
+# batch at once would keep it until the whole plan is done. Pausing this long between batches lets the senders
+# claim and record (bench/send.py: the first mail after 0.4 s instead of after the plan).
+_SQLITE_WRITER_PAUSE = 0.02
+
+
+def insert_for(conn: Connection | Engine, table: FromClause) -> Any:
+    """An ``INSERT`` into ``table`` that can take ``on_conflict_do_nothing`` / ``on_conflict_do_update``
+    (PostgreSQL and SQLite spell them alike, through their own dialect's construct). ``table`` must be a
+    :class:`~sqlalchemy.Table` (``Model.__table__``)."""
+    if not isinstance(table, Table):
+        raise TypeError(f"insert_for needs a Table, got {type(table).__name__}")
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+def skip_locked(conn: Connection, stmt: Select[Any]) -> Select[Any]:
+    """``stmt`` as a claim: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` (workers never wait for each other's rows);
+    on SQLite unchanged, since the caller's ``BEGIN IMMEDIATE`` already holds the one write lock."""
+    return stmt.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else stmt
+
+
+def plan_lock(conn: Connection) -> None:
+    """Serialise planning batches across processes for the rest of this transaction: a transaction-level
+    advisory lock on PostgreSQL; on SQLite the caller's ``BEGIN IMMEDIATE`` already does it."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PLAN_LOCK_KEY})
+
+
+def writer_pause(engine: Engine) -> float:
+    """Seconds a long writer (the planner) should pause between transactions so that others get the write lock:
+    0.02 on SQLite, whose lock is not fair; 0 on PostgreSQL."""
+    return _SQLITE_WRITER_PAUSE if engine.dialect.name == "sqlite" else 0.0
+
+
 def insert_rows(
     conn: Connection, table: FromClause, rows: list[dict[str, Any]], *, ignore_conflicts_on: list[str] | None = None
 ) -> None:
@@ -170,8 +209,7 @@ def insert_rows(
         raise TypeError(f"insert_rows needs a Table, got {type(table).__name__}")
     if not rows:
         return
-    maker = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = maker(table)
+    stmt = insert_for(conn, table)
     if ignore_conflicts_on:
         stmt = stmt.on_conflict_do_nothing(index_elements=ignore_conflicts_on)
     Bulk(stmt, conn.dialect, list(rows[0])).run(conn, rows)

@@ -46,8 +46,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Table, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from nurture.core import clock
@@ -246,8 +244,11 @@ def _insert(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]
         conn.execute(insert(_EVENTS), keyless)
     inserted = list(keyless)
     if keyed:
-        maker = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        stmt = maker(_EVENTS).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(_EVENTS.c.dedup_key)
+        stmt = (
+            db.insert_for(conn, _EVENTS)
+            .on_conflict_do_nothing(index_elements=["dedup_key"])
+            .returning(_EVENTS.c.dedup_key)
+        )
         got = set(conn.execute(stmt, keyed).scalars())
         inserted += [r for r in keyed if r["dedup_key"] in got]
     return inserted
