@@ -33,12 +33,12 @@ from nurture.core.config import Config
 from nurture.core.errors import ConfigError, NotFound, NurtureError
 from nurture.plan.campaigns import (
     Campaign,
+    CampaignFile,
     ContentItem,
-    campaign_files,
     display_path,
     error_lines,
     lint_campaign,
-    load_campaign,
+    load_each,
 )
 from nurture.plan.segments import segment_select
 from nurture.store.models import Prospect
@@ -296,18 +296,9 @@ def check_campaign(
             )
 
 
-#: A campaign file with the campaign loaded from it, or the error that kept it from loading.
-CampaignFile = tuple[Path, Campaign | None, ConfigError | None]
-
-
 def selected_campaigns(config: Config, names: tuple[str, ...]) -> list[CampaignFile]:
     """Each campaign file with its campaign or its error; ``names`` picks by campaign name or file stem."""
-    out: list[CampaignFile] = []
-    for path in campaign_files(config):
-        try:
-            out.append((path, load_campaign(path, config), None))
-        except ConfigError as exc:
-            out.append((path, None, exc))
+    out = load_each(config)
     if not names:
         return out
     chosen = [row for row in out if row[0].stem in names or (row[1] is not None and row[1].name in names)]

@@ -220,7 +220,7 @@ class Deliverer:
             if later is None:
                 return finish(AttemptOutcome.SKIPPED, f"no send time left in the campaign's calendar ({why_not_now})")
             return finish(AttemptOutcome.DEFERRED, why_not_now, next_attempt_at=later)
-        item = next((it for it in campaign.items if it.key == row.item_key), None)
+        item = campaign.find_item(row.item_key)
         if item is None:
             return finish(AttemptOutcome.SKIPPED, f"item {row.item_key} is no longer in {campaign.path.name}")
         try:

@@ -11,7 +11,7 @@ mean "temperature"?)``. Findings that are suspicious but not wrong come from :fu
 The campaign's ``name`` is required (not taken from the file name) because deliveries are keyed by it:
 renaming a file must never make nurture think nobody has received anything yet.
 
-Why one module of ~520 lines: the file's shape (the ``_*Table`` dataclasses tomlschema checks against), the frozen
+Why one module of ~550 lines: the file's shape (the ``_*Table`` dataclasses tomlschema checks against), the frozen
 objects and the loader that turns one into the other change together whenever a key is added; split, every new
 key would touch three files.
 """
@@ -113,11 +113,15 @@ class Campaign:
     def items(self) -> tuple[ContentItem, ...]:
         return self.content.items
 
+    def find_item(self, key: str) -> ContentItem | None:
+        """The item whose key is ``key``, or None (deliveries name their item by key)."""
+        return next((it for it in self.content.items if it.key == key), None)
+
     def item(self, ref: str | int) -> ContentItem:
         """The item with key ``ref``, or the ``ref``-th item (1-based); NotFound listing the keys otherwise."""
-        for it in self.content.items:
-            if it.key == str(ref):
-                return it
+        found = self.find_item(str(ref))
+        if found is not None:
+            return found
         text = str(ref)
         if text.isdigit() and 1 <= int(text) <= len(self.content.items):
             return self.content.items[int(text) - 1]
@@ -460,6 +464,21 @@ def campaign_files(config: Config) -> list[Path]:
     return sorted(folder.glob("*.toml")) if folder.is_dir() else []
 
 
+#: A campaign file with what loading it gave: the campaign, or the ConfigError listing its problems.
+CampaignFile = tuple[Path, Campaign | None, ConfigError | None]
+
+
+def load_each(config: Config) -> list[CampaignFile]:
+    """Every campaign file of the workspace, each loaded on its own: one broken file does not hide the others."""
+    out: list[CampaignFile] = []
+    for path in campaign_files(config):
+        try:
+            out.append((path, load_campaign(path, config), None))
+        except ConfigError as exc:
+            out.append((path, None, exc))
+    return out
+
+
 def load_campaigns(config: Config, names: list[str] | None = None) -> list[Campaign]:
     """Load the campaigns (all, or those called ``names``), sorted by priority (highest first), then name.
 
@@ -467,13 +486,9 @@ def load_campaigns(config: Config, names: list[str] | None = None) -> list[Campa
     NotFound listing the available ones. With ``names``, a broken file that cannot be the one asked for
     (its file name differs and its name could be read) does not stop the others.
     """
-    loaded: list[Campaign] = []
-    broken: dict[Path, ConfigError] = {}
-    for path in campaign_files(config):
-        try:
-            loaded.append(load_campaign(path, config))
-        except ConfigError as exc:
-            broken[path] = exc
+    files = load_each(config)
+    loaded = [campaign for _, campaign, _ in files if campaign is not None]
+    broken = {path: error for path, _, error in files if error is not None}
     messages: list[str] = []
     first_seen: dict[str, Campaign] = {}
     for campaign in loaded:

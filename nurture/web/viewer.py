@@ -82,7 +82,7 @@ class MailViewer:
     def item(self, campaign: str, item_key: str) -> tuple[Campaign, ContentItem] | None:
         """The campaign called ``campaign`` and its item ``item_key``, if both were loaded."""
         found = self.campaigns.get(campaign)
-        item = next((i for i in found.content.items if i.key == item_key), None) if found else None
+        item = found.find_item(item_key) if found is not None else None
         return (found, item) if found is not None and item is not None else None
 
     def render(
@@ -102,7 +102,6 @@ class MailViewer:
         try:
             context = build_context(self.config, loaded, item, prospect, urls)
             with self._lock:
-                # ItemLike declares settable members, so mypy refuses the frozen ContentItem (a compose fix).
                 return self._renderer.render(item, context).html
         except Exception:
             log.warning("cannot re-render %s/%s for the browser", campaign, item_key, exc_info=True)
