@@ -45,7 +45,7 @@ class HotPaths:
             if path.startswith("/o/"):
                 parts = tracking.verify(self.secret, tracking.OPEN, path[3:].removesuffix(".gif"))
                 if parts and len(parts) == 1 and parts[0].isdigit():
-                    self._hit(scope, OPENED, int(parts[0]), Source.PIXEL, "", {})
+                    queue_hit(self.buffer, scope, OPENED, int(parts[0]), Source.PIXEL, "", {})
                 await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_HEADERS})
                 await send({"type": "http.response.body", "body": PIXEL})
                 return
@@ -53,7 +53,8 @@ class HotPaths:
                 parts = tracking.verify(self.secret, tracking.CLICK, path[3:])
                 if parts and len(parts) == 3 and parts[0].isdigit() and tracking.is_safe_target(parts[2]):
                     index = parts[1]
-                    self._hit(
+                    queue_hit(
+                        self.buffer,
                         scope,
                         CLICKED,
                         int(parts[0]),
@@ -74,28 +75,33 @@ class HotPaths:
                     return
         await self.app(scope, receive, send)
 
-    def _hit(self, scope: Scope, kind: str, delivery_id: int, source: str, url: str, data: dict[str, Any]) -> None:
-        if delivery_id <= 0:  # a preview link: nothing to record against
-            return
-        agent = ""
-        for name, value in scope["headers"]:
-            if name == b"user-agent":
-                agent = value.decode("latin-1")
-                break
-        client = scope.get("client")
-        self.buffer.add(
-            NewEvent(
-                kind,
-                clock.now(),
-                source,
-                delivery_id=delivery_id,
-                user_agent=agent,
-                ip=client[0] if client else "",
-                method=scope["method"],
-                url=url,
-                data=data,
-            )
+
+def queue_hit(
+    buffer: EventBuffer, scope: Scope, kind: str, delivery_id: int, source: str, url: str, data: dict[str, Any]
+) -> None:
+    """Queue an open or click of ``delivery_id`` with the request's user agent, address and method, read straight
+    from the ASGI ``scope``; a preview link (delivery 0) records nothing."""
+    if delivery_id <= 0:  # a preview link: nothing to record against
+        return
+    agent = ""
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            agent = value.decode("latin-1")
+            break
+    client = scope.get("client")
+    buffer.add(
+        NewEvent(
+            kind,
+            clock.now(),
+            source,
+            delivery_id=delivery_id,
+            user_agent=agent,
+            ip=client[0] if client else "",
+            method=scope["method"],
+            url=url,
+            data=data,
         )
+    )
 
 
 _PIXEL_HEADERS = [
@@ -115,20 +121,7 @@ async def honeypot(site: Site, request: Request) -> Response:
     parts = tracking.verify(site.secret, tracking.HONEYPOT, request.path_params["token"])
     if not parts or len(parts) != 1 or not parts[0].isdigit():
         return site.pages.not_found(request)
-    delivery_id = int(parts[0])
-    if delivery_id > 0:  # a preview link: nothing to record against
-        site.buffer.add(
-            NewEvent(
-                CLICKED,
-                clock.now(),
-                Source.LINK,
-                delivery_id=delivery_id,
-                user_agent=request.headers.get("user-agent", ""),
-                ip=request.client.host if request.client else "",
-                method=request.method,
-                data={"honeypot": True},
-            )
-        )
+    queue_hit(site.buffer, request.scope, CLICKED, int(parts[0]), Source.LINK, "", {"honeypot": True})
     return PlainTextResponse("", headers={**NO_STORE, "X-Robots-Tag": "noindex, nofollow"})
 
 
