@@ -96,7 +96,13 @@ class Prospect(Base):
     temperature: Mapped[str] = mapped_column(String(8), default="cold", index=True)
     stage: Mapped[str] = mapped_column(String(16), default="MQL")
     rank: Mapped[str] = mapped_column(String(1), default="C")
+    #: The lead score: ``score`` = ``fit_score`` (who they are) + ``engagement_score`` (what they did, decayed),
+    #: kept by :mod:`nurture.score` in the same transaction as the events that change them (0005).
     score: Mapped[float] = mapped_column(Float, default=0.0)
+    fit_score: Mapped[float] = mapped_column(Float, server_default="0")
+    engagement_score: Mapped[float] = mapped_column(Float, server_default="0")
+    #: When scoring last looked at this prospect (online or the decay pass): decay is computed from here.
+    scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     owner: Mapped[str] = mapped_column(String(200), default="")
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_action: Mapped[str] = mapped_column(Text, default="")
@@ -222,6 +228,9 @@ class Event(Base):
     label: Mapped[str] = mapped_column(String(8), default="unknown")
     confidence: Mapped[float] = mapped_column(Float, default=0.5)
     rule: Mapped[str] = mapped_column(String(64), default="")
+    #: Set when a rule over several events (honeypot, click burst, a source caught as a scanner) relabelled this
+    #: event after it was first stored; ``rule`` then names that rule (0005).
+    relabeled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     url: Mapped[str] = mapped_column(Text, default="")
     user_agent: Mapped[str] = mapped_column(Text, default="")
     ip: Mapped[str] = mapped_column(String(64), default="")
@@ -232,4 +241,75 @@ class Event(Base):
         Index("ix_events_prospect_time", "prospect_id", "occurred_at"),
         Index("ix_events_delivery", "delivery_id"),
         Index("ix_events_type_time", "type", "occurred_at"),
+    )
+
+
+class ScoreChange(Base):
+    """One change of a prospect's rank, temperature or stage, and why (written only by :mod:`nurture.score`).
+
+    The seam between scoring and everything that reads its history (``prospects show``, the reports, the handoff
+    to sales): a row is written in the same transaction as the events or the decay pass that caused it, so the
+    history never disagrees with the prospect row. ``event_ids`` lists the events that moved the score since the
+    previous change of this field (empty for ``cause = "decay"``); ``rules`` the rule names that gave points;
+    ``explanation`` says it in the prospect's language (e.g. ``C→B: 2 human clicks on "…" (+12); 7 machine opens
+    ignored``) and ``details`` keeps the same facts structured (counts per type and label, points per rule,
+    campaigns and items) for reports.
+    """
+
+    __tablename__ = "score_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"))
+    field: Mapped[str] = mapped_column(String(16))  # rank | temperature | stage
+    old: Mapped[str] = mapped_column(String(16), default="")
+    new: Mapped[str] = mapped_column(String(16), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cause: Mapped[str] = mapped_column(String(16), default="events")  # events | decay | rules | manual
+    score_before: Mapped[float] = mapped_column(Float, default=0.0)
+    score_after: Mapped[float] = mapped_column(Float, default=0.0)
+    event_ids: Mapped[list] = mapped_column(JSONType, default=list)
+    rules: Mapped[list] = mapped_column(JSONType, default=list)
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict] = mapped_column(JSONType, default=dict)
+
+    __table_args__ = (
+        Index("ix_score_changes_prospect_at", "prospect_id", "at"),
+        Index("ix_score_changes_at", "at"),
+    )
+
+
+class Handoff(Base):
+    """A prospect handed to sales: made once per crossing to rank A or stage SQL (``change_id``, unique), or at
+    once for an inquiry (``event_id``, unique). Its notice to the owner is an outbox row: ``notice_due_at`` is
+    when the next attempt is due (NULL once delivered), so a notice that cannot be delivered is retried and never
+    lost. ``state``: open -> acknowledged | rejected; ``escalated_at`` is set once when nobody acknowledged in
+    time."""
+
+    __tablename__ = "handoffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(16))  # rank_A | stage_SQL | inquiry
+    change_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("score_changes.id", ondelete="SET NULL"), unique=True
+    )
+    event_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("events.id", ondelete="SET NULL"), unique=True
+    )
+    owner: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open | acknowledged | rejected
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    notice_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notice_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    notice_error: Mapped[str] = mapped_column(Text, default="")
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str] = mapped_column(String(200), default="")
+    verdict_reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index("ix_handoffs_state_created", "state", "created_at"),
+        Index("ix_handoffs_notice_due", "notice_due_at"),
+        Index("ix_handoffs_prospect", "prospect_id"),
     )

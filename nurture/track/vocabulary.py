@@ -16,6 +16,10 @@ type                     meaning (effects: :mod:`nurture.track.record`)
 ``paused``               the reader paused mail until ``data["paused_until"]``
 ``frequency_changed``    the reader asked for less mail: ``data["frequency_factor"]``
 offline types            ``seminar_attended``, ``document_downloaded``, ``replied``, ``met``: imported from a file
+``signed_up``            a person confirmed a subscription (double opt-in) on the sign-up form
+``inquired``             a person asked to be contacted (the form's free text in ``data["text"]``): a handoff
+``postal_mailed``        a postal newsletter was mailed to the prospect (``data["batch"]``)
+``postal_returned``      a postal newsletter came back undeliverable (宛先不明): suppresses post for the address
 ``unknown``              a provider event nurture has no meaning for; the raw payload is in ``data["raw"]``
 =======================  ======================================================================================
 
@@ -45,6 +49,10 @@ SEMINAR_ATTENDED = "seminar_attended"
 DOCUMENT_DOWNLOADED = "document_downloaded"
 REPLIED = "replied"
 MET = "met"
+SIGNED_UP = "signed_up"
+INQUIRED = "inquired"
+POSTAL_MAILED = "postal_mailed"
+POSTAL_RETURNED = "postal_returned"
 #: A provider event nurture has no meaning for; the raw payload is in ``data["raw"]``.
 UNKNOWN = "unknown"
 
@@ -63,6 +71,10 @@ TYPES = (
     PAUSED,
     FREQUENCY_CHANGED,
     *OFFLINE_TYPES,
+    SIGNED_UP,
+    INQUIRED,
+    POSTAL_MAILED,
+    POSTAL_RETURNED,
     UNKNOWN,
 )
 #: Event -> the prospect status (and suppression reason) it implies.

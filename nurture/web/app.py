@@ -49,13 +49,21 @@ from nurture.core.config import Config
 from nurture.store import db
 from nurture.track import EventBuffer
 from nurture.web import hot, pages, webhooks
+from nurture.web.periodic import Job, Periodic, jobs_for
 from nurture.web.site import Pages, Site
 from nurture.web.viewer import MailViewer
 
 
-def create_app(config: Config, *, engine: Engine | None = None, flush_interval: float = 0.1) -> Starlette:
+def create_app(
+    config: Config,
+    *,
+    engine: Engine | None = None,
+    flush_interval: float = 0.1,
+    jobs: list[Job] | None = None,
+) -> Starlette:
     """The tracking app for ``config``, on ``engine`` (default: the configured database); buffered hits are
-    written every ``flush_interval`` seconds.
+    written every ``flush_interval`` seconds. ``jobs`` run in the background while the server runs (default
+    :func:`nurture.web.periodic.jobs_for`; tests pass ``[]`` or their own).
 
     Raises ConfigError now (not on the first request) for a missing tracking secret or a bad webhook key.
     The campaign files are loaded now, for ``/v``; one that does not load is logged and skipped.
@@ -76,10 +84,11 @@ def create_app(config: Config, *, engine: Engine | None = None, flush_interval: 
         *webhooks.routes(site),
         Route("/healthz", functools.partial(healthz, site), methods=["GET"]),
     ]
+    periodic = Periodic(engine, config, jobs_for(config) if jobs is None else jobs)
     return Starlette(
         routes=routes,
         middleware=[Middleware(hot.HotPaths, secret=secret, buffer=site.buffer)],
-        lifespan=functools.partial(lifespan, site),
+        lifespan=functools.partial(lifespan, site, periodic),
     )
 
 
@@ -93,10 +102,13 @@ async def healthz(site: Site, request: Request) -> Response:
 
 
 @contextlib.asynccontextmanager
-async def lifespan(site: Site, app: Starlette) -> AsyncIterator[None]:
-    """Start the event buffer's writer with the server; on shutdown, write every event still buffered."""
+async def lifespan(site: Site, periodic: Periodic, app: Starlette) -> AsyncIterator[None]:
+    """Start the event buffer's writer and the periodic jobs with the server; on shutdown, stop the jobs and
+    write every event still buffered."""
     site.buffer.start()
+    periodic.start()
     try:
         yield
     finally:
+        await run_in_threadpool(periodic.stop)
         await run_in_threadpool(site.buffer.close)
