@@ -178,6 +178,13 @@ class TrackingConfig:
     open_pixel: bool = True
     click_tracking: bool = True
     honeypot_link: bool = True
+    #: A source (user agent + network) caught as a machine makes its other hits for the same recipient within
+    #: this many minutes machine too (nurture.track.botdetect ``caught_source``). 0 turns the rule off.
+    source_window_minutes: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.source_window_minutes <= 1440:
+            raise ValueError("tracking.source_window_minutes must be between 0 and 1440 (a day)")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -47,7 +48,7 @@ from starlette.routing import Route
 
 from nurture.core.config import Config
 from nurture.store import db
-from nurture.track import EventBuffer
+from nurture.track import EventBuffer, set_source_window
 from nurture.web import hot, pages, webhooks
 from nurture.web.periodic import Job, Periodic, jobs_for
 from nurture.web.site import Pages, Site
@@ -70,6 +71,7 @@ def create_app(
     """
     secret = config.tracking_secret()
     engine = engine or db.engine_for(config.database_url)
+    set_source_window(timedelta(minutes=config.tracking.source_window_minutes))
     site = Site(
         config=config,
         secret=secret,
