@@ -84,7 +84,7 @@ CATCHING_RULES = (
     "gateway_network",
     "head_request",
     "sg_machine_open",
-)
+)  # the same tuple as nurture.store.models.CATCHING_RULES (the predicate of ix_events_catchers): keep in step
 CAUGHT_SOURCE_RULE = "caught_source"
 CAUGHT_SOURCE_CONFIDENCE = 0.9
 #: How long a caught source is remembered, before and after the hit that caught it (``[tracking]

@@ -53,13 +53,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, insert, or_, select, update
+from sqlalchemy import Engine, Table, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from nurture.core import clock
 from nurture.core.clock import parse_instant
 from nurture.store import db
-from nurture.store.models import Base, Delivery, Event, Prospect, Suppression, email_hash
+from nurture.store.models import CATCHING_WHERE, Base, Delivery, Event, Prospect, Suppression, email_hash
 from nurture.store.states import DeliveryState
 from nurture.track import botdetect
 from nurture.track.vocabulary import (
@@ -444,11 +444,12 @@ def _group_labels(conn: Connection, fresh: list[NewEvent]) -> Relabels:
 
 
 def _caught_sources(conn: Connection, fresh: list[NewEvent]) -> Relabels:
-    """The caught-source rule (botdetect): read the opens and clicks of this batch's recipients within the window
-    of this batch's hits (one indexed query: ``ix_events_prospect_time``) and relabel the hits of a caught source.
+    """The caught-source rule (botdetect), for this batch's recipients within the window of this batch's hits.
 
-    This covers both directions at once: a new hit from a source caught earlier, and earlier (or out-of-order
-    later) hits of a source this batch catches. The rows read include this batch's own (same transaction).
+    Two indexed reads (``ix_events_prospect_time``): the convicting hits in the window (usually none: then that is
+    all it costs), then, for the recipients that have one, their hits not yet machine. This covers both directions
+    at once: a new hit from a source caught earlier, and earlier (or out-of-order later) hits of a source this
+    batch catches; the rows read include this batch's own (same transaction).
     """
     relabels: Relabels = {}
     hits = [e for e in fresh if e.type in (OPENED, CLICKED) and e.prospect_id]
@@ -458,18 +459,28 @@ def _caught_sources(conn: Connection, fresh: list[NewEvent]) -> Relabels:
     db.scope_lock(conn, _SOURCE_LOCK_NAMESPACE, prospects)
     since = min(e.occurred_at for e in hits) - _source_window
     until = max(e.occurred_at for e in hits) + _source_window
-    rows = conn.execute(
+    # No filter on type here: the catching rules label only opens and clicks, and a type filter would tempt the
+    # planner onto ix_events_type_time (every hit of every recipient in the window) instead of the partial index.
+    in_window = (Event.prospect_id.in_(prospects), Event.occurred_at >= since, Event.occurred_at <= until)
+    catchers = conn.execute(
+        select(
+            Event.id, Event.prospect_id, Event.ip, Event.user_agent, Event.label, Event.rule, Event.occurred_at
+        ).where(*in_window, text(CATCHING_WHERE), Event.label == botdetect.MACHINE)
+    ).all()
+    if not catchers:
+        return relabels
+    suspects = conn.execute(
         select(
             Event.id, Event.prospect_id, Event.ip, Event.user_agent, Event.label, Event.rule, Event.occurred_at
         ).where(
-            Event.prospect_id.in_(prospects),
-            Event.occurred_at >= since,
-            Event.occurred_at <= until,
+            *in_window[1:],
+            Event.prospect_id.in_({r.prospect_id for r in catchers}),
             Event.type.in_((OPENED, CLICKED)),
+            Event.label != botdetect.MACHINE,
         )
     ).all()
     caught = botdetect.caught_hits(
-        ((r.id, r.prospect_id, r.ip, r.user_agent, r.label, r.rule, r.occurred_at) for r in rows),
+        ((r.id, r.prospect_id, r.ip, r.user_agent, r.label, r.rule, r.occurred_at) for r in (*catchers, *suspects)),
         _source_window.total_seconds(),
     )
     _relabel(

@@ -264,3 +264,9 @@ def test_simulated_population_no_scanner_hit_ends_human(engine):
     assert len(scanners) == len(scanner_hits) and len(people) == len(people_hits)
     assert [r for r in scanners if r.label == "human"] == []
     assert {r.label for r in people} == {"human"}
+
+
+def test_the_catching_rules_and_their_index_agree():
+    from nurture.store import models
+
+    assert botdetect.CATCHING_RULES == models.CATCHING_RULES
