@@ -80,8 +80,8 @@ def send(
     """
     report = Report(dry_run=dry_run)
     if not dry_run:
-        config.tracking_secret()  # fail before anything else, with the hint how to set it
         require_preflight(config)  # a real sender with example values, an unreachable base_url ...: nothing leaves
+        config.tracking_secret()  # fail before anything else, with the hint how to set it
     for name, reason in compliance_gate(config, campaigns).items():
         report.campaign_blocked(name, reason)
     allowed = [c for c in campaigns if c.name not in report.blocked]
