@@ -24,10 +24,14 @@ import functools
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from nurture.core.config import Config
 from nurture.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 #: Senders that deliver nothing to anyone: no preflight.
 SAFE_SENDERS = ("outbox", "memory")
@@ -75,11 +79,13 @@ def documentation_domain(host: str) -> bool:
     labels = host.lower().rstrip(".").split(".")
     if not labels or labels[-1] in _RESERVED_TLDS:
         return True
+    if "example" not in labels:  # skips loading the suffix list for nearly every real domain
+        return False
     return organizational_domain(host).split(".")[0] == "example"
 
 
 @functools.cache
-def _suffix_list():  # type: ignore[no-untyped-def]
+def _suffix_list() -> PublicSuffixList:
     # The bundled list of the maintained `publicsuffixlist` package; it never fetches anything.
     from publicsuffixlist import PublicSuffixList
 
@@ -155,9 +161,7 @@ def _base_url_problems(config: Config) -> list[Problem]:
         address = None
     if address is not None:
         if not address.is_global:
-            out.append(
-                Problem(key, f"{url!r} points at {host}, a private, loopback or link-local address", hint)
-            )
+            out.append(Problem(key, f"{url!r} points at {host}, a private, loopback or link-local address", hint))
     elif host.lower().rstrip(".") == "localhost" or documentation_domain(host):
         out.append(Problem(key, f"{url!r} points at {host}, which recipients cannot reach", hint))
     return out
@@ -174,7 +178,7 @@ def _secret_problems(config: Config) -> list[Problem]:
     secret = config.tracking.secret
     key = "[tracking] secret"
     hint = (
-        'export NURTURE_SECRET="$(python -c \'import secrets; print(secrets.token_urlsafe(32))\')" '
+        "export NURTURE_SECRET=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\" "
         "(keep the old one in previous_secrets so links already sent keep working)"
     )
     if not secret:
@@ -222,5 +226,5 @@ def require_preflight(config: Config) -> None:
         raise ConfigError(
             f"{config.source}: refusing to send real mail with the {config.delivery.sender} sender: "
             f"{len(problems)} problem(s) in the setup\n{lines}",
-            hint="`nurture check` lists them too; the outbox sender (sender = \"outbox\") needs none of this",
+            hint='`nurture check` lists them too; the outbox sender (sender = "outbox") needs none of this',
         )

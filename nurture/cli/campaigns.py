@@ -70,7 +70,6 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
     Exit status 1 if any error is found.
     """
     from nurture.checks import campaign as checking  # start-up time: MJML and Jinja load only for a check
-
     from nurture.checks import preflight
 
     config = app.config

@@ -108,9 +108,7 @@ def sign(secret: bytes, purpose: str, *parts: object) -> str:
     return f"{_b64(payload)}.{_b64(_mac(secret, purpose, payload))}"
 
 
-def verify(
-    secret: bytes, purpose: str, token: str, previous: tuple[bytes, ...] = ()
-) -> tuple[str, ...] | None:
+def verify(secret: bytes, purpose: str, token: str, previous: tuple[bytes, ...] = ()) -> tuple[str, ...] | None:
     """The parts signed into ``token`` for ``purpose``, or None if it is malformed, forged or for another purpose.
 
     ``previous``: older secrets (rotation, ``Config.previous_secrets()``) that are tried, in order, only when

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import logging
 import secrets
 import threading
@@ -95,7 +96,7 @@ def confirmation_message(config: Config, strings: dict[str, str], prospect_id: i
     )
     link = '<a href="' + _html(url) + '">' + _html(url) + "</a>"
     paragraphs = "".join("<p>" + _html(p).replace(_html(url), link) + "</p>" for p in (text + footer).split("\n\n"))
-    html = "<!doctype html><html><body>" + paragraphs + "</body></html>"
+    body = "<!doctype html><html><body>" + paragraphs + "</body></html>"
     return OutgoingMessage(
         delivery_id=0,
         campaign="unsubscribe-confirmation",
@@ -104,7 +105,7 @@ def confirmation_message(config: Config, strings: dict[str, str], prospect_id: i
         from_name=identity.from_name,
         reply_to=identity.reply_to,
         subject=strings["stop_mail_subject"].format(org=org),
-        html=html,
+        html=body,
         text=text + footer,
         list_unsubscribe=links.list_unsubscribe(0, prospect_id, unsubscribe_url=url),
         message_id=f"<nurture.stop.{secrets.token_hex(8)}@{domain_of(identity.from_address) or 'localhost'}>",
@@ -112,9 +113,7 @@ def confirmation_message(config: Config, strings: dict[str, str], prospect_id: i
 
 
 def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace(
-        "\n", "<br>"
-    )
+    return html.escape(text, quote=True).replace("\n", "<br>")
 
 
 def send_confirmation(site: Site, lang: str, address: str) -> bool:

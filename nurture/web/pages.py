@@ -102,9 +102,7 @@ def find_recipient(engine: Engine, delivery_id: int, prospect_id: int) -> Recipi
     )
 
 
-def token_ids(
-    secret: bytes, purpose: str, token: str, previous: tuple[bytes, ...] = ()
-) -> tuple[int, int] | None:
+def token_ids(secret: bytes, purpose: str, token: str, previous: tuple[bytes, ...] = ()) -> tuple[int, int] | None:
     """(delivery id, prospect id) signed in a page token for ``purpose``; None if the token is bad."""
     parts = tracking.verify(secret, purpose, tracking.token_from_path(token, purpose), previous)
     try:

@@ -122,7 +122,7 @@ class Site:
             count = self.refused[purpose] = self.refused.get(purpose, 0) + 1
         token = path.rpartition("/")[2]
         log.warning(
-            "refused a %s link: its token (%d characters) is verified by no secret (%d refused since start); "
+            "%s link refused: its token (%d characters) is verified by no secret (%d refused since start); "
             "the page offers the opt-out by address. Rotated the secret? Keep the old one in "
             "[tracking] previous_secrets",
             purpose,
