@@ -87,7 +87,7 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
         click.echo(
             json.dumps(
                 {
-                    "ok": not any(r.errors for r in reports),
+                    "ok": not any(r.errors for r in reports) and not (setup and setup_severity == "error"),
                     "errors": sum(r.errors for r in reports),
                     "warnings": sum(r.warnings for r in reports),
                     "preview_secret": checking.uses_preview_secret(config),
