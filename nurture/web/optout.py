@@ -117,13 +117,19 @@ def _html(text: str) -> str:
 
 
 def send_confirmation(site: Site, lang: str, address: str) -> bool:
-    """Send the confirmation mail to ``address`` if it is an active prospect's; whether a mail left. Failures are
-    logged (the page does not change: it never says whether the address is known)."""
+    """Send the confirmation mail to ``address`` if it is an active prospect's (in their language, else ``lang``);
+    whether a mail left. Failures are logged (the page does not change: it never says whether the address is
+    known)."""
     with site.engine.connect() as conn:
-        row = conn.execute(select(Prospect.id, Prospect.status).where(Prospect.email == address)).first()
+        row = conn.execute(
+            select(Prospect.id, Prospect.status, Prospect.language).where(Prospect.email == address)
+        ).first()
     if row is None or row.status != "active":
         return False
-    msg = confirmation_message(site.config, site.pages.strings[lang], row.id, address)
+    # The mail in the prospect's language when it is known, else the page's.
+    known = (row.language or "")[:2].lower()
+    strings = site.pages.strings[known if known in LANGUAGES else lang]
+    msg = confirmation_message(site.config, strings, row.id, address)
     try:
         with make_sender(site.config) as sender:
             sender.send(msg)

@@ -152,6 +152,12 @@ def test_broken_link_leads_to_a_confirmation_mail_that_unsubscribes(live, engine
     assert "配信を停止する" in client.get(local).text and status(engine, pid) == "active"
     assert client.post(local, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     assert status(engine, pid) == "unsubscribed"
+    # The mail speaks the prospect's language when it is known, whatever the page's.
+    seed_prospect(engine, "john@example.com", language="en")
+    assert client.post(server.url + "/stop", data={"email": "john@example.com", "lang": "ja"}).status_code == 200
+    english = memory.outbox[-1].message
+    assert english.to_address == "john@example.com" and "confirm your unsubscribe" in english.subject
+    assert "Open the link below" in english.text
 
 
 def raw_request(server, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
