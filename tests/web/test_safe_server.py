@@ -8,8 +8,13 @@ import base64
 import contextlib
 import json
 import logging
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,7 +26,8 @@ from webserver import LiveServer, make_config, seed_delivery, seed_prospect
 
 from nurture.compose import links as tracking
 from nurture.deliver.senders import memory
-from nurture.store.models import Event, Prospect
+from nurture.store import db
+from nurture.store.models import Base, Event, Prospect
 from nurture.track.webhooks.sendgrid import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from nurture.web import create_app
 from nurture.web.limits import FORM_LIMIT
@@ -240,3 +246,46 @@ def test_signed_webhook_bodies_that_cannot_be_used_are_4xx(live, engine, caplog)
     with engine.connect() as conn:
         ids = conn.execute(select(Event.delivery_id).where(Event.type == "opened").order_by(Event.id)).scalars().all()
     assert did in ids and all(i is None or i == did for i in ids)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+@pytest.mark.parametrize(("language", "expected"), [("ja", "確認メールを送る"), ("en", "Send the confirmation mail")])
+def test_broken_link_page_in_headless_chromium(tmp_path, language, expected):
+    """The page a broken /u link gets, in a real browser in the browser's language (one database: the page reads
+    none); the screenshot is kept with NURTURE_ARTIFACTS."""
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    engine = db.engine_for(url)
+    Base.metadata.create_all(engine)
+    shot = tmp_path / f"broken-link-{language}.png"
+    profile = tempfile.mkdtemp(prefix="nurture-chromium-")
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        f"--user-data-dir={profile}",
+        f"--lang={language}",
+        f"--accept-lang={language}",
+        "--window-size=800,700",
+        "--hide-scrollbars",
+    ]
+    with LiveServer(lambda base: create_app(make_config(url, base), engine=engine, jobs=[])) as server:
+        page = server.url + "/u/WyIxIiwiMSJd.cut-off-by-the-mail-client"
+        try:
+            subprocess.run([*cmd, f"--screenshot={shot}", page], check=True, capture_output=True, timeout=60)
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
+        # What the browser was served for its Accept-Language (one browser run per language: they are slow).
+        html = httpx.get(page, headers={"Accept-Language": language}).text
+    assert shot.exists() and shot.stat().st_size > 5000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert expected in html and f'lang="{language}"' in html and 'action="/stop"' in html
+    keep = os.environ.get("NURTURE_ARTIFACTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)
