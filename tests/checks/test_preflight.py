@@ -166,6 +166,12 @@ def test_check_with_the_example_config(tour, runner):
     data = json.loads(runner.invoke(main, ["check", "--json"]).output)
     assert data["ok"] is False  # the campaigns may be fine; the setup is not
     assert [p["severity"] for p in data["setup"]] == ["error"] * 9
+    # A test rig that turned the refusal off still sees the problems, as warnings.
+    text = text.replace("preflight = true", "preflight = false", 1)
+    (tour / "nurture.toml").write_text(text, encoding="utf-8")
+    result = runner.invoke(main, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "warning   setup (" in result.output
 
 
 def test_send_with_the_example_config_and_smtp_sends_nothing(tour, runner):
