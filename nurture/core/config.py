@@ -206,6 +206,51 @@ class ContentConfig:
 
 
 @dataclass(frozen=True)
+class SubscribeConfig:
+    """The sign-up form (``/subscribe`` on ``nurture serve``, ``nurture form snippet``): double opt-in, topics, consent
+    wording, and the limits against abuse (nurture.web.subscribe)."""
+
+    #: Off by default: the page exists once the operator has written the consent wording they want to prove.
+    enabled: bool = False
+    #: Recorded as the consent source of sign-ups on the hosted page (``form:<form_id>``).
+    form_id: str = "site"
+    #: The choices of the industry field (empty: no industry field).
+    industries: list[str] = field(default_factory=list)
+    #: The consent checkbox's exact wording per language; stored with every consent record.
+    consent_wording: dict[str, str] = field(
+        default_factory=lambda: {
+            "ja": "上記のメールアドレスに、ニュースレターと関連するご案内をお送りすることに同意します。配信はいつでも停止できます。",
+            "en": "I agree to receive the newsletter and related information at the address above. "
+            "I can unsubscribe at any time.",
+        }
+    )
+    #: Origins of the company's own sites allowed to post the embedded form (CORS, Origin check), e.g.
+    #: ["https://www.example.co.jp"]; the tracking server's own origin is always allowed.
+    allowed_origins: list[str] = field(default_factory=list)
+    #: The confirmation link works this long.
+    confirm_hours: float = 48.0
+    #: A repeated sign-up re-sends the confirmation mail at most once per this many minutes (per address).
+    resend_minutes: float = 15.0
+    #: Sign-ups accepted per client IP per hour.
+    per_ip_per_hour: int = 20
+    #: Confirmation mails per minute in all (a flood of sign-ups cannot turn the server into a mail cannon).
+    mails_per_minute: int = 30
+    #: A form sent back faster than this after it was shown is a bot's (answered like a success, nothing kept).
+    min_fill_seconds: float = 3.0
+    #: A form token older than this is refused (the page is shown again with a fresh one).
+    max_form_age_hours: float = 24.0
+
+    def __post_init__(self) -> None:
+        if self.confirm_hours <= 0 or self.resend_minutes < 0 or self.min_fill_seconds < 0:
+            raise ValueError("subscribe.confirm_hours must be > 0, resend_minutes and min_fill_seconds >= 0")
+        if self.per_ip_per_hour < 1 or self.mails_per_minute < 1:
+            raise ValueError("subscribe.per_ip_per_hour and subscribe.mails_per_minute must be at least 1")
+        for origin in self.allowed_origins:
+            if not origin.startswith(("https://", "http://")) or origin.rstrip("/").count("/") != 2:
+                raise ValueError(f'subscribe.allowed_origins: "{origin}" is not an origin like "https://www.example.jp"')
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     campaigns: str = "campaigns"
     templates: str = "templates"
@@ -226,6 +271,7 @@ class Config:
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
+    subscribe: SubscribeConfig = field(default_factory=SubscribeConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     root: Path = field(default=Path("."), metadata={"toml": "__root__"})
     source: str = field(default="(defaults)", metadata={"toml": "__source__"})

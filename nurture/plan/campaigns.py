@@ -18,6 +18,7 @@ key would touch three files.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -53,6 +54,7 @@ __all__ = [
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 ITEM_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_ID = 100  # deliveries.campaign / deliveries.item_key are VARCHAR(100)
+MAX_TOPIC = 100  # prospect_topics.topic is VARCHAR(100)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ class Campaign:
     allow: tuple[Allowance, ...]
     tracking: CampaignTracking
     path: Path
+    #: The topic people choose on the sign-up form and the preferences page ("" = none: for everyone mailable);
+    #: also set on ``segment.topic``, which is how segment selection honours prospects' choices.
+    topic: str = ""
 
     @property
     def items(self) -> tuple[ContentItem, ...]:
@@ -147,6 +152,7 @@ class _FileTable:
     cadence: dict[str, Any] = field(default_factory=dict)
     allow: list[dict[str, Any]] = field(default_factory=list)
     tracking: dict[str, Any] = field(default_factory=dict)
+    topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -397,6 +403,11 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         problems.add(("from_name",), "from_name must not contain line breaks")
 
     segment = parse_segment(section("segment", dict), problems)
+    topic = data.get("topic", "")
+    if isinstance(topic, str) and (len(topic) > MAX_TOPIC or any(c in topic for c in "\r\n\0")):
+        problems.add(("topic",), f"topic must be one line of at most {MAX_TOPIC} characters")
+    elif isinstance(topic, str) and topic.strip():
+        segment = dataclasses.replace(segment, topic=topic.strip())
     raw_cadence = build(_CadenceTable, section("cadence", dict), ("cadence",), problems)
     cadence = _resolve_cadence(raw_cadence, config, problems) if raw_cadence is not None else Cadence()
 
@@ -447,6 +458,7 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         allow=tuple(allow),
         tracking=tracking,
         path=Path(path),
+        topic=segment.topic,
     )
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from nurture.core.tomlschema import KeyPath, Problems, dotted
-from nurture.store.models import RANKS, STAGES, TEMPERATURES, Prospect, ProspectTag
+from nurture.store.models import RANKS, STAGES, TEMPERATURES, Prospect, ProspectTag, ProspectTopic
 from nurture.store.suppression import not_suppressed
 
 #: Operators and the kind of value each takes.
@@ -106,6 +106,8 @@ class Segment:
     conditions: tuple[Condition, ...] = ()
     include_pending_next_action: bool = False
     include_customers: bool = False
+    #: The campaign's ``topic`` ("" = none), set by the campaign loader: see :func:`topic_clause`.
+    topic: str = ""
 
     def values(self, field: str, op: str) -> tuple[str, ...] | None:
         """The values of ``field op`` as a tuple (``eq`` gives one), or None when there is no such condition."""
@@ -290,9 +292,26 @@ def condition_clause(condition: Condition, now: datetime) -> ColumnElement[bool]
     raise ValueError(f"segment operator {op!r} reached SQL unchecked")  # parse_segment rejects it first
 
 
+def topic_clause(topic: str) -> ColumnElement[bool]:
+    """Prospects who may get mail on ``topic``: those who chose it, and those who never chose any topic (imported
+    people, whose consent is not per topic). Someone who chose other topics only, or unsubscribed from this one,
+    is left out (:class:`~nurture.store.models.ProspectTopic`)."""
+    chosen = exists().where(
+        ProspectTopic.prospect_id == Prospect.id, ProspectTopic.topic == topic, ProspectTopic.subscribed.is_(True)
+    )
+    refused = exists().where(
+        ProspectTopic.prospect_id == Prospect.id, ProspectTopic.topic == topic, ProspectTopic.subscribed.is_(False)
+    )
+    chose_any = exists().where(ProspectTopic.prospect_id == Prospect.id, ProspectTopic.subscribed.is_(True))
+    return or_(chosen, and_(~chose_any, ~refused))
+
+
 def segment_clauses(segment: Segment, now: datetime) -> list[ColumnElement[bool]]:
-    """The segment's own conditions plus its default exclusions (no next action, no customers)."""
+    """The segment's own conditions plus its default exclusions (no next action, no customers) and, for a campaign
+    with a topic, the prospects' topic choices (:func:`topic_clause`)."""
     clauses = [condition_clause(c, now) for c in segment.conditions]
+    if segment.topic:
+        clauses.append(topic_clause(segment.topic))
     if not segment.include_pending_next_action:
         # A next action (text or due date) makes the prospect short-term: followed by that action (SEEDS 000).
         clauses.append(and_(func.coalesce(Prospect.next_action, "") == "", Prospect.next_action_due.is_(None)))

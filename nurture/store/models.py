@@ -336,3 +336,79 @@ class Handoff(Base):
         Index("ix_handoffs_notice_due", "notice_due_at"),
         Index("ix_handoffs_prospect", "prospect_id"),
     )
+
+
+class ProspectTopic(Base):
+    """A prospect's choice about one campaign topic (``topic = "..."`` in a campaign file), from the sign-up form
+    or the preferences page (0012). No rows: the prospect never chose (an import) and gets every topic their
+    consent covers; any row with ``subscribed`` true: only those topics. ``subscribed`` false keeps the refusal
+    (unsubscribing from one topic keeps the others)."""
+
+    __tablename__ = "prospect_topics"
+
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(100), primary_key=True)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Where the choice was made: ``form:<id>``, ``preferences``, ``operator``.
+    source: Mapped[str] = mapped_column(String(200), default="")
+
+
+class PendingSubscription(Base):
+    """A sign-up waiting for its confirmation click (double opt-in, 0012). One open row per address
+    (``email_hash`` unique): a repeated sign-up updates it instead of adding another. ``nonce`` is signed into the
+    confirmation link; ``confirmed_at`` set makes the link single use. ``fields`` holds what the form sent (name,
+    company, title, industry, topics, text, language); the proof (IP, user agent, wording shown) is kept for the
+    consent record made at confirmation."""
+
+    __tablename__ = "pending_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    form_id: Mapped[str] = mapped_column(String(100), default="")
+    fields: Mapped[dict] = mapped_column(JSONType, default=dict)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(Text, default="")
+    wording: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: When the last confirmation mail was sent (re-sends wait ``[subscribe] resend_minutes``); ``sends`` counts them.
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sends: Mapped[int] = mapped_column(Integer, default=0)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_pending_subscriptions_expires", "expires_at"),)
+
+
+class ConsentRecord(Base):
+    """How and when an address consented (特定電子メール法: keep the record; GDPR Art. 7(1): be able to prove it),
+    0012. Append-only: a new consent adds a row, the prospect's ``consent_*`` columns say which one is current.
+    ``source_kind``: form | import | operator; ``source``: the form id, ``file:row``, or the operator. ``email`` is
+    kept beside ``prospect_id`` so the record outlives a deleted prospect row (erasure blanks it)."""
+
+    __tablename__ = "consent_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prospect_id: Mapped[int | None] = mapped_column(ForeignKey("prospects.id", ondelete="SET NULL"))
+    email: Mapped[str] = mapped_column(String(320))
+    basis: Mapped[str] = mapped_column(String(32))
+    #: When consent was given (the form's submission; the card's date ...).
+    given_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source_kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(300), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(Text, default="")
+    #: The exact consent wording the person was shown (and ticked).
+    wording: Mapped[str] = mapped_column(Text, default="")
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    topics: Mapped[list] = mapped_column(JSONType, default=list)
+    language: Mapped[str] = mapped_column(String(8), default="")
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_consent_records_prospect", "prospect_id"),
+        Index("ix_consent_records_email", "email"),
+        Index("ix_consent_records_given", "given_at"),
+    )
