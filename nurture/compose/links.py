@@ -12,6 +12,8 @@ path                   token signs                        served by ``nurture.we
 ``/u/<token>``         ``unsubscribe``: delivery, prospect GET page with a button; POST unsubscribes
 ``/p/<token>``         ``preferences``: delivery, prospect pause / less often / unsubscribe
 ``/v/<token>``         ``view``: delivery, prospect        the mail in a browser
+``/s/<token>``         ``confirm``: pending id, nonce      sign-up confirmation (GET page, POST confirms)
+(hidden field)         ``form``: form id, issued at        the sign-up form's anti-CSRF token
 =====================  ================================  ===========================================
 
 Rotation: tokens are always signed with the current secret and verified with it first, then with each of the
@@ -52,9 +54,21 @@ HONEYPOT = "honeypot"
 UNSUBSCRIBE = "unsubscribe"
 PREFERENCES = "preferences"
 VIEW = "view"
+#: The double opt-in link of a sign-up's confirmation mail (pending subscription id, nonce): ``/s/<token>``.
+CONFIRM = "confirm"
+#: The sign-up form's anti-CSRF token (form id, issued at): a hidden field, never a URL.
+FORM = "form"
 
 #: Paths, relative to ``[tracking] base_url``.
-PATHS = {OPEN: "/o/", CLICK: "/c/", HONEYPOT: "/h/", UNSUBSCRIBE: "/u/", PREFERENCES: "/p/", VIEW: "/v/"}
+PATHS = {
+    OPEN: "/o/",
+    CLICK: "/c/",
+    HONEYPOT: "/h/",
+    UNSUBSCRIBE: "/u/",
+    PREFERENCES: "/p/",
+    VIEW: "/v/",
+    CONFIRM: "/s/",
+}
 
 _MAC_BYTES = 16
 #: Longer tokens are refused unread: no URL nurture makes comes near this, and it bounds the work per request.

@@ -16,6 +16,9 @@ path                       method  behaviour (module)
 ``/v/<token>``             GET     the mail re-rendered from the campaigns loaded at start (campaign, item and
                                    template still exist; no tracking in it), else a page saying when it was
                                    sent and where it is (pages, viewer)
+``/subscribe``             GET/POST  sign-up form, double opt-in (subscribe; ``[subscribe] enabled``); also
+                                   ``/subscribe/token`` (the snippet's form token, CORS) and ``/s/<token>``
+                                   (GET: confirm button; POST: confirms)
 ``/webhooks/sendgrid``     POST    signed SendGrid Event Webhook (webhooks)
 ``/healthz``               GET     200 ``{"status": "ok"}`` when the database answers, else 503 (app)
 =========================  ======  ========================================================================
@@ -55,7 +58,7 @@ from starlette.routing import Route
 from nurture.core.config import Config
 from nurture.store import db
 from nurture.track import EventBuffer, set_source_window
-from nurture.web import hot, optout, pages, webhooks
+from nurture.web import hot, optout, pages, subscribe, webhooks
 from nurture.web.limits import BodyLimit, BodyTooLarge, too_large
 from nurture.web.periodic import Job, Periodic, jobs_for
 from nurture.web.site import Pages, Site
@@ -92,6 +95,7 @@ def create_app(
         *hot.routes(site),
         *pages.routes(site),
         *optout.routes(site),
+        *subscribe.routes(site),
         *webhooks.routes(site),
         Route("/healthz", functools.partial(healthz, site), methods=["GET"]),
     ]

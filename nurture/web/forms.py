@@ -36,12 +36,12 @@ def form_fields(content_type: str, body: bytes) -> dict[str, list[str]]:
     return parse_qs(body.decode("utf-8", "replace"))
 
 
-async def read_form(request: Request) -> dict[str, list[str]]:
-    """The fields of ``request``'s form body (see :func:`form_fields`), read up to :data:`MAX_FORM_BYTES`: the
-    rest of a longer body is not read at all."""
+async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> dict[str, list[str]]:
+    """The fields of ``request``'s form body (see :func:`form_fields`), read up to ``limit`` bytes (default
+    :data:`MAX_FORM_BYTES`; the sign-up form's free text needs more): the rest of a longer body is not read at all."""
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) >= MAX_FORM_BYTES:
+        if len(body) >= limit:
             break
-    return form_fields(request.headers.get("content-type", ""), body[:MAX_FORM_BYTES])
+    return form_fields(request.headers.get("content-type", ""), body[:limit])

@@ -1,7 +1,7 @@
 """Request bodies are limited before they are read (raw ASGI, :class:`BodyLimit`).
 
 Nothing the server answers needs a big body: the pages' forms and RFC 8058's one-click POST are a few dozen bytes
-(:data:`FORM_LIMIT` for every path but the webhooks), a provider's webhook batch is bounded by
+(:data:`FORM_LIMIT` for every path but the webhooks and the sign-up form, :data:`SUBSCRIBE_LIMIT`), a provider's webhook batch is bounded by
 ``[tracking] webhook_max_bytes``. A declared ``Content-Length`` over the limit is answered 413 at once, unread; a
 body without one (chunked) is counted while the route reads it, and the read stops with 413 as soon as it passes the
 limit (:class:`BodyTooLarge`, turned into the answer by :func:`too_large`). An unparsable ``Content-Length`` is 400.
@@ -16,6 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 #: Bodies of the pages' forms (/u, /p, /stop) and of anything else but the webhooks.
 FORM_LIMIT = 8 * 1024
 WEBHOOK_PREFIX = "/webhooks/"
+#: The sign-up form (``/subscribe``): its free text may hold 1000 Japanese characters, ~9 KB percent-encoded as
+#: UTF-8 (3 bytes each, 3 characters per byte), plus the other fields.
+SUBSCRIBE_LIMIT = 32 * 1024
+SUBSCRIBE_PATH = "/subscribe"
 
 
 class BodyTooLarge(Exception):
@@ -46,7 +50,14 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.webhook_limit if scope["path"].startswith(WEBHOOK_PREFIX) else FORM_LIMIT
+        path = scope["path"]
+        limit = (
+            self.webhook_limit
+            if path.startswith(WEBHOOK_PREFIX)
+            else SUBSCRIBE_LIMIT
+            if path == SUBSCRIBE_PATH
+            else FORM_LIMIT
+        )
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit():

@@ -41,13 +41,15 @@ log = logging.getLogger(__name__)
 
 
 class RequestLimiter:
-    """At most one confirmation mail per address per ``per_address_seconds`` and ``per_minute`` mails in all
-    (monotonic time: the wall clock may be frozen or shifted in tests). Thread-safe."""
+    """At most ``per_key`` requests per key (an address, a client IP) per ``per_address_seconds`` and
+    ``per_minute`` in all (monotonic time: the wall clock may be frozen or shifted in tests). Thread-safe. Used for
+    the ``/stop`` mails (one per address an hour) and by ``/subscribe`` (sign-ups per IP, confirmation mails)."""
 
-    def __init__(self, per_address_seconds: float = 3600.0, per_minute: int = 30) -> None:
+    def __init__(self, per_address_seconds: float = 3600.0, per_minute: int = 30, per_key: int = 1) -> None:
         self.per_address_seconds = per_address_seconds
         self.per_minute = per_minute
-        self._last: dict[str, float] = {}
+        self.per_key = per_key
+        self._last: dict[str, deque[float]] = {}
         self._recent: deque[float] = deque()
         self._lock = threading.Lock()
 
@@ -57,12 +59,14 @@ class RequestLimiter:
         with self._lock:
             while self._recent and now - self._recent[0] > 60:
                 self._recent.popleft()
-            last = self._last.get(key)
-            if (last is not None and now - last < self.per_address_seconds) or len(self._recent) >= self.per_minute:
+            times = self._last.get(key)
+            while times and now - times[0] >= self.per_address_seconds:
+                times.popleft()
+            if (times is not None and len(times) >= self.per_key) or len(self._recent) >= self.per_minute:
                 return False
             if len(self._last) > 100_000:  # forget the old ones rather than grow without bound
-                self._last = {k: t for k, t in self._last.items() if now - t < self.per_address_seconds}
-            self._last[key] = now
+                self._last = {k: t for k, t in self._last.items() if t and now - t[-1] < self.per_address_seconds}
+            self._last.setdefault(key, deque()).append(now)
             self._recent.append(now)
             return True
 
@@ -83,20 +87,10 @@ def confirmation_message(config: Config, strings: dict[str, str], prospect_id: i
     links = tracking.Links(config)
     url = links.url(tracking.UNSUBSCRIBE, 0, prospect_id)
     identity = config.identity
-    org = identity.organization or identity.from_name or domain_of(identity.from_address)
+    org = sender_name(config)
     text = strings["stop_mail_body"].format(address=address, url=url)
-    footer = "\n\n--\n" + "\n".join(
-        line
-        for line in (
-            strings["sender"].format(org=org),
-            identity.postal_address,
-            strings["contact"].format(inquiry=identity.inquiry) if identity.inquiry else "",
-        )
-        if line
-    )
-    link = '<a href="' + _html(url) + '">' + _html(url) + "</a>"
-    paragraphs = "".join("<p>" + _html(p).replace(_html(url), link) + "</p>" for p in (text + footer).split("\n\n"))
-    body = "<!doctype html><html><body>" + paragraphs + "</body></html>"
+    footer = legal_footer(config, strings)
+    body = mail_html(text + footer, url)
     return OutgoingMessage(
         delivery_id=0,
         campaign="unsubscribe-confirmation",
@@ -110,6 +104,33 @@ def confirmation_message(config: Config, strings: dict[str, str], prospect_id: i
         list_unsubscribe=links.list_unsubscribe(0, prospect_id, unsubscribe_url=url),
         message_id=f"<nurture.stop.{secrets.token_hex(8)}@{domain_of(identity.from_address) or 'localhost'}>",
     )
+
+
+def sender_name(config: Config) -> str:
+    """Who the server's own mails are from, for subjects and footers."""
+    identity = config.identity
+    return identity.organization or identity.from_name or domain_of(identity.from_address)
+
+
+def legal_footer(config: Config, strings: dict[str, str]) -> str:
+    """The 特定電子メール法 footer of the server's own mails (sender, postal address, contact), as text."""
+    identity = config.identity
+    return "\n\n--\n" + "\n".join(
+        line
+        for line in (
+            strings["sender"].format(org=sender_name(config)),
+            identity.postal_address,
+            strings["contact"].format(inquiry=identity.inquiry) if identity.inquiry else "",
+        )
+        if line
+    )
+
+
+def mail_html(text: str, url: str) -> str:
+    """``text`` as a plain HTML mail whose ``url`` is a link."""
+    link = '<a href="' + _html(url) + '">' + _html(url) + "</a>"
+    paragraphs = "".join("<p>" + _html(p).replace(_html(url), link) + "</p>" for p in text.split("\n\n"))
+    return "<!doctype html><html><body>" + paragraphs + "</body></html>"
 
 
 def _html(text: str) -> str:

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from nurture.compose import links as tracking
 from nurture.core import clock
+from nurture.people.signup import set_topic, topics_of
 from nurture.store.models import Delivery, Prospect
 from nurture.track import FREQUENCY_CHANGED, PAUSED, UNSUBSCRIBED, NewEvent, Source, record_event
 from nurture.web.forms import read_form
@@ -194,6 +195,11 @@ async def preferences(site: Site, request: Request) -> Response:
                 data={"paused_until": until.isoformat(), "months": int(value)},
             )
             message = t["paused_done"].format(until=until.date().isoformat())
+        elif kind in ("topic-on", "topic-off") and value in offered_topics(site, prospect_id):
+            # One topic on or off; the others stay as they are ("stop everything" is the unsubscribe button).
+            if who is not None:
+                await run_in_threadpool(set_topic, site.engine, prospect_id, value, kind == "topic-on")
+            return await preferences_page(site, request, delivery_id, prospect_id, who, lang, t["topic_saved"])
         elif kind == "less" and value.isdigit() and (int(value) in FREQUENCY_FACTORS or value == "1"):
             event = NewEvent(
                 FREQUENCY_CHANGED,
@@ -208,7 +214,26 @@ async def preferences(site: Site, request: Request) -> Response:
             return site.pages.bad_request(lang)
         if who is not None:
             await run_in_threadpool(record_event, site.engine, event)
+    return await preferences_page(site, request, delivery_id, prospect_id, who, lang, message)
+
+
+def offered_topics(site: Site, prospect_id: int) -> list[str]:
+    """The topics the preferences page offers: the active campaigns' topics and any the prospect has a choice on."""
+    mine = topics_of(site.engine, prospect_id) if prospect_id else {}
+    campaigns = {c.topic for c in site.viewer.campaigns.values() if c.topic and c.status == "active"}
+    return sorted(campaigns | set(mine))
+
+
+async def preferences_page(
+    site: Site, request: Request, delivery_id: int, prospect_id: int, who: Recipient | None, lang: str, message: str
+) -> Response:
+    """The preferences page, with the topics switch (each topic on or off: a prospect who never chose gets all)."""
     urls = tracking.urls_for(site.config, delivery_id, prospect_id)
+    mine = await run_in_threadpool(topics_of, site.engine, prospect_id) if who is not None else {}
+    chose_any = any(mine.values())
+    topics = [
+        (topic, mine.get(topic, not chose_any)) for topic in await run_in_threadpool(offered_topics, site, prospect_id)
+    ]
     return site.pages.page(
         "preferences.html",
         lang,
@@ -219,6 +244,7 @@ async def preferences(site: Site, request: Request) -> Response:
         unsubscribe_url=relative(urls["unsubscribe"]),
         pause_choices=PAUSE_MONTHS,
         frequency_choices=FREQUENCY_FACTORS,
+        topics=topics,
     )
 
 
