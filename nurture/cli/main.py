@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from nurture.cli import campaigns, demo, events, prospects, send, serve, setup
+from nurture.cli import campaigns, consent, demo, events, prospects, send, serve, setup
 from nurture.cli.app import main
 
 ALL: list[click.Command] = [
@@ -21,9 +21,12 @@ ALL: list[click.Command] = [
     *serve.COMMANDS,
     *events.COMMANDS,
     *demo.COMMANDS,
+    *consent.COMMANDS,
 ]
 for _command in ALL:
     main.add_command(_command)
+# `nurture prospects consent EMAIL` lives with the other consent commands (nurture.cli.consent).
+prospects.prospects.add_command(consent.prospects_consent)
 
 __all__ = ["ALL", "main"]
 
