@@ -353,3 +353,18 @@ def topics_of(engine: Engine, prospect_id: int) -> dict[str, bool]:
             select(ProspectTopic.topic, ProspectTopic.subscribed).where(ProspectTopic.prospect_id == prospect_id)
         ).all()
     return {r.topic: bool(r.subscribed) for r in rows}
+
+
+#: Pending sign-ups are deleted this long after their link expired: an unconfirmed address and what came with it
+#: are not kept (data minimisation); a confirmed one lives on in the prospect and its consent record.
+PURGE_AFTER = timedelta(days=7)
+
+
+def purge_pending(engine: Engine) -> int:
+    """Delete pending sign-ups whose link expired more than :data:`PURGE_AFTER` ago; how many. Safe in several
+    processes at once (one DELETE)."""
+    with db.transaction(engine) as session:
+        done = session.connection().execute(
+            delete(PendingSubscription).where(PendingSubscription.expires_at < clock.now() - PURGE_AFTER)
+        )
+    return int(done.rowcount or 0)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from nurture.core.config import Config
+from nurture.people.signup import purge_pending
 
 log = logging.getLogger("nurture.serve")
 
@@ -33,7 +34,10 @@ class Job:
 
 def jobs_for(config: Config) -> list[Job]:
     """The periodic jobs of a server with ``config``. Each package that needs one adds it here."""
-    return []
+    jobs: list[Job] = []
+    if config.subscribe.enabled:
+        jobs.append(Job("signup-purge", 3600.0, lambda engine, _config: purge_pending(engine)))
+    return jobs
 
 
 class Periodic:

@@ -19,6 +19,7 @@ from webserver import LiveServer, make_config, seed_prospect
 from nurture.compose import links as tracking
 from nurture.core import clock
 from nurture.people.consent import consent_of
+from nurture.people.signup import purge_pending
 from nurture.plan.campaigns import load_campaign
 from nurture.plan.segments import segment_select
 from nurture.store.models import ConsentRecord, Event, PendingSubscription, Prospect, ProspectTopic, Suppression
@@ -205,6 +206,8 @@ def test_expired_link_and_no_enumeration(engine, db_url, tmp_path, smtp_server):
             assert client.post(link, data={"confirm": "yes"}).status_code == 200  # the click un-suppresses
         with engine.connect() as conn:
             assert conn.execute(select(Suppression.reason)).first() is None
+    with clock.frozen(start + timedelta(days=60)):
+        assert purge_pending(engine) == 2  # unconfirmed addresses are not kept for ever
 
 
 def test_abuse_guards(engine, db_url, tmp_path, smtp_server):
