@@ -67,9 +67,13 @@ def export(app: App, since: str | None, fmt: str, output: Path | None) -> None:
         try:
             start = datetime.fromisoformat(since).replace(tzinfo=UTC)
         except ValueError:
-            raise InputError(f"--since {since!r} is not a date", hint="write it as YYYY-MM-DD, e.g. 2026-01-01") from None
+            raise InputError(
+                f"--since {since!r} is not a date", hint="write it as YYYY-MM-DD, e.g. 2026-01-01"
+            ) from None
     rows = consent_rows(app.engine(), since=start)
-    handle: TextIO = output.open("w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="") if output else sys.stdout
+    handle: TextIO = (
+        output.open("w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="") if output else sys.stdout
+    )
     count = 0
     try:
         if fmt == "csv":
@@ -115,9 +119,10 @@ def snippet_html(app_config: Any, form_id: str, lang: str, topics: list[str]) ->
         '  <div aria-hidden="true" style="position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden">',
         '    <label>Website <input type="text" name="website" tabindex="-1" autocomplete="off" value=""></label>',
         "  </div>",
-        f'  <p><label>{label("メールアドレス（必須）", "Email address (required)")}<br>'
+        f"  <p><label>{label('メールアドレス（必須）', 'Email address (required)')}<br>"
         '<input type="email" name="email" required maxlength="254" autocomplete="email"></label></p>',
-        f'  <p><label>{label("お名前", "Name")}<br><input type="text" name="name" maxlength="200" autocomplete="name"></label></p>',
+        f"  <p><label>{label('お名前', 'Name')}<br>"
+        '<input type="text" name="name" maxlength="200" autocomplete="name"></label></p>',
         f'  <p><label>{label("会社名", "Company")}<br><input type="text" name="company" maxlength="200" '
         'autocomplete="organization"></label></p>',
         f'  <p><label>{label("役職", "Job title")}<br><input type="text" name="title" maxlength="200"></label></p>',
@@ -126,15 +131,17 @@ def snippet_html(app_config: Any, form_id: str, lang: str, topics: list[str]) ->
         options = "".join(f'<option value="{e(i)}">{e(i)}</option>' for i in s.industries)
         lines.append(
             f'  <p><label>{label("業種", "Industry")}<br><select name="industry"><option value="">'
-            f'{label("選択してください", "Choose one")}</option>{options}</select></label></p>'
+            f"{label('選択してください', 'Choose one')}</option>{options}</select></label></p>"
         )
     if topics:
-        lines.append(f"  <fieldset><legend>{label('受け取りたいテーマ', 'Topics you would like to hear about')}</legend>")
+        lines.append(
+            f"  <fieldset><legend>{label('受け取りたいテーマ', 'Topics you would like to hear about')}</legend>"
+        )
         lines += [f'    <label><input type="checkbox" name="topic" value="{e(t)}"> {e(t)}</label><br>' for t in topics]
         lines.append("  </fieldset>")
     wording = s.consent_wording.get(lang) or next(iter(s.consent_wording.values()), "")
     lines += [
-        f'  <p><label>{label("知りたいこと・ご相談", "What would you like to hear about?")}<br>'
+        f"  <p><label>{label('知りたいこと・ご相談', 'What would you like to hear about?')}<br>"
         '<textarea name="text" rows="3" maxlength="1000"></textarea></label></p>',
         f'  <p><label><input type="checkbox" name="consent" value="yes" required> {e(wording)}</label></p>',
         f'  <p><button type="submit">{label("確認メールを送る", "Send the confirmation mail")}</button></p>',

@@ -219,7 +219,8 @@ class SubscribeConfig:
     #: The consent checkbox's exact wording per language; stored with every consent record.
     consent_wording: dict[str, str] = field(
         default_factory=lambda: {
-            "ja": "上記のメールアドレスに、ニュースレターと関連するご案内をお送りすることに同意します。配信はいつでも停止できます。",
+            "ja": "上記のメールアドレスに、ニュースレターと関連するご案内をお送りすることに同意します。"
+            "配信はいつでも停止できます。",
             "en": "I agree to receive the newsletter and related information at the address above. "
             "I can unsubscribe at any time.",
         }
@@ -247,7 +248,9 @@ class SubscribeConfig:
             raise ValueError("subscribe.per_ip_per_hour and subscribe.mails_per_minute must be at least 1")
         for origin in self.allowed_origins:
             if not origin.startswith(("https://", "http://")) or origin.rstrip("/").count("/") != 2:
-                raise ValueError(f'subscribe.allowed_origins: "{origin}" is not an origin like "https://www.example.jp"')
+                raise ValueError(
+                    f'subscribe.allowed_origins: "{origin}" is not an origin like "https://www.example.jp"'
+                )
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,9 @@ def consent_of(engine: Engine, email: str) -> dict[str, Any]:
             else []
         )
     if p is None and not history:
-        raise NotFound(f"no prospect and no consent record for {key}", hint="check the address: `nurture prospects list`")
+        raise NotFound(
+            f"no prospect and no consent record for {key}", hint="check the address: `nurture prospects list`"
+        )
     if p is not None and not history and p.consent_basis != "unknown":
         # Imported before consent records were kept: the prospect row is the only record.
         history.append(

@@ -104,12 +104,13 @@ def _active_prospect(conn: Connection, key: str) -> Any:
 
 
 def _is_suppressed(conn: Connection, key: str) -> bool:
-    return conn.execute(select(Suppression.email_hash).where(Suppression.email_hash == email_hash(key))).first() is not None
+    return (
+        conn.execute(select(Suppression.email_hash).where(Suppression.email_hash == email_hash(key))).first()
+        is not None
+    )
 
 
-def request_signup(
-    engine: Engine, signup: SignUp, *, confirm_for: timedelta, resend_after: timedelta
-) -> Requested:
+def request_signup(engine: Engine, signup: SignUp, *, confirm_for: timedelta, resend_after: timedelta) -> Requested:
     """Keep ``signup`` as the address's one pending sign-up and say whether to mail the confirmation now.
 
     At most one confirmation mail per address per ``resend_after`` (the last one's time is kept in the row, so
@@ -223,9 +224,7 @@ def confirm_signup(engine: Engine, pending_id: int, nonce: str) -> Confirmed:
             return Confirmed("already", email=row.email, language=language)
         if row.expires_at <= now:
             return Confirmed("expired", email=row.email, language=language)
-        conn.execute(
-            update(PendingSubscription).where(PendingSubscription.id == row.id).values(confirmed_at=now)
-        )
+        conn.execute(update(PendingSubscription).where(PendingSubscription.id == row.id).values(confirmed_at=now))
         source = f"form:{row.form_id}"
         prospect_id = _activate(conn, row.email, fields, source, now)
         topics = tuple(str(t) for t in fields.get("topics", []))

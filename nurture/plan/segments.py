@@ -170,7 +170,7 @@ def parse_segment(table: Any, problems: Problems, path: KeyPath = ("segment",)) 
         problems.add(path, f"[{dotted(path)}] must be a table")
         return Segment()
     conditions: list[Condition] = []
-    flags: dict[str, bool] = {}
+    flags: dict[str, Any] = {}  # the two booleans of FLAGS
     for key, spec in table.items():
         here = path + (key,)
         line = problems.source.line_of(here) if problems.source else None

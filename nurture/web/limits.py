@@ -1,10 +1,11 @@
 """Request bodies are limited before they are read (raw ASGI, :class:`BodyLimit`).
 
 Nothing the server answers needs a big body: the pages' forms and RFC 8058's one-click POST are a few dozen bytes
-(:data:`FORM_LIMIT` for every path but the webhooks and the sign-up form, :data:`SUBSCRIBE_LIMIT`), a provider's webhook batch is bounded by
-``[tracking] webhook_max_bytes``. A declared ``Content-Length`` over the limit is answered 413 at once, unread; a
-body without one (chunked) is counted while the route reads it, and the read stops with 413 as soon as it passes the
-limit (:class:`BodyTooLarge`, turned into the answer by :func:`too_large`). An unparsable ``Content-Length`` is 400.
+(:data:`FORM_LIMIT` for every path but two), the sign-up form with its free text a few KB (:data:`SUBSCRIBE_LIMIT`),
+a provider's webhook batch is bounded by ``[tracking] webhook_max_bytes``. A declared ``Content-Length`` over the
+limit is answered 413 at once, unread; a body without one (chunked) is counted while the route reads it, and the
+read stops with 413 as soon as it passes the limit (:class:`BodyTooLarge`, turned into the answer by
+:func:`too_large`). An unparsable ``Content-Length`` is 400.
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ async def submit(desk: SignupDesk, request: Request) -> Response:
     def one(name: str, limit: int = 320) -> str:
         return form.get(name, [""])[0].strip()[:limit]
 
-    values = {
+    values: dict[str, Any] = {
         "email": one("email"),
         "name": one("name", LIMITS["name"]),
         "company": one("company", LIMITS["company"]),

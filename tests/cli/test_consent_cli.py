@@ -19,8 +19,16 @@ def signed_up(db_url: str, address: str) -> None:
     db.upgrade(engine)
     asked = request_signup(
         engine,
-        SignUp(email=address, language="ja", form_id="site", wording=WORDING, topics=("製造業DX",), ip="192.0.2.7",
-               user_agent="Mozilla/5.0 テスト", offered=("製造業DX",)),
+        SignUp(
+            email=address,
+            language="ja",
+            form_id="site",
+            wording=WORDING,
+            topics=("製造業DX",),
+            ip="192.0.2.7",
+            user_agent="Mozilla/5.0 テスト",
+            offered=("製造業DX",),
+        ),
         confirm_for=timedelta(hours=48),
         resend_after=timedelta(minutes=15),
     )
@@ -69,4 +77,4 @@ def test_form_snippet(workspace, runner):
     html = result.output
     assert 'action="https://news.example.com/subscribe"' in html and 'data-nurture-form="corp"' in html
     assert 'value="製造業DX"' in html and 'name="website"' in html and "/subscribe/token?form=" in html
-    assert "I agree to receive" in html and "<option value=\"製造業\">" in html
+    assert "I agree to receive" in html and '<option value="製造業">' in html

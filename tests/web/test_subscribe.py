@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import insert, select
 from webserver import LiveServer, make_config, seed_prospect
 
@@ -95,7 +94,9 @@ def sign_up(client, server, address, *, lang="ja", topics=("製造業DX",), text
         "website": "",
         **extra,
     }
-    return client.post(f"{server.url}/subscribe", data=fields, headers={"User-Agent": "TestBrowser/1.0", **(headers or {})})
+    return client.post(
+        f"{server.url}/subscribe", data=fields, headers={"User-Agent": "TestBrowser/1.0", **(headers or {})}
+    )
 
 
 def confirm_link(message_bytes: bytes) -> str:
@@ -215,9 +216,10 @@ def test_abuse_guards(engine, db_url, tmp_path, smtp_server):
     shown again filled in; a foreign Origin is 403; the per-IP limit answers 429; bodies are bounded."""
     root = workspace(tmp_path)
     start = clock.now()
-    with clock.frozen(start), serving(
-        engine, db_url, root, smtp_server, min_fill_seconds=3, per_ip_per_hour=3
-    ) as (server, _c, client):
+    with (
+        clock.frozen(start),
+        serving(engine, db_url, root, smtp_server, min_fill_seconds=3, per_ip_per_hour=3) as (server, _c, client),
+    ):
         token = form_token(client, server)
         with clock.frozen(start + timedelta(seconds=1)):
             fast = sign_up(client, server, "a@example.jp", token=token)
@@ -227,7 +229,9 @@ def test_abuse_guards(engine, db_url, tmp_path, smtp_server):
             assert bot.status_code == 200
             assert smtp_server.messages == []
             without = sign_up(client, server, "c@example.jp", token="")
-            assert without.status_code == 400 and 'value="c@example.jp"' in without.text and "山田製作所" in without.text
+            assert (
+                without.status_code == 400 and 'value="c@example.jp"' in without.text and "山田製作所" in without.text
+            )
             foreign = sign_up(client, server, "d@example.jp", token=token, headers={"Origin": "https://evil.test"})
             assert foreign.status_code == 403
             ok = sign_up(client, server, "e@example.jp", token=token, headers={"Origin": server.url})

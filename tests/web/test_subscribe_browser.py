@@ -26,14 +26,17 @@ from nurture.cli.consent import snippet_html
 from nurture.store.models import ConsentRecord, Event, Prospect, ProspectTopic
 from nurture.web import create_app
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+)
+
 
 @contextlib.contextmanager
 def company_site(pages: dict[str, str]):
     """A second web server (another origin, as the company's site): serves ``pages`` by path."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             body = pages.get(self.path, "").encode()
             self.send_response(200 if body else 404)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -75,7 +78,10 @@ def test_sign_up_from_another_origin_in_chromium(engine, db_url, tmp_path, smtp_
                 root=root,
                 delivery={"sender": "smtp", "preflight": False},
                 smtp={"host": smtp_server.host, "port": smtp_server.port},
-                identity={"from_address": "news@mail.nurture-test.jp", "postal_address": "〒100-0001 東京都千代田区1-1"},
+                identity={
+                    "from_address": "news@mail.nurture-test.jp",
+                    "postal_address": "〒100-0001 東京都千代田区1-1",
+                },
                 subscribe={
                     "enabled": True,
                     "min_fill_seconds": 1,
