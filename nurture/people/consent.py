@@ -59,28 +59,31 @@ class Consent:
     language: str = ""
 
 
+def consent_row(prospect_id: int | None, consent: Consent) -> dict[str, Any]:
+    """The ``consent_records`` row of ``consent`` (every column), for a single insert or a batch (imports)."""
+    if consent.source_kind not in SOURCE_KINDS:
+        raise ValueError(f"consent source_kind {consent.source_kind!r} is not one of {SOURCE_KINDS}")
+    return {
+        "prospect_id": prospect_id,
+        "email": address_key(consent.email),
+        "basis": consent.basis,
+        "given_at": consent.given_at,
+        "source_kind": consent.source_kind,
+        "source": consent.source[:300],
+        "ip": consent.ip[:64],
+        "user_agent": consent.user_agent[:2000],
+        "wording": consent.wording,
+        "confirmed_at": consent.confirmed_at,
+        "topics": list(consent.topics),
+        "language": consent.language[:8],
+        "recorded_at": clock.now(),
+    }
+
+
 def add_consent(conn: Connection, prospect_id: int | None, consent: Consent) -> None:
     """Append ``consent`` for ``prospect_id`` in the caller's transaction (the record and the change it proves are
     written together or not at all)."""
-    if consent.source_kind not in SOURCE_KINDS:
-        raise ValueError(f"consent source_kind {consent.source_kind!r} is not one of {SOURCE_KINDS}")
-    conn.execute(
-        insert(ConsentRecord).values(
-            prospect_id=prospect_id,
-            email=address_key(consent.email),
-            basis=consent.basis,
-            given_at=consent.given_at,
-            source_kind=consent.source_kind,
-            source=consent.source[:300],
-            ip=consent.ip[:64],
-            user_agent=consent.user_agent[:2000],
-            wording=consent.wording,
-            confirmed_at=consent.confirmed_at,
-            topics=list(consent.topics),
-            language=consent.language[:8],
-            recorded_at=clock.now(),
-        )
-    )
+    conn.execute(insert(ConsentRecord).values(**consent_row(prospect_id, consent)))
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -46,6 +46,7 @@ from nurture.people.cells import (
     parse_email,
     parse_word,
 )
+from nurture.people.consent import Consent, consent_row
 from nurture.people.tabular import Cell, header_key, read_table
 from nurture.store import db
 from nurture.store.models import (
@@ -54,6 +55,7 @@ from nurture.store.models import (
     STAGES,
     STRENGTHS,
     TEMPERATURES,
+    ConsentRecord,
     Prospect,
     ProspectTag,
 )
@@ -356,6 +358,8 @@ class _Batch:
     rows: list[tuple[int, dict[str, Any], list[str] | None]] = field(default_factory=list)
     first: dict[str, int] = field(default_factory=dict)
     written: bytearray = field(default_factory=bytearray)
+    #: The file's name, for the consent records of its rows (``<file>:<row>``).
+    source: str = ""
 
     def mark(self, ids: Iterable[int]) -> None:
         for i in ids:
@@ -382,6 +386,8 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
     updates: list[dict[str, Any]] = []
     retag: dict[int, list[str]] = {}
     seen_existing: list[int] = []
+    # Consent given in this file (a new prospect with a basis, or a basis changed): one consent record per row.
+    consents: list[tuple[str, int | None, dict[str, Any], int]] = []
     for number, values, tags in batch.rows:
         email = values["email"]
         current = existing.get(email)
@@ -402,6 +408,8 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
                 row["status_changed_at"] = now
             if row["consent_basis"] == "unknown":
                 summary.no_consent += 1
+            elif row["status"] == "active":
+                consents.append((email, None, row, number))
             inserts.append(row)
             if tags:
                 insert_tags.append((email, tags))
@@ -413,6 +421,8 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
         if tags is not None:
             retag[current["id"]] = tags
         seen_existing.append(current["id"])
+        if changes.get("consent_basis", "unknown") != "unknown":
+            consents.append((email, current["id"], {**current, **changes}, number))
         if changes:
             changes["updated_at"] = now
             updates.append({"_id": current["id"], **changes})
@@ -449,6 +459,29 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
             rows = [{"prospect_id": pid, "tag": t} for pid in tag_changed for t in retag[pid]]
             if rows:
                 conn.execute(insert(ProspectTag), rows)
+    if consents:
+        new_ids = dict(
+            conn.execute(
+                select(Prospect.email, Prospect.id).where(
+                    Prospect.email.in_([e for e, pid, _, _ in consents if not pid])
+                )
+            ).all()
+        )
+        records = [
+            consent_row(
+                pid or new_ids.get(email),
+                Consent(
+                    email=email,
+                    basis=row["consent_basis"],
+                    given_at=row.get("consent_at") or now,
+                    source_kind="import",
+                    source=f"{batch.source}:{number}"
+                    + (f" ({row['consent_source']})" if row.get("consent_source") else ""),
+                ),
+            )
+            for email, pid, row, number in consents
+        ]
+        db.insert_rows(conn, ConsentRecord.__table__, records)
     updated_ids = {u["_id"] for u in updates}
     tag_only = [pid for pid in tag_changed if pid not in updated_ids]
     if tag_only:
@@ -485,7 +518,7 @@ def import_file(
         attributes=[h for _, h in extras],
     )
     now = clock.now()
-    batch = _Batch()
+    batch = _Batch(source=Path(path).name)
     read = 0
     with engine.connect() as conn:
         transaction = conn.begin()
