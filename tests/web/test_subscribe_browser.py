@@ -23,6 +23,7 @@ from test_subscribe import workspace
 from webserver import LiveServer, make_config
 
 from nurture.cli.consent import snippet_html
+from nurture.compose import links as tracking
 from nurture.store.models import ConsentRecord, Event, Prospect, ProspectTopic
 from nurture.web import create_app
 
@@ -126,6 +127,14 @@ def test_sign_up_from_another_origin_in_chromium(engine, db_url, tmp_path, smtp_
                 assert conn.execute(select(Prospect.id)).first() is None  # opening the link alone changes nothing
             browser.js("document.querySelector('#confirm').click()")
             browser.wait_for("document.body.innerText.includes('ご登録ありがとうございます')")
+            # The preferences page lists the topics, the chosen one on.
+            with engine.connect() as conn:
+                pid = conn.execute(select(Prospect.id).where(Prospect.email == "suzuki@example.jp")).scalar_one()
+            browser.go(tracking.urls_for(config, 0, pid)["preferences"])
+            assert "☑ セミナー案内" in browser.text() and "☐ 製造業DX" in browser.text()
+            shot = tmp_path / "preferences-topics-ja.png"
+            browser.screenshot(shot)
+            keep(shot)
             browser.go(f"{server.url}/subscribe")
             shot = tmp_path / "subscribe-ja.png"
             browser.screenshot(shot)
