@@ -21,12 +21,12 @@ from pathlib import Path
 from sqlalchemy import insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import segments as base  # noqa: E402  (bench/ is not a package)
+import segments as base  # bench/ is not a package: its folder is on sys.path above
 
-from nurture.core.tomlschema import Problems  # noqa: E402
-from nurture.plan.segments import parse_segment, segment_select  # noqa: E402
-from nurture.store import db  # noqa: E402
-from nurture.store.models import Prospect, ProspectTopic  # noqa: E402
+from nurture.core.tomlschema import Problems
+from nurture.plan.segments import parse_segment, segment_select
+from nurture.store import db
+from nurture.store.models import Prospect, ProspectTopic
 
 TOPICS = ["製造業DX", "セミナー案内", "補助金"]
 
