@@ -21,6 +21,7 @@ from nurture.cli.output import dump_json
 from nurture.core.errors import InputError, NurtureError
 from nurture.people.consent import EXPORT_COLUMNS, consent_of, consent_rows
 from nurture.plan.campaigns import campaign_files, load_campaign
+from nurture.web.subscribe import wording_digest
 
 
 @click.command("consent")
@@ -107,6 +108,7 @@ def snippet_html(app_config: Any, form_id: str, lang: str, topics: list[str]) ->
     s = config.subscribe
     ja = lang == "ja"
     e = html.escape
+    wording = s.consent_wording.get(lang) or next(iter(s.consent_wording.values()), "")
 
     def label(ja_text: str, en_text: str) -> str:
         return e(ja_text if ja else en_text)
@@ -115,6 +117,9 @@ def snippet_html(app_config: Any, form_id: str, lang: str, topics: list[str]) ->
         f'<form class="nurture-subscribe" method="post" action="{e(base)}/subscribe" accept-charset="utf-8" '
         f'data-nurture-form="{e(form_id)}">',
         f'  <input type="hidden" name="lang" value="{e(lang)}">',
+        # Which consent wording this snippet shows: a post whose wording is no longer the configured one is asked
+        # to confirm again on the hosted page (the consent record must hold what the person saw).
+        f'  <input type="hidden" name="shown" value="{wording_digest(wording)}">',
         '  <input type="hidden" name="token" value="">',
         '  <div aria-hidden="true" style="position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden">',
         '    <label>Website <input type="text" name="website" tabindex="-1" autocomplete="off" value=""></label>',
@@ -139,7 +144,6 @@ def snippet_html(app_config: Any, form_id: str, lang: str, topics: list[str]) ->
         )
         lines += [f'    <label><input type="checkbox" name="topic" value="{e(t)}"> {e(t)}</label><br>' for t in topics]
         lines.append("  </fieldset>")
-    wording = s.consent_wording.get(lang) or next(iter(s.consent_wording.values()), "")
     lines += [
         f"  <p><label>{label('知りたいこと・ご相談', 'What would you like to hear about?')}<br>"
         '<textarea name="text" rows="3" maxlength="1000"></textarea></label></p>',

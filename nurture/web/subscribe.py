@@ -28,6 +28,7 @@ the database, :func:`nurture.people.signup.request_signup`) and ``mails_per_minu
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -159,6 +160,11 @@ def wording(config: Config, lang: str) -> str:
     return words.get(lang) or next(iter(words.values()), "")
 
 
+def wording_digest(text: str) -> str:
+    """A short digest of the consent wording a form showed (the snippet carries it in the ``shown`` field)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def chosen_language(request: Request, form: dict[str, list[str]] | None = None) -> str:
     asked = (form or {}).get("lang", [""])[0] or request.query_params.get("lang", "")
     return asked if asked in LANGUAGES else page_language(request)
@@ -227,6 +233,11 @@ async def submit(desk: SignupDesk, request: Request) -> Response:
         return form_page(desk, lang, values=values, error=t["subscribe_bad_choice"], status=400, form_id=form_id)
     if form.get("consent", [""])[0] != "yes":
         return form_page(desk, lang, values=values, error=t["subscribe_need_consent"], status=400, form_id=form_id)
+    shown = one("shown", 64)
+    if shown and shown != wording_digest(wording(desk.config, lang)):
+        # A snippet printed before the wording changed: the record must hold the text the person saw, so the
+        # hosted page shows the current wording and asks for the click again.
+        return form_page(desk, lang, values=values, error=t["subscribe_again"], status=400, form_id=form_id)
     signup = SignUp(
         email=address,
         language=lang,

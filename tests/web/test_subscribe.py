@@ -24,6 +24,7 @@ from nurture.plan.segments import segment_select
 from nurture.store.models import ConsentRecord, Event, PendingSubscription, Prospect, ProspectTopic, Suppression
 from nurture.store.models import email_hash as hash_of
 from nurture.web import create_app
+from nurture.web.subscribe import wording_digest
 
 CAMPAIGN = """\
 name = "{name}"
@@ -218,7 +219,7 @@ def test_abuse_guards(engine, db_url, tmp_path, smtp_server):
     start = clock.now()
     with (
         clock.frozen(start),
-        serving(engine, db_url, root, smtp_server, min_fill_seconds=3, per_ip_per_hour=3) as (server, _c, client),
+        serving(engine, db_url, root, smtp_server, min_fill_seconds=3, per_ip_per_hour=4) as (server, _c, client),
     ):
         token = form_token(client, server)
         with clock.frozen(start + timedelta(seconds=1)):
@@ -234,7 +235,16 @@ def test_abuse_guards(engine, db_url, tmp_path, smtp_server):
             )
             foreign = sign_up(client, server, "d@example.jp", token=token, headers={"Origin": "https://evil.test"})
             assert foreign.status_code == 403
-            ok = sign_up(client, server, "e@example.jp", token=token, headers={"Origin": server.url})
+            stale = sign_up(client, server, "e@example.jp", token=token, shown="0123456789abcdef")
+            assert stale.status_code == 400 and smtp_server.messages == []  # wording changed since the snippet
+            ok = sign_up(
+                client,
+                server,
+                "e@example.jp",
+                token=token,
+                headers={"Origin": server.url},
+                shown=wording_digest(_c.subscribe.consent_wording["ja"]),
+            )
             assert ok.status_code == 200 and len(smtp_server.messages) == 1
             limited = [sign_up(client, server, f"f{i}@example.jp", token=token).status_code for i in range(4)]
             assert limited[-1] == 429 and len(smtp_server.messages) == 3
