@@ -45,6 +45,12 @@ def _parse_map(values: tuple[str, ...]) -> dict[str, str]:
     help="Map a column to a field (repeatable); FIELD '-' ignores the column.",
 )
 @click.option("--sheet", help="The worksheet of an .xlsx file (default: the first).")
+@click.option(
+    "--header-row",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="The row holding the column names, as Excel numbers rows (default: found below any title rows).",
+)
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows and list the bad ones.")
 @click.option("--dry-run", is_flag=True, help="Check and count, write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -55,6 +61,7 @@ def import_(
     encoding: str | None,
     maps: tuple[str, ...],
     sheet: str | None,
+    header_row: int | None,
     skip_invalid: bool,
     dry_run: bool,
     as_json: bool,
@@ -67,7 +74,13 @@ def import_(
     due/次回期限, owner/担当者, consent/同意, tags/タグ, ...); other columns are kept as custom attributes.
     Existing prospects (same address, any case) are updated; blank cells leave values as they are;
     consent and unsubscribes are never reset. If any row is invalid nothing is imported, unless
-    --skip-invalid. Rows without a consent basis are imported but never mailed until one is recorded.
+    --skip-invalid; every problem of every row is listed. Rows without a consent basis are imported but
+    never mailed until one is recorded. Title rows above the column names are skipped.
+
+    \b
+    Business-card exports (Sansan, Eight): 名刺交換日 gives the consent basis business_card (where a
+    prospect has none yet); 姓/名 make the name; an opt-out column (配信停止, or メール配信 = 不可)
+    suppresses the address. A leading apostrophe that `prospects export` put before = + - @ is removed.
     """
     engine = app.engine()
     console = Console(stderr=True)
@@ -90,6 +103,7 @@ def import_(
             encoding=encoding,
             mapping=_parse_map(maps),
             sheet=sheet,
+            header_row=header_row,
             skip_invalid=skip_invalid,
             dry_run=dry_run,
             progress=lambda n: progress.update(task, completed=n),
@@ -100,9 +114,11 @@ def import_(
     verb = "would be" if dry_run else "are"
     click.echo(
         f"{file} ({summary.encoding or 'xlsx'}): created {summary.created}, updated {summary.updated}, "
-        f"unchanged {summary.unchanged}, rejected {len(summary.rejected)}"
+        f"unchanged {summary.unchanged}, rejected {summary.rejected_rows}"
         + (" — dry run, nothing written" if dry_run else "")
     )
+    if summary.header_row > 1:
+        click.echo(f"  column names read from row {summary.header_row} (the rows above were taken as titles)")
     if summary.attributes:
         click.echo(f"  kept as custom attributes: {', '.join(summary.attributes)}")
     if summary.no_consent:
@@ -111,6 +127,8 @@ def import_(
             "until one is recorded (column 同意/consent: opt_in, business_card, existing_relationship, "
             "published_business_address)"
         )
+    if summary.opted_out:
+        click.echo(f"  {summary.opted_out} row(s) {verb} marked as opted out in the file: suppressed, never mailed")
     if summary.suppressed:
         click.echo(f"  {summary.suppressed} row(s) skipped: the address was erased at the person's request")
 

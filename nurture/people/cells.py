@@ -98,9 +98,18 @@ class RowError(ValueError):
         self.field, self.value, self.reason = field, value, reason
 
 
+class RowErrors(ValueError):
+    """Every bad cell of one row (``errors``, in column order), so a person fixes a row once, not once per field."""
+
+    def __init__(self, errors: list[RowError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+        self.errors = errors
+
+
 @dataclass
 class Rejected:
-    """A row an import left out, with its row number as Excel shows it and the first problem found in it."""
+    """One problem of a row an import left out, with the row number as Excel shows it (a row with several bad
+    cells gives one Rejected per cell, all with the same ``row``)."""
 
     row: int
     field: str
@@ -114,8 +123,29 @@ class Rejected:
         return {"row": self.row, "field": self.field, "value": self.value, "reason": self.reason}
 
 
+#: The first characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defuse(text: str) -> str:
+    """``text`` as written to an exported CSV cell: a leading apostrophe added when it starts with a formula
+    character, or with apostrophes followed by one (so that :func:`undefuse` gives back exactly ``text``)."""
+    if text.lstrip("'").startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
+def undefuse(text: str) -> str:
+    """The inverse of :func:`defuse`: one leading apostrophe dropped before a formula character. A value that
+    really starts with an apostrophe and a formula character (``'=x``) is exported as ``''=x`` and so comes back."""
+    if text.startswith("'") and text.lstrip("'").startswith(FORMULA_STARTS):
+        return text[1:]
+    return text
+
+
 def cell_text(value: Cell) -> str:
-    """A cell as normalised text: NFKC (full-width letters/digits/spaces, half-width katakana), trimmed."""
+    """A cell as normalised text: NFKC (full-width letters/digits/spaces, half-width katakana), an export's
+    formula defusing undone (:func:`undefuse`), white space folded and trimmed."""
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -123,6 +153,8 @@ def cell_text(value: Cell) -> str:
     text = value if isinstance(value, str) else str(value)
     if not text.isascii():  # ASCII is already NFKC-normal; most cells are
         text = unicodedata.normalize("NFKC", text)
+    if text.startswith("'"):
+        text = undefuse(text)
     return " ".join(text.split())
 
 
