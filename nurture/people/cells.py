@@ -143,6 +143,13 @@ def undefuse(text: str) -> str:
     return text
 
 
+#: What NFKC leaves apart but Japanese text means as one: the WAVE DASH 〜 (Macs, the web) is the FULLWIDTH TILDE
+#: ～ (Windows, CP932), which NFKC folds to "~"; the MINUS SIGN − is Windows' FULLWIDTH HYPHEN-MINUS －, which
+#: NFKC folds to "-". Folding them too makes a list saved on a Mac and on Windows read the same, and keeps a CP932
+#: export (which must write ～ and －) reading back unchanged.
+_FOLD = str.maketrans({"\u301c": "~", "\u2212": "-"})
+
+
 def cell_text(value: Cell) -> str:
     """A cell as normalised text: NFKC (full-width letters/digits/spaces, half-width katakana), an export's
     formula defusing undone (:func:`undefuse`), white space folded and trimmed."""
@@ -152,7 +159,7 @@ def cell_text(value: Cell) -> str:
         value = int(value)
     text = value if isinstance(value, str) else str(value)
     if not text.isascii():  # ASCII is already NFKC-normal; most cells are
-        text = unicodedata.normalize("NFKC", text)
+        text = unicodedata.normalize("NFKC", text).translate(_FOLD)
     if text.startswith("'"):
         text = undefuse(text)
     return " ".join(text.split())
