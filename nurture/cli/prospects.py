@@ -256,7 +256,9 @@ def list_(
 
 @prospects.command("export")
 @filter_options
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="csv or xlsx (default: from --out's suffix, else csv).")
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), help="csv or xlsx (default: from --out's suffix, else csv)."
+)
 @click.option(
     "--encoding",
     type=click.Choice(ENCODINGS, case_sensitive=False),

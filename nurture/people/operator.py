@@ -111,9 +111,7 @@ def _apply(
         emails = [e for e, _, _ in chunk]
         with engine.connect() as conn:
             already = suppression_reasons(conn, emails)
-            known = dict(
-                conn.execute(select(Prospect.email, Prospect.id).where(Prospect.email.in_(emails))).all()
-            )
+            known = dict(conn.execute(select(Prospect.email, Prospect.id).where(Prospect.email.in_(emails))).all())
         events: list[NewEvent] = []
         others: dict[str, dict[str, str]] = {}
         for email, kind, own in chunk:
@@ -259,9 +257,7 @@ def read_addresses(
         rows += [(n, cells[0] if cells else None, "") for n, cells in table.rows]
         return rows, [], None
     keys = [header_key(h) for h in headers]
-    email_index = next(
-        i for i, k in enumerate(keys) if k and has_email_column([headers[i]], {"address": "email"})
-    )
+    email_index = next(i for i, k in enumerate(keys) if k and has_email_column([headers[i]], {"address": "email"}))
     reason_index = next((i for i, k in enumerate(keys) if k in _REASON_HEADERS), None)
     for number, cells in table.rows:
         raw = cells[email_index] if email_index < len(cells) else None
@@ -447,7 +443,5 @@ def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any
                     .values(ip="", user_agent="", url=url, data={})
                 )
         conn.execute(update(Delivery).where(Delivery.prospect_id == pid).values(subject="", error=""))
-        conn.execute(
-            update(Handoff).where(Handoff.prospect_id == pid).values(verdict_reason="", notice_error="")
-        )
+        conn.execute(update(Handoff).where(Handoff.prospect_id == pid).values(verdict_reason="", notice_error=""))
     return result

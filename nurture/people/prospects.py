@@ -172,7 +172,9 @@ OPT_OUT_WORDS = {
 }
 #: The other polarity (a "メール配信" column: may we mail?): yes = mail is fine.
 MAIL_OK_WORDS = {
-    **dict.fromkeys(("1", "true", "yes", "y", "○", "◯", "〇", "●", "可", "許可", "希望", "する", "はい", "あり"), "yes"),
+    **dict.fromkeys(
+        ("1", "true", "yes", "y", "○", "◯", "〇", "●", "可", "許可", "希望", "する", "はい", "あり"), "yes"
+    ),
     **dict.fromkeys(("0", "false", "no", "n", "×", "不可", "拒否", "停止", "配信停止", "希望しない", "しない"), "no"),
     **dict.fromkeys(("いいえ", "なし", "無"), "no"),
 }
@@ -483,9 +485,7 @@ def _opt_out(conn: Connection, emails: list[str], existing_ids: list[int], sourc
     if not existing_ids:
         return set()
     changed = set(
-        conn.execute(
-            select(Prospect.id).where(Prospect.id.in_(existing_ids), Prospect.status == "active")
-        ).scalars()
+        conn.execute(select(Prospect.id).where(Prospect.id.in_(existing_ids), Prospect.status == "active")).scalars()
     )
     if changed:
         conn.execute(
@@ -627,7 +627,11 @@ def import_file(
     """
     overrides = mapping or {}
     table = read_table(
-        path, encoding=encoding, sheet=sheet, header_row=header_row, find_header=lambda h: has_email_column(h, overrides)
+        path,
+        encoding=encoding,
+        sheet=sheet,
+        header_row=header_row,
+        find_header=lambda h: has_email_column(h, overrides),
     )
     columns, extras = map_columns(table.headers, overrides)
     zone = zoneinfo.ZoneInfo(default_time_zone)

@@ -103,9 +103,7 @@ def get_prospect(engine: Engine, email: str) -> dict[str, Any]:
         row = conn.execute(select(Prospect.__table__).where(Prospect.email == key)).mappings().first()
         if row is None:
             row = (
-                conn.execute(select(Prospect.__table__).where(Prospect.email == erased_address(key)))
-                .mappings()
-                .first()
+                conn.execute(select(Prospect.__table__).where(Prospect.email == erased_address(key))).mappings().first()
             )
         if row is None:
             raise NotFound(f"no prospect with address {email!r}", hint="see `nurture prospects list`")

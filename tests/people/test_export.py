@@ -95,7 +95,7 @@ def test_cp932_round_trip_with_formula_cells_changes_nothing(ws, eng, runner):
     cells = list(csv.reader(io.StringIO(text)))
     assert cells[0] == headers_for("ja", ["メモ", "部署"])
     taro = dict(zip(cells[0], cells[3], strict=True))  # rows in address order: hanako, jiro, taro
-    assert taro["会社名"] == "'=HYPERLINK(\"http://evil.example/\",\"開く\")"  # defused: a spreadsheet shows text
+    assert taro["会社名"] == '\'=HYPERLINK("http://evil.example/","開く")'  # defused: a spreadsheet shows text
     assert taro["メモ"] == "'@SUM(A1:A3)"
     assert taro["最終接触日"] == "2026-11-01 09:30"  # Asia/Tokyo, as imported
     assert taro["次回アクション"] == "見積送付 10~12月"  # the import folded the wave dash as NFKC folds ～

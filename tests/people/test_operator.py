@@ -64,7 +64,9 @@ def test_suppress_by_hand_goes_through_the_door_and_skips_bad_addresses(ws, eng,
     assert dry.exit_code == 0 and json.loads(dry.output)["suppressed"] == 1
     assert suppressions(eng) == {} and row(eng, "taro@example.co.jp")["status"] == "active"
 
-    result = cli(runner, "suppress", "Taro@Example.co.jp", "stranger@example.org", "not-an-address", "--reason", "電話で依頼")
+    result = cli(
+        runner, "suppress", "Taro@Example.co.jp", "stranger@example.org", "not-an-address", "--reason", "電話で依頼"
+    )
     assert result.exit_code == 1  # one bad argument is reported ...
     assert '"not-an-address" is not a valid address' in result.output
     # ... and the others are still suppressed
