@@ -163,7 +163,7 @@ for _aliases in READ_ONLY.values():
     for _alias in _aliases:
         _ALIAS_INDEX[header_key(_alias)] = "-"
 #: Fields that are read from a row but are not columns of the prospects table.
-_DERIVED = ("family_name", "given_name", "card_exchanged_at", "opt_out", "mail_ok")
+_DERIVED_KEYS = frozenset(("family_name", "given_name", "card_exchanged_at", "opt_out", "mail_ok"))
 #: Opt-out flags as the business-card services and people write them: yes (stop mail) / no.
 OPT_OUT_WORDS = {
     **dict.fromkeys(("1", "true", "yes", "y", "○", "◯", "〇", "●", "✓", "✔", "済", "済み", "停止", "配信停止"), "yes"),
@@ -233,10 +233,11 @@ def parse_row(
 
     Business-card columns become ``values["_card"]`` (consent basis ``business_card`` from the exchange date,
     applied by :func:`_flush` only where the row or the prospect has no consent yet) and ``values["_opt_out"]``.
+    The field chain is inline (not a function per field): this loop is most of an import's time.
     """
     values: dict[str, Any] = {}
     tags: list[str] | None = None
-    errors: list[RowError] = []
+    errors: list[RowError] | None = None
     for index, name in columns:
         raw = cells[index] if index < len(cells) else None
         try:
@@ -245,12 +246,55 @@ def parse_row(
                 continue
             if raw is None or (isinstance(raw, str) and not raw.strip()):
                 continue
-            tags = _parse_field(name, raw, zone, values) or tags
+            if name == "temperature":
+                values[name] = parse_word(raw, TEMPERATURE_WORDS, TEMPERATURES, name)
+            elif name == "stage":
+                values[name] = parse_word(raw, STAGE_WORDS, STAGES, name)
+            elif name == "rank":
+                text = cell_text(raw).upper()
+                if text not in RANKS:
+                    raise RowError(name, text, "is not one of A, B, C")
+                values[name] = text
+            elif name == "consent_basis":
+                values[name] = parse_word(raw, CONSENT_WORDS, CONSENT_BASES, name)
+            elif name == "score":
+                try:
+                    values[name] = float(cell_text(raw).replace(",", ""))
+                except ValueError:
+                    raise RowError(name, cell_text(raw), "is not a number") from None
+            elif name.startswith("strength_"):
+                text = cell_text(raw)
+                if text not in ("0", "1", "2", "3"):
+                    raise RowError(name, text, "must be 0, 1, 2 or 3")
+                values[name] = int(text)
+            elif name in ("last_contact_at", "consent_at", "card_exchanged_at"):
+                values[name] = parse_datetime(raw, zone, name)
+            elif name == "next_action_due":
+                values[name] = parse_date(raw, name)
+            elif name == "time_zone":
+                text = cell_text(raw)
+                try:
+                    zoneinfo.ZoneInfo(text)
+                except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                    raise RowError(name, text, 'is not a time zone (use names like "Asia/Tokyo")') from None
+                values[name] = text
+            elif name == "language":
+                text = cell_text(raw).lower()
+                values[name] = {"日本語": "ja", "japanese": "ja", "英語": "en", "english": "en"}.get(text, text)[:8]
+            elif name == "tags":
+                tags = sorted({t.strip() for t in _TAG_SPLIT.split(cell_text(raw)) if t.strip()})
+            elif name == "opt_out":
+                values[name] = parse_word(raw, OPT_OUT_WORDS, ("○", "1", "配信停止", "(blank)"), name) == "yes"
+            elif name == "mail_ok":
+                values[name] = parse_word(raw, MAIL_OK_WORDS, ("可", "不可", "○", "×"), name) == "yes"
+            else:
+                values[name] = cell_text(raw)
         except RowError as exc:
-            errors.append(exc)
+            errors = [*(errors or []), exc]
     if errors:
         raise RowErrors(errors)
-    _card_fields(values)
+    if _DERIVED_KEYS & values.keys():
+        _card_fields(values)
     attributes = {}
     for index, header in extras:
         raw = cells[index] if index < len(cells) else None
@@ -259,54 +303,6 @@ def parse_row(
     if attributes:
         values["attributes"] = attributes
     return values, tags
-
-
-def _parse_field(name: str, raw: Cell, zone: zoneinfo.ZoneInfo, values: dict[str, Any]) -> list[str] | None:
-    """Put field ``name`` read from ``raw`` into ``values``; returns the tags for the tags column, else None."""
-    if name == "temperature":
-        values[name] = parse_word(raw, TEMPERATURE_WORDS, TEMPERATURES, name)
-    elif name == "stage":
-        values[name] = parse_word(raw, STAGE_WORDS, STAGES, name)
-    elif name == "rank":
-        text = cell_text(raw).upper()
-        if text not in RANKS:
-            raise RowError(name, text, "is not one of A, B, C")
-        values[name] = text
-    elif name == "consent_basis":
-        values[name] = parse_word(raw, CONSENT_WORDS, CONSENT_BASES, name)
-    elif name == "score":
-        try:
-            values[name] = float(cell_text(raw).replace(",", ""))
-        except ValueError:
-            raise RowError(name, cell_text(raw), "is not a number") from None
-    elif name.startswith("strength_"):
-        text = cell_text(raw)
-        if text not in ("0", "1", "2", "3"):
-            raise RowError(name, text, "must be 0, 1, 2 or 3")
-        values[name] = int(text)
-    elif name in ("last_contact_at", "consent_at", "card_exchanged_at"):
-        values[name] = parse_datetime(raw, zone, name)
-    elif name == "next_action_due":
-        values[name] = parse_date(raw, name)
-    elif name == "time_zone":
-        text = cell_text(raw)
-        try:
-            zoneinfo.ZoneInfo(text)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise RowError(name, text, 'is not a time zone (use names like "Asia/Tokyo")') from None
-        values[name] = text
-    elif name == "language":
-        text = cell_text(raw).lower()
-        values[name] = {"日本語": "ja", "japanese": "ja", "英語": "en", "english": "en"}.get(text, text)[:8]
-    elif name == "tags":
-        return sorted({t.strip() for t in _TAG_SPLIT.split(cell_text(raw)) if t.strip()})
-    elif name == "opt_out":
-        values[name] = parse_word(raw, OPT_OUT_WORDS, ("○", "1", "配信停止", "(blank)"), name) == "yes"
-    elif name == "mail_ok":
-        values[name] = parse_word(raw, MAIL_OK_WORDS, ("可", "不可", "○", "×"), name) == "yes"
-    else:
-        values[name] = cell_text(raw)
-    return None
 
 
 def _card_fields(values: dict[str, Any]) -> None:
