@@ -368,26 +368,38 @@ def _write_xlsx(
     sheet = workbook.create_sheet("prospects" if language == "en" else "見込み客")
     sheet.freeze_panes = "A2"
     bold = Font(bold=True)
+    datetime_format, datetime_seconds = "yyyy-mm-dd hh:mm", "yyyy-mm-dd hh:mm:ss"
 
-    def cell(value: Any) -> WriteOnlyCell:
+    def cell(value: Any) -> Any:
+        """A plain value where openpyxl's own typing is right (most cells: the fast path of write-only mode), a
+        styled cell for dates and for text that a spreadsheet would take as a formula."""
         if isinstance(value, str):
-            value = ILLEGAL_CHARACTERS_RE.sub("", value)  # control characters an .xlsx cannot hold
-        if isinstance(value, datetime) and value.microsecond:
-            value = value.isoformat(sep=" ")  # Excel keeps milliseconds: text keeps the instant exact
-        c = WriteOnlyCell(sheet, value=value)
-        if isinstance(value, datetime):
-            c.number_format = "yyyy-mm-dd hh:mm:ss" if value.second else "yyyy-mm-dd hh:mm"
-        elif isinstance(value, date):
-            c.number_format = "yyyy-mm-dd"
-        elif isinstance(value, str) and value.startswith(FORMULA_STARTS):
+            if not value:
+                return None  # an empty cell, not an empty string: smaller file, and what Excel writes
+            if not value.isprintable():
+                value = ILLEGAL_CHARACTERS_RE.sub("", value)  # control characters an .xlsx cannot hold
+            if not value.startswith(FORMULA_STARTS):
+                return value
+            c = WriteOnlyCell(sheet, value=value)
             c.data_type = "s"  # text, never a formula
             c.quotePrefix = True  # and Excel keeps it text when the cell is edited
             summary.defused += 1
-        return c
+            return c
+        if isinstance(value, datetime):
+            if value.microsecond:
+                return value.isoformat(sep=" ")  # Excel keeps milliseconds: text keeps the instant exact
+            c = WriteOnlyCell(sheet, value=value)
+            c.number_format = datetime_format if not value.second else datetime_seconds
+            return c
+        if isinstance(value, date):
+            c = WriteOnlyCell(sheet, value=value)
+            c.number_format = "yyyy-mm-dd"
+            return c
+        return value
 
     header_cells = []
     for h in summary.headers:
-        c = cell(h)
+        c = WriteOnlyCell(sheet, value=h)
         c.font = bold
         header_cells.append(c)
     sheet.append(header_cells)
