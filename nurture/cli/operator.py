@@ -24,7 +24,7 @@ def _report(summary: Suppressed, as_json: bool, what: str, extra: str = "") -> N
         for item in summary.addresses:
             click.echo(f"{item['email']}: {item['outcome']}")
         for bad in summary.invalid:
-            where = f"row {bad['row']}" if "row" in bad else "argument"
+            where = f"row {bad['row']}" if "row" in bad else "argument"  # what: the file, or "suppress"
             click.echo(f'{what}: {where}: "{bad["value"]}" {bad["reason"]}: skipped', err=True)
         verb = "would be" if summary.dry_run else "were"
         click.echo(
@@ -64,13 +64,10 @@ def suppress_(
       nurture suppress taro@example.co.jp --reason "電話で配信停止の依頼"
       nurture suppress --file stop.txt --reason "returned reply cards"
     """
-    addresses = list(emails)
-    if file:
-        rows, _, _ = read_addresses(file)
-        addresses += ["" if raw is None else str(raw) for _, raw, _ in rows]
-    if not addresses:
+    rows = [(number, raw) for number, raw, _ in read_addresses(file)[0]] if file else []
+    if not emails and not rows:
         raise InputError("no address given", hint="nurture suppress EMAIL... or nurture suppress --file FILE")
-    summary = suppress(app.engine(), addresses, reason=reason, kind=kind, dry_run=dry_run)
+    summary = suppress(app.engine(), emails, reason=reason, kind=kind, dry_run=dry_run, rows=rows)
     _report(summary, as_json, file or "suppress")
 
 

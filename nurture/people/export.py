@@ -3,6 +3,7 @@ reads back unchanged.
 
 Contract (:func:`export_prospects`):
 
+- prospects erased at their request are left out;
 - columns are the fields the import reads (:data:`COLUMNS`), then every custom attribute (one column each, in
   order of name), then ``status`` (配信状態), which the import ignores: status changes only by what people do;
 - headers in Japanese or English, each one a name the import recognises (a test checks every one); in Japanese the
@@ -164,7 +165,9 @@ def _rows(
 ) -> tuple[list[str], Iterator[tuple[dict[str, Any], list[str]]]]:
     """(attribute names, iterator of (prospect row, tags)), streamed in e-mail order, two passes: the first reads
     only the attributes (to know the columns), the second everything."""
-    ids = filtered(select(Prospect.id), **filters).subquery()
+    # Erased people are left out: nothing of them is left to read, and their placeholder address
+    # (<hash>@erased.invalid) is no address the import would take back.
+    ids = filtered(select(Prospect.id).where(Prospect.status != "erased"), **filters).subquery()
     names: set[str] = set()
     with engine.connect() as conn:
         for (attrs,) in conn.execute(

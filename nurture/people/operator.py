@@ -177,13 +177,23 @@ def _unique_valid(values: Iterable[tuple[Any, Any]], summary: Suppressed, key: s
 
 
 def suppress(
-    engine: Engine, emails: Iterable[str], *, reason: str = "", kind: str = "unsubscribed", dry_run: bool = False
+    engine: Engine,
+    emails: Iterable[str],
+    *,
+    reason: str = "",
+    kind: str = "unsubscribed",
+    dry_run: bool = False,
+    rows: Iterable[tuple[int, Any]] = (),
 ) -> Suppressed:
-    """Suppress the given addresses (see the module docstring); ``reason`` is the operator's note."""
+    """Suppress the given addresses (see the module docstring); ``reason`` is the operator's note. ``rows``
+    adds (row number, cell) pairs read from a file (:func:`read_addresses`): a bad one is reported by its row."""
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
     summary = Suppressed(kind=kind, dry_run=dry_run, source="operator")
     addresses = _unique_valid(((e, e) for e in emails), summary, "address")
+    given = set(addresses)
+    addresses += [a for a in _unique_valid(rows, summary, "row") if a not in given]
+    summary.rows = len(addresses)
     _apply(
         engine,
         [(e, kind, "") for e in addresses],

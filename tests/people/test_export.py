@@ -147,6 +147,11 @@ def test_filters_stdout_and_bad_encoding(ws, eng, runner):
     assert not (ws / "bad.csv").exists() and not list(ws.glob(".nurture-export-*"))  # no partial file
     assert cli(runner, "prospects", "export", "--format", "xlsx").exit_code == 1  # needs --out
 
+    # an erased person is not exported (their placeholder address would not import back)
+    assert cli(runner, "erase", "hanako@example.co.jp").exit_code == 0
+    assert "hanako" not in cli(runner, "prospects", "export", "--encoding", "utf-8").stdout
+    assert "erased.invalid" not in cli(runner, "prospects", "export", "--encoding", "utf-8").stdout
+
 
 def test_cell_text_undoes_the_defusing_only():
     assert cell_text("'=1+2") == "=1+2"

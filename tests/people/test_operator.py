@@ -90,9 +90,9 @@ def test_suppress_by_hand_goes_through_the_door_and_skips_bad_addresses(ws, eng,
 
 
 def test_suppress_from_a_file_and_as_bounced(ws, eng, runner):
-    (ws / "stop.txt").write_text("hanako@example.co.jp\nother@example.net\n", encoding="utf-8")
+    (ws / "stop.txt").write_text("hanako@example.co.jp\nother@example.net\nhanako@@x\n", encoding="utf-8")
     result = cli(runner, "suppress", "--file", "stop.txt", "--kind", "bounced", "--reason", "returned mail")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1 and 'stop.txt: row 3: "hanako@@x" is not a valid address' in result.output
     assert row(eng, "hanako@example.co.jp")["status"] == "bounced"
     (event,) = events(eng, type="bounced")
     assert event["data"]["bounce"] == "hard"
