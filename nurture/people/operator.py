@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, Text, cast, delete, func, select, update
 
 from nurture.core import clock
 from nurture.core.errors import InputError, NotFound
@@ -389,6 +389,21 @@ def _without_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+def _clear_unlinked_events(conn: Any, email: str) -> int:
+    """Events that name the address only in their raw data (a provider's webhook for an address that was no
+    prospect then) lose their personal fields too. A scan of the events without a prospect: erasure is rare."""
+    ids = list(
+        conn.execute(
+            select(Event.id).where(Event.prospect_id.is_(None), cast(Event.data, Text).contains(email, autoescape=True))
+        ).scalars()
+    )
+    for start in range(0, len(ids), BATCH):
+        conn.execute(
+            update(Event).where(Event.id.in_(ids[start : start + BATCH])).values(ip="", user_agent="", data={})
+        )
+    return len(ids)
+
+
 def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any]:
     """Erase a person at their request; see the module docstring. Erasing twice, or an address nurture never
     knew (to keep it from ever being imported), is fine."""
@@ -406,6 +421,7 @@ def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any
             result.update(events_cleared=0, deliveries_cleared=0)
             if not dry_run:
                 mark_erased(conn, key, at=now)
+                result["unlinked_events_cleared"] = _clear_unlinked_events(conn, key)
             return result
         events = conn.execute(select(Event.id, Event.url).where(Event.prospect_id == pid)).all()
         deliveries = conn.execute(
@@ -453,5 +469,6 @@ def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any
                     .values(ip="", user_agent="", url=url, data={})
                 )
         conn.execute(update(Delivery).where(Delivery.prospect_id == pid).values(subject="", error=""))
+        result["unlinked_events_cleared"] = _clear_unlinked_events(conn, key)
         conn.execute(update(Handoff).where(Handoff.prospect_id == pid).values(verdict_reason="", notice_error=""))
     return result

@@ -312,6 +312,8 @@ def _card_fields(values: dict[str, Any]) -> None:
         values["name"] = f"{family} {given}".strip()
     exchanged = values.pop("card_exchanged_at", None)
     if exchanged is not None:
+        if values.get("consent_basis") == "unknown":  # "不明" next to an exchange date: the date says more
+            del values["consent_basis"]
         values["_card"] = {"consent_basis": "business_card", "consent_source": "名刺交換", "consent_at": exchanged}
     opt_out = values.pop("opt_out", None)
     mail_ok = values.pop("mail_ok", None)

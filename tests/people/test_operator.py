@@ -152,6 +152,16 @@ def test_erase_keeps_only_the_hash_and_blocks_reimport(ws, eng, runner):
                 data={"raw": {"email": "taro@example.co.jp"}},
             )
         )
+        conn.execute(  # a provider's event for the address before it was linked to the prospect
+            insert(Event).values(
+                type="bounced",
+                prospect_id=None,
+                occurred_at=now,
+                recorded_at=now,
+                ip="198.51.100.7",
+                data={"raw": {"email": "taro@example.co.jp", "reason": "550"}},
+            )
+        )
     dry = cli(runner, "erase", "taro@example.co.jp", "--dry-run", "--json")
     assert json.loads(dry.output)["events_cleared"] == 1 and row(eng, "taro@example.co.jp") is not None
 
@@ -163,6 +173,8 @@ def test_erase_keeps_only_the_hash_and_blocks_reimport(ws, eng, runner):
     (event,) = events(eng, prospect_id=gone["id"])
     assert (event["ip"], event["user_agent"], event["data"]) == ("", "", {})
     assert event["url"] == "https://example.com/page"
+    (unlinked,) = events(eng, type="bounced")
+    assert (unlinked["ip"], unlinked["data"]) == ("", {})
     with eng.connect() as conn:
         delivery = conn.execute(select(Delivery.subject, Delivery.error)).one()
         tags = conn.execute(select(func.count()).select_from(ProspectTag).where(ProspectTag.prospect_id == gone["id"]))
