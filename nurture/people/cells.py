@@ -23,7 +23,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from nurture.people.tabular import Cell, header_key
+from nurture.people.tabular import Cell, header_key, undefuse
 from nurture.store.models import CONSENT_BASES
 
 #: What people write for a temperature, a stage or a consent basis -> the stored value (:func:`parse_word`).
@@ -121,26 +121,6 @@ class Rejected:
 
     def as_dict(self) -> dict[str, Any]:
         return {"row": self.row, "field": self.field, "value": self.value, "reason": self.reason}
-
-
-#: The first characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def defuse(text: str) -> str:
-    """``text`` as written to an exported CSV cell: a leading apostrophe added when it starts with a formula
-    character, or with apostrophes followed by one (so that :func:`undefuse` gives back exactly ``text``)."""
-    if text.lstrip("'").startswith(FORMULA_STARTS):
-        return "'" + text
-    return text
-
-
-def undefuse(text: str) -> str:
-    """The inverse of :func:`defuse`: one leading apostrophe dropped before a formula character. A value that
-    really starts with an apostrophe and a formula character (``'=x``) is exported as ``''=x`` and so comes back."""
-    if text.startswith("'") and text.lstrip("'").startswith(FORMULA_STARTS):
-        return text[1:]
-    return text
 
 
 #: What NFKC leaves apart but Japanese text means as one: the WAVE DASH 〜 (Macs, the web) is the FULLWIDTH TILDE

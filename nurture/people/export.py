@@ -11,8 +11,8 @@ Contract (:func:`export_prospects`):
 - instants (last contact, consent) in the configured time zone, as ``2026-11-01 09:30`` (seconds only when
   there are any); due dates as ``2026-12-01``; tags joined with ", ";
 - formula injection (OWASP "CSV injection"): in a CSV, a text cell starting with = + - @ TAB or CR gets a leading
-  apostrophe (:func:`nurture.people.cells.defuse`), which the import removes again
-  (:func:`nurture.people.cells.undefuse`), so the round trip is exact. In an .xlsx such a cell is written as a
+  apostrophe (:func:`nurture.people.tabular.defuse`), which the import removes again
+  (:func:`nurture.people.tabular.undefuse`), so the round trip is exact. In an .xlsx such a cell is written as a
   string with Excel's quote prefix (the cell shows ``=1+2`` as text and editing it keeps it text): no apostrophe is
   needed there, and none is added;
 - CP932 (Excel in Japan): the characters that Windows writes differently from the Unicode mapping of Shift_JIS
@@ -38,9 +38,8 @@ from typing import IO, Any
 from sqlalchemy import Engine, select
 
 from nurture.core.errors import InputError
-from nurture.people.cells import FORMULA_STARTS, defuse
 from nurture.people.queries import filtered
-from nurture.people.tabular import normalize_encoding
+from nurture.people.tabular import FORMULA_STARTS, defuse, normalize_encoding
 from nurture.store.models import STRENGTHS, Prospect, ProspectTag
 
 #: (field, Japanese header, English header), in the order of the file. Every header is an import alias.

@@ -91,6 +91,26 @@ def normalize_encoding(name: str) -> str:
     return key
 
 
+#: The first characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defuse(text: str) -> str:
+    """``text`` as written to an exported CSV cell: a leading apostrophe added when it starts with a formula
+    character, or with apostrophes followed by one (so that :func:`undefuse` gives back exactly ``text``)."""
+    if text.lstrip("'").startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
+def undefuse(text: str) -> str:
+    """The inverse of :func:`defuse`: one leading apostrophe dropped before a formula character. A value that
+    really starts with an apostrophe and a formula character (``'=x``) is exported as ``''=x`` and so comes back."""
+    if text.startswith("'") and text.lstrip("'").startswith(FORMULA_STARTS):
+        return text[1:]
+    return text
+
+
 #: How many rows :func:`read_table` looks through for the header row when ``find_header`` is given: title rows
 #: ("顧客リスト 2026年11月", a date, a blank row) sit above the headers in the sheets people keep.
 HEADER_SEARCH_ROWS = 20
@@ -159,7 +179,7 @@ def _header(
     first: tuple[int, list[str]] | None = None
     seen = 0
     for number, record in records:
-        cells = ["" if c is None else str(c).strip() for c in record]
+        cells = ["" if c is None else undefuse(str(c).strip()) for c in record]
         if header_row is not None:
             if number == header_row:
                 if not any(cells):

@@ -9,14 +9,16 @@ import json
 
 import openpyxl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from nurture.cli.main import main
 from nurture.core import config
 from nurture.people import prospects
-from nurture.people.cells import cell_text, defuse, undefuse
+from nurture.people.cells import cell_text
 from nurture.people.export import COLUMNS, STATUS_HEADERS, headers_for
-from nurture.people.tabular import header_key
+from nurture.people.tabular import defuse, header_key, undefuse
 from nurture.store import db
 from nurture.store.models import Prospect, ProspectTag
 
@@ -151,6 +153,18 @@ def test_filters_stdout_and_bad_encoding(ws, eng, runner):
     assert cli(runner, "erase", "hanako@example.co.jp").exit_code == 0
     assert "hanako" not in cli(runner, "prospects", "export", "--encoding", "utf-8").stdout
     assert "erased.invalid" not in cli(runner, "prospects", "export", "--encoding", "utf-8").stdout
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("=+-@'\t\r a1山㈱～〜−,\"")), max_size=12))
+def test_export_cell_reads_back_as_stored(text):
+    """Whatever a stored value is (values are stored as cell_text made them), its CSV cell reads back as it."""
+    stored = cell_text(text)
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow([defuse(stored), "x"])
+    (cells,) = list(csv.reader(io.StringIO(buffer.getvalue())))
+    assert cell_text(cells[0]) == stored
+    assert not cells[0].startswith(("=", "+", "-", "@", "\t", "\r"))
 
 
 def test_cell_text_undoes_the_defusing_only():
