@@ -306,16 +306,28 @@ def export(
     if as_json and not out:
         raise InputError("--json needs --out FILE (the CSV itself goes to stdout otherwise)")
     zone = app.config.cadence.time_zone
-    summary = export_prospects(
-        app.engine(),
-        out,
-        format=fmt,
-        encoding=encoding.lower(),
-        language=language or ("ja" if zone == "Asia/Tokyo" else "en"),
-        time_zone=zone,
-        stdout=sys.stdout.buffer if not out else None,
-        **_filters(temperature, industry, rank, stage, owner, status, tag, stale_days),
-    )
+    console = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("exporting to {task.fields[name]}"),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json or not console.is_terminal,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("export", total=None, name=out or "stdout")
+        summary = export_prospects(
+            app.engine(),
+            out,
+            format=fmt,
+            encoding=encoding.lower(),
+            language=language or ("ja" if zone == "Asia/Tokyo" else "en"),
+            time_zone=zone,
+            stdout=sys.stdout.buffer if not out else None,
+            progress=lambda n: progress.update(task, completed=n),
+            **_filters(temperature, industry, rank, stage, owner, status, tag, stale_days),
+        )
     if as_json:
         dump_json(summary.as_dict())
         return
