@@ -143,7 +143,7 @@ def _apply(
             else:
                 others.setdefault(reason, {})[email] = kind
             if detail:
-                outcome = "suppressed" + (" (prospect unsubscribed)" if email in known else " (not a prospect)")
+                outcome = "suppressed" + (f" (prospect, {kind})" if email in known else " (not a prospect)")
                 summary.addresses.append({"email": email, "outcome": outcome})
         if summary.dry_run:
             continue
