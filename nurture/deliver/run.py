@@ -75,8 +75,10 @@ def send(
     after each planning batch; ``on_outcome(outcome)`` after each delivery attempt, from the sending threads.
     ``sender_factory`` and ``throttle`` replace the configured sender and rates (one process then).
     Raises SenderConfigError when the sender can send nothing (its mails stay pending), ConfigError without a
-    tracking secret.
+    tracking secret. Postal campaigns (``channel = "postal"``) are not this command's: they are left out here
+    and printed by ``nurture postal run``.
     """
+    campaigns = [c for c in campaigns if c.channel == "email"]
     report = Report(dry_run=dry_run)
     if not dry_run:
         config.tracking_secret()  # fail before anything else, with the hint how to set it
