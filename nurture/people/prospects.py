@@ -130,7 +130,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "address_line": ("address", "street", "addressline", "address1", "住所", "所在地", "市区町村", "住所1", "番地"),
     "building": ("building", "address2", "建物名", "ビル名", "建物", "住所2", "建物名・部屋番号"),
     "department": ("department", "dept", "division", "部署", "部署名", "所属", "部門"),
-    "postal_status": ("postaloptout", "nopost", "郵送不要", "dm不要", "郵送停止", "郵送"),
+    "postal_status": ("postaloptout", "nopost", "郵送不要", "dm不要", "郵送停止"),
     "strength_existing_business": ("strengthexistingbusiness", "existingbusiness", "既存取引"),
     "strength_empathy": ("strengthempathy", "empathy", "共感"),
     "strength_contribution": ("strengthcontribution", "contribution", "貢献"),
@@ -379,6 +379,10 @@ def _changes(existing: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]
             continue
         if existing.get(name) != value:
             out[name] = value
+    # Post came back from the old address (宛先不明); a corrected address makes post worth trying again.
+    moved = any(name in out for name in ("postal_code", "prefecture", "address_line", "building"))
+    if moved and existing.get("postal_status") == "returned" and "postal_status" not in values:
+        out["postal_status"] = ""
     return out
 
 

@@ -274,18 +274,18 @@ def record_returns(engine: Engine, path: Path, *, dry_run: bool = False) -> dict
         emails = [v.lower() for _, k, v in wanted if k == "email"]
         latest: dict[str, Any] = {}
         if emails:
-            for r, email in conn.execute(
-                select(PostalRecipient, Prospect.email)
+            for row in conn.execute(
+                select(PostalRecipient, Prospect.email.label("prospect_email"))
                 .join(Prospect, Prospect.id == PostalRecipient.prospect_id)
                 .where(Prospect.email.in_(emails))
                 .order_by(PostalRecipient.id)
             ):
-                latest[email] = r
+                latest[row.prospect_email] = row  # the newest batch wins
     found: list[tuple[int, str, Any]] = []
     unknown: list[tuple[int, str, Any]] = []
     for number, kind, value in wanted:
-        r: Any = by_code.get(value) if kind == "code" else latest.get(value.lower())
-        (found if r is not None else unknown).append((number, value, r))
+        match: Any = by_code.get(value) if kind == "code" else latest.get(value.lower())
+        (found if match is not None else unknown).append((number, value, match))
     batch_of = {}
     with engine.connect() as conn:
         if found:

@@ -6,6 +6,7 @@ command works without it, and a missing library is a clear error, not a tracebac
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from nurture.core.errors import ConfigError
@@ -20,4 +21,7 @@ def write_pdf(html: str, path: Path, base_url: str | None = None) -> None:
             f"cannot make PDF files: {exc}",
             hint="install WeasyPrint's system libraries, e.g. apt-get install libpango-1.0-0 libpangoft2-1.0-0",
         ) from None
+    # Mail HTML carries CSS for mail clients (mso-*, media queries) that a printer ignores: not worth a warning.
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
     weasyprint.HTML(string=html, base_url=base_url).write_pdf(str(path))
