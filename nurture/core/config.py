@@ -206,6 +206,21 @@ class ContentConfig:
 
 
 @dataclass(frozen=True)
+class PostalConfig:
+    """The postal newsletter (``channel = "postal"`` campaigns, ``nurture postal``)."""
+
+    interval_days: float = 90.0
+    label_layout: str = "a4-12"
+    csv_encoding: Literal["utf-8-sig", "cp932"] = "utf-8-sig"
+    email_optout_stops_post: bool = True
+    font_family: str = "Noto Sans CJK JP"
+
+    def __post_init__(self) -> None:
+        if not 7 <= self.interval_days <= 730:
+            raise ValueError("postal.interval_days must be between 7 and 730")
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     campaigns: str = "campaigns"
     templates: str = "templates"
@@ -227,6 +242,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    postal: PostalConfig = field(default_factory=PostalConfig)
     root: Path = field(default=Path("."), metadata={"toml": "__root__"})
     source: str = field(default="(defaults)", metadata={"toml": "__source__"})
 

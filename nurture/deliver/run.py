@@ -76,8 +76,10 @@ def send(
     after each planning batch; ``on_outcome(outcome)`` after each delivery attempt, from the sending threads.
     ``sender_factory`` and ``throttle`` replace the configured sender and rates (one process then).
     Raises SenderConfigError when the sender can send nothing (its mails stay pending), ConfigError without a
-    tracking secret or when a real sender's setup fails the preflight (:mod:`nurture.checks.preflight`).
+    tracking secret or when a real sender's setup fails the preflight (:mod:`nurture.checks.preflight`). Postal
+    campaigns (``channel = "postal"``) are left out here: ``nurture postal run`` prints them.
     """
+    campaigns = [c for c in campaigns if c.channel == "email"]
     report = Report(dry_run=dry_run)
     if not dry_run:
         require_preflight(config)  # a real sender with example values, an unreachable base_url ...: nothing leaves

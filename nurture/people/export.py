@@ -48,6 +48,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("name", "氏名", "name"),
     ("company", "会社名", "company"),
     ("title", "役職", "title"),
+    ("department", "部署", "department"),
     ("industry", "業種", "industry"),
     ("temperature", "温度感", "temperature"),
     ("stage", "ステージ", "stage"),
@@ -63,6 +64,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("consent_basis", "同意区分", "consent"),
     ("consent_source", "同意取得元", "consent source"),
     ("consent_at", "同意取得日", "consent date"),
+    ("postal_code", "郵便番号", "postal code"),
+    ("prefecture", "都道府県", "prefecture"),
+    ("address_line", "住所", "address"),
+    ("building", "建物名", "building"),
+    ("postal_status", "郵送不要", "no post"),
     ("strength_existing_business", "既存取引", "strength existing business"),
     ("strength_empathy", "共感", "strength empathy"),
     ("strength_contribution", "貢献", "strength contribution"),
@@ -74,6 +80,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 STATUS_HEADERS = {"ja": "配信状態", "en": "status"}
 #: Stored words -> the Japanese words written under Japanese headers (each one read back by the import).
 JA_WORDS: dict[str, dict[str, str]] = {
+    "postal_status": {"opted_out": "不要", "returned": "宛先不明"},
     "temperature": {"hot": "ホット", "warm": "ウォーム", "cold": "コールド"},
     "stage": {"customer": "顧客", "lost": "失注"},
     "consent_basis": {

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 
 from nurture.core import clock
 from nurture.core.errors import InputError
+from nurture.people.addresses import parse_postal_code, split_prefecture
 from nurture.people.cells import (
     CONSENT_WORDS,
     STAGE_WORDS,
@@ -125,6 +126,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "consent_basis": ("consent", "consentbasis", "同意", "同意区分", "同意種別", "配信同意"),
     "consent_source": ("consentsource", "同意取得元", "取得経路", "入手経路", "同意取得経路"),
     "consent_at": ("consentat", "consentdate", "同意日", "同意取得日"),
+    "postal_code": ("postalcode", "zip", "zipcode", "postcode", "郵便番号", "〒", "郵便"),
+    "prefecture": ("prefecture", "state", "province", "都道府県"),
+    "address_line": ("address", "street", "addressline", "address1", "住所", "所在地", "市区町村", "住所1", "番地"),
+    "building": ("building", "address2", "建物名", "ビル名", "建物", "住所2", "建物名・部屋番号"),
+    "department": ("department", "dept", "division", "部署", "部署名", "所属", "部門"),
+    "postal_status": ("postaloptout", "nopost", "郵送不要", "dm不要", "郵送停止"),
     "strength_existing_business": ("strengthexistingbusiness", "existingbusiness", "既存取引"),
     "strength_empathy": ("strengthempathy", "empathy", "共感"),
     "strength_contribution": ("strengthcontribution", "contribution", "貢献"),
@@ -281,6 +288,15 @@ def parse_row(
             elif name == "language":
                 text = cell_text(raw).lower()
                 values[name] = {"日本語": "ja", "japanese": "ja", "英語": "en", "english": "en"}.get(text, text)[:8]
+            elif name == "postal_code":
+                values[name] = parse_postal_code(cell_text(raw))
+            elif name == "address_line":
+                prefecture, rest = split_prefecture(cell_text(raw))
+                values[name] = rest[:300]
+                if prefecture:
+                    values.setdefault("prefecture", prefecture)
+            elif name == "postal_status":
+                values[name] = _postal_status(cell_text(raw))
             elif name == "tags":
                 tags = sorted({t.strip() for t in _TAG_SPLIT.split(cell_text(raw)) if t.strip()})
             elif name == "opt_out":
@@ -365,6 +381,18 @@ def map_columns(headers: list[str], overrides: dict[str, str]) -> tuple[list[tup
     return columns, extras
 
 
+def _postal_status(text: str) -> str:
+    """A 郵送不要-style column: yes / 1 / ○ / 不要 / stop -> "opted_out"; no / empty / 可 -> "" (post welcome)."""
+    word = text.strip().lower()
+    if word in ("", "0", "no", "false", "いいえ", "×", "可", "ok", "要"):
+        return ""
+    if word in ("1", "yes", "true", "はい", "○", "〇", "不要", "stop", "opted_out", "停止"):
+        return "opted_out"
+    if word in ("returned", "宛先不明"):  # as `prospects export` writes a postal bounce, so it round-trips
+        return "returned"
+    raise RowError("postal_status", text, "is not yes/no (e.g. 不要 or 空欄)")
+
+
 _COMPARED = (
     "name",
     "company",
@@ -384,6 +412,12 @@ _COMPARED = (
     "consent_basis",
     "consent_source",
     "consent_at",
+    "postal_code",
+    "prefecture",
+    "address_line",
+    "building",
+    "department",
+    "postal_status",
     *[f"strength_{s}" for s in STRENGTHS],
 )
 
@@ -413,6 +447,12 @@ def _new_row(values: dict[str, Any], now: datetime) -> dict[str, Any]:
         "status_changed_at": None,
         "paused_until": None,
         "frequency_factor": 1.0,
+        "postal_code": "",
+        "prefecture": "",
+        "address_line": "",
+        "building": "",
+        "department": "",
+        "postal_status": "",
         **{f"strength_{s}": 0 for s in STRENGTHS},
     }
     row.update({k: v for k, v in values.items() if not k.startswith("_")})
@@ -441,6 +481,10 @@ def _changes(existing: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]
             continue
         if existing.get(name) != value:
             out[name] = value
+    # Post came back from the old address (宛先不明); a corrected address makes post worth trying again.
+    moved = any(name in out for name in ("postal_code", "prefecture", "address_line", "building"))
+    if moved and existing.get("postal_status") == "returned" and "postal_status" not in values:
+        out["postal_status"] = ""
     return out
 
 

@@ -18,6 +18,7 @@ key would touch three files.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -108,6 +109,8 @@ class Campaign:
     allow: tuple[Allowance, ...]
     tracking: CampaignTracking
     path: Path
+    #: "email" (``nurture send``) or "postal" (``nurture postal run``: a printed newsletter, about every 90 days).
+    channel: Literal["email", "postal"] = "email"
 
     @property
     def items(self) -> tuple[ContentItem, ...]:
@@ -147,6 +150,7 @@ class _FileTable:
     cadence: dict[str, Any] = field(default_factory=dict)
     allow: list[dict[str, Any]] = field(default_factory=list)
     tracking: dict[str, Any] = field(default_factory=dict)
+    channel: Literal["email", "postal"] = "email"
 
 
 @dataclass(frozen=True)
@@ -399,6 +403,9 @@ def load_campaign(path: Path, config: Config) -> Campaign:
     segment = parse_segment(section("segment", dict), problems)
     raw_cadence = build(_CadenceTable, section("cadence", dict), ("cadence",), problems)
     cadence = _resolve_cadence(raw_cadence, config, problems) if raw_cadence is not None else Cadence()
+    if top is not None and top.channel == "postal" and raw_cadence is not None and raw_cadence.interval_days is None:
+        # A postal newsletter's own rhythm (SEEDS: every three months), not the e-mail interval of [cadence].
+        cadence = dataclasses.replace(cadence, interval_days=config.postal.interval_days)
 
     content_raw = build(_ContentTable, section("content", dict), ("content",), problems)
     items: list[ContentItem] = []
@@ -447,6 +454,7 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         allow=tuple(allow),
         tracking=tracking,
         path=Path(path),
+        channel=top.channel,
     )
 
 

@@ -25,7 +25,7 @@ from nurture.store.models import Prospect, ProspectTag
 #: Japanese text, CP932 extension characters, the wave dash, and cells a spreadsheet would run as formulas.
 SOURCE = (
     "メールアドレス,氏名,会社名,役職,業種,温度感,ステージ,ランク,担当者,最終接触日,次回アクション,次回期限,"
-    "タグ,同意,同意取得元,同意取得日,既存取引,部署,メモ\n"
+    "タグ,同意,同意取得元,同意取得日,既存取引,紹介者,メモ\n"
     'taro@example.co.jp,山田 太郎,"=HYPERLINK(""http://evil.example/"",""開く"")",工場長,製造業,ホット,SQL,A,佐藤,'
     "2026/11/01 9:30,見積送付 10〜12月,2026/12/01,展示会;重要,名刺交換,展示会 2026,2026/10/01,2,生産技術部,"
     "@SUM(A1:A3)\n"
@@ -95,7 +95,7 @@ def test_cp932_round_trip_with_formula_cells_changes_nothing(ws, eng, runner):
     raw = (ws / "out.csv").read_bytes()
     text = raw.decode("cp932")  # really CP932
     cells = list(csv.reader(io.StringIO(text)))
-    assert cells[0] == headers_for("ja", ["メモ", "部署"])
+    assert cells[0] == headers_for("ja", ["メモ", "紹介者"])
     taro = dict(zip(cells[0], cells[3], strict=True))  # rows in address order: hanako, jiro, taro
     assert taro["会社名"] == '\'=HYPERLINK("http://evil.example/","開く")'  # defused: a spreadsheet shows text
     assert taro["メモ"] == "'@SUM(A1:A3)"
@@ -114,7 +114,7 @@ def test_cp932_round_trip_with_formula_cells_changes_nothing(ws, eng, runner):
     data = json.loads(back.output)
     assert data["encoding"] == "cp932"
     assert (data["created"], data["updated"], data["unchanged"], data["rejected"]) == (0, 0, 3, [])
-    assert data["custom_attributes"] == ["メモ", "部署"]
+    assert data["custom_attributes"] == ["メモ", "紹介者"]
     assert snapshot(eng) == (before, stamps)
 
 

@@ -105,7 +105,7 @@ def test_sansan_export(ws, eng, runner):
     assert data["opted_out"] == 1
     taro = prospect(eng, "taro@yamada.example.co.jp")
     assert (taro["name"], taro["company"], taro["title"]) == ("山田 太郎", "株式会社山田製作所", "工場長")
-    assert taro["attributes"]["部署名"] == "生産技術部"
+    assert taro["department"] == "生産技術部"  # 部署名 is the department field (postal labels)
     assert taro["consent_basis"] == "business_card" and taro["consent_source"] == "名刺交換"
     assert taro["consent_at"] == datetime(2026, 10, 14, 15, 0, tzinfo=UTC)  # 2026/10/15 in Asia/Tokyo
     assert taro["status"] == "active"
