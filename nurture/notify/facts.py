@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Connection, case, func, select
+from sqlalchemy.orm import Session
 
 from nurture.store.models import Delivery, Event, Handoff, Prospect, ScoreChange
 from nurture.track import vocabulary as v
@@ -40,9 +41,13 @@ STRENGTHS = ("existing_business", "empathy", "contribution", "multiple_contacts"
 
 def handoff_facts(conn: Connection, handoff_id: int) -> dict[str, Any] | None:
     """Everything a notice about handoff ``handoff_id`` shows, or None if the handoff (or its prospect) is gone."""
-    row = conn.execute(
-        select(Handoff, Prospect).join(Prospect, Prospect.id == Handoff.prospect_id).where(Handoff.id == handoff_id)
-    ).first()
+    row = (
+        Session(conn)
+        .execute(
+            select(Handoff, Prospect).join(Prospect, Prospect.id == Handoff.prospect_id).where(Handoff.id == handoff_id)
+        )
+        .first()
+    )
     if row is None:
         return None
     h, p = row
@@ -65,12 +70,14 @@ def handoff_facts(conn: Connection, handoff_id: int) -> dict[str, Any] | None:
             "rules": list(c.rules or []),
             "explanation": c.explanation,
         }
-        for c in conn.execute(
+        for c in Session(conn)
+        .execute(
             select(ScoreChange)
             .where(ScoreChange.prospect_id == p.id)
             .order_by(ScoreChange.at.desc(), ScoreChange.id.desc())
             .limit(HISTORY_LIMIT)
-        ).scalars()
+        )
+        .scalars()
     ]
     history_total = conn.execute(
         select(func.count()).select_from(ScoreChange).where(ScoreChange.prospect_id == p.id)
@@ -130,12 +137,16 @@ def _mails(conn: Connection, prospect_id: int) -> tuple[list[dict[str, Any]], di
         ).all()
     }
     mails = []
-    for d in conn.execute(
-        select(Delivery)
-        .where(Delivery.prospect_id == prospect_id)
-        .order_by(Delivery.sent_at.desc().nulls_last(), Delivery.id.desc())
-        .limit(MAILS_LIMIT)
-    ).scalars():
+    for d in (
+        Session(conn)
+        .execute(
+            select(Delivery)
+            .where(Delivery.prospect_id == prospect_id)
+            .order_by(Delivery.sent_at.desc().nulls_last(), Delivery.id.desc())
+            .limit(MAILS_LIMIT)
+        )
+        .scalars()
+    ):
         counts = per_delivery.get(d.id)
         mail = {
             "campaign": d.campaign,

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
 
 from nurture.core import clock
 from nurture.core.errors import InputError, NotFound
@@ -57,7 +58,7 @@ def list_handoffs(
     now = clock.now()
     out = []
     with engine.connect() as conn:
-        for h, p in conn.execute(stmt).all():
+        for h, p in Session(conn).execute(stmt).all():
             out.append(
                 {
                     "id": h.id,
@@ -110,9 +111,11 @@ def decide(engine: Engine, email: str, verdict: str, *, by: str = "", reason: st
             ).scalars()
         )
         if not ids:
-            last = conn.execute(
-                select(Handoff).where(Handoff.prospect_id == pid).order_by(Handoff.created_at.desc()).limit(1)
-            ).scalar_one_or_none()
+            last = (
+                Session(conn)
+                .execute(select(Handoff).where(Handoff.prospect_id == pid).order_by(Handoff.created_at.desc()).limit(1))
+                .scalar_one_or_none()
+            )
             if last is None:
                 raise InputError(f"{address} has not been handed over to sales", hint="see `nurture handoffs`")
             raise InputError(

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, select, update
+from sqlalchemy.orm import Session
 
 from nurture.core import clock
 from nurture.core.config import Config
@@ -161,7 +162,7 @@ def _channels(config: Config, escalation: bool) -> list[tuple[str, str]]:
 def _deliver(engine: Engine, config: Config, handoff_id: int, lease: datetime, report: PassReport, worker: str) -> None:
     with engine.connect() as conn:
         facts = handoff_facts(conn, handoff_id)
-        row = conn.execute(select(Handoff).where(Handoff.id == handoff_id)).scalar_one_or_none()
+        row = Session(conn).execute(select(Handoff).where(Handoff.id == handoff_id)).scalar_one_or_none()
     if facts is None or row is None:
         return  # the prospect was erased (cascade): nothing left to tell
     now = clock.now()

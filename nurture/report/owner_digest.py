@@ -26,6 +26,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy.orm import Session
 
 from nurture.store.models import Handoff, Prospect, ScoreChange
 
@@ -132,12 +133,16 @@ def owner_digest(
         ),
     )
     digest.counts["not_contacted"] = conn.execute(select(func.count()).where(silent)).scalar_one()
-    for p in conn.execute(
-        select(Prospect)
-        .where(silent)
-        .order_by(Prospect.last_contact_at.is_not(None), Prospect.last_contact_at, Prospect.id)
-        .limit(limit)
-    ).all():
+    for p in (
+        Session(conn)
+        .execute(
+            select(Prospect)
+            .where(silent)
+            .order_by(Prospect.last_contact_at.is_not(None), Prospect.last_contact_at, Prospect.id)
+            .limit(limit)
+        )
+        .all()
+    ):
         row = _person(p)
         row["last_contact_at"] = p.last_contact_at
         since_when = p.last_contact_at or p.created_at
@@ -148,9 +153,11 @@ def owner_digest(
     # Leaks 2: overdue next actions.
     overdue = and_(mine, active, Prospect.next_action_due.is_not(None), Prospect.next_action_due < today)
     digest.counts["overdue_actions"] = conn.execute(select(func.count()).where(overdue)).scalar_one()
-    for p in conn.execute(
-        select(Prospect).where(overdue).order_by(Prospect.next_action_due, Prospect.id).limit(limit)
-    ).all():
+    for p in (
+        Session(conn)
+        .execute(select(Prospect).where(overdue).order_by(Prospect.next_action_due, Prospect.id).limit(limit))
+        .all()
+    ):
         row = _person(p)
         row["next_action"] = p.next_action
         row["next_action_due"] = p.next_action_due
@@ -162,7 +169,7 @@ def owner_digest(
         base = select(Handoff, Prospect).join(Prospect, Prospect.id == Handoff.prospect_id).where(mine, where)
         digest.counts[key] = conn.execute(select(func.count()).select_from(base.subquery())).scalar_one()
         rows = []
-        for h, p in conn.execute(base.order_by(Handoff.created_at, Handoff.id).limit(limit)).all():
+        for h, p in Session(conn).execute(base.order_by(Handoff.created_at, Handoff.id).limit(limit)).all():
             row = _person(p)
             row.update(
                 handoff_id=h.id,
@@ -181,12 +188,16 @@ def owner_digest(
     digest.new_handoffs = handoff_rows(and_(Handoff.created_at >= since, Handoff.created_at < until), "new_handoffs")
 
     # Moved up: the period's changes, read in one query; a prospect's last move per field is what it shows.
-    changes = conn.execute(
-        select(ScoreChange, Prospect)
-        .join(Prospect, Prospect.id == ScoreChange.prospect_id)
-        .where(mine, ScoreChange.at >= since, ScoreChange.at < until)
-        .order_by(ScoreChange.at, ScoreChange.id)
-    ).all()
+    changes = (
+        Session(conn)
+        .execute(
+            select(ScoreChange, Prospect)
+            .join(Prospect, Prospect.id == ScoreChange.prospect_id)
+            .where(mine, ScoreChange.at >= since, ScoreChange.at < until)
+            .order_by(ScoreChange.at, ScoreChange.id)
+        )
+        .all()
+    )
     first_old: dict[tuple[int, str], str] = {}
     last: dict[tuple[int, str], tuple[Any, Any]] = {}
     for change, p in changes:
