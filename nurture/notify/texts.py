@@ -17,6 +17,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "ack_hint": (
             '確認したら：nurture handoffs ack {email}　見送る場合：nurture handoffs reject {email} --reason "理由"'
         ),
+        "ack_label": "確認したら：",
+        "reject_label": "見送る場合：",
         "section_prospect": "見込み客",
         "section_score": "スコア",
         "section_inquiry": "お問い合わせ内容",
@@ -70,6 +72,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "d_days_overdue": "超過",
         "d_days": "{n}日",
         "d_last_contact": "最終接触",
+        "d_silent": "無接触",
         "d_never": "未接触",
         "d_moves": "変化",
         "d_new": "新規",
@@ -93,6 +96,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "ack_hint": (
             'Acknowledge: nurture handoffs ack {email}   Reject: nurture handoffs reject {email} --reason "..."'
         ),
+        "ack_label": "Acknowledge:",
+        "reject_label": "Reject:",
         "section_prospect": "Prospect",
         "section_score": "Score",
         "section_inquiry": "Inquiry",
@@ -144,6 +149,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "d_days_overdue": "Overdue",
         "d_days": "{n} days",
         "d_last_contact": "Last contact",
+        "d_silent": "Silent for",
         "d_never": "never",
         "d_moves": "Moves",
         "d_new": "new",

@@ -11,7 +11,8 @@ prospects nobody owns) over the period ``[since, until)``:
                             those made in the period
 ``new_handoffs``            every handoff made in the period, whatever its state now
 ``moved_up``                prospects whose rank, temperature or stage went up in the period (``score_changes``),
-                            their last move per field, with the stored explanation
+                            one move per field from the period's first old value to its last new value, with the explanations
+                            of every step
 ==========================  ==========================================================================================
 
 :func:`digest_owners` lists the owners who have anything to report. Each list holds at most ``limit`` rows;
@@ -141,7 +142,7 @@ def owner_digest(
             .order_by(Prospect.last_contact_at.is_not(None), Prospect.last_contact_at, Prospect.id)
             .limit(limit)
         )
-        .all()
+        .scalars()
     ):
         row = _person(p)
         row["last_contact_at"] = p.last_contact_at
@@ -156,7 +157,7 @@ def owner_digest(
     for p in (
         Session(conn)
         .execute(select(Prospect).where(overdue).order_by(Prospect.next_action_due, Prospect.id).limit(limit))
-        .all()
+        .scalars()
     ):
         row = _person(p)
         row["next_action"] = p.next_action
@@ -200,10 +201,13 @@ def owner_digest(
     )
     first_old: dict[tuple[int, str], str] = {}
     last: dict[tuple[int, str], tuple[Any, Any]] = {}
+    steps: dict[tuple[int, str], list[str]] = {}
     for change, p in changes:
         key = (p.id, change.field)
         first_old.setdefault(key, change.old)
         last[key] = (change, p)
+        if change.explanation:
+            steps.setdefault(key, []).append(change.explanation)
     moved: dict[int, dict[str, Any]] = {}
     for key, (change, p) in last.items():
         old = first_old[key]
@@ -211,7 +215,14 @@ def owner_digest(
             continue  # up and down again within the week, or only down: not a move up
         row = moved.setdefault(p.id, {**_person(p), "moves": [], "at": change.at})
         row["moves"].append(
-            {"field": change.field, "from": old, "to": change.new, "at": change.at, "explanation": change.explanation}
+            {
+                "field": change.field,
+                "from": old,
+                "to": change.new,
+                "at": change.at,
+                "explanation": change.explanation,  # of the last step
+                "explanations": steps.get(key, []),  # of every step in the period, oldest first
+            }
         )
         row["at"] = max(row["at"], change.at)
     ranked = sorted(moved.values(), key=lambda r: (-ORDER["rank"].get(r["rank"], 0), -r["score"], r["email"]))

@@ -64,9 +64,7 @@ def test_list_ack_reject_record_the_verdict(runner, workspace):
 
 
 def test_notify_command_for_cron(runner, workspace, sendgrid_server):
-    engine = _init(
-        runner, workspace, f'\n[handoff]\nmail = false\nwebhook_url = "{sendgrid_server.url}/hook"\n'
-    )
+    engine = _init(runner, workspace, f'\n[handoff]\nmail = false\nwebhook_url = "{sendgrid_server.url}/hook"\n')
     with clock.frozen(T0):
         hid = seed_handoff(engine, seed_prospect(engine, "a@example.com"), created_at=T0)
         result = runner.invoke(main, ["handoffs", "notify"])
@@ -85,8 +83,9 @@ def test_notify_command_for_cron(runner, workspace, sendgrid_server):
 def test_the_job_in_a_running_server_sends_the_notice_within_the_interval(engine, db_url, sendgrid_server):
     """A server built as `nurture serve` builds it (create_app with jobs_for): a handoff made while it runs is
     posted within one interval (1 s here; 15 s by default, well inside the issue's minute)."""
-    config = make_config(db_url, "http://127.0.0.1", handoff={"mail": False, "webhook_url": sendgrid_server.url,
-                                                             "interval_seconds": 1.0})
+    config = make_config(
+        db_url, "http://127.0.0.1", handoff={"mail": False, "webhook_url": sendgrid_server.url, "interval_seconds": 1.0}
+    )
     assert [job.name for job in jobs_for(config)] == ["handoff-notices"]
     with LiveServer(lambda base: create_app(with_sections(config, tracking={"base_url": base}), engine=engine)):
         time.sleep(0.2)  # the job's first pass ran on an empty table

@@ -8,12 +8,12 @@ import threading
 from datetime import timedelta
 
 import pytest
-from handoff_seed import T0, handoff, parse, seed_change, seed_event, seed_handoff, with_sections
+from handoff_seed import T0, a_handed_over_prospect, handoff, parse, seed_event, seed_handoff, with_sections
 from servers import free_port
-from webserver import make_config, seed_delivery, seed_prospect
+from webserver import make_config, seed_prospect
 
 from nurture.core import clock
-from nurture.notify import notify_due
+from nurture.notify import notices, notify_due
 
 OWNER = "sato@example.co.jp"
 BOSS = "boss@example.co.jp"
@@ -38,23 +38,6 @@ def setup(engine, db_url, smtp_server, sendgrid_server):
         },
     )
     return config, smtp_server, sendgrid_server
-
-
-def a_handed_over_prospect(engine, *, owner="佐藤", email="taro@yamada.co.jp", language=""):
-    pid = seed_prospect(
-        engine, email, owner=owner, rank="A", stage="SQL", temperature="hot", score=86.0, fit_score=30.0,
-        engagement_score=56.0, title="製造部 部長", language=language,
-    )
-    seed_change(engine, pid, "rank", "C", "B", T0 - timedelta(days=9), 'C→B: 2 human clicks on "物流2024年問題" (+12)')
-    change = seed_change(engine, pid, "rank", "B", "A", T0 - timedelta(minutes=1),
-                         "B→A: seminar attended (+20); 7 machine opens ignored")
-    delivery = seed_delivery(engine, pid, subject="物流2024年問題への備え")
-    seed_event(engine, pid, "opened", "human", delivery_id=delivery)
-    for _ in range(3):
-        seed_event(engine, pid, "opened", "machine", delivery_id=delivery)
-    seed_event(engine, pid, "clicked", "human", delivery_id=delivery)
-    seed_event(engine, pid, "clicked", "machine", delivery_id=delivery)
-    return pid, seed_handoff(engine, pid, change_id=change, owner=owner, created_at=T0)
 
 
 def test_notice_mail_and_webhook_received_by_real_servers(engine, setup):
@@ -105,8 +88,9 @@ def test_english_owner_and_inquiry_text(engine, setup):
         pid = seed_prospect(engine, "ann@example.com", owner="Ann", name="Ann Lee", company="Lee Tools")
         event = seed_event(engine, pid, "inquired", "human", data={"text": "Please call me about the seminar."})
         hid = seed_handoff(engine, pid, reason="inquiry", event_id=event, owner="Ann")
-        config = with_sections(config, handoff={"owners": {"Ann": "ann.owner@example.com"}, "languages": {"Ann": "en"},
-                                                 "webhook_url": ""})
+        config = with_sections(
+            config, handoff={"owners": {"Ann": "ann.owner@example.com"}, "languages": {"Ann": "en"}, "webhook_url": ""}
+        )
         assert notify_due(engine, config).notified == [hid]
     msg, text, html = parse(smtp.messages[0].data)
     assert smtp.messages[0].rcpt_tos == ["ann.owner@example.com"]
@@ -159,11 +143,12 @@ def test_unreachable_smtp_and_missing_address_wait_until_fixed(engine, setup):
     assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["sales@example.co.jp", OWNER]
 
 
-def test_two_notifier_passes_at_once_send_each_notice_exactly_once(engine, setup):
+def test_two_notifier_passes_at_once_send_each_notice_exactly_once(engine, setup, monkeypatch):
     config, smtp, hook = setup
+    monkeypatch.setattr(notices, "BATCH", 2)  # small claims, so that the two passes interleave
     with clock.frozen(T0):
         ids = []
-        for i in range(24):
+        for i in range(12):
             pid = seed_prospect(engine, f"p{i}@example.com", owner="佐藤")
             ids.append(seed_handoff(engine, pid, created_at=T0))
         barrier = threading.Barrier(2)
@@ -182,7 +167,8 @@ def test_two_notifier_passes_at_once_send_each_notice_exactly_once(engine, setup
     assert sorted(notified) == sorted(ids)  # every one, by exactly one of the two
     posted = [r.json["handoff"]["handoff"]["id"] for r in hook.requests]
     assert sorted(posted) == sorted(ids)
-    assert len(smtp.messages) == 24
+    assert len(smtp.messages) == 12
+    assert all(r.notified for r in reports), [r.notified for r in reports]  # both passes took rows
 
 
 def test_escalation_once_after_the_timeout_fixed_clock(engine, setup):
