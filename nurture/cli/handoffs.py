@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -26,6 +28,8 @@ def _local(value: datetime | None, zone: ZoneInfo) -> str:
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 _FILTERS = [
     click.option("--state", "states", multiple=True, type=click.Choice(STATES), help="Only this state (repeatable)."),
     click.option("--open", "only_open", is_flag=True, help="Only open handoffs (same as --state open)."),
@@ -40,7 +44,7 @@ _FILTERS = [
 ]
 
 
-def _filters(fn):  # type: ignore[no-untyped-def]
+def _filters(fn: F) -> F:
     for option in reversed(_FILTERS):
         fn = option(fn)
     return fn
@@ -49,7 +53,7 @@ def _filters(fn):  # type: ignore[no-untyped-def]
 @click.group("handoffs", invoke_without_command=True)
 @_filters
 @click.pass_context
-def handoffs(ctx: click.Context, **filters: object) -> None:
+def handoffs(ctx: click.Context, /, **filters: Any) -> None:
     """Prospects handed over to sales (rank A, stage SQL, an inquiry), newest first: state, the notice (sent,
     pending, retrying with its error) and sales' verdict. Without a command: the list (as `handoffs list`).
 
@@ -62,15 +66,15 @@ def handoffs(ctx: click.Context, **filters: object) -> None:
     if ctx.invoked_subcommand is None:
         app = ctx.find_object(App)
         assert app is not None
-        _print_list(app, **filters)  # type: ignore[arg-type]
+        _print_list(app, **filters)
 
 
 @handoffs.command("list")
 @_filters
 @pass_app
-def list_(app: App, **filters: object) -> None:
+def list_(app: App, /, **filters: Any) -> None:
     """List handoffs (the same as `nurture handoffs` with these options)."""
-    _print_list(app, **filters)  # type: ignore[arg-type]
+    _print_list(app, **filters)
 
 
 def _print_list(

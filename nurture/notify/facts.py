@@ -148,7 +148,7 @@ def _mails(conn: Connection, prospect_id: int) -> tuple[list[dict[str, Any]], di
         .scalars()
     ):
         counts = per_delivery.get(d.id)
-        mail = {
+        mail: dict[str, Any] = {
             "campaign": d.campaign,
             "item": d.item_key,
             "subject": d.subject,

@@ -32,9 +32,9 @@ import re
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, select, update
+from sqlalchemy import Engine, Select, and_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.core import clock
@@ -127,15 +127,14 @@ def _claim(engine: Engine, n: int) -> list[tuple[int, datetime]]:
     lease = now + timedelta(seconds=LEASE_SECONDS)
     claimed: list[tuple[int, datetime]] = []
     with engine.connect() as conn, db.begin(conn, immediate=True):
-        rows = conn.execute(
-            db.skip_locked(
-                conn,
-                select(Handoff.id, Handoff.notice_due_at)
-                .where(Handoff.notice_due_at <= now)
-                .order_by(Handoff.notice_due_at, Handoff.id)
-                .limit(n),
-            )
-        ).all()
+        stmt = cast(
+            "Select[Any]",
+            select(Handoff.id, Handoff.notice_due_at)
+            .where(Handoff.notice_due_at <= now)
+            .order_by(Handoff.notice_due_at, Handoff.id)
+            .limit(n),
+        )
+        rows = conn.execute(db.skip_locked(conn, stmt)).all()
         for handoff_id, due in rows:
             # The compare-and-set makes the claim exclusive even where the select could not lock (a database
             # without SKIP LOCKED): whoever moved notice_due_at first owns the row.

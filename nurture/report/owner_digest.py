@@ -10,9 +10,9 @@ prospects nobody owns) over the period ``[since, until)``:
 ``open_handoffs``           handoffs still ``open`` (neither acknowledged nor rejected), oldest first; ``new`` marks
                             those made in the period
 ``new_handoffs``            every handoff made in the period, whatever its state now
-``moved_up``                prospects whose rank, temperature or stage went up in the period (``score_changes``),
-                            one move per field from the period's first old value to its last new value, with the explanations
-                            of every step
+``moved_up``                prospects whose rank, temperature or stage went up in the period (``score_changes``):
+                            one move per field, the period's first old value to its last new value, with the
+                            explanation of every step
 ==========================  ==========================================================================================
 
 :func:`digest_owners` lists the owners who have anything to report. Each list holds at most ``limit`` rows;
@@ -162,7 +162,7 @@ def owner_digest(
         row = _person(p)
         row["next_action"] = p.next_action
         row["next_action_due"] = p.next_action_due
-        row["days_overdue"] = (today - p.next_action_due).days
+        row["days_overdue"] = (today - p.next_action_due).days if p.next_action_due else 0
         digest.overdue_actions.append(row)
 
     # Handoffs: still open (a leak), and new in the period.
