@@ -91,10 +91,11 @@ def test_the_job_in_a_running_server_sends_the_notice_within_the_interval(engine
         time.sleep(0.2)  # the job's first pass ran on an empty table
         made = time.monotonic()
         hid = seed_handoff(engine, seed_prospect(engine, "live@example.com"))
-        while not sendgrid_server.requests and time.monotonic() - made < 5:
+        while not sendgrid_server.requests and time.monotonic() - made < 10:
             time.sleep(0.05)
         took = time.monotonic() - made
-    assert len(sendgrid_server.requests) == 1, "no notice within 5 s"
-    assert took <= 1.0 + 0.5, f"the notice took {took:.2f} s with a 1 s interval"
+    assert len(sendgrid_server.requests) == 1, "no notice within 10 s"
+    # One interval plus the pass itself; the slack is for a loaded CI machine (2 CPUs shared by many).
+    assert took <= 1.0 + 2.0, f"the notice took {took:.2f} s with a 1 s interval"
     assert sendgrid_server.requests[0].json["handoff"]["handoff"]["id"] == hid
     assert handoff(engine, hid).notified_at is not None
