@@ -32,6 +32,8 @@ PROSPECT_FIELDS = (
     "next_action",
     "next_action_due",
     "consent_basis",
+    "status",
+    "status_reason",
     "created_at",
 )
 SCORE_FIELDS = ("fit_score", "engagement_score", "score", "rank", "temperature", "stage", "scored_at")

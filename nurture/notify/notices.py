@@ -20,8 +20,8 @@
    without an address waits, with the error saying so, until the configuration gives one. The record is
    conditional on the lease being still ours.
 
-The lease (:data:`LEASE_SECONDS`) is longer than a send can take (SMTP and webhook timeouts), so a row is never
-sent by two processes at once.
+The lease (:data:`LEASE_SECONDS`) is renewed right before each row is sent and is longer than sending one row
+can take (two mails and two webhooks at their timeouts), so a row is never sent by two processes at once.
 """
 
 from __future__ import annotations
@@ -159,6 +159,19 @@ def _channels(config: Config, escalation: bool) -> list[tuple[str, str]]:
 
 
 def _deliver(engine: Engine, config: Config, handoff_id: int, lease: datetime, report: PassReport, worker: str) -> None:
+    # Renew the lease right before sending: the rows of a batch are sent one after the other, and a slow server
+    # must not let a later row's lease run out while it waits its turn (another process would send it too).
+    renewed = clock.now() + timedelta(seconds=LEASE_SECONDS)
+    with engine.begin() as conn:
+        mine = conn.execute(
+            update(Handoff)
+            .where(Handoff.id == handoff_id, Handoff.notice_due_at == lease)
+            .values(notice_due_at=renewed)
+        ).rowcount
+    if mine != 1:
+        log.warning("handoff %s: the claim ran out before its turn; another pass has it (%s)", handoff_id, worker)
+        return
+    lease = renewed
     with engine.connect() as conn:
         facts = handoff_facts(conn, handoff_id)
         row = Session(conn).execute(select(Handoff).where(Handoff.id == handoff_id)).scalar_one_or_none()

@@ -17,6 +17,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "ack_hint": (
             '確認したら：nurture handoffs ack {email}　見送る場合：nurture handoffs reject {email} --reason "理由"'
         ),
+        "status_unsubscribed": "配信停止済み（メールは送らないでください）",
+        "status_bounced": "メール不達",
+        "status_complained": "迷惑メール報告あり",
         "ack_label": "確認したら：",
         "reject_label": "見送る場合：",
         "section_prospect": "見込み客",
@@ -96,6 +99,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "ack_hint": (
             'Acknowledge: nurture handoffs ack {email}   Reject: nurture handoffs reject {email} --reason "..."'
         ),
+        "status_unsubscribed": "unsubscribed (send no mail)",
+        "status_bounced": "mail bounces",
+        "status_complained": "reported as spam",
         "ack_label": "Acknowledge:",
         "reject_label": "Reject:",
         "section_prospect": "Prospect",

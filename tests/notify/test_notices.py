@@ -85,7 +85,9 @@ def test_notice_mail_and_webhook_received_by_real_servers(engine, setup):
 def test_english_owner_and_inquiry_text(engine, setup):
     config, smtp, hook = setup
     with clock.frozen(T0):
-        pid = seed_prospect(engine, "ann@example.com", owner="Ann", name="Ann Lee", company="Lee Tools")
+        pid = seed_prospect(
+            engine, "ann@example.com", owner="Ann", name="Ann Lee", company="Lee Tools", status="unsubscribed"
+        )
         event = seed_event(engine, pid, "inquired", "human", data={"text": "Please call me about the seminar."})
         hid = seed_handoff(engine, pid, reason="inquiry", event_id=event, owner="Ann")
         config = with_sections(
@@ -97,6 +99,7 @@ def test_english_owner_and_inquiry_text(engine, setup):
     assert str(msg["Subject"]) == "Handoff: Ann Lee, Lee Tools (inquiry)"
     assert "Please call me about the seminar." in text and "Please call me about the seminar." in html
     assert "No mails sent yet." in text and hook.requests == []
+    assert "ann@example.com [unsubscribed (send no mail)]" in text and "unsubscribed (send no mail)" in html
 
 
 def test_failing_webhook_is_retried_with_backoff_and_delivered_later_mail_sent_once(engine, setup):
@@ -230,3 +233,21 @@ def test_webhook_json_is_slack_compatible(engine, setup):
     body = json.loads(hook.requests[0].body.decode("utf-8"))
     assert isinstance(body["text"], str) and body["text"].startswith("【営業引き継ぎ】")
     assert smtp.messages == []
+
+
+def test_the_two_languages_have_the_same_words():
+    from nurture.notify.texts import TEXTS
+
+    assert set(TEXTS["ja"]) == set(TEXTS["en"])
+
+
+def test_a_pass_that_died_after_claiming_loses_only_its_lease(engine, setup):
+    config, smtp, hook = setup
+    with clock.frozen(T0):
+        pid, hid = a_handed_over_prospect(engine)
+        assert [h for h, _ in notices._claim(engine, 10)] == [hid]  # ... and the process is killed here
+    with clock.frozen(T0 + timedelta(seconds=notices.LEASE_SECONDS - 1)):
+        assert notify_due(engine, config).notified == []
+    with clock.frozen(T0 + timedelta(seconds=notices.LEASE_SECONDS)):
+        assert notify_due(engine, config).notified == [hid]
+    assert len(smtp.messages) == 1 and len(hook.requests) == 1
