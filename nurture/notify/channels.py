@@ -12,6 +12,7 @@ and carries the same facts structured under ``handoff``, for tools that read JSO
 from __future__ import annotations
 
 import json
+import threading
 from datetime import date, datetime
 from typing import Any
 
@@ -68,7 +69,7 @@ def post_webhook(config: Config, url: str, text: str, payload: dict[str, Any]) -
     """POST ``{"text": text, "handoff": payload}`` as JSON to ``url``; a 2xx answer is delivery."""
     body = json.dumps({"text": text, **payload}, ensure_ascii=False, default=_json_default).encode("utf-8")
     try:
-        response = httpx.post(
+        response = _client().post(
             url,
             content=body,
             headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": "nurture-notify"},
@@ -79,6 +80,19 @@ def post_webhook(config: Config, url: str, text: str, payload: dict[str, Any]) -
     if not 200 <= response.status_code < 300:
         raise ChannelError(f"webhook {_safe(url)}: HTTP {response.status_code} {response.text[:200]}".strip())
     return f"webhook {_safe(url)}: HTTP {response.status_code}"
+
+
+_clients: list[httpx.Client] = []
+_clients_lock = threading.Lock()
+
+
+def _client() -> httpx.Client:
+    """One client per process, shared by threads (httpx clients are thread-safe): building one loads the CA
+    bundle into a new TLS context, ~0.1 s each (bench/notify.py), and it keeps connections alive between posts."""
+    with _clients_lock:
+        if not _clients:
+            _clients.append(httpx.Client(follow_redirects=False))
+        return _clients[0]
 
 
 def _safe(url: str) -> str:
