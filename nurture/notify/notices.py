@@ -97,7 +97,13 @@ def notify_due(engine: Engine, config: Config, *, limit: int = 1000) -> PassRepo
         if not claimed:
             break
         for handoff_id, lease in claimed:
-            _deliver(engine, config, handoff_id, lease, report, worker)
+            try:
+                _deliver(engine, config, handoff_id, lease, report, worker)
+            except Exception as exc:  # one broken row (a bug, a database hiccup) never stops the others
+                log.exception("handoff %s: the notice pass failed on it; it is retried later", handoff_id)
+                report.failed.append(handoff_id)
+                report.errors[handoff_id] = f"{type(exc).__name__}: {exc}"
+                _postpone(engine, config, handoff_id, f"{type(exc).__name__}: {exc}")
         done += len(claimed)
     return report
 
@@ -263,6 +269,24 @@ def _deliver(engine: Engine, config: Config, handoff_id: int, lease: datetime, r
         report.failed.append(handoff_id)
         report.errors[handoff_id] = "; ".join(errors)
         log.warning("handoff %s: %s", handoff_id, "; ".join(errors))
+
+
+def _postpone(engine: Engine, config: Config, handoff_id: int, error: str) -> None:
+    """After an unexpected failure: count the attempt, keep the error and back off (whatever lease we held)."""
+    try:
+        with engine.begin() as conn:
+            attempts = conn.execute(select(Handoff.notice_attempts).where(Handoff.id == handoff_id)).scalar_one()
+            conn.execute(
+                update(Handoff)
+                .where(Handoff.id == handoff_id, Handoff.notice_due_at.is_not(None))
+                .values(
+                    notice_attempts=attempts + 1,
+                    notice_error=error[:2000],
+                    notice_due_at=clock.now() + backoff(config, attempts + 1),
+                )
+            )
+    except Exception:  # the database itself is down: the lease runs out and the row is due again
+        log.exception("handoff %s: could not record the failure", handoff_id)
 
 
 def _summary(facts: dict[str, Any]) -> str:

@@ -251,3 +251,23 @@ def test_a_pass_that_died_after_claiming_loses_only_its_lease(engine, setup):
     with clock.frozen(T0 + timedelta(seconds=notices.LEASE_SECONDS)):
         assert notify_due(engine, config).notified == [hid]
     assert len(smtp.messages) == 1 and len(hook.requests) == 1
+
+
+def test_a_row_that_breaks_the_pass_is_postponed_and_the_others_go(engine, setup, monkeypatch):
+    config, smtp, hook = setup
+    real = notices.handoff_facts
+
+    def facts(conn, handoff_id):
+        if handoff_id == broken:
+            raise RuntimeError("a bug in one row")
+        return real(conn, handoff_id)
+
+    monkeypatch.setattr(notices, "handoff_facts", facts)
+    with clock.frozen(T0):
+        broken = seed_handoff(engine, seed_prospect(engine, "broken@example.com", owner="佐藤"), created_at=T0)
+        pid, fine = a_handed_over_prospect(engine)
+        report = notify_due(engine, config)
+    assert report.notified == [fine] and report.failed == [broken]
+    row = handoff(engine, broken)
+    assert row.notice_error == "RuntimeError: a bug in one row" and row.notice_attempts == 1
+    assert row.notice_due_at == T0 + timedelta(seconds=30) and row.notified_at is None
