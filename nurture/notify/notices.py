@@ -130,6 +130,11 @@ def schedule_escalations(engine: Engine, config: Config) -> int:
 
 def _claim(engine: Engine, n: int) -> list[tuple[int, datetime]]:
     now = clock.now()
+    # A plain read first: the pass runs every 15 s in every server process, and on SQLite the claim below takes
+    # the one write lock, which the tracking server's writes would then wait for, for nothing.
+    with engine.connect() as conn:
+        if conn.execute(select(Handoff.id).where(Handoff.notice_due_at <= now).limit(1)).first() is None:
+            return []
     lease = now + timedelta(seconds=LEASE_SECONDS)
     claimed: list[tuple[int, datetime]] = []
     with engine.connect() as conn, db.begin(conn, immediate=True):
