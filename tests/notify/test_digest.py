@@ -105,6 +105,10 @@ def test_owner_digest_rows(engine):
     moves = {(m["field"], m["from"], m["to"]) for m in d.moved_up[0]["moves"]}
     assert moves == {("rank", "C", "A"), ("stage", "MQL", "SQL")}  # C→B→A in the week reads C→A
     assert d.counts == {"not_contacted": 2, "overdue_actions": 1, "open_handoffs": 2, "new_handoffs": 2, "moved_up": 1}
+    with engine.connect() as conn:  # a limit shortens the lists, never the counts
+        short = owner_digest(conn, "佐藤", since=NOW - timedelta(days=7), until=NOW, no_contact_days=30, limit=1)
+    assert short.counts == d.counts and len(short.not_contacted) == len(short.open_handoffs) == 1
+    assert short.not_contacted[0]["email"] == "never-s@example.com"
 
 
 def test_digest_mailed_to_each_owner_in_their_language(engine, db_url, smtp_server):
