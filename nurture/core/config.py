@@ -209,6 +209,7 @@ class HandoffConfig:
     languages: dict[str, str] = field(default_factory=dict)
     language: Literal["ja", "en"] = "ja"
     webhook_url: str = ""
+    webhook_format: Literal["json", "slack"] = "json"
     webhook_timeout: float = 10.0
     ack_timeout_minutes: float = 60.0
     escalate_to: str = ""

@@ -65,9 +65,26 @@ def send_mail(config: Config, to: str, rendered: Rendered, *, ident: int, campai
     return f"mail to {to}: {result.detail or 'accepted'}".strip()
 
 
-def post_webhook(config: Config, url: str, text: str, payload: dict[str, Any]) -> str:
-    """POST ``{"text": text, "handoff": payload}`` as JSON to ``url``; a 2xx answer is delivery."""
-    body = json.dumps({"text": text, **payload}, ensure_ascii=False, default=_json_default).encode("utf-8")
+def post_webhook(
+    config: Config, url: str, text: str, payload: dict[str, Any], fields: list[tuple[str, str]] | None = None
+) -> str:
+    """POST JSON to ``url``; a 2xx answer is delivery. ``[handoff] webhook_format``: ``json`` posts
+    ``{"text": text, **payload}`` (Slack shows the text and ignores the rest); ``slack`` posts only what Slack's
+    incoming webhooks document: ``text`` plus Block Kit blocks (a section with the text and one with ``fields``,
+    at most 10, as Slack allows), for workspaces or relays that refuse unknown keys."""
+    if config.handoff.webhook_format == "slack":
+        blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}]
+        if fields:
+            blocks.append(
+                {
+                    "type": "section",
+                    "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{value}"[:1900]} for name, value in fields[:10]],
+                }
+            )
+        document: dict[str, Any] = {"text": text, "blocks": blocks}
+    else:
+        document = {"text": text, **payload}
+    body = json.dumps(document, ensure_ascii=False, default=_json_default).encode("utf-8")
     try:
         response = _client().post(
             url,

@@ -233,7 +233,7 @@ def _deliver(engine: Engine, config: Config, handoff_id: int, lease: datetime, r
                 else:
                     payload = {"event": "escalation" if escalation else "handoff", "handoff": facts}
                     text = f"{rendered.subject}\n{_summary(facts)}"
-                    receipt = post_webhook(config, destination, text, payload)
+                    receipt = post_webhook(config, destination, text, payload, _fields(facts, language))
                 sent.add(key)
                 kept.append(f"sent {key}: {receipt}")
             except ChannelError as exc:
@@ -292,6 +292,20 @@ def _postpone(engine: Engine, config: Config, handoff_id: int, error: str) -> No
             )
     except Exception:  # the database itself is down: the lease runs out and the row is due again
         log.exception("handoff %s: could not record the failure", handoff_id)
+
+
+def _fields(facts: dict[str, Any], language: str) -> list[tuple[str, str]]:
+    """Name/value pairs for a chat message's fields, in ``language``."""
+    words = render.Words(language, "UTC")
+    p, s = facts["prospect"], facts["score"]
+    return [
+        (words("company"), p["company"] or words("none")),
+        (words("title"), p["title"] or words("none")),
+        (words("rank"), f"{s['rank']} / {s['temperature']} / {s['stage']}"),
+        (words("score"), f"{s['score']} ({words('fit_score')} {s['fit_score']} + {s['engagement_score']})"),
+        (words("owner"), p["owner"] or words("none")),
+        (words("email"), p["email"]),
+    ]
 
 
 def _summary(facts: dict[str, Any]) -> str:

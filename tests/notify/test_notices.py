@@ -271,3 +271,15 @@ def test_a_row_that_breaks_the_pass_is_postponed_and_the_others_go(engine, setup
     row = handoff(engine, broken)
     assert row.notice_error == "RuntimeError: a bug in one row" and row.notice_attempts == 1
     assert row.notice_due_at == T0 + timedelta(seconds=30) and row.notified_at is None
+
+
+def test_slack_format_posts_only_text_and_blocks(engine, setup):
+    config, smtp, hook = setup
+    with clock.frozen(T0):
+        a_handed_over_prospect(engine)
+        notify_due(engine, with_sections(config, handoff={"mail": False, "webhook_format": "slack"}))
+    body = hook.requests[0].json
+    assert set(body) == {"text", "blocks"}
+    assert body["blocks"][0]["text"]["text"].startswith("【営業引き継ぎ】")
+    fields = [f["text"] for f in body["blocks"][1]["fields"]]
+    assert "*ランク*\nA / hot / SQL" in fields and "*会社*\n山田製作所" in fields
