@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 import click
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nurture.cli.app import App, pass_app
@@ -22,6 +24,10 @@ from nurture.notify.handoffs import REASONS, STATES
 def _console() -> Console:
     console = Console()
     return console if console.is_terminal else Console(width=200)  # piped: do not wrap at 80 columns
+
+
+def _short(text: str, width: int = 90) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _local(value: datetime | None, zone: ZoneInfo) -> str:
@@ -106,7 +112,8 @@ def _print_list(
         if notice == "sent":
             notice = f"sent {_local(r['notified_at'], zone)}"
         elif notice == "retrying":
-            notice = f"retry {_local(r['notice_due_at'], zone)} ({r['notice_attempts']}x): {r['notice_error'][-80:]}"
+            errors = [_short(line) for line in r["notice_error"].splitlines() if not line.startswith("sent ")]
+            notice = f"retry {_local(r['notice_due_at'], zone)} ({r['notice_attempts']}x)\n" + "\n".join(errors)
         if r["escalated_at"]:
             notice += f"\nescalated {_local(r['escalated_at'], zone)}"
         verdict = ""
@@ -116,7 +123,7 @@ def _print_list(
                 verdict += f"\n{r['verdict_reason']}"
         elif r["state"] == "open":
             verdict = f"open {r['age_hours']} h"
-        table.add_row(
+        cells = [
             str(r["id"]),
             _local(r["created_at"], zone),
             f"{r['name'] or ''} {r['company'] or ''}\n{r['email']}".strip(),
@@ -126,7 +133,8 @@ def _print_list(
             r["state"],
             notice,
             verdict,
-        )
+        ]
+        table.add_row(*(escape(c) for c in cells))  # "[handoff] …" in an error is text, not rich markup
     console = _console()
     console.print(table)
     console.print(f"{len(rows)} handoff(s)")
@@ -160,6 +168,8 @@ def reject(app: App, email: str, reason: str, by: str) -> None:
 def notify(app: App, as_json: bool) -> None:
     """Send the due notices and escalations once (what `nurture serve` does every 15 s). For cron, every
     minute: `* * * * * cd /srv/nurture && nurture handoffs notify`. Safe to run beside a server."""
+    # The pass logs each failure for `nurture serve`; here the summary below says it, once.
+    logging.getLogger("nurture.notify").addHandler(logging.NullHandler())
     report = notify_due(app.engine(), app.config)
     if as_json:
         dump_json(report.as_dict())

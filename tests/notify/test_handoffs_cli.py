@@ -78,6 +78,8 @@ def test_notify_command_for_cron(runner, workspace, sendgrid_server):
     assert failed.exit_code == 1 and "HTTP 503" in json.loads(failed.output)["errors"]["2"]
     listed = json.loads(runner.invoke(main, ["handoffs", "--prospect", "b@example.com", "--json"]).output)
     assert listed[0]["notice"] == "retrying" and listed[0]["notice_attempts"] == 1
+    table = runner.invoke(main, ["handoffs", "--prospect", "b@example.com"]).output
+    assert "(1x)" in table and "HTTP 503" in table and "sent notice" not in table
 
 
 def test_the_job_in_a_running_server_sends_the_notice_within_the_interval(engine, db_url, sendgrid_server):
