@@ -106,6 +106,7 @@ def digest(data: dict[str, Any], *, language: str, time_zone: str, owner: str, n
     """One owner's digest, from :meth:`nurture.report.owner_digest.OwnerDigest.as_dict`."""
     words = Words(language, time_zone)
     since, until = words.day(data["since"]), words.day(data["until"])
-    subject = words("digest_subject", owner=owner, since=since, until=until)
-    lead = words("digest_lead", owner=owner, since=since, until=until)
+    suffix = "" if data["owner"] else "_unassigned"  # nobody's prospects: the default owner reads about them
+    subject = words("digest_subject" + suffix, owner=owner, since=since, until=until)
+    lead = words("digest_lead" + suffix, owner=owner, since=since, until=until)
     return render("digest", language, time_zone, subject, d=data, lead=lead, no_contact_days=no_contact_days)

@@ -60,6 +60,8 @@ TEXTS: dict[str, dict[str, str]] = {
         # digest
         "digest_subject": "【週次ダイジェスト】{owner} さんの見込み客（{since}〜{until}）",
         "digest_lead": "{owner} さん、{since}〜{until} の1週間のまとめです。",
+        "digest_subject_unassigned": "【週次ダイジェスト】担当者未設定の見込み客（{since}〜{until}）",
+        "digest_lead_unassigned": "担当者のいない見込み客の {since}〜{until} のまとめです。担当を決めましょう。",
         "digest_nothing": "今週は対応が必要な項目はありません。",
         "d_open_handoffs": "未確認の引き継ぎ",
         "d_new_handoffs": "今週の新しい引き継ぎ",
@@ -140,6 +142,8 @@ TEXTS: dict[str, dict[str, str]] = {
         # digest
         "digest_subject": "Weekly digest for {owner} ({since} to {until})",
         "digest_lead": "{owner}, here is your week from {since} to {until}.",
+        "digest_subject_unassigned": "Weekly digest: prospects without an owner ({since} to {until})",
+        "digest_lead_unassigned": "Prospects nobody owns, {since} to {until}. Give them an owner.",
         "digest_nothing": "Nothing needs your attention this week.",
         "d_open_handoffs": "Handoffs not acknowledged",
         "d_new_handoffs": "New handoffs this week",

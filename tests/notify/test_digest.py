@@ -145,8 +145,9 @@ def test_digest_mailed_to_each_owner_in_their_language(engine, db_url, smtp_serv
     assert "Handoffs not acknowledged" in text and "Prospects who moved up this week" in text
     assert "Not contacted for 30+ days" in html and "hot-a@example.com" in html
 
-    _, text, _ = got["sales@example.co.jp"]
+    msg, text, _ = got["sales@example.co.jp"]
     assert "orphan@example.com" in text and "hot-s" not in text
+    assert str(msg["Subject"]) == "【週次ダイジェスト】担当者未設定の見込み客（2026-11-16〜2026-11-23）"
 
 
 def test_digest_cli_dry_run_and_json(runner, workspace):
