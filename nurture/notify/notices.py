@@ -3,8 +3,9 @@
 ``handoffs`` is an outbox. Scoring makes a row with ``notice_due_at = now``; :func:`notify_due` (run every
 ``[handoff] interval_seconds`` by ``nurture serve``, or by ``nurture handoffs notify`` from cron) does:
 
-1. **Schedule escalations**: an ``open`` handoff made longer ago than ``ack_timeout_minutes``, not escalated yet,
-   with an escalation channel configured, gets ``notice_due_at = now`` (only when it has none: a row waiting for a
+1. **Schedule escalations**: an ``open`` handoff made longer ago than ``ack_timeout_minutes`` (but not more than
+   :data:`ESCALATION_WINDOW` longer), not escalated yet, with an escalation channel configured, gets
+   ``notice_due_at = now`` (only when it has none: a row waiting for a
    retry keeps its time, and the retry does the escalation too).
 2. **Claim** due rows: in one short transaction (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on
    PostgreSQL) each row's ``notice_due_at`` is moved to ``now + LEASE`` with ``UPDATE ... WHERE notice_due_at =
@@ -50,6 +51,9 @@ log = logging.getLogger("nurture.notify")
 
 #: Seconds a claimed row belongs to the process that claimed it (longer than any send can take).
 LEASE_SECONDS = 300
+#: Handoffs that went unacknowledged longer than this past the timeout are not escalated any more (they are in
+#: the weekly digest): turning escalation on, or a server down for weeks, must not flood the fallback with old news.
+ESCALATION_WINDOW = timedelta(days=7)
 #: Rows claimed per transaction.
 BATCH = 20
 
@@ -114,6 +118,7 @@ def schedule_escalations(engine: Engine, config: Config) -> int:
         return 0
     now = clock.now()
     cutoff = now - timedelta(minutes=config.handoff.ack_timeout_minutes)
+    oldest = cutoff - ESCALATION_WINDOW
     with engine.begin() as conn:
         result = conn.execute(
             update(Handoff)
@@ -122,6 +127,7 @@ def schedule_escalations(engine: Engine, config: Config) -> int:
                 Handoff.escalated_at.is_(None),
                 Handoff.notice_due_at.is_(None),
                 Handoff.created_at <= cutoff,
+                Handoff.created_at > oldest,
             )
             .values(notice_due_at=now)
         )
@@ -200,7 +206,8 @@ def _deliver(engine: Engine, config: Config, handoff_id: int, lease: datetime, r
     phases: list[str] = []
     if row.notified_at is None:
         phases.append("notice")
-    escalation_due = row.created_at <= now - timedelta(minutes=minutes)
+    escalate_at = row.created_at + timedelta(minutes=minutes)
+    escalation_due = escalate_at <= now < escalate_at + ESCALATION_WINDOW
     if row.state == "open" and row.escalated_at is None and escalation_due and escalation_configured(config):
         phases.append("escalation")
     completed: set[str] = set()

@@ -283,3 +283,22 @@ def test_slack_format_posts_only_text_and_blocks(engine, setup):
     assert body["blocks"][0]["text"]["text"].startswith("【営業引き継ぎ】")
     fields = [f["text"] for f in body["blocks"][1]["fields"]]
     assert "*ランク*\nA / hot / SQL" in fields and "*会社*\n山田製作所" in fields
+
+
+def test_turning_escalation_on_does_not_flood_the_fallback_with_old_handoffs(engine, setup):
+    config, smtp, hook = setup
+    quiet = with_sections(config, handoff={"webhook_url": "", "escalate_to": ""})
+    with clock.frozen(T0):
+        old = seed_handoff(engine, seed_prospect(engine, "old@example.com", owner="佐藤"), created_at=T0)
+        notify_due(engine, quiet)
+    with clock.frozen(T0 + timedelta(days=8)):
+        recent = seed_handoff(engine, seed_prospect(engine, "new@example.com", owner="佐藤"), created_at=T0)
+        fresh = seed_handoff(
+            engine, seed_prospect(engine, "fresh@example.com", owner="佐藤"), created_at=T0 + timedelta(days=8)
+        )
+        notify_due(engine, quiet)
+    with clock.frozen(T0 + timedelta(days=8, hours=2)):  # now escalation is configured
+        report = notify_due(engine, with_sections(config, handoff={"webhook_url": ""}))
+    assert report.escalated == [fresh]
+    assert handoff(engine, old).escalated_at is None and handoff(engine, recent).escalated_at is None
+    assert [m.rcpt_tos for m in smtp.messages].count([BOSS]) == 1
