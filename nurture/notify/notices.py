@@ -243,13 +243,16 @@ def _deliver(engine: Engine, config: Config, handoff_id: int, lease: datetime, r
                     receipt = post_webhook(config, destination, text, payload, _fields(facts, language))
                 sent.add(key)
                 kept.append(f"sent {key}: {receipt}")
+                # Remember it now, not only at the end: if this process dies before recording, the retry after
+                # the lease must not send this channel again.
+                _remember(engine, handoff_id, lease, "\n".join(kept))
             except ChannelError as exc:
                 ok = False
                 errors.append(f"{phase}: {exc}")
         if ok:
             completed.add(phase)
 
-    values: dict[str, Any] = {"notice_attempts": Handoff.notice_attempts + 1}
+    values: dict[str, Any] = {"notice_attempts": Handoff.notice_attempts + 1} if phases else {}
     if "notice" in completed:
         values["notified_at"] = now
     if "escalation" in completed:
@@ -283,17 +286,31 @@ def _deliver(engine: Engine, config: Config, handoff_id: int, lease: datetime, r
         log.warning("handoff %s: %s", handoff_id, "; ".join(errors))
 
 
+def _remember(engine: Engine, handoff_id: int, lease: datetime, notice_error: str) -> None:
+    """Write the channels sent so far while the lease is ours."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Handoff)
+            .where(Handoff.id == handoff_id, Handoff.notice_due_at == lease)
+            .values(notice_error=notice_error)
+        )
+
+
 def _postpone(engine: Engine, config: Config, handoff_id: int, error: str) -> None:
-    """After an unexpected failure: count the attempt, keep the error and back off (whatever lease we held)."""
+    """After an unexpected failure: count the attempt, keep the error (and the channels already sent) and back
+    off (whatever lease we held)."""
     try:
         with engine.begin() as conn:
-            attempts = conn.execute(select(Handoff.notice_attempts).where(Handoff.id == handoff_id)).scalar_one()
+            attempts, previous = conn.execute(
+                select(Handoff.notice_attempts, Handoff.notice_error).where(Handoff.id == handoff_id)
+            ).one()
+            kept = [line for line in (previous or "").splitlines() if _SENT.match(line)]
             conn.execute(
                 update(Handoff)
                 .where(Handoff.id == handoff_id, Handoff.notice_due_at.is_not(None))
                 .values(
                     notice_attempts=attempts + 1,
-                    notice_error=error[:2000],
+                    notice_error="\n".join([*kept, error[:2000]]),
                     notice_due_at=clock.now() + backoff(config, attempts + 1),
                 )
             )

@@ -302,3 +302,26 @@ def test_turning_escalation_on_does_not_flood_the_fallback_with_old_handoffs(eng
     assert report.escalated == [fresh]
     assert handoff(engine, old).escalated_at is None and handoff(engine, recent).escalated_at is None
     assert [m.rcpt_tos for m in smtp.messages].count([BOSS]) == 1
+
+
+def test_a_channel_sent_before_a_crash_is_not_sent_again(engine, setup, monkeypatch):
+    """The mail went, then the pass broke before recording (the webhook step raised): the retry posts the
+    webhook and does not mail the owner a second time."""
+    config, smtp, hook = setup
+    real = notices.post_webhook
+    calls = []
+
+    def post(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the process died here")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(notices, "post_webhook", post)
+    with clock.frozen(T0):
+        pid, hid = a_handed_over_prospect(engine)
+        assert notify_due(engine, config).failed == [hid]
+    assert len(smtp.messages) == 1 and "sent notice:mail" in handoff(engine, hid).notice_error
+    with clock.frozen(T0 + timedelta(minutes=1)):
+        assert notify_due(engine, config).notified == [hid]
+    assert len(smtp.messages) == 1 and len(hook.requests) == 1
