@@ -98,6 +98,8 @@ def notice(
         words("lead_escalation", minutes=minutes, owner=owner or words("none"))
         if escalation
         else words("lead_notice", owner=owner or words("none"))
+        + (" " if words.language == "en" else "")
+        + words.table.get(f"hint_{facts['handoff']['reason']}", "")
     )
     return render("handoff", language, time_zone, subject, f=facts, lead=lead, escalation=escalation)
 

@@ -10,7 +10,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "reason_inquiry": "お問い合わせ",
         "subject_notice": "【営業引き継ぎ】{company} {name} 様（{reason}）",
         "subject_escalation": "【未確認のため転送】{company} {name} 様（{minutes}分以内に確認されませんでした）",
-        "lead_notice": "{owner} さん、次の見込み客を営業に引き継ぎます。ランクAは1時間以内の連絡が目安です。",
+        "lead_notice": "{owner} さん、次の見込み客を営業に引き継ぎます。",
+        "hint_rank_A": "ランクAは1時間以内の連絡が目安です。",
+        "hint_stage_SQL": "商談化（SQL）の基準に達しました。今週中の連絡が目安です。",
+        "hint_inquiry": "ご本人からのお問い合わせです。できるだけ早くご連絡ください。",
         "lead_escalation": (
             "この引き継ぎは {minutes} 分以内に確認されませんでした（担当：{owner}）。代わりに対応をお願いします。"
         ),
@@ -94,7 +97,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "reason_inquiry": "inquiry",
         "subject_notice": "Handoff: {name}, {company} ({reason})",
         "subject_escalation": "Escalated: {name}, {company} (not acknowledged within {minutes} min)",
-        "lead_notice": "{owner}, this prospect is handed over to sales. Rank A means: call within the hour.",
+        "lead_notice": "{owner}, this prospect is handed over to sales.",
+        "hint_rank_A": "Rank A means: call within the hour.",
+        "hint_stage_SQL": "The total reached the SQL threshold: get in touch this week.",
+        "hint_inquiry": "They asked to be contacted: reply as soon as you can.",
         "lead_escalation": (
             "Nobody acknowledged this handoff within {minutes} minutes (owner: {owner}). Please take it over."
         ),

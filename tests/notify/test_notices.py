@@ -60,6 +60,7 @@ def test_notice_mail_and_webhook_received_by_real_servers(engine, setup):
         assert "nurture handoffs ack taro@yamada.co.jp" in part
     assert "開封（人／機械） 1/3" in text and "クリック（人／機械） 1/1" in text
     assert "86.0" in text and "属性スコア 30.0" in text and "行動スコア 56.0" in text
+    assert "佐藤 さん、次の見込み客を営業に引き継ぎます。ランクAは1時間以内の連絡が目安です。" in text
 
     assert len(hook.requests) == 1
     request = hook.requests[0]
@@ -98,6 +99,7 @@ def test_english_owner_and_inquiry_text(engine, setup):
     assert smtp.messages[0].rcpt_tos == ["ann.owner@example.com"]
     assert str(msg["Subject"]) == "Handoff: Ann Lee, Lee Tools (inquiry)"
     assert "Please call me about the seminar." in text and "Please call me about the seminar." in html
+    assert "Ann, this prospect is handed over to sales. They asked to be contacted" in text
     assert "No mails sent yet." in text and hook.requests == []
     assert "ann@example.com [unsubscribed (send no mail)]" in text and "unsubscribed (send no mail)" in html
 
