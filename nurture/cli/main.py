@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from nurture.cli import campaigns, demo, events, operator, postal, prospects, send, serve, setup
+from nurture.cli import campaigns, demo, events, handoffs, operator, postal, prospects, send, serve, setup
 from nurture.cli.app import main
 
 ALL: list[click.Command] = [
@@ -21,6 +21,7 @@ ALL: list[click.Command] = [
     *send.COMMANDS,
     *serve.COMMANDS,
     *events.COMMANDS,
+    *handoffs.COMMANDS,
     *demo.COMMANDS,
     *postal.COMMANDS,
 ]

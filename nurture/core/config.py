@@ -227,6 +227,58 @@ class PathsConfig:
 
 
 @dataclass(frozen=True)
+class HandoffConfig:
+    """Telling sales about a handed-over prospect (:mod:`nurture.notify`).
+
+    ``prospects.owner`` may hold an e-mail address (used as it is) or a name looked up in ``owners``; a prospect
+    without an owner, or whose owner has no address, goes to ``default_owner``. ``languages`` gives an owner's
+    language (key: the owner as written in the prospect list, or the address), else ``language``.
+    """
+
+    mail: bool = True
+    default_owner: str = ""
+    owners: dict[str, str] = field(default_factory=dict)
+    languages: dict[str, str] = field(default_factory=dict)
+    language: Literal["ja", "en"] = "ja"
+    webhook_url: str = ""
+    webhook_format: Literal["json", "slack"] = "json"
+    webhook_timeout: float = 10.0
+    ack_timeout_minutes: float = 60.0
+    escalate_to: str = ""
+    escalate_webhook_url: str = ""
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 3600.0
+    interval_seconds: float = 15.0
+
+    def __post_init__(self) -> None:
+        bad = [k for k, v in self.languages.items() if v not in ("ja", "en")]
+        if bad:
+            raise ValueError(f'handoff.languages: "{bad[0]}" must be "ja" or "en"')
+        for name, url in (("webhook_url", self.webhook_url), ("escalate_webhook_url", self.escalate_webhook_url)):
+            if url and not url.startswith(("https://", "http://")):
+                raise ValueError(f"handoff.{name} must be an http(s) URL, not {url!r}")
+        if self.ack_timeout_minutes <= 0 or self.retry_base_seconds <= 0 or self.interval_seconds <= 0:
+            raise ValueError("handoff.ack_timeout_minutes, retry_base_seconds and interval_seconds must be > 0")
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("handoff.retry_max_seconds must be >= handoff.retry_base_seconds")
+        if self.webhook_timeout <= 0:
+            raise ValueError("handoff.webhook_timeout must be > 0")
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    """The weekly digest each owner gets (``nurture digest``, :mod:`nurture.notify.digest`)."""
+
+    days: int = 7
+    no_contact_days: int = 30
+    max_rows: int = 50
+
+    def __post_init__(self) -> None:
+        if self.days < 1 or self.no_contact_days < 1 or self.max_rows < 1:
+            raise ValueError("digest.days, digest.no_contact_days and digest.max_rows must be at least 1")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. ``root`` is the folder relative paths are resolved against."""
 
@@ -243,6 +295,8 @@ class Config:
     content: ContentConfig = field(default_factory=ContentConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     postal: PostalConfig = field(default_factory=PostalConfig)
+    handoff: HandoffConfig = field(default_factory=HandoffConfig)
+    digest: DigestConfig = field(default_factory=DigestConfig)
     root: Path = field(default=Path("."), metadata={"toml": "__root__"})
     source: str = field(default="(defaults)", metadata={"toml": "__source__"})
 

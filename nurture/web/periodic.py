@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from nurture.core.config import Config
+from nurture.notify.notices import notify_due
 
 log = logging.getLogger("nurture.serve")
 
@@ -33,7 +34,10 @@ class Job:
 
 def jobs_for(config: Config) -> list[Job]:
     """The periodic jobs of a server with ``config``. Each package that needs one adds it here."""
-    return []
+    return [
+        # Notices to sales leave within one interval of the handoff (15 s by default: well inside the minute).
+        Job("handoff-notices", config.handoff.interval_seconds, notify_due),
+    ]
 
 
 class Periodic:
