@@ -28,6 +28,7 @@ def postal() -> None:
       nurture postal run --out print/       labels (PDF), vendor CSV, the issue (PDF)
       nurture postal mailed BATCH           after posting: counts as a touch (e-mail waits)
       nurture postal returned FILE          returned mail (宛先不明): no more post there
+      nurture postal stop EMAIL             someone asked for no post (--undo: welcome again)
     """
 
 
@@ -119,6 +120,29 @@ def returned(app: App, file: str, dry_run: bool, as_json: bool) -> None:
         click.echo(f"{file}: {result['matched']} returned item(s) matched, {verb} {result['recorded']}")
         for u in result["unknown"]:
             click.echo(f"{file}: row {u['row']}: {u['value']!r} matches no printed label", err=True)
+    if result["unknown"]:
+        raise SystemExit(1)
+
+
+@postal.command("stop")
+@click.argument("emails", nargs=-1, required=True)
+@click.option("--undo", is_flag=True, help="Post is welcome again (also clears a returned-mail mark).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def stop(app: App, emails: tuple[str, ...], undo: bool, as_json: bool) -> None:
+    """No more post to these people (郵送停止), e.g. after a phone call; e-mail is not affected
+    (`nurture suppress` stops e-mail). An import column 郵送不要 does the same for a whole list."""
+    from nurture.postal import batches
+
+    result = batches.set_post_wanted(app.engine(), list(emails), wanted=undo)
+    if as_json:
+        dump_json(result)
+    else:
+        verb = "post welcome again for" if undo else "no more post to"
+        for email in result["changed"]:
+            click.echo(f"{verb} {email}")
+        for email in result["unknown"]:
+            click.echo(f"error: {email}: no such prospect", err=True)
     if result["unknown"]:
         raise SystemExit(1)
 

@@ -352,3 +352,26 @@ def list_batches(engine: Engine) -> list[dict[str, Any]]:
         }
         for b in batches
     ]
+
+
+def set_post_wanted(engine: Engine, emails: list[str], *, wanted: bool) -> dict[str, Any]:
+    """Opt ``emails`` out of post (``wanted`` False: ``postal_status = "opted_out"``) or back in (True: clears an
+    opt-out or a returned-mail mark). E-mail is not affected. Unknown addresses are listed, not fatal."""
+    found: dict[str, str] = {}
+    with db.transaction(engine) as session:
+        conn = session.connection()
+        rows = conn.execute(
+            select(Prospect.id, Prospect.email, Prospect.postal_status).where(
+                Prospect.email.in_([e.strip().lower() for e in emails])
+            )
+        ).all()
+        for row in rows:
+            found[row.email] = row.postal_status
+        if rows:
+            conn.execute(
+                update(Prospect)
+                .where(Prospect.id.in_([r.id for r in rows]))
+                .values(postal_status="" if wanted else "opted_out", updated_at=clock.now())
+            )
+    unknown = [e for e in emails if e.strip().lower() not in found]
+    return {"changed": sorted(found), "before": found, "unknown": unknown, "post": "wanted" if wanted else "stopped"}

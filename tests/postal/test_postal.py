@@ -204,3 +204,14 @@ def test_postal_campaigns_are_not_emailed_and_errors_are_clear(postal_ws, runner
     assert wrong.exit_code != 0 and "not a postal campaign: mfg-insights" in wrong.output
     missing = run(runner, "postal", "mailed", "99")
     assert missing.exit_code != 0 and "no postal batch 99" in missing.output
+
+
+def test_stop_post_for_one_person_and_undo(postal_ws, runner):
+    stopped = run(runner, "postal", "stop", "taro@yamada.example.jp", "nobody@example.jp")
+    assert stopped.exit_code == 1 and "no more post to taro@yamada.example.jp" in stopped.output
+    assert "nobody@example.jp: no such prospect" in stopped.output
+    plan = __import__("json").loads(run(runner, "postal", "run", "--dry-run", "--json").output)[0]
+    assert plan["reasons"]["asked for no post"] == 1 and plan["recipients"] == 3
+    assert run(runner, "postal", "stop", "--undo", "taro@yamada.example.jp").exit_code == 0
+    plan = __import__("json").loads(run(runner, "postal", "run", "--dry-run", "--json").output)[0]
+    assert plan["recipients"] == 4
