@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, bindparam, func, insert, select, update
+from sqlalchemy import Engine, Row, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from nurture.core import clock
@@ -322,23 +322,19 @@ def _history(
 ) -> int:
     """Score change rows (+ handoffs) for prospects whose rank / temperature / stage moved. Returns handoffs."""
     pids = [row.id for row, _, _ in changed]
-    previous = dict(
-        conn.execute(
-            select(ScoreChange.prospect_id, func.max(ScoreChange.at))
-            .where(ScoreChange.prospect_id.in_(pids))
-            .group_by(ScoreChange.prospect_id)
-        ).all()
-    )
-    recorded = dict(
-        conn.execute(
-            select(Event.id, Event.recorded_at).where(Event.prospect_id.in_(pids), Event.type.in_(sorted(rules.events)))
-        ).all()
-    )
+    # The events already explained: those named by this prospect's earlier changes (ids grow with time, so
+    # "after the last one named" is "since the previous change", also with a clock that stands still).
+    explained: dict[int, int] = defaultdict(int)
+    for pid, ids in conn.execute(
+        select(ScoreChange.prospect_id, ScoreChange.event_ids).where(ScoreChange.prospect_id.in_(pids))
+    ):
+        if ids:
+            explained[pid] = max(explained[pid], max(ids))
     deliveries = {
         c.event.delivery_id
         for _, res, _ in changed
         for c in res.engagement.counted
-        if c.event.delivery_id and _since(recorded.get(c.event.id), previous.get(res.id))
+        if c.event.delivery_id and c.event.id > explained[res.id]
     }
     subjects: dict[int, str] = {}
     if deliveries:
@@ -348,9 +344,8 @@ def _history(
         }
     handoffs = 0
     for row, res, moved in changed:
-        since = previous.get(row.id)
         moving: list[Counted] = (
-            [c for c in res.engagement.counted if _since(recorded.get(c.event.id), since)]
+            [c for c in res.engagement.counted if c.event.id > explained[row.id]]
             if cause in ("events", "relabel")
             else []
         )
@@ -417,10 +412,6 @@ def _history(
                 )
                 handoffs += 1
     return handoffs
-
-
-def _since(recorded: datetime | None, previous: datetime | None) -> bool:
-    return recorded is not None and (previous is None or recorded > previous)
 
 
 def _threshold_rule(name: str, new: str, old: str) -> str:

@@ -200,7 +200,18 @@ class Rules:
         """A short hash of the rules (not the source), for history details."""
         data = asdict(self)
         data.pop("source", None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return hashlib.sha256(json.dumps(_plain(data), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _plain(value: object) -> object:
+    """Numbers as floats (15 and 15.0 are one rule), tuples as lists: the digest of equal rules is equal."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 DEFAULT = Rules()
