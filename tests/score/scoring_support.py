@@ -38,7 +38,9 @@ def mail(engine: Engine, pid: int, item: str = "2026-11", subject: str = "物流
     return seed_delivery(engine, pid, item_key=item, subject=subject, **kw)
 
 
-def event(kind: str, *, pid: int | None = None, did: int | None = None, at: datetime | None = None, **kw: Any) -> NewEvent:
+def event(
+    kind: str, *, pid: int | None = None, did: int | None = None, at: datetime | None = None, **kw: Any
+) -> NewEvent:
     kw.setdefault("source", "test")
     return NewEvent(type=kind, occurred_at=at or clock.now(), prospect_id=pid, delivery_id=did, **kw)
 

@@ -51,7 +51,11 @@ def test_human_click_then_seminar_moves_c_to_b_to_a_with_explained_history(engin
     did = mail(engine, pid)
     record(engine, *[machine("opened", did=did) for _ in range(7)])
     assert state(engine, pid) == ("C", "cold", "MQL")
-    record(engine, human("clicked", did=did, url="https://example.jp/a"), human("clicked", did=did, url="https://example.jp/b"))
+    record(
+        engine,
+        human("clicked", did=did, url="https://example.jp/a"),
+        human("clicked", did=did, url="https://example.jp/b"),
+    )
     assert state(engine, pid)[0] == "B"
     (to_b,) = changes(engine, pid, "rank")
     assert (to_b.old, to_b.new, to_b.cause) == ("C", "B", "events")
@@ -59,7 +63,9 @@ def test_human_click_then_seminar_moves_c_to_b_to_a_with_explained_history(engin
     assert "人による「物流2024年問題」のクリック 2 回 (+12)" in to_b.explanation
     assert "機械による開封 7 件は無視" in to_b.explanation
     assert "events.clicked" in to_b.rules and "thresholds.rank_b" in to_b.rules
-    assert to_b.details["counts"]["opened:machine"] == 7 and to_b.details["points"]["clicked"] == pytest.approx(12, abs=0.05)
+    assert to_b.details["counts"]["opened:machine"] == 7 and to_b.details["points"]["clicked"] == pytest.approx(
+        12, abs=0.05
+    )
     assert to_b.details["items"][0]["subject"] == "物流2024年問題"
     assert len(to_b.event_ids) == 9
     with clock.frozen(T0 + timedelta(days=1)):
@@ -95,7 +101,13 @@ def test_machine_opens_and_scanner_bursts_never_promote(engine, configured):
         record(
             engine,
             *[
-                event("clicked", did=d, url=f"https://example.jp/{i}", user_agent="Mozilla/5.0 Chrome", at=T0 + timedelta(milliseconds=10 * i))
+                event(
+                    "clicked",
+                    did=d,
+                    url=f"https://example.jp/{i}",
+                    user_agent="Mozilla/5.0 Chrome",
+                    at=T0 + timedelta(milliseconds=10 * i),
+                )
                 for i in range(40)
             ],
         )
@@ -111,7 +123,12 @@ def test_caps_and_one_click_is_not_also_an_open(engine):
     score.configure(rules=rules())
     pid = prospect(engine, "cap@example.jp")
     did = mail(engine, pid)
-    record(engine, human("opened", did=did), human("opened", did=did), *[human("clicked", did=did, url=f"u{i}") for i in range(5)])
+    record(
+        engine,
+        human("opened", did=did),
+        human("opened", did=did),
+        *[human("clicked", did=did, url=f"u{i}") for i in range(5)],
+    )
     # per mail: 3 clicks count (18); the opens of a clicked mail are not counted again
     assert row(engine, pid).engagement_score == pytest.approx(18, abs=0.1)
     with engine.connect() as conn:
@@ -210,7 +227,9 @@ def test_relabelled_rows_rescore(engine, configured):
     with engine.begin() as conn:
         (eid,) = conn.execute(select(Event.id).where(Event.prospect_id == pid)).scalars()
         conn.execute(update(Event).where(Event.id == eid).values(label="machine", rule="late"))
-        score.on_events(conn, [{"id": eid, "prospect_id": pid, "type": "clicked", "label": "machine", "relabeled": True}])
+        score.on_events(
+            conn, [{"id": eid, "prospect_id": pid, "type": "clicked", "label": "machine", "relabeled": True}]
+        )
     assert state(engine, pid)[0] == "C"
     assert changes(engine, pid, "rank")[-1].cause == "relabel"
 
@@ -275,7 +294,10 @@ def dataclasses_replace_fields(**values):
 
 def test_rules_file_errors_name_file_and_line(tmp_path):
     f = tmp_path / "scoring.toml"
-    f.write_text('version = "2026-12"\n\n[thresholds]\nrank_a = "high"\nrank_bb = 3\n\n[events.clicked]\npoints = 6\nhalf_life = 3\n', encoding="utf-8")
+    f.write_text(
+        'version = "2026-12"\n\n[thresholds]\nrank_a = "high"\nrank_bb = 3\n\n[events.clicked]\npoints = 6\nhalf_life = 3\n',
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigError) as info:
         scoring_rules.load(f)
     text = str(info.value)
