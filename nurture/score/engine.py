@@ -73,6 +73,18 @@ _EVENT_COLUMNS = (
     Event.recorded_at,
 )
 EPS = 1e-6
+_IDS = bindparam("ids", expanding=True)
+# Statements built once: building a 22-column SELECT per event cost more than running it.
+_HEADS = select(Prospect.id, Prospect.company, Prospect.email, Prospect.company_key).where(Prospect.id.in_(_IDS))
+_MEMBERS = select(Prospect.id).where(Prospect.company_key.in_(bindparam("keys", expanding=True)))
+_READ = select(*_FACT_COLUMNS).where(Prospect.id.in_(_IDS)).order_by(Prospect.id)
+_LOCK_PG = _READ.with_for_update(key_share=True)
+# No type filter in SQL: with one, SQLite picks the (type, occurred_at) index and reads every open of everyone
+# instead of one prospect's few events; the model ignores the types it has no rule for.
+_EVENTS_OF = select(*_EVENT_COLUMNS).where(Event.prospect_id.in_(_IDS))
+_UPDATE = update(_PROSPECTS).where(_PROSPECTS.c.id == bindparam("pid"))
+_CHANGES = Base.metadata.tables[ScoreChange.__tablename__]
+_HANDOFFS = Base.metadata.tables[Handoff.__tablename__]
 
 
 @dataclass
@@ -186,21 +198,17 @@ def score_group(
 
 
 def _lock(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
-    stmt = select(*_FACT_COLUMNS).where(Prospect.id.in_(sorted(ids))).order_by(Prospect.id)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(key_share=True)
-    return list(conn.execute(stmt))
+    stmt = _LOCK_PG if conn.dialect.name == "postgresql" else _READ
+    return list(conn.execute(stmt, {"ids": sorted(ids)}))
 
 
-def _events_of(conn: Connection, ids: Collection[int], rules: Rules) -> dict[int, list[EventFact]]:
-    out: dict[int, list[EventFact]] = defaultdict(list)
+def _events_of(conn: Connection, ids: Collection[int], rules: Rules) -> dict[int, list[model.EventLike]]:
+    """The events of ``ids`` by prospect, as rows (the model reads their columns; no copy per event)."""
+    out: dict[int, list[model.EventLike]] = defaultdict(list)
     if not ids:
         return out
-    rows = conn.execute(
-        select(*_EVENT_COLUMNS).where(Event.prospect_id.in_(sorted(ids)), Event.type.in_(sorted(rules.events)))
-    )
-    for r in rows:
-        out[r.prospect_id].append(event_fact(r))
+    for r in conn.execute(_EVENTS_OF, {"ids": sorted(ids)}):
+        out[r.prospect_id].append(r)  # type: ignore[arg-type]
     return out
 
 
@@ -223,14 +231,12 @@ def rescore(
     if ids:
         f = rules.fit
         # The colleague groups the prospects are in now (and were in, if a company changed).
-        heads = conn.execute(
-            select(Prospect.id, Prospect.company, Prospect.email, Prospect.company_key).where(Prospect.id.in_(ids))
-        ).all()
+        heads = conn.execute(_HEADS, {"ids": sorted(ids)}).all()
         keys = {model.company_key(r.company, r.email, f) for r in heads} | {r.company_key for r in heads}
         keys.discard("")
         members = set(ids)
         if keys:
-            members |= set(conn.execute(select(Prospect.id).where(Prospect.company_key.in_(keys))).scalars())
+            members |= set(conn.execute(_MEMBERS, {"keys": sorted(keys)}).scalars())
         rows = {r.id: r for r in _lock(conn, members)}
         events = _events_of(conn, rows, rules)
         engagements = {pid: model.engagement(events.get(pid, ()), rules, at) for pid in rows}
@@ -302,11 +308,7 @@ def _write(
         summary.updated += len(updates)
     if dry_run or not updates:
         return
-    conn.execute(
-        update(_PROSPECTS).where(_PROSPECTS.c.id == bindparam("pid")),
-        updates,
-        execution_options={"synchronize_session": False},
-    )
+    conn.execute(_UPDATE, updates)
     if changed_prospects:
         handoffs = _history(conn, changed_prospects, rules, at, cause)
         if summary is not None:
@@ -343,6 +345,8 @@ def _history(
             for r in conn.execute(select(Delivery.id, Delivery.subject).where(Delivery.id.in_(deliveries)))
         }
     handoffs = 0
+    plain: list[dict[str, Any]] = []
+    digest = rules.digest()
     for row, res, moved in changed:
         moving: list[Counted] = (
             [c for c in res.engagement.counted if c.event.id > explained[row.id]]
@@ -360,7 +364,7 @@ def _history(
             "fit_score": res.fit,
             "engagement_score": res.engagement.total,
             "rules_version": rules.version,
-            "rules_digest": rules.digest(),
+            "rules_digest": digest,
         }
         for name, old, new in moved:
             threshold = _threshold_rule(name, new, old)
@@ -375,42 +379,47 @@ def _history(
                 colleagues=res.fit_parts.get("colleagues", 0.0) if cause == "events" and not said else 0.0,
                 version=rules.version,
             )
-            change_id = conn.execute(
-                insert(ScoreChange)
-                .values(
-                    prospect_id=row.id,
-                    field=name,
-                    old=old or "",
-                    new=new,
-                    at=at,
-                    cause=cause,
-                    score_before=float(row.score or 0),
-                    score_after=res.total,
-                    event_ids=sorted(c.event.id for c in moving),
-                    rules=rule_names + [threshold],
-                    explanation=text,
-                    details=base,
-                )
-                .returning(ScoreChange.id)
-            ).scalar_one()
+            change = {
+                "prospect_id": row.id,
+                "field": name,
+                "old": old or "",
+                "new": new,
+                "at": at,
+                "cause": cause,
+                "score_before": float(row.score or 0),
+                "score_after": res.total,
+                "event_ids": sorted(c.event.id for c in moving),
+                "rules": [*rule_names, threshold],
+                "explanation": text,
+                "details": base,
+            }
             reason = {("rank", "A"): "rank_A", ("stage", "SQL"): "stage_SQL"}.get((name, new), "")
-            if reason:
-                conn.execute(
-                    insert(Handoff).values(
-                        prospect_id=row.id,
-                        reason=reason,
-                        change_id=change_id,
-                        owner=row.owner or "",
-                        state="open",
-                        created_at=at,
-                        notice_due_at=at,
-                        notice_attempts=0,
-                        notice_error="",
-                        decided_by="",
-                        verdict_reason="",
-                    )
-                )
-                handoffs += 1
+            if not reason:
+                plain.append(change)
+                continue
+            change_id = conn.execute(insert(_CHANGES).returning(_CHANGES.c.id), [change]).scalar_one()
+            conn.execute(
+                insert(_HANDOFFS),
+                [
+                    {
+                        "prospect_id": row.id,
+                        "reason": reason,
+                        "change_id": change_id,
+                        "event_id": None,
+                        "owner": row.owner or "",
+                        "state": "open",
+                        "created_at": at,
+                        "notice_due_at": at,
+                        "notice_attempts": 0,
+                        "notice_error": "",
+                        "decided_by": "",
+                        "verdict_reason": "",
+                    }
+                ],
+            )
+            handoffs += 1
+    if plain:
+        conn.execute(insert(_CHANGES), plain)
     return handoffs
 
 
@@ -462,13 +471,13 @@ def all_engagements(conn: Connection, rules: Rules, at: datetime) -> dict[int, m
         .execution_options(yield_per=20000)
     )
     current: int | None = None
-    batch: list[EventFact] = []
+    batch: list[model.EventLike] = []
     for r in conn.execute(stmt):
         if r.prospect_id != current:
             if current is not None:
                 out[current] = _slim(model.engagement(batch, rules, at))
             current, batch = r.prospect_id, []
-        batch.append(event_fact(r))
+        batch.append(r)  # type: ignore[arg-type]
     if current is not None:
         out[current] = _slim(model.engagement(batch, rules, at))
     return out
@@ -534,16 +543,16 @@ def recompute(
 
 
 def _read(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
-    return list(conn.execute(select(*_FACT_COLUMNS).where(Prospect.id.in_(ids))))
+    return list(conn.execute(_READ, {"ids": sorted(ids)}))
 
 
 def score_all(conn: Connection, rules: Rules, at: datetime) -> dict[int, Result]:
     """Every prospect scored at ``at`` from the stored facts and events, writing nothing (tests, dry runs)."""
     f = rules.fit
-    events: dict[int, list[EventFact]] = defaultdict(list)
+    events: dict[int, list[model.EventLike]] = defaultdict(list)
     for r in conn.execute(select(*_EVENT_COLUMNS).where(Event.type.in_(sorted(rules.events)))):
         if r.prospect_id is not None:
-            events[r.prospect_id].append(event_fact(r))
+            events[r.prospect_id].append(r)  # type: ignore[arg-type]
     rows = {r.id: r for r in conn.execute(select(*_FACT_COLUMNS))}
     engagements = {pid: model.engagement(events.get(pid, ()), rules, at) for pid in rows}
     facts = {pid: facts_of(r) for pid, r in rows.items()}

@@ -13,12 +13,13 @@ colleagues engaged at the same company.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from nurture.score.rules import Fit, Points, Rules
 
@@ -31,6 +32,27 @@ STRENGTHS = (
     "decision_maker",
     "invested",
 )
+
+
+class EventLike(Protocol):
+    """What scoring reads of an event: an :class:`EventFact`, or a database row with these columns."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def delivery_id(self) -> int | None: ...
+    @property
+    def campaign(self) -> str: ...
+    @property
+    def item_key(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +74,7 @@ class Counted:
     """What one event gave: ``points`` now (0 when ignored) and ``why`` (``counted`` | ``machine`` | ``cap`` |
     ``per_mail`` | ``click_counted`` | ``weight``)."""
 
-    event: EventFact
+    event: EventLike
     points: float
     why: str
     label: str  # the label class used: human | unknown | machine | "" (types without labels)
@@ -64,7 +86,7 @@ class Engagement:
     counted: list[Counted] = field(default_factory=list)
 
 
-def _label_class(e: EventFact, rules: Rules) -> str:
+def _label_class(e: EventLike, rules: Rules) -> str:
     if e.type not in rules.labels.types:
         return ""
     if e.label == "human" and e.confidence < rules.labels.human_min_confidence:
@@ -78,7 +100,7 @@ def _weight(label: str, rules: Rules) -> float:
     return float(getattr(rules.labels, label))
 
 
-def engagement(events: Iterable[EventFact], rules: Rules, at: datetime) -> Engagement:
+def engagement(events: Iterable[EventLike], rules: Rules, at: datetime) -> Engagement:
     """The engagement score at ``at`` from ``events`` (any order; those after ``at`` count as age 0)."""
     ordered = sorted((e for e in events if e.type in rules.events), key=lambda e: (e.occurred_at, e.id))
     out = Engagement()

@@ -197,10 +197,15 @@ class Rules:
     source: str = field(default="(defaults)", metadata={"toml": "__source__"})
 
     def digest(self) -> str:
-        """A short hash of the rules (not the source), for history details."""
+        """A short hash of the rules (not the source), for history details (computed once per rule set)."""
+        cached = self.__dict__.get("_digest")
+        if cached:
+            return str(cached)
         data = asdict(self)
         data.pop("source", None)
-        return hashlib.sha256(json.dumps(_plain(data), sort_keys=True, default=str).encode()).hexdigest()[:12]
+        value = hashlib.sha256(json.dumps(_plain(data), sort_keys=True, default=str).encode()).hexdigest()[:12]
+        object.__setattr__(self, "_digest", value)  # frozen: a cache, not a field
+        return value
 
 
 def _plain(value: object) -> object:
