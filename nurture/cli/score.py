@@ -77,7 +77,7 @@ def score_command(app: App, dry_run: bool, rules_file: Path | None, limit: int, 
     click.echo(f"{summary.prospects} prospect(s) scored with {rules.source} (version {rules.version})")
     if not summary.changes:
         click.echo(f"nobody {verb} rank or stage")
-    for name, n in data["counts"].items():
+    for name, n in summary.counts().items():
         click.echo(f"  {name}: {n}")
     if summary.changes:
         table = Table("email", "field", "old → new", "score", box=None)

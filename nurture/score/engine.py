@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Row, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import BindParameter
 
 from nurture.core import clock
 from nurture.score import explain, model
@@ -73,7 +74,7 @@ _EVENT_COLUMNS = (
     Event.recorded_at,
 )
 EPS = 1e-6
-_IDS = bindparam("ids", expanding=True)
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 # Statements built once: building a 22-column SELECT per event cost more than running it.
 _HEADS = select(Prospect.id, Prospect.company, Prospect.email, Prospect.company_key).where(Prospect.id.in_(_IDS))
 _MEMBERS = select(Prospect.id).where(Prospect.company_key.in_(bindparam("keys", expanding=True)))
@@ -208,7 +209,7 @@ def _events_of(conn: Connection, ids: Collection[int], rules: Rules) -> dict[int
     if not ids:
         return out
     for r in conn.execute(_EVENTS_OF, {"ids": sorted(ids)}):
-        out[r.prospect_id].append(r)  # type: ignore[arg-type]
+        out[r.prospect_id].append(r)
     return out
 
 
@@ -477,7 +478,7 @@ def all_engagements(conn: Connection, rules: Rules, at: datetime) -> dict[int, m
             if current is not None:
                 out[current] = _slim(model.engagement(batch, rules, at))
             current, batch = r.prospect_id, []
-        batch.append(r)  # type: ignore[arg-type]
+        batch.append(r)
     if current is not None:
         out[current] = _slim(model.engagement(batch, rules, at))
     return out
@@ -552,7 +553,7 @@ def score_all(conn: Connection, rules: Rules, at: datetime) -> dict[int, Result]
     events: dict[int, list[model.EventLike]] = defaultdict(list)
     for r in conn.execute(select(*_EVENT_COLUMNS).where(Event.type.in_(sorted(rules.events)))):
         if r.prospect_id is not None:
-            events[r.prospect_id].append(r)  # type: ignore[arg-type]
+            events[r.prospect_id].append(r)
     rows = {r.id: r for r in conn.execute(select(*_FACT_COLUMNS))}
     engagements = {pid: model.engagement(events.get(pid, ()), rules, at) for pid in rows}
     facts = {pid: facts_of(r) for pid, r in rows.items()}

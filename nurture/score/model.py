@@ -157,16 +157,24 @@ class ProspectFacts:
     strengths: Mapping[str, int] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=4096)
+def _pattern(word: str) -> re.Pattern[str]:
+    """ASCII words match at the start of a word ("manufactur" matches "Manufacturing", "cto" is not in
+    "director"); other words (Japanese) match anywhere."""
+    w = unicodedata.normalize("NFKC", word).lower()
+    if w.isascii():
+        return re.compile(r"(?<![a-z0-9])" + re.escape(w))
+    return re.compile(re.escape(w))
+
+
+@functools.lru_cache(maxsize=65536)
+def _norm(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).lower()
+
+
 def _matches(text: str, words: Sequence[str]) -> bool:
-    norm = unicodedata.normalize("NFKC", text).lower()
-    for word in words:
-        w = unicodedata.normalize("NFKC", word).lower()
-        if w.isascii():
-            if re.search(r"(?<![a-z0-9])" + re.escape(w) + r"(?![a-z0-9])", norm) or (not w.isalpha() and w in norm):
-                return True
-        elif w in norm:
-            return True
-    return False
+    norm = _norm(text)
+    return any(_pattern(word).search(norm) for word in words)
 
 
 def _best(text: str, table: Sequence[Points]) -> tuple[float, str]:

@@ -23,8 +23,8 @@ FILE = "scoring.toml"
 
 @dataclass(frozen=True)
 class Points:
-    """Points for prospects whose field contains one of ``words`` (case-insensitive; ASCII words match whole
-    words, so "cto" does not match "director")."""
+    """Points for prospects whose field contains one of ``words`` (case-insensitive, NFKC; ASCII words match at
+    the start of a word, so "manufactur" matches "Manufacturing" and "cto" does not match "director")."""
 
     words: list[str]
     points: float

@@ -34,7 +34,7 @@ def test_a_click_through_the_server_promotes_and_machine_opens_do_not(engine, db
     pid = prospect(engine, "web@example.co.jp", language="en")
     did = seed_delivery(engine, pid, subject="Cold chain in 2027")
     try:
-        with LiveServer(factory) as server:
+        with LiveServer(factory):
             config = holder["config"]
             pixel = tracking.urls_for(config, did, pid)["open_pixel"]
             with httpx.Client(timeout=10, headers={"User-Agent": "Mozilla/5.0"}) as apple:

@@ -3,7 +3,6 @@ handoff rows exactly once (also with two workers at once), inquiries, the rules 
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -270,6 +269,8 @@ def test_director_is_not_cto(engine):
     r = scoring_rules.DEFAULT
     assert model.fit(model.ProspectFacts(id=1, title="Sales Director"), r, 0)[1] == {"title:取締役": 15}
     assert model.fit(model.ProspectFacts(id=1, title="課長代理"), r, 0)[1] == {"title:課長": 8}
+    assert model.fit(model.ProspectFacts(id=1, industry="Food Manufacturing"), r, 0)[1] == {"industry:製造": 15}
+    assert model.fit(model.ProspectFacts(id=1, title="ＣＥＯ"), r, 0)[1] == {"title:代表取締役": 20}
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -295,7 +296,8 @@ def dataclasses_replace_fields(**values):
 def test_rules_file_errors_name_file_and_line(tmp_path):
     f = tmp_path / "scoring.toml"
     f.write_text(
-        'version = "2026-12"\n\n[thresholds]\nrank_a = "high"\nrank_bb = 3\n\n[events.clicked]\npoints = 6\nhalf_life = 3\n',
+        'version = "2026-12"\n\n[thresholds]\nrank_a = "high"\nrank_bb = 3\n\n'
+        "[events.clicked]\npoints = 6\nhalf_life = 3\n",
         encoding="utf-8",
     )
     with pytest.raises(ConfigError) as info:
