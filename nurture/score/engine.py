@@ -515,7 +515,12 @@ def recompute(
             eng = engagements.get(r.id)
             if key and eng is not None and eng.total >= f.colleague_engaged_at:
                 group_engaged[key] += 1
-        ids = list(conn.execute(select(Prospect.id).order_by(Prospect.id)).scalars())
+        if cause == "decay":
+            # Time moves only engagement: a prospect without events has nothing to decay (its colleague points
+            # need a counted event of its own), so the periodic pass reads only those with events.
+            ids = sorted(engagements)
+        else:
+            ids = list(conn.execute(select(Prospect.id).order_by(Prospect.id)).scalars())
     done = 0
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]

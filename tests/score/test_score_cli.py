@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 from scoring_support import changes, handoffs, prospect, row, state
-from sqlalchemy import select
 
 from nurture import score
 from nurture.cli.main import main
 from nurture.core import clock
 from nurture.core import config as configuration
 from nurture.store import db
-from nurture.store.models import Prospect
+from nurture.track import record_events
+from nurture.track.vocabulary import NewEvent
 from nurture.web.periodic import jobs_for
 
 NOW = "2026-11-10T09:00:00+00:00"
@@ -91,14 +91,20 @@ def test_a_bad_rules_file_is_an_error_with_file_and_line(ws, runner):
 
 
 def test_serve_runs_the_decay_pass(ws, db_url):
+    (ws / "scoring.toml").write_text(
+        'version = "fast"\n[thresholds]\nrank_b = 15\n[events.seminar_attended]\npoints = 20\nhalf_life_days = 1\n',
+        encoding="utf-8",
+    )
     config = configuration.load(ws / "nurture.toml")
     (job,) = [j for j in jobs_for(config) if j.name == "score-decay"]
     assert job.interval == 600
     engine = db.engine_for(db_url)
-    with clock.frozen(datetime(2026, 11, 1, tzinfo=UTC)):
-        pid = prospect(engine, "decay@example.co.jp", industry="製造業")
     score.configure(config)
-    job.run(engine, config)
-    with engine.connect() as conn:
-        assert conn.execute(select(Prospect.rank).where(Prospect.id == pid)).scalar_one() == "B"
-    assert changes(engine, pid, "rank")[0].cause == "decay"
+    with clock.frozen(datetime(2026, 11, 1, tzinfo=UTC)):
+        pid = prospect(engine, "decay@example.co.jp", language="en")
+        record_events(engine, [NewEvent("seminar_attended", clock.now(), "import", prospect_id=pid)])
+    assert state(engine, pid)[0] == "B"
+    job.run(engine, config)  # at NURTURE_NOW, 9 days later: 20 points halved 9 times
+    assert state(engine, pid)[0] == "C"
+    last = changes(engine, pid, "rank")[-1]
+    assert last.cause == "decay" and last.explanation.startswith("B→C: decay over time (score 20.0 → 0.0)")
