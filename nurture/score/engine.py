@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, bindparam, insert, select, update
+from sqlalchemy import Engine, Row, bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
@@ -484,6 +484,73 @@ def all_engagements(conn: Connection, rules: Rules, at: datetime) -> dict[int, m
     return out
 
 
+_SQL_ENGAGEMENT = """
+WITH r(type, points, half_life, cap, cap_days, per_mail, labelled) AS (VALUES {values}),
+e AS (
+  SELECT ev.id, ev.prospect_id, ev.type, ev.occurred_at, ev.delivery_id,
+         r.points, r.half_life, r.cap, r.cap_days, r.per_mail,
+         CASE WHEN NOT r.labelled THEN 1.0
+              WHEN ev.label = 'human' AND ev.confidence >= :min_confidence THEN :w_human
+              WHEN ev.label = 'machine' THEN :w_machine
+              ELSE :w_unknown END AS w
+  FROM events ev JOIN r ON r.type = ev.type
+  WHERE ev.prospect_id IS NOT NULL
+),
+clicked AS (SELECT DISTINCT delivery_id FROM e WHERE type = 'clicked' AND delivery_id IS NOT NULL AND w > 0),
+e1 AS (
+  SELECT e.* FROM e
+  WHERE e.w > 0 AND NOT (e.type = 'opened' AND e.delivery_id IN (SELECT delivery_id FROM clicked))
+),
+e2 AS (
+  SELECT e1.*, CASE WHEN per_mail > 0 AND delivery_id IS NOT NULL
+                    THEN row_number() OVER (PARTITION BY prospect_id, type, delivery_id ORDER BY occurred_at, id)
+                    ELSE 0 END AS nm
+  FROM e1
+),
+e3 AS (
+  SELECT e2.*, CASE WHEN cap > 0
+                    THEN row_number() OVER (
+                      PARTITION BY prospect_id, type, floor(floor(extract(epoch FROM occurred_at) / 86400) / cap_days)
+                      ORDER BY occurred_at, id)
+                    ELSE 0 END AS nc
+  FROM e2 WHERE nm <= per_mail OR nm = 0
+)
+SELECT prospect_id,
+       sum(points * w * CASE WHEN half_life > 0
+                             THEN power(0.5, greatest(0, extract(epoch FROM (CAST(:at AS timestamptz) - occurred_at))
+                                                          / 86400.0) / half_life)
+                             ELSE 1 END) AS total
+FROM e3 WHERE cap = 0 OR nc <= cap
+GROUP BY prospect_id
+"""
+_COUNTED = model.Counted(model.EventFact(0, "", datetime(1970, 1, 1)), 0.0, "counted", "")
+
+
+def all_engagements_sql(conn: Connection, rules: Rules, at: datetime) -> dict[int, model.Engagement]:
+    """:func:`all_engagements` as one set-based statement (PostgreSQL): the same order, caps, per-mail limits,
+    click-before-open rule, label weights and decay as :func:`nurture.score.model.engagement`, computed by the
+    database over every event at once. Each result carries a placeholder counted event (prospects with none
+    counted are absent), as :func:`_slim` leaves."""
+    params: dict[str, Any] = {
+        "at": at,
+        "min_confidence": rules.labels.human_min_confidence,
+        "w_human": rules.labels.human,
+        "w_machine": rules.labels.machine,
+        "w_unknown": rules.labels.unknown,
+    }
+    values = []
+    for n, (kind, rule) in enumerate(sorted(rules.events.items())):
+        params.update({f"t{n}": kind, f"p{n}": float(rule.points), f"h{n}": float(rule.half_life_days)})
+        values.append(
+            f"(CAST(:t{n} AS varchar), CAST(:p{n} AS float8), CAST(:h{n} AS float8), {int(rule.cap)}, "
+            f"{int(rule.cap_days)}, {int(rule.per_mail)}, {'true' if kind in rules.labels.types else 'false'})"
+        )
+    out = {}
+    for pid, total in conn.execute(text(_SQL_ENGAGEMENT.format(values=", ".join(values))), params):
+        out[pid] = model.Engagement(total=round(float(total), 6), counted=[_COUNTED])
+    return out
+
+
 def _slim(e: model.Engagement) -> model.Engagement:
     """Keep one counted event (enough for "has a counted event"); the history reloads the rest when needed."""
     first = next((c for c in e.counted if c.why == "counted"), None)
@@ -506,7 +573,12 @@ def recompute(
     f = rules.fit
     summary = Summary()
     with engine.connect() as conn:
-        engagements = all_engagements(conn, rules, at)
+        # PostgreSQL computes every engagement in one set-based statement; SQLite streams the events through the
+        # same Python function the online path uses.
+        if conn.dialect.name == "postgresql":
+            engagements = all_engagements_sql(conn, rules, at)
+        else:
+            engagements = all_engagements(conn, rules, at)
         group_engaged: dict[str, int] = defaultdict(int)
         total = 0
         for r in conn.execute(select(Prospect.id, Prospect.company, Prospect.email).execution_options(yield_per=20000)):
