@@ -20,6 +20,7 @@ Targets (issue 10): PostgreSQL recompute of 1M prospects / 10M events < 60 s; on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import random
@@ -183,6 +184,11 @@ def main() -> None:
     parser.add_argument("--prospects", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--online", type=int, default=500, help="single-event calls per online round")
+    parser.add_argument(
+        "--colleague-points",
+        type=float,
+        help="override [fit] colleague_points (0: no colleague groups, so one event rescores one prospect)",
+    )
     args = parser.parse_args()
     url = args.database or f"sqlite:///{tempfile.mkdtemp(prefix='nurture-bench-')}/score.db"
     schema = None
@@ -201,6 +207,9 @@ def main() -> None:
         db.upgrade(engine)
         fill(engine, args.prospects, args.events)
         rules = score.configure()
+        if args.colleague_points is not None:
+            fit = dataclasses.replace(rules.fit, colleague_points=args.colleague_points)
+            rules = score.configure(rules=dataclasses.replace(rules, fit=fit))
         with clock.frozen(NOW):
             t0, c0 = time.perf_counter(), time.process_time()
             first = score.recompute(engine, rules, cause="rules")

@@ -236,7 +236,7 @@ def rescore(
         keys = {model.company_key(r.company, r.email, f) for r in heads} | {r.company_key for r in heads}
         keys.discard("")
         members = set(ids)
-        if keys:
+        if keys and f.colleague_points:  # without colleague points nobody's fit depends on anyone else
             members |= set(conn.execute(_MEMBERS, {"keys": sorted(keys)}).scalars())
         rows = {r.id: r for r in _lock(conn, members)}
         events = _events_of(conn, rows, rules)
