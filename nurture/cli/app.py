@@ -13,7 +13,7 @@ from functools import cached_property
 import click
 from sqlalchemy import Engine
 
-from nurture import __version__
+from nurture import __version__, score
 from nurture.core import config as configuration
 from nurture.core.errors import NurtureError
 from nurture.store import db
@@ -29,7 +29,10 @@ class App:
 
     @cached_property
     def config(self) -> configuration.Config:
-        return configuration.load(self.config_path, database_url=self.database_url)
+        config = configuration.load(self.config_path, database_url=self.database_url)
+        # Every command that records events (send, events import, serve, forms) scores them with these rules.
+        score.configure(config)
+        return config
 
     def engine(self, *, migrated: bool = True) -> Engine:
         """The engine; with ``migrated`` (the default) a ConfigError unless ``nurture init`` has run."""

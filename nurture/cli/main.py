@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from nurture.cli import campaigns, demo, events, handoffs, operator, postal, prospects, send, serve, setup
+from nurture.cli import campaigns, demo, events, handoffs, operator, postal, prospects, score, send, serve, setup
 from nurture.cli.app import main
 
 ALL: list[click.Command] = [
@@ -22,6 +22,7 @@ ALL: list[click.Command] = [
     *serve.COMMANDS,
     *events.COMMANDS,
     *handoffs.COMMANDS,
+    *score.COMMANDS,
     *demo.COMMANDS,
     *postal.COMMANDS,
 ]

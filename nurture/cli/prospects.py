@@ -15,8 +15,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from nurture import score
 from nurture.cli.app import App, pass_app
 from nurture.cli.output import dump_json, import_verdict
+from nurture.core import clock
 from nurture.core.errors import InputError
 from nurture.people import get_prospect, import_file, list_prospects
 from nurture.people.export import ENCODINGS, FORMATS, export_prospects
@@ -345,9 +347,12 @@ def export(
 @pass_app
 def show(app: App, email: str, as_json: bool) -> None:
     """Show everything nurture knows about one prospect."""
-    data = get_prospect(app.engine(), email)
+    engine = app.engine()
+    data = get_prospect(engine, email)
+    with engine.connect() as conn:
+        scoring = score.explain_prospect(conn, data["id"], score.current_rules(), clock.now())
     if as_json:
-        dump_json(data)
+        dump_json({**data, "scoring": scoring})
         return
     zone = ZoneInfo(app.config.cadence.time_zone)
     if data.get("erased"):
@@ -364,6 +369,33 @@ def show(app: App, email: str, as_json: bool) -> None:
         if isinstance(value, dict):
             value = json.dumps(value, ensure_ascii=False)
         click.echo(f"{key:28} {value}")
+    _show_scoring(scoring, zone)
+
+
+def _show_scoring(scoring: dict, zone: ZoneInfo) -> None:
+    """The score, its parts now and the explained history (newest first)."""
+    now = scoring["now"]
+    click.echo("")
+    click.echo(
+        f"score now                    {now['score']:.1f} = fit {now['fit_score']:.1f} + engagement "
+        f"{now['engagement_score']:.1f} -> rank {now['rank']}, {now['temperature']}, {now['stage']}"
+        f"  (rules {scoring['rules_version']}; temperature: {scoring['fields']['temperature']}, "
+        f"stage: {scoring['fields']['stage']})"
+    )
+    for name, points in scoring["fit_parts"].items():
+        click.echo(f"  fit  {name:40} {points:+.1f}")
+    for kind, part in scoring["engagement_parts"].items():
+        ignored = ", ".join(f"{n} {why}" for why, n in part["ignored"].items())
+        click.echo(
+            f"  engagement {kind:34} {part['points']:+.1f}  ({part['counted']} counted"
+            + (f"; ignored: {ignored}" if ignored else "")
+            + ")"
+        )
+    if scoring["history"]:
+        click.echo("history")
+    for h in scoring["history"]:
+        when = h["at"].astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"  {when} [{h['cause']}] {h['field']}: {h['explanation']}")
 
 
 COMMANDS = [prospects]

@@ -117,6 +117,9 @@ class Prospect(Base):
     engagement_score: Mapped[float] = mapped_column(Float, server_default="0")
     #: When scoring last looked at this prospect (online or the decay pass): decay is computed from here.
     scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The colleague group scoring puts the prospect in (``nurture.score.model.company_key``; "" = none), written
+    #: when the prospect is scored (0010).
+    company_key: Mapped[str] = mapped_column(String(200), server_default="", index=True)
     owner: Mapped[str] = mapped_column(String(200), default="")
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_action: Mapped[str] = mapped_column(Text, default="")

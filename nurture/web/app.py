@@ -52,6 +52,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from nurture import score
 from nurture.core.config import Config
 from nurture.store import db
 from nurture.track import EventBuffer, set_source_window
@@ -77,6 +78,7 @@ def create_app(
     The campaign files are loaded now, for ``/v``; one that does not load is logged and skipped.
     """
     secret = config.tracking_secret()
+    score.configure(config)  # every recorded event is scored with the configured rules (each worker process)
     engine = engine or db.engine_for(config.database_url)
     set_source_window(timedelta(minutes=config.tracking.source_window_minutes))
     site = Site(

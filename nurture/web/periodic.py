@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from nurture import score
 from nurture.core.config import Config
 from nurture.notify.notices import notify_due
 
@@ -34,10 +35,18 @@ class Job:
 
 def jobs_for(config: Config) -> list[Job]:
     """The periodic jobs of a server with ``config``. Each package that needs one adds it here."""
+    rules = score.rules.for_config(config)
     return [
         # Notices to sales leave within one interval of the handoff (15 s by default: well inside the minute).
         Job("handoff-notices", config.handoff.interval_seconds, notify_due),
+        Job("score-decay", rules.decay_every_minutes * 60, _decay),
     ]
+
+
+def _decay(engine: Engine, config: Config) -> object:
+    """The decay pass: rescore everyone at now with the configured rules; demotions become history ("decay").
+    Safe in several processes: each chunk locks its rows, and rows already scored later are left alone."""
+    return score.recompute(engine, score.current_rules(), cause="decay")
 
 
 class Periodic:

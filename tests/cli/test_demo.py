@@ -14,7 +14,7 @@ def test_demo_runs_the_main_job_into_the_outbox(tmp_path, monkeypatch, runner):
         monkeypatch.delenv(var, raising=False)
     result = runner.invoke(main, ["demo", "--dir", "demo"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "2 campaigns checked: 2 without errors" in result.output
+    assert "3 campaigns checked: 3 without errors" in result.output
     mails = sorted((tmp_path / "demo" / "outbox").glob("*.eml"))
     assert len(mails) == 9  # 12 sample prospects: 1 without consent, 2 with a pending next action
     subjects = {str(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["Subject"]) for p in mails}
