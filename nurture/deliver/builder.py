@@ -83,4 +83,6 @@ class MessageBuilder:
             self.build(0, sample_prospect(campaign, item), campaign, item)
         except NurtureError as exc:
             return exc
+        except Exception as exc:  # e.g. a template's runtime error that escaped the renderer's translation
+            return NurtureError(f"{type(exc).__name__}: {exc}")
         return None
