@@ -39,7 +39,7 @@ def test_unknown_key_and_wrong_type_name_key_and_line(tmp_path):
     text = str(err.value)
     assert f'{path}:5: unknown key "min_gap_dayz" in [cadence] (did you mean "min_gap_days"?)' in text
     assert f"{path}:6: cadence.interval_days must be a number" in text
-    assert "throttle.per_second must be > 0" in text
+    assert f"{path}:8: [throttle] per_second = 0 is out of range: use more than 0" in text
 
 
 def test_invalid_toml_names_line(tmp_path):
