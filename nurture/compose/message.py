@@ -110,6 +110,7 @@ class OutgoingMessage:
     list_unsubscribe: dict[str, str] = field(default_factory=dict)
     message_id: str = ""
     extra_headers: dict[str, str] = field(default_factory=dict)
+    item_key: str = ""  # the content item's key: not a header, it names the outbox file
 
     @property
     def to_domain(self) -> str:

@@ -56,6 +56,7 @@ class MessageBuilder:
         msg = OutgoingMessage(
             delivery_id=delivery_id,
             campaign=campaign.name,
+            item_key=item.key,
             to_address=prospect.email,
             to_name=prospect.name or "",
             from_address=campaign.from_address,
