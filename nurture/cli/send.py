@@ -56,7 +56,7 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
     if not chosen and not broken:
         folder = display_path(config.campaigns_dir)
         raise ConfigError(
-            f"no campaign to send: {folder} has no campaign files (*.toml)",
+            f"no campaign to send: {folder}/ has no campaign file (*.toml)",
             hint="`nurture init --samples` copies the sample campaigns and templates; the format is in "
             "campaigns/README.md",
         )
