@@ -269,7 +269,7 @@ def build_mime(msg: OutgoingMessage, dkim: DkimKey | None = None) -> bytes:
     if msg.reply_to:
         headers.append(("Reply-To", ascii_address(msg.reply_to)))
     headers += [
-        ("Subject", _unstructured(msg.subject)),
+        ("Subject", _unstructured(msg.subject, text=True)),
         ("Date", _date_header(clock.now().replace(microsecond=0))),
         ("Message-ID", msg.message_id or message_id_for(msg.delivery_id, msg.campaign, msg.from_address)),
         ("List-Id", _unstructured(msg.list_id or list_id_for(msg.campaign, msg.from_address))),
@@ -373,11 +373,13 @@ def _date_header(moment: datetime) -> str:
     return format_datetime(moment)
 
 
-def _unstructured(value: str) -> str:
+def _unstructured(value: str, *, text: bool = False) -> str:
     """An unstructured header body (RFC 5322 3.2.5): ASCII as is, anything else wholly as encoded-words
-    (also ASCII with leading white space, which parsers drop as part of the folding after the colon, and
-    ASCII with a word too long to fold: encoded-words can be split anywhere, RFC 2047 2 and 5)."""
-    if value.isascii() and value[:1] not in (" ", "\t") and not _has_long_word(value):
+    (also ASCII with leading white space, which parsers drop as part of the folding after the colon). With
+    ``text`` (the Subject: human text, never parsed by machines) also ASCII with a word too long to fold:
+    encoded-words can be split anywhere (RFC 2047 2 and 5). List-Unsubscribe and the like are never encoded
+    (their URIs must stay readable); a token of theirs too long to fold fails the mail in _fold."""
+    if value.isascii() and value[:1] not in (" ", "\t") and not (text and _has_long_word(value)):
         return value
     return _encoded_words(value)
 
