@@ -264,6 +264,22 @@ _ENV = {
 }
 
 
+def _check_domain_rates(table: dict, problems: Problems) -> None:
+    """[throttle] domains: each rate 0 (no limit) to 100000 a second, reported at the line of the table (a bad
+    entry is dropped so that ThrottleConfig does not report it a second time)."""
+    domains = table.get("throttle", {}).get("domains") if isinstance(table.get("throttle"), dict) else None
+    if not isinstance(domains, dict):
+        return
+    for domain, rate in list(domains.items()):
+        if isinstance(rate, int | float) and not isinstance(rate, bool) and not 0 <= rate <= 100_000:
+            problems.add(
+                ("throttle", "domains", domain),
+                f'[throttle] domains "{domain}" = {rate} is out of range: use 0 to 100000 messages a second '
+                "(0 = no limit)",
+            )
+            del domains[domain]
+
+
 def find_config_file(explicit: str | os.PathLike | None = None) -> Path | None:
     """The config file to read: explicit path, $NURTURE_CONFIG, ./nurture.toml, or None."""
     if explicit:
@@ -295,6 +311,7 @@ def load(explicit: str | os.PathLike | None = None, *, database_url: str | None 
         if isinstance(table.get(section), dict) and key in table[section]:
             problems.add((section, key), f"[{section}] {key} was removed: {why}")
             del table[section][key]
+    _check_domain_rates(table, problems)
     config = build(Config, table, (), problems)
     problems.raise_if_any()
     overrides: dict[str, dict[str, str]] = {}
