@@ -172,7 +172,8 @@ class ThrottleConfig:
         if bad:
             domain, rate = next(iter(bad.items()))
             raise ValueError(
-                f'[throttle] domains "{domain}" = {rate:g} is out of range: use 0 to 100000 messages a second (0 = no limit)'
+                f'[throttle] domains "{domain}" = {rate:g} is out of range: use 0 to 100000 messages a second '
+                "(0 = no limit)"
             )
 
 

@@ -19,9 +19,8 @@ streams it (keyset on ``Prospect.id``) and never loads everyone.
 
 from __future__ import annotations
 
-import re
-
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta

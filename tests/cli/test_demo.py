@@ -35,7 +35,10 @@ def test_the_readme_tour_starts_in_an_empty_folder(tmp_path, monkeypatch, runner
     result = runner.invoke(main, ["init", "--samples"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "wrote nurture.toml from config.example.toml" in result.output
-    assert sorted(p.name for p in (tmp_path / "campaigns").glob("*.toml")) == ["mfg-insights.toml", "saas-ops-digest.toml"]
+    assert sorted(p.name for p in (tmp_path / "campaigns").glob("*.toml")) == [
+        "mfg-insights.toml",
+        "saas-ops-digest.toml",
+    ]
     assert (tmp_path / "templates" / "_partials" / "footer.mjml").exists() and (tmp_path / "nurture.db").exists()
     check = runner.invoke(main, ["check"], catch_exceptions=False)
     assert check.exit_code == 0 and "2 campaigns checked: 2 without errors" in check.output

@@ -43,10 +43,13 @@ def test_long_subjects_and_names_are_folded_and_every_mail_goes_out(ws, db_url, 
     """The issue's reproduction: a 1,200-character company name in an ASCII subject made `nurture send` exit 1
     after a few mails, and a 5,000-character name made a 5,004-byte To: line. Now every mail goes out, the
     subject and names are folded within 78 columns (998 is the limit), and they decode back exactly."""
-    edit(ws / "campaigns" / "alpha.toml", 'subject = "{{ prospect.company }}様：業界ニュース第1号"',
-         'subject = "News for {{ prospect.attributes.division | default(prospect.company) }} this month"')
+    edit(
+        ws / "campaigns" / "alpha.toml",
+        'subject = "{{ prospect.company }}様：業界ニュース第1号"',
+        'subject = "News for {{ prospect.attributes.division | default(prospect.company) }} this month"',
+    )
     long_from = "Sample Works " * 100  # a 1,300-character sender name with spaces: folded at them
-    edit(ws / "campaigns" / "alpha.toml", 'priority = 10', f'priority = 10\nfrom_name = "{long_from.strip()}"')
+    edit(ws / "campaigns" / "alpha.toml", "priority = 10", f'priority = 10\nfrom_name = "{long_from.strip()}"')
     add_prospects(ws, [f"p{i}@example.com,P{i},Co,製造業,warm,opt_in" for i in range(6)])
     division = "D" * 1200
     # PostgreSQL keeps names to VARCHAR(200); SQLite stores what it is given (how the 5,000 came in).
@@ -103,8 +106,13 @@ class _BrokenForOne(SmtpSender):
 
 def test_any_error_while_one_mail_is_built_or_sent_stays_with_that_mail(ws, smtp_server):
     add_prospects(
-        ws, ["ok@example.com,OK,Co,製造業,warm,opt_in", "odd@example.com,O,Co,製造業,warm,opt_in",
-             "bug@example.com,B,Co,製造業,warm,opt_in", "ok2@example.com,OK2,Co,製造業,warm,opt_in"]
+        ws,
+        [
+            "ok@example.com,OK,Co,製造業,warm,opt_in",
+            "odd@example.com,O,Co,製造業,warm,opt_in",
+            "bug@example.com,B,Co,製造業,warm,opt_in",
+            "ok2@example.com,OK2,Co,製造業,warm,opt_in",
+        ],
     )
     report = send_api(ws, keep_outcomes=True, sender_factory=_BrokenForOne.from_config)
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == ["ok2@example.com", "ok@example.com"]

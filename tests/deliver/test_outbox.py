@@ -52,7 +52,8 @@ def test_retry_overwrites_instead_of_duplicating(tmp_path):
     sender.send(make(8))
     assert sorted(os.listdir(tmp_path)) == ["7-mfg-mfg-01.eml", "8-mfg-mfg-01.eml"]  # no temp files left behind either
     assert (
-        email.message_from_bytes((tmp_path / "7-mfg-mfg-01.eml").read_bytes(), policy=email.policy.default)["Subject"] == "second"
+        email.message_from_bytes((tmp_path / "7-mfg-mfg-01.eml").read_bytes(), policy=email.policy.default)["Subject"]
+        == "second"
     )
 
 

@@ -111,7 +111,10 @@ def test_init_twice_and_schema_matches_models(db_url, runner, tmp_path, monkeypa
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("[delivery]\nretry_base_seconds = 0", "[delivery] retry_base_seconds = 0 is out of range: use 1 to 86400 seconds"),
+        (
+            "[delivery]\nretry_base_seconds = 0",
+            "[delivery] retry_base_seconds = 0 is out of range: use 1 to 86400 seconds",
+        ),
         ("[delivery]\nretry_base_seconds = -5", "[delivery] retry_base_seconds = -5 is out of range"),
         ("[delivery]\nerror_budget = 0", "[delivery] error_budget = 0 is out of range: use 1 to 1000000"),
         ("[smtp]\nport = 70000", "[smtp] port = 70000 is out of range: use 1 to 65535"),
@@ -150,5 +153,7 @@ def test_every_numeric_setting_has_a_documented_range():
 def test_the_removed_smtp_connections_says_what_to_do(tmp_path):
     path = tmp_path / "nurture.toml"
     path.write_text("[smtp]\nconnections = 2\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"nurture\.toml:2: \[smtp\] connections was removed: .*\[throttle\] concurrency"):
+    with pytest.raises(
+        ConfigError, match=r"nurture\.toml:2: \[smtp\] connections was removed: .*\[throttle\] concurrency"
+    ):
         config.load(path)

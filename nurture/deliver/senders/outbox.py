@@ -21,7 +21,6 @@ from nurture.core.config import Config
 from nurture.core.errors import SenderConfigError, TemporarySendError
 from nurture.deliver.senders.base import Sender, SendResult
 
-
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
