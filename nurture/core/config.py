@@ -83,7 +83,7 @@ class SmtpConfig:
     security: Literal["none", "starttls", "ssl"] = "none"
     username: str = ""
     password: str = ""
-    timeout: float = bounded(30.0, 1, 600, "seconds")
+    timeout: float = bounded(30.0, 0.1, 600, "seconds")
     messages_per_connection: int = bounded(100, 1, 100_000)
     helo: str = ""
 
@@ -92,7 +92,7 @@ class SmtpConfig:
 class SendgridConfig:
     api_key: str = ""
     host: str = "https://api.sendgrid.com"
-    timeout: float = bounded(15.0, 1, 600, "seconds")
+    timeout: float = bounded(15.0, 0.1, 600, "seconds")
     sandbox: bool = False
     webhook_public_key: str = ""
     webhook_max_age_seconds: int = bounded(600, 30, 86400, "seconds")

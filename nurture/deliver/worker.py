@@ -239,6 +239,8 @@ class Deliverer:
         try:
             msg = lane.builder.build(row.delivery_id, row, campaign, item)
         except Exception as exc:  # anything one mail's data can cause fails that mail, never the run
+            if not isinstance(exc, NurtureError):  # not the user's mistake: keep where it happened
+                log.exception("building delivery %s (%s) failed", row.delivery_id, row.campaign)
             fault = lane.builder.campaign_fault(campaign, item)
             if fault is not None:
                 self._release(lane, [row.delivery_id])
