@@ -13,8 +13,6 @@ The limits and how each is kept:
   rolling hour ever holds more than ``per_hour`` sends -- a token bucket would allow twice that at the edge.
 * warm-up (``[throttle.warmup]``): a new sending domain starts at ``start_per_day`` on ``start_date`` and
   may send ``growth`` times more each following day; it tightens the per-day window until it exceeds it.
-* a hold (:meth:`Throttle.hold`): after a temporary refusal ("try again later"), nothing more goes to that
-  recipient domain until the refused mail's backoff has passed.
 
 Limits are per process. Across runs (cron) and processes, the loop passes the ages of recent sends from the
 database to :meth:`Throttle.preload` so hourly/daily limits hold. The clock and sleep are injectable: tests
@@ -131,7 +129,6 @@ class Throttle:
         day_limit = throttle_config.per_day if throttle_config.per_day > 0 else 0
         self._day = _Window(DAY, day_limit) if (day_limit or self._warmup_start) else None
         self._domains: dict[str, _Spacing | None] = {}
-        self._held: dict[str, tuple[float, str]] = {}  # domain -> (until, why): a server asked us to wait
         self._takes = 0
         self.sent = 0
 
@@ -163,12 +160,6 @@ class Throttle:
         spacing = self._domain(domain)
         if spacing is not None:
             waits.append((spacing.wait(now), f"domain {domain} limit {self.domain_rate(domain):g}/s"))
-        held = self._held.get(domain)
-        if held is not None:
-            if held[0] > now:
-                waits.append((held[0] - now, held[1]))
-            else:
-                del self._held[domain]
         if self._hour is not None:
             waits.append((self._hour.wait(now), f"hourly limit {self.config.per_hour}/h"))
         if self._day is not None:
@@ -242,16 +233,6 @@ class Throttle:
                 why,
             )
             self.sleep(wait)
-
-    def hold(self, domain: str, seconds: float, why: str) -> None:
-        """Send nothing more to ``domain`` for ``seconds``: its server answered "try again later" (SMTP 4xx,
-        HTTP 429; greylisting is common at Japanese companies). The other mails to it are then deferred with
-        ``why`` instead of each meeting the same answer; other domains are not held back."""
-        domain = domain.lower()
-        with self._lock:
-            until = self.clock() + seconds
-            if until > self._held.get(domain, (0.0, ""))[0]:
-                self._held[domain] = (until, why)
 
     def preload(self, ages: Iterable[float]) -> None:
         """Count sends made before this process started (``ages`` = seconds ago, e.g. from deliveries'

@@ -271,7 +271,7 @@ class Deliverer:
         try:
             result = lane.sender.send(msg)
         except TemporarySendError as exc:
-            return self._temporary(finish, row.campaign, attempts, exc, msg.to_domain)
+            return self._temporary(finish, row.campaign, attempts, exc)
         except PermanentSendError as exc:
             finish(AttemptOutcome.FAILED, f"provider refused: {exc.message}", **sent)
             self._count_failure(row.campaign, f"provider refused: {exc.message}")
@@ -292,9 +292,7 @@ class Deliverer:
                 AttemptOutcome.UNKNOWN, f"unknown: {exc.message} (not resent; a provider webhook settles it)", **sent
             )
         except SendError as exc:  # a sender raising the base class: treat as temporary, never lose it
-            return self._temporary(
-                finish, row.campaign, attempts, TemporarySendError(exc.message, exc.code), msg.to_domain
-            )
+            return self._temporary(finish, row.campaign, attempts, TemporarySendError(exc.message, exc.code))
         except SenderConfigError:
             raise
         except NurtureError as exc:
@@ -316,13 +314,10 @@ class Deliverer:
         )
 
     # -- retry and error budget ----------------------------------------------------------------------------
-    def _temporary(
-        self, finish: Callable[..., None], campaign: str, attempts: int, exc: SendError, domain: str
-    ) -> None:
+    def _temporary(self, finish: Callable[..., None], campaign: str, attempts: int, exc: SendError) -> None:
         """A temporary failure: retry after exponential backoff (at least the provider's Retry-After, at most
-        MAX_BACKOFF), holding the other mails to ``domain`` for the first backoff. Counts toward no error
-        budget (a provider pacing us must not pause a campaign until a person resumes it); failed after
-        ``max_attempts``, which counts as one failure."""
+        MAX_BACKOFF), which counts toward no error budget (a provider pacing us must not pause a campaign
+        until a person resumes it); failed after ``max_attempts``, which counts as one failure."""
         if attempts >= self.config.delivery.max_attempts:
             reason = f"provider kept deferring: gave up after {attempts} attempts: {exc.message}"
             finish(AttemptOutcome.FAILED, reason, attempts=attempts)
@@ -331,11 +326,6 @@ class Deliverer:
             if exc.retry_after:
                 backoff = max(backoff, timedelta(seconds=exc.retry_after))
             reason = f"provider deferred: {exc.message}"
-            # The other mails to this domain wait as long (deferred as throttled) instead of each meeting the
-            # same "try again later" now; the first retry's backoff, so a long one does not hold a whole domain.
-            first = timedelta(seconds=max(self.config.delivery.retry_base_seconds, exc.retry_after or 0))
-            hold = min(backoff, first)
-            self.throttle.hold(domain, hold.total_seconds(), f"{domain} asked to try again later ({exc.message})")
             finish(
                 AttemptOutcome.DEFERRED,
                 reason,
