@@ -32,7 +32,7 @@ import pybase64
 
 from nurture.core import clock
 from nurture.core.config import Config
-from nurture.core.errors import ConfigError, HeaderInjectionError, HeaderTooLongError
+from nurture.core.errors import ConfigError, HeaderInjectionError, HeaderTooLongError, InputError
 
 # Headers build_mime() sets itself; extra_headers may not name them (that would make a second From, ...).
 MANAGED_HEADERS = frozenset(
@@ -279,7 +279,13 @@ def build_mime(msg: OutgoingMessage, dkim: DkimKey | None = None) -> bytes:
     # The boundary must not occur in either part (RFC 2046 5.1.1); a random token makes that certain enough
     # for base64/QP parts, and 7bit parts are checked.
     boundary = "=_nurture_" + os.urandom(12).hex()
-    text_part, html_part = _part("plain", msg.text), _part("html", msg.html)
+    try:
+        text_part, html_part = _part("plain", msg.text), _part("html", msg.html)
+    except UnicodeEncodeError as exc:  # a lone surrogate from undecodable input: this mail fails, alone
+        raise InputError(
+            f"the mail body cannot be encoded as UTF-8 ({exc.reason} at character {exc.start})",
+            hint="a prospect field or template holds undecodable bytes; re-save the source as UTF-8",
+        ) from None
     while boundary.encode() in text_part or boundary.encode() in html_part:
         boundary = "=_nurture_" + os.urandom(12).hex()
     headers += [("MIME-Version", "1.0"), ("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"')]

@@ -26,7 +26,7 @@ from nurture.compose.message import (
 )
 from nurture.core import clock
 from nurture.core import config as config_mod
-from nurture.core.errors import ConfigError, HeaderInjectionError, HeaderTooLongError
+from nurture.core.errors import ConfigError, HeaderInjectionError, HeaderTooLongError, InputError
 
 LONG_JA_SUBJECT = (
     "株式会社テスト様へ：今月の製造業トピックス 2026年11月号 — supply chain & DX "
@@ -375,6 +375,13 @@ def test_what_cannot_be_folded_is_refused_for_that_mail():
         build_mime(make(to_address="a" * 300 + "@example.com"))
     with pytest.raises(HeaderTooLongError, match="cannot be folded"):
         build_mime(make(extra_headers={"X-Long": "x" * 1200}))
+
+
+def test_text_that_cannot_be_encoded_is_refused_for_that_mail():
+    with pytest.raises(HeaderInjectionError, match="not valid Unicode"):
+        build_mime(make(to_name="Yamada \udcff"))
+    with pytest.raises(InputError, match="body cannot be encoded as UTF-8"):
+        build_mime(make(html="<p>\udcff</p>"))
 
 
 def test_a_5000_character_name_is_not_a_5004_byte_line():
