@@ -97,6 +97,7 @@ postal_address = "東京都千代田区1-1"
 inquiry = "info@bench.example.co.jp"
 [delivery]
 sender = "smtp"
+preflight = false
 processes = {processes}
 [smtp]
 host = "127.0.0.1"

@@ -3,9 +3,10 @@
 For each campaign it loads and validates the TOML (segment, cadence, items), compiles every template, renders every
 item for a sample prospect in the campaign's language (or a given prospect), and runs the footer check
 (:func:`nurture.checks.footer.footer_problems`) and the information-only check
-(:func:`nurture.checks.content.check_message`) on the result. It needs no database and no tracking secret: links
-in these renders are signed with :data:`PREVIEW_SECRET`, a placeholder that the tracking server will not accept,
-so previews can never unsubscribe or count a click for anyone.
+(:func:`nurture.checks.content.check_message`) on the result. It needs no database and no tracking secret: without
+one, links in these renders are signed with :data:`PREVIEW_SECRET`, a placeholder that the tracking server will not
+accept; with one, they are signed with it for delivery 0, so they open the real pages but count no open or click
+(:func:`preview_note` says which).
 
 ``nurture check`` prints what :func:`run_check` finds; the sending engine runs :func:`check_campaign` on every
 campaign before it sends anything and refuses one with errors (the compliance gate lives in the library, so a
@@ -46,6 +47,20 @@ from nurture.store.models import Prospect
 #: Signs the links of previews and checks. Never a real secret: the server rejects these links.
 PREVIEW_SECRET = "nurture-preview-placeholder-secret"
 PREVIEW_NOTE = "links in previews are signed with a placeholder secret and do not work (no tracking secret needed)"
+SIGNED_PREVIEW_NOTE = (
+    "links in previews are signed with your [tracking] secret for no delivery: they open the real pages but "
+    "count no open or click"
+)
+
+
+def uses_preview_secret(config: Config) -> bool:
+    """Whether previews of ``config`` are signed with the placeholder (no usable tracking secret is set)."""
+    return len(config.tracking.secret) < 16
+
+
+def preview_note(config: Config) -> str:
+    """What a check or preview says about its links: placeholder-signed, or signed with the configured secret."""
+    return PREVIEW_NOTE if uses_preview_secret(config) else SIGNED_PREVIEW_NOTE
 
 
 @dataclass
@@ -150,14 +165,17 @@ def sample_prospect(campaign: Campaign, item: ContentItem | None = None) -> Pros
 
 
 def preview_config(config: Config) -> Config:
-    """``config`` with the placeholder link secret, so checks and previews never need (or leak) the real one."""
+    """``config`` as checks and previews sign links with: as it is when it has a tracking secret, else with the
+    placeholder secret, so they never need one."""
+    if not uses_preview_secret(config):
+        return config
     return dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, secret=PREVIEW_SECRET))
 
 
 def render_item(
     config: Config, campaign: Campaign, item: ContentItem, prospect: Prospect, renderer: Renderer | None = None
 ) -> RenderedMessage:
-    """Render ``item`` for ``prospect`` as a preview (placeholder-signed links)."""
+    """Render ``item`` for ``prospect`` as a preview (links for delivery 0, see :func:`preview_config`)."""
     renderer = renderer or Renderer(config.templates_dir)
     signing = preview_config(config)
     urls = links.urls_for(signing, 0, prospect.id or 0)

@@ -7,6 +7,7 @@ exit code from the error (1, or 2 for configuration), never a traceback.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 
 import click
@@ -16,6 +17,7 @@ from nurture import __version__
 from nurture.core import config as configuration
 from nurture.core.errors import NurtureError
 from nurture.store import db
+from nurture.track import set_source_window
 
 
 class App:
@@ -32,6 +34,8 @@ class App:
     def engine(self, *, migrated: bool = True) -> Engine:
         """The engine; with ``migrated`` (the default) a ConfigError unless ``nurture init`` has run."""
         engine = db.engine_for(self.config.database_url)
+        # Events recorded by this command (imports, the demo's simulated hits) follow the configured bot rules.
+        set_source_window(timedelta(minutes=self.config.tracking.source_window_minutes))
         if migrated:
             db.require_schema(engine)
         return engine

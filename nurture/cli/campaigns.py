@@ -64,13 +64,19 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
     \b
     For each campaign: the TOML file and its segment, every template compiles, every item renders for a
     sample prospect in the campaign's language, the footer shows what 特定電子メール法 and CAN-SPAM require,
-    and the text is information, not a sales pitch. Needs no database (unless --prospect) and no tracking
-    secret. Exit status 1 if any error is found.
+    and the text is information, not a sales pitch. With a real sender (smtp, sendgrid) also the setup:
+    no example identity, a public https base_url, a real secret, DKIM aligned with From (the preflight
+    `nurture send` refuses on). Needs no database (unless --prospect) and no tracking secret.
+    Exit status 1 if any error is found.
     """
     from nurture.checks import campaign as checking  # start-up time: MJML and Jinja load only for a check
+    from nurture.checks import preflight
 
     config = app.config
     prospect = find_prospect(app.engine(), email) if email else None
+    # A real sender: the setup itself must be fit to send (the same check `nurture send` refuses on).
+    setup = preflight.preflight_problems(config) if preflight.is_real_sender(config) else []
+    setup_severity = "error" if config.delivery.preflight else "warning"
     reports = checking.run_check(config, campaigns, prospect)
     if not reports:
         raise NotFound(
@@ -81,11 +87,14 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
         click.echo(
             json.dumps(
                 {
-                    "ok": not any(r.errors for r in reports),
+                    "ok": not any(r.errors for r in reports) and not (setup and setup_severity == "error"),
                     "errors": sum(r.errors for r in reports),
                     "warnings": sum(r.warnings for r in reports),
-                    "preview_secret": True,
-                    "note": checking.PREVIEW_NOTE,
+                    "preview_secret": checking.uses_preview_secret(config),
+                    "note": checking.preview_note(config),
+                    "setup": [
+                        {"severity": setup_severity, "key": p.key, "message": p.message, "hint": p.hint} for p in setup
+                    ],
                     "campaigns": [r.as_dict() for r in reports],
                 },
                 ensure_ascii=False,
@@ -93,8 +102,16 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
             )
         )
     else:
-        _print_reports(reports, checking.PREVIEW_NOTE)
-    if any(r.errors for r in reports):
+        if setup:
+            click.secho(
+                f"{setup_severity:<9} setup ({config.source}, sender {config.delivery.sender}): "
+                f"{_count(len(setup), 'problem')} before real mail may leave",
+                fg="red" if setup_severity == "error" else "yellow",
+            )
+            for p in setup:
+                click.echo(f"  {setup_severity:<7} {p}")
+        _print_reports(reports, checking.preview_note(config))
+    if any(r.errors for r in reports) or (setup and setup_severity == "error"):
         raise click.exceptions.Exit(1)
 
 
@@ -152,7 +169,7 @@ def preview(app: App, campaign_name: str, item_ref: str, email: str | None, out:
     click.echo("-" * 72)
     click.echo(rendered.text.rstrip())
     click.echo("-" * 72)
-    click.echo(f"note: {checking.PREVIEW_NOTE}")
+    click.echo(f"note: {checking.preview_note(config)}")
 
 
 COMMANDS = [check, preview]

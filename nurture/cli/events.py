@@ -78,13 +78,19 @@ def list_(app: App, email: str | None, types: tuple[str, ...], limit: int, as_js
     if not rows:
         click.echo("no events")
         return
+    relabelled = False
     for r in rows:
+        relabelled = relabelled or bool(r["relabeled_at"] and r["type"] in ("opened", "clicked"))
         what = r["data"].get("title") or r["url"] or ""
         label = f"{r['label']} {r['confidence']:.2f} {r['rule']}" if r["type"] in ("opened", "clicked") else ""
+        if label and r["relabeled_at"]:
+            label += "*"  # relabelled after it was stored (a source caught later); the footnote says so
         click.echo(
             f"{r['occurred_at'][:19]}  {r['type']:<19} {r['email'] or '-':<30} {r['campaign']:<16} "
             f"{label:<32} {what}".rstrip()
         )
+    if relabelled:
+        click.echo("* relabelled after it was stored: its source was caught as a machine (honeypot, burst, gateway)")
 
 
 COMMANDS = [events]

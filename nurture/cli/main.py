@@ -10,12 +10,13 @@ import sys
 
 import click
 
-from nurture.cli import campaigns, demo, events, prospects, send, serve, setup
+from nurture.cli import campaigns, demo, events, operator, prospects, send, serve, setup
 from nurture.cli.app import main
 
 ALL: list[click.Command] = [
     *setup.COMMANDS,
     *prospects.COMMANDS,
+    *operator.COMMANDS,
     *campaigns.COMMANDS,
     *send.COMMANDS,
     *serve.COMMANDS,

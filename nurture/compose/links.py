@@ -14,6 +14,9 @@ path                   token signs                        served by ``nurture.we
 ``/v/<token>``         ``view``: delivery, prospect        the mail in a browser
 =====================  ================================  ===========================================
 
+Rotation: tokens are always signed with the current secret and verified with it first, then with each of the
+previous secrets (``[tracking] previous_secrets``), so links in mails sent before a rotation keep working.
+
 Token format: ``base64url(JSON array of the parts) "." base64url(first 16 bytes of HMAC)``. The MAC covers the
 purpose too, so a token for one endpoint is worthless at another. 128 bits of MAC are plenty against forgery
 (NIST SP 800-107 5.3.4 allows truncating HMAC to >= 64 bits) and keep the links short.
@@ -105,10 +108,12 @@ def sign(secret: bytes, purpose: str, *parts: object) -> str:
     return f"{_b64(payload)}.{_b64(_mac(secret, purpose, payload))}"
 
 
-def verify(secret: bytes, purpose: str, token: str) -> tuple[str, ...] | None:
+def verify(secret: bytes, purpose: str, token: str, previous: tuple[bytes, ...] = ()) -> tuple[str, ...] | None:
     """The parts signed into ``token`` for ``purpose``, or None if it is malformed, forged or for another purpose.
 
-    The MAC is compared in constant time (``hmac.compare_digest``) before the payload is parsed.
+    ``previous``: older secrets (rotation, ``Config.previous_secrets()``) that are tried, in order, only when
+    ``secret`` does not verify the token -- the current secret signs nearly every token, so the usual case costs
+    one MAC as before. The MAC is compared in constant time (``hmac.compare_digest``) before the payload is parsed.
     """
     if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
         return None
@@ -118,7 +123,9 @@ def verify(secret: bytes, purpose: str, token: str) -> tuple[str, ...] | None:
         given = _unb64(mac)
     except (binascii.Error, ValueError):
         return None
-    if not hmac.compare_digest(given, _mac(secret, purpose, payload)):
+    if not hmac.compare_digest(given, _mac(secret, purpose, payload)) and not any(
+        hmac.compare_digest(given, _mac(old, purpose, payload)) for old in previous
+    ):
         return None
     try:
         parts = json.loads(payload.decode())

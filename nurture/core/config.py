@@ -7,6 +7,8 @@ Relative paths in the file are relative to the file's folder. Secrets may stay o
 =============================  ==========================================
 ``NURTURE_DATABASE_URL``       overrides ``[database] url``
 ``NURTURE_SECRET``             overrides ``[tracking] secret`` (signs links and tokens)
+``NURTURE_PREVIOUS_SECRETS``   overrides ``[tracking] previous_secrets`` (comma-separated: older secrets whose
+                               links still work)
 ``NURTURE_SMTP_PASSWORD``      overrides ``[smtp] password``
 ``SENDGRID_API_KEY``           overrides ``[sendgrid] api_key``
 ``SENDGRID_WEBHOOK_PUBLIC_KEY`` overrides ``[sendgrid] webhook_public_key``
@@ -59,6 +61,8 @@ class DeliveryConfig:
     max_attempts: int = bounded(8, 1, 100)
     retry_base_seconds: float = bounded(60.0, 1, 86400, "seconds")
     error_budget: int = bounded(20, 1, 1_000_000)
+    #: Refuse a real send (smtp, sendgrid) while the setup still holds example values (nurture.checks.preflight).
+    preflight: bool = True
 
     def __post_init__(self) -> None:
         if self.lease_seconds < 10:
@@ -184,6 +188,19 @@ class TrackingConfig:
     open_pixel: bool = True
     click_tracking: bool = True
     honeypot_link: bool = True
+    #: A source (user agent + network) caught as a machine makes its other hits for the same recipient within
+    #: this many minutes machine too (nurture.track.botdetect ``caught_source``). 0 turns the rule off.
+    source_window_minutes: float = bounded(10.0, 0, 1440, "minutes")
+    #: Secrets used before ``secret``: links signed with them still verify (rotation); new links use ``secret``.
+    previous_secrets: list[str] = field(default_factory=list)
+    #: Largest provider webhook body read; a bigger one is answered 413 before it is read.
+    webhook_max_bytes: int = bounded(4_000_000, 1024, 1_000_000_000, "bytes")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.source_window_minutes <= 1440:
+            raise ValueError("tracking.source_window_minutes must be between 0 and 1440 (a day)")
+        if not 1024 <= self.webhook_max_bytes <= 200_000_000:
+            raise ValueError("tracking.webhook_max_bytes must be between 1024 and 200000000 (bytes)")
 
 
 @dataclass(frozen=True)
@@ -248,6 +265,12 @@ class Config:
                 "'import secrets; print(secrets.token_urlsafe(32))')\"",
             )
         return self.tracking.secret.encode()
+
+    def previous_secrets(self) -> tuple[bytes, ...]:
+        """The older signing keys that still verify (``[tracking] previous_secrets``, ``NURTURE_PREVIOUS_SECRETS``),
+        in the order given, without blanks and without the current secret."""
+        current = self.tracking.secret.strip()
+        return tuple(s.strip().encode() for s in self.tracking.previous_secrets if s.strip() and s.strip() != current)
 
 
 #: Settings that were removed, and what to do instead (said at their line, instead of "unknown key").
@@ -321,6 +344,11 @@ def load(explicit: str | os.PathLike | None = None, *, database_url: str | None 
             overrides.setdefault(section, {})[key] = os.environ[env]
     if database_url:
         overrides.setdefault("database", {})["url"] = database_url
+    previous: dict[str, list[str]] = {}
+    if os.environ.get("NURTURE_PREVIOUS_SECRETS", "").strip():
+        previous["previous_secrets"] = [s for s in os.environ["NURTURE_PREVIOUS_SECRETS"].split(",") if s.strip()]
     changes: dict = {name: dataclasses.replace(getattr(config, name), **values) for name, values in overrides.items()}
+    if previous:
+        changes["tracking"] = dataclasses.replace(changes.get("tracking", config.tracking), **previous)
     root = path.parent.resolve() if path else Path.cwd()
     return dataclasses.replace(config, root=root, source=str(path) if path else "(defaults)", **changes)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import Engine, func, select, update
 
 from nurture.checks.campaign import CampaignReport, check_campaign
+from nurture.checks.preflight import require_preflight
 from nurture.core.config import Config
 from nurture.deliver.processes import SenderProcesses
 from nurture.deliver.report import Outcome, Report
@@ -75,10 +76,11 @@ def send(
     after each planning batch; ``on_outcome(outcome)`` after each delivery attempt, from the sending threads.
     ``sender_factory`` and ``throttle`` replace the configured sender and rates (one process then).
     Raises SenderConfigError when the sender can send nothing (its mails stay pending), ConfigError without a
-    tracking secret.
+    tracking secret or when a real sender's setup fails the preflight (:mod:`nurture.checks.preflight`).
     """
     report = Report(dry_run=dry_run)
     if not dry_run:
+        require_preflight(config)  # a real sender with example values, an unreachable base_url ...: nothing leaves
         config.tracking_secret()  # fail before anything else, with the hint how to set it
     for name, reason in compliance_gate(config, campaigns).items():
         report.campaign_blocked(name, reason)

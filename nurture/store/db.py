@@ -190,6 +190,18 @@ def plan_lock(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PLAN_LOCK_KEY})
 
 
+def scope_lock(conn: Connection, namespace: int, keys: set[int]) -> None:
+    """Serialise transactions that work on the same ``keys`` (e.g. prospect ids) for the rest of this
+    transaction: transaction-level advisory locks ``(namespace, key)`` on PostgreSQL, taken in key order so that
+    two transactions never deadlock on them; on SQLite the caller's ``BEGIN IMMEDIATE`` already serialises all
+    writers. Used where a rule must see the rows another transaction is committing (bot labels that remember)."""
+    if conn.dialect.name == "postgresql" and keys:
+        conn.execute(
+            text("SELECT count(pg_advisory_xact_lock(:ns, k)) FROM unnest(CAST(:keys AS integer[])) AS k"),
+            {"ns": namespace, "keys": sorted(keys)},
+        )
+
+
 def writer_pause(engine: Engine) -> float:
     """Seconds a long writer (the planner) should pause between transactions so that others get the write lock:
     0.02 on SQLite, whose lock is not fair; 0 on PostgreSQL."""

@@ -17,7 +17,14 @@ events (scoring) registers a listener with :func:`add_listener`; this package ne
 
 from nurture.track.buffer import EventBuffer
 from nurture.track.query import list_events
-from nurture.track.record import Listener, add_listener, record_event, record_events, remove_listener
+from nurture.track.record import (
+    Listener,
+    add_listener,
+    record_event,
+    record_events,
+    remove_listener,
+    set_source_window,
+)
 from nurture.track.vocabulary import (
     BOUNCED,
     CLICKED,
@@ -75,4 +82,5 @@ __all__ = [
     "record_event",
     "record_events",
     "remove_listener",
+    "set_source_window",
 ]

@@ -44,6 +44,14 @@ Rules over several events (applied by ``record.record_events``, which relabels t
   :data:`BURST_SECONDS` — a person cannot, a scanner following every link does (Mautic #16263).
 - ``honeypot_clicker`` (machine 1.0): every open and click of that mail from the IP and user agent that
   followed the honeypot link.
+- ``caught_source`` (machine 0.9): a *source* caught as a machine by one of :data:`CATCHING_RULES` (the
+  honeypot, a click burst, a security gateway's agent or network, a HEAD request, SendGrid's machine-open flag)
+  makes every other open and click of the same recipient from the same source within
+  :data:`SOURCE_WINDOW_SECONDS` (before or after) machine too, whichever batch, worker or order they arrive in.
+  A source is the user agent plus the network (:func:`source_key`: the IPv4 /24 or IPv6 /64): scanners fetch
+  from pools of neighbouring addresses, while a person's browser agent on the same network is a different agent
+  string far more often than not. Scope is the recipient, not the mail, so a scanner that reads two mails of one
+  person within the window is caught on both.
 """
 
 from __future__ import annotations
@@ -65,6 +73,24 @@ BURST_SECONDS = 1.0
 BURST_CONFIDENCE = 0.9
 #: Rules that the burst rule must not overwrite (they are at least as sure).
 STRONGER_THAN_BURST = ("honeypot", "honeypot_clicker", "sg_machine_open", "head_request")
+#: Rules whose verdict convicts the source (agent + network), not just the one hit: its other hits for the same
+#: recipient within the window are machine too (``caught_source``). Weaker signs (too soon, Apple's agent alone,
+#: an automation agent) label their own hit only: a person may share them.
+CATCHING_RULES = (
+    "honeypot",
+    "honeypot_clicker",
+    "click_burst",
+    "security_gateway",
+    "gateway_network",
+    "head_request",
+    "sg_machine_open",
+)  # the same tuple as nurture.store.models.CATCHING_RULES (the predicate of ix_events_catchers): keep in step
+CAUGHT_SOURCE_RULE = "caught_source"
+CAUGHT_SOURCE_CONFIDENCE = 0.9
+#: How long a caught source is remembered, before and after the hit that caught it (``[tracking]
+#: source_window_minutes``). Scanners act within seconds of delivery and re-scan on open; ten minutes covers
+#: both without reaching the hour a person reads the mail in.
+SOURCE_WINDOW_SECONDS = 600.0
 
 #: Substrings (lower case) of mail-security scanners' user agents. Gateways that pose as a desktop browser are
 #: caught by the network and timing rules instead.
@@ -183,6 +209,42 @@ def _agent_verdicts(kind: str, ua: str, ip: str, method: str) -> tuple[Verdict |
     else:
         weak = Verdict(HUMAN, 0.7, "browser")
     return strong, weak
+
+
+@functools.lru_cache(maxsize=8192)
+def source_key(ip: str, user_agent: str) -> tuple[str, str] | None:
+    """The source of a hit: (network, user agent), the network being the IPv4 /24 or IPv6 /64 of ``ip``. None
+    without a parseable address (nothing to remember it by)."""
+    addr = _ip(ip)
+    if addr is None:
+        return None
+    prefix = 24 if addr.version == 4 else 64
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False)), (user_agent or "").strip()
+
+
+def caught_hits(hits: Iterable[tuple[int, int, str, str, str, str, datetime]], window_seconds: float) -> set[int]:
+    """Ids of hits to relabel ``caught_source``: hits not yet machine whose recipient, user agent and network
+    match a hit labelled machine by one of :data:`CATCHING_RULES` within ``window_seconds`` (either side).
+
+    ``hits`` are ``(event id, prospect id, ip, user agent, label, rule, occurred_at)``.
+    """
+    catchers: dict[tuple[int, tuple[str, str]], list[datetime]] = {}
+    others: list[tuple[int, tuple[int, tuple[str, str]], datetime]] = []
+    for event_id, prospect_id, ip, agent, label, rule, at in hits:
+        key = source_key(ip, agent)
+        if key is None:
+            continue
+        if label == MACHINE and rule in CATCHING_RULES:
+            catchers.setdefault((prospect_id, key), []).append(at)
+        elif label != MACHINE:
+            others.append((event_id, (prospect_id, key), at))
+    if not catchers:
+        return set()
+    return {
+        event_id
+        for event_id, scope, at in others
+        if any(abs((at - caught).total_seconds()) <= window_seconds for caught in catchers.get(scope, ()))
+    }
 
 
 def burst_clicks(clicks: Iterable[tuple[int, int, object, datetime]]) -> set[int]:

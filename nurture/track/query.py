@@ -30,7 +30,7 @@ def list_events(
     with engine.connect() as conn:
         for row in conn.execute(stmt).mappings():
             item = dict(row)
-            for key in ("occurred_at", "recorded_at"):
+            for key in ("occurred_at", "recorded_at", "relabeled_at"):
                 item[key] = item[key].isoformat() if item[key] else None
             out.append(item)
     return out

@@ -32,7 +32,15 @@ delivery's ``sent_at`` and the other clicks of the same mail are at hand. Rules 
 links clicked within a second, honeypot) also relabel the earlier events they implicate.
 
 Listeners register with :func:`add_listener` and are called inside the transaction with the rows actually
-inserted: that is how a higher layer (scoring) hears of events without this package importing it.
+inserted (each with its ``id``, and with the label it ends the transaction with) followed by the rows of earlier
+events this batch relabelled (key ``"relabeled": True``, new label): that is how a higher layer (scoring) hears of
+events, and of a hit later found to be a machine, without this package importing it.
+
+Bot labels remember (``caught_source`` in :mod:`~nurture.track.botdetect`): a source caught as a machine marks its
+other hits for the same recipient within a window, stored before or after it, in this batch or another. On
+PostgreSQL each batch first takes an advisory lock per recipient (:func:`nurture.store.db.scope_lock`), so two
+tracking workers recording a scanner's honeypot hit and its pixel at the same moment cannot both miss the other;
+SQLite's single writer serialises them already.
 
 Each step is a few set-based statements per batch, never a query per event (except ``paused`` and
 ``frequency_changed``, one UPDATE each: people change preferences one at a time).
@@ -45,13 +53,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, insert, or_, select, update
+from sqlalchemy import Engine, Table, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from nurture.core import clock
 from nurture.core.clock import parse_instant
 from nurture.store import db
-from nurture.store.models import Base, Delivery, Event, Prospect, Suppression, email_hash
+from nurture.store.models import CATCHING_WHERE, Base, Delivery, Event, Prospect, Suppression, email_hash
 from nurture.store.states import DeliveryState
 from nurture.track import botdetect
 from nurture.track.vocabulary import (
@@ -126,14 +134,18 @@ def record_events(engine: Engine, events: Sequence[NewEvent]) -> Recorded:
         result.duplicates = len(rows) - len(inserted)
         inserted_keys = {r["dedup_key"] for r in inserted if r["dedup_key"] is not None}
         fresh = [e for e in resolved if e.dedup_key is None or e.dedup_key in inserted_keys]
-        result.relabelled = _group_labels(conn, fresh)
+        relabels = _group_labels(conn, fresh)
+        relabels.update(_caught_sources(conn, fresh))
+        result.relabelled = len(relabels)
         # Effects run for every event, not only fresh ones: they are idempotent, and a crash between an insert
         # and its effect cannot happen (same transaction), so this only costs a few no-op statements.
         result.suppressed = _suppress(conn, resolved)
         result.reconciled = _reconcile(conn, resolved)
         _preferences(conn, resolved)
-        for listener in list(_listeners):
-            listener(conn, inserted)
+        if _listeners:
+            told = _listener_rows(conn, inserted, relabels)
+            for listener in list(_listeners):
+                listener(conn, told)
     return result
 
 
@@ -234,23 +246,29 @@ def _insert(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]
 
     Core ``Table`` inserts with a parameter list (executemany): SQLAlchemy batches them into multi-row
     ``INSERT ... VALUES`` ("insertmanyvalues") with ``RETURNING`` on both databases, and the statement is compiled
-    once and cached — building one giant ``.values([...])`` statement per batch was 30x slower.
+    once and cached — building one giant ``.values([...])`` statement per batch was 30x slower. Each returned row
+    gets its ``id`` (listeners name the events they act on).
     """
     if not rows:
         return []
     keyless = [r for r in rows if r["dedup_key"] is None]
     keyed = [r for r in rows if r["dedup_key"] is not None]
     if keyless:
-        conn.execute(insert(_EVENTS), keyless)
+        ids = conn.execute(insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True), keyless).scalars()
+        for row, event_id in zip(keyless, ids, strict=True):
+            row["id"] = event_id
     inserted = list(keyless)
     if keyed:
         stmt = (
             db.insert_for(conn, _EVENTS)
             .on_conflict_do_nothing(index_elements=["dedup_key"])
-            .returning(_EVENTS.c.dedup_key)
+            .returning(_EVENTS.c.dedup_key, _EVENTS.c.id)
         )
-        got = set(conn.execute(stmt, keyed).scalars())
-        inserted += [r for r in keyed if r["dedup_key"] in got]
+        got: dict[str, int] = {key: event_id for key, event_id in conn.execute(stmt, keyed)}
+        for row in keyed:
+            if row["dedup_key"] in got:
+                row["id"] = got[row["dedup_key"]]
+                inserted.append(row)
     return inserted
 
 
@@ -358,17 +376,44 @@ def _preferences(conn: Connection, events: list[NewEvent]) -> None:
             )
 
 
-def _group_labels(conn: Connection, fresh: list[NewEvent]) -> int:
+#: A relabel: event id -> (label, confidence, rule).
+Relabels = dict[int, tuple[str, float, str]]
+#: Namespace of the per-recipient advisory locks taken before the caught-source rule reads (db.scope_lock).
+_SOURCE_LOCK_NAMESPACE = 0x6E75
+_source_window = timedelta(seconds=botdetect.SOURCE_WINDOW_SECONDS)
+
+
+def set_source_window(window: timedelta) -> None:
+    """How long a caught source is remembered either side of the hit that caught it (``[tracking]
+    source_window_minutes``; the tracking server and the CLI set it from the config)."""
+    global _source_window
+    if window < timedelta(0):
+        raise ValueError("the source window cannot be negative")
+    _source_window = window
+
+
+def _relabel(conn: Connection, ids: set[int], label: str, confidence: float, rule: str, out: Relabels) -> None:
+    if not ids:
+        return
+    conn.execute(
+        update(Event)
+        .where(Event.id.in_(ids))
+        .values(label=label, confidence=confidence, rule=rule, relabeled_at=clock.now())
+    )
+    out.update(dict.fromkeys(ids, (label, confidence, rule)))
+
+
+def _group_labels(conn: Connection, fresh: list[NewEvent]) -> Relabels:
     """Rules over several events of one mail: all links clicked within a second; a honeypot click marks every
     open and click from the same IP and user agent on that mail. Earlier rows they implicate are relabelled.
 
     Links are told apart by URL (two links to one URL are one link for this rule). Only the columns the rule
     needs are read, and rows already labelled by it are not updated again: this runs for every batch of clicks.
     """
-    relabelled = 0
+    relabels: Relabels = {}
     clicks = [e for e in fresh if e.type == CLICKED and e.delivery_id]
     if not clicks:
-        return 0
+        return relabels
     window = timedelta(seconds=botdetect.BURST_SECONDS)
     since = min(e.occurred_at for e in clicks) - window
     until = max(e.occurred_at for e in clicks) + window
@@ -385,15 +430,7 @@ def _group_labels(conn: Connection, fresh: list[NewEvent]) -> int:
     )
     keep = {*botdetect.STRONGER_THAN_BURST, "click_burst"}
     burst = {r.id for r in recent if r.id in burst and r.rule not in keep}
-    if burst:
-        relabelled += (
-            conn.execute(
-                update(Event)
-                .where(Event.id.in_(burst))
-                .values(label=botdetect.MACHINE, confidence=botdetect.BURST_CONFIDENCE, rule="click_burst")
-            ).rowcount
-            or 0
-        )
+    _relabel(conn, burst, botdetect.MACHINE, botdetect.BURST_CONFIDENCE, "click_burst", relabels)
     pots = {(e.delivery_id, e.ip, e.user_agent) for e in clicks if e.data.get("honeypot")}
     if pots:
         rows = conn.execute(
@@ -401,14 +438,75 @@ def _group_labels(conn: Connection, fresh: list[NewEvent]) -> int:
                 Event.delivery_id.in_({d for d, _, _ in pots}), Event.type.in_((CLICKED, OPENED))
             )
         ).all()
-        hit = [r.id for r in rows if (r.delivery_id, r.ip, r.user_agent) in pots and r.rule not in _HONEYPOT_RULES]
-        if hit:
-            relabelled += (
-                conn.execute(
-                    update(Event)
-                    .where(Event.id.in_(hit))
-                    .values(label=botdetect.MACHINE, confidence=1.0, rule="honeypot_clicker")
-                ).rowcount
-                or 0
-            )
-    return relabelled
+        hit = {r.id for r in rows if (r.delivery_id, r.ip, r.user_agent) in pots and r.rule not in _HONEYPOT_RULES}
+        _relabel(conn, hit, botdetect.MACHINE, 1.0, "honeypot_clicker", relabels)
+    return relabels
+
+
+def _caught_sources(conn: Connection, fresh: list[NewEvent]) -> Relabels:
+    """The caught-source rule (botdetect), for this batch's recipients within the window of this batch's hits.
+
+    Two indexed reads (``ix_events_prospect_time``): the convicting hits in the window (usually none: then that is
+    all it costs), then, for the recipients that have one, their hits not yet machine. This covers both directions
+    at once: a new hit from a source caught earlier, and earlier (or out-of-order later) hits of a source this
+    batch catches; the rows read include this batch's own (same transaction).
+    """
+    relabels: Relabels = {}
+    hits = [e for e in fresh if e.type in (OPENED, CLICKED) and e.prospect_id]
+    if not hits or _source_window <= timedelta(0):
+        return relabels
+    prospects = {e.prospect_id for e in hits if e.prospect_id}
+    db.scope_lock(conn, _SOURCE_LOCK_NAMESPACE, prospects)
+    since = min(e.occurred_at for e in hits) - _source_window
+    until = max(e.occurred_at for e in hits) + _source_window
+    # No filter on type here: the catching rules label only opens and clicks, and a type filter would tempt the
+    # planner onto ix_events_type_time (every hit of every recipient in the window) instead of the partial index.
+    in_window = (Event.prospect_id.in_(prospects), Event.occurred_at >= since, Event.occurred_at <= until)
+    catchers = conn.execute(
+        select(
+            Event.id, Event.prospect_id, Event.ip, Event.user_agent, Event.label, Event.rule, Event.occurred_at
+        ).where(*in_window, text(CATCHING_WHERE), Event.label == botdetect.MACHINE)
+    ).all()
+    if not catchers:
+        return relabels
+    suspects = conn.execute(
+        select(
+            Event.id, Event.prospect_id, Event.ip, Event.user_agent, Event.label, Event.rule, Event.occurred_at
+        ).where(
+            *in_window[1:],
+            Event.prospect_id.in_({r.prospect_id for r in catchers}),
+            Event.type.in_((OPENED, CLICKED)),
+            Event.label != botdetect.MACHINE,
+        )
+    ).all()
+    caught = botdetect.caught_hits(
+        ((r.id, r.prospect_id, r.ip, r.user_agent, r.label, r.rule, r.occurred_at) for r in (*catchers, *suspects)),
+        _source_window.total_seconds(),
+    )
+    _relabel(
+        conn,
+        caught,
+        botdetect.MACHINE,
+        botdetect.CAUGHT_SOURCE_CONFIDENCE,
+        botdetect.CAUGHT_SOURCE_RULE,
+        relabels,
+    )
+    return relabels
+
+
+def _listener_rows(conn: Connection, inserted: list[dict[str, Any]], relabels: Relabels) -> list[dict[str, Any]]:
+    """What listeners are told: the inserted rows with their final labels, then the earlier rows relabelled by this
+    batch (read back, marked ``"relabeled": True``)."""
+    for row in inserted:
+        change = relabels.get(row["id"])
+        if change is not None:
+            row["label"], row["confidence"], row["rule"] = change
+    older = set(relabels) - {row["id"] for row in inserted}
+    if not older:
+        return inserted
+    columns = [c for c in _EVENTS.c if c.name != "data"]
+    earlier = [
+        {**row._asdict(), "relabeled": True}
+        for row in conn.execute(select(*columns).where(_EVENTS.c.id.in_(older)).order_by(_EVENTS.c.id))
+    ]
+    return inserted + earlier

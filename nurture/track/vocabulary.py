@@ -91,6 +91,7 @@ class Source(StrEnum):
     IMPORT = "import"  # nurture events import
     SEND = "send"  # the sending engine (a provider refused the mail while sending)
     SMTP = "smtp"  # the sending engine, from an SMTP server's answer
+    OPERATOR = "operator"  # a person at the command line (nurture suppress, nurture suppressions import)
 
 
 SOURCES: tuple[Source, ...] = tuple(Source)

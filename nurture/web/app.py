@@ -11,6 +11,8 @@ path                       method  behaviour (module)
 ``/u/<token>``             POST    body ``List-Unsubscribe=One-Click`` (RFC 8058): unsubscribes now, 200, no
                                    redirect (pages)
 ``/p/<token>``             GET/POST  pause N months / mail less often / unsubscribe (pages)
+``/stop``                  GET/POST  opt-out by address: a confirmation mail with a fresh ``/u`` link (optout); a
+                                   ``/u`` or ``/p`` link no secret verifies gets this form too
 ``/v/<token>``             GET     the mail re-rendered from the campaigns loaded at start (campaign, item and
                                    template still exist; no tracking in it), else a page saying when it was
                                    sent and where it is (pages, viewer)
@@ -28,6 +30,10 @@ The pixel and valid click redirects are answered by :class:`~nurture.web.hot.Hot
 of Starlette (the framework's routing and request objects cost more than the work); everything else is plain
 Starlette. Each route module takes the :class:`~nurture.web.site.Site` it serves as an argument.
 
+Bodies are limited before they are read (:class:`~nurture.web.limits.BodyLimit`: 8 KB, ``[tracking]
+webhook_max_bytes`` for webhooks; 413 otherwise). Tokens verify with ``[tracking] secret`` first, then the
+``previous_secrets`` (rotation).
+
 GET requests and opens never change a prospect (link scanners and image proxies fetch URLs by themselves).
 """
 
@@ -36,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -47,8 +54,9 @@ from starlette.routing import Route
 
 from nurture.core.config import Config
 from nurture.store import db
-from nurture.track import EventBuffer
-from nurture.web import hot, pages, webhooks
+from nurture.track import EventBuffer, set_source_window
+from nurture.web import hot, optout, pages, webhooks
+from nurture.web.limits import BodyLimit, BodyTooLarge, too_large
 from nurture.web.periodic import Job, Periodic, jobs_for
 from nurture.web.site import Pages, Site
 from nurture.web.viewer import MailViewer
@@ -70,6 +78,7 @@ def create_app(
     """
     secret = config.tracking_secret()
     engine = engine or db.engine_for(config.database_url)
+    set_source_window(timedelta(minutes=config.tracking.source_window_minutes))
     site = Site(
         config=config,
         secret=secret,
@@ -77,17 +86,24 @@ def create_app(
         buffer=EventBuffer(engine, interval=flush_interval),
         pages=Pages(config.identity),
         viewer=MailViewer.load(config),
+        previous=config.previous_secrets(),
     )
     routes = [
         *hot.routes(site),
         *pages.routes(site),
+        *optout.routes(site),
         *webhooks.routes(site),
         Route("/healthz", functools.partial(healthz, site), methods=["GET"]),
     ]
     periodic = Periodic(engine, config, jobs_for(config) if jobs is None else jobs)
     return Starlette(
         routes=routes,
-        middleware=[Middleware(hot.HotPaths, secret=secret, buffer=site.buffer)],
+        # HotPaths first: the pixel and clicks (GET, no body) never pay for the body limit.
+        middleware=[
+            Middleware(hot.HotPaths, secret=secret, buffer=site.buffer, previous=site.previous),
+            Middleware(BodyLimit, webhook_limit=config.tracking.webhook_max_bytes),
+        ],
+        exception_handlers={BodyTooLarge: too_large},
         lifespan=functools.partial(lifespan, site, periodic),
     )
 
@@ -98,7 +114,9 @@ async def healthz(site: Site, request: Request) -> Response:
         await run_in_threadpool(db.ping, site.engine)
     except Exception as exc:
         return JSONResponse({"status": "database unreachable", "error": type(exc).__name__}, status_code=503)
-    return JSONResponse({"status": "ok", "pending_events": site.buffer.pending})
+    return JSONResponse(
+        {"status": "ok", "pending_events": site.buffer.pending, "refused_links": sum(site.refused.values())}
+    )
 
 
 @contextlib.asynccontextmanager

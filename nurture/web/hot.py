@@ -34,23 +34,24 @@ class HotPaths:
     including clicks with a bad token or an unsafe target, which get the 404 page — goes on to the app.
     """
 
-    def __init__(self, app: ASGIApp, secret: bytes, buffer: EventBuffer) -> None:
+    def __init__(self, app: ASGIApp, secret: bytes, buffer: EventBuffer, previous: tuple[bytes, ...] = ()) -> None:
         self.app = app
         self.secret = secret
+        self.previous = previous
         self.buffer = buffer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             path: str = scope["path"]
             if path.startswith("/o/"):
-                parts = tracking.verify(self.secret, tracking.OPEN, path[3:].removesuffix(".gif"))
+                parts = tracking.verify(self.secret, tracking.OPEN, path[3:].removesuffix(".gif"), self.previous)
                 if parts and len(parts) == 1 and parts[0].isdigit():
                     queue_hit(self.buffer, scope, OPENED, int(parts[0]), Source.PIXEL, "", {})
                 await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_HEADERS})
                 await send({"type": "http.response.body", "body": PIXEL})
                 return
             if path.startswith("/c/"):
-                parts = tracking.verify(self.secret, tracking.CLICK, path[3:])
+                parts = tracking.verify(self.secret, tracking.CLICK, path[3:], self.previous)
                 if parts and len(parts) == 3 and parts[0].isdigit() and tracking.is_safe_target(parts[2]):
                     index = parts[1]
                     queue_hit(
@@ -118,7 +119,7 @@ _REDIRECT_HEADERS = [
 
 async def honeypot(site: Site, request: Request) -> Response:
     """The link hidden from people: 200 and a machine click for its delivery; a bad token gets the 404 page."""
-    parts = tracking.verify(site.secret, tracking.HONEYPOT, request.path_params["token"])
+    parts = tracking.verify(site.secret, tracking.HONEYPOT, request.path_params["token"], site.previous)
     if not parts or len(parts) != 1 or not parts[0].isdigit():
         return site.pages.not_found(request)
     queue_hit(site.buffer, request.scope, CLICKED, int(parts[0]), Source.LINK, "", {"honeypot": True})

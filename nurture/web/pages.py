@@ -1,7 +1,9 @@
 """The pages a reader reaches from a mail: unsubscribe (``/u``: a page, and the RFC 8058 one-click POST),
 preferences (``/p``: pause, mail less often) and view in browser (``/v``).
 
-Every token is checked before anything else; a bad one gets the 404 page. GET never changes anything (link
+Every token is checked before anything else (with the current secret, then the previous ones). A bad ``/u`` or
+``/p`` token is counted and logged, and gets a 404 that still lets the person stop their mail by address
+(:mod:`nurture.web.optout`); a bad ``/v`` token gets the plain 404 page. GET never changes anything (link
 scanners and image proxies fetch the URLs in a mail by themselves); a POST records its event with
 :func:`nurture.track.record_event` before the answer, never through the buffer. Pages speak the mail's language
 (``deliveries.language``), else the prospect's, else the browser's (:func:`nurture.web.site.page_language`).
@@ -25,6 +27,7 @@ from nurture.core import clock
 from nurture.store.models import Delivery, Prospect
 from nurture.track import FREQUENCY_CHANGED, PAUSED, UNSUBSCRIBED, NewEvent, Source, record_event
 from nurture.web.forms import read_form
+from nurture.web.optout import stop_page
 from nurture.web.site import NO_STORE, Site, page_language
 from nurture.web.viewer import MAIL_HEADERS
 
@@ -48,6 +51,12 @@ class Recipient:
     item_key: str
     #: The mail's language (``deliveries.language``; "" for a row planned before it was stored).
     mail_language: str
+
+
+def relative(url: str) -> str:
+    """The path of one of our own URLs: forms post (and links lead) to the origin that served the page, whatever
+    ``[tracking] base_url`` says (CSP ``form-action 'self'`` blocks a form posting to another origin)."""
+    return "/" + url.split("://", 1)[-1].partition("/")[2]
 
 
 def mask_address(email: str) -> str:
@@ -93,9 +102,9 @@ def find_recipient(engine: Engine, delivery_id: int, prospect_id: int) -> Recipi
     )
 
 
-def token_ids(secret: bytes, purpose: str, token: str) -> tuple[int, int] | None:
+def token_ids(secret: bytes, purpose: str, token: str, previous: tuple[bytes, ...] = ()) -> tuple[int, int] | None:
     """(delivery id, prospect id) signed in a page token for ``purpose``; None if the token is bad."""
-    parts = tracking.verify(secret, purpose, tracking.token_from_path(token, purpose))
+    parts = tracking.verify(secret, purpose, tracking.token_from_path(token, purpose), previous)
     try:
         return (int(parts[0]), int(parts[1])) if parts and len(parts) == 2 else None
     except ValueError:
@@ -104,7 +113,7 @@ def token_ids(secret: bytes, purpose: str, token: str) -> tuple[int, int] | None
 
 async def addressee(site: Site, request: Request, purpose: str) -> tuple[int, int, Recipient | None, str] | None:
     """(delivery id, prospect id, who, page language) from the URL's token; None if the token is bad."""
-    found = token_ids(site.secret, purpose, request.path_params["token"])
+    found = token_ids(site.secret, purpose, request.path_params["token"], site.previous)
     if found is None:
         return None
     who = await run_in_threadpool(find_recipient, site.engine, *found)
@@ -112,11 +121,19 @@ async def addressee(site: Site, request: Request, purpose: str) -> tuple[int, in
     return found[0], found[1], who, lang
 
 
+def broken_link(site: Site, request: Request, purpose: str) -> Response:
+    """A ``/u`` or ``/p`` token no secret verifies: counted and logged, and a 404 whose page still offers the
+    opt-out by address (:func:`nurture.web.optout.stop_page`), so an unsubscribe never dead-ends."""
+    site.token_refused(purpose, request.url.path)
+    return stop_page(site, page_language(request), broken_link=True, status=404)
+
+
 async def unsubscribe(site: Site, request: Request) -> Response:
-    """GET: a page with a button (never unsubscribes). POST with the RFC 8058 body: unsubscribes now, 200."""
+    """GET: a page with a button (never unsubscribes). POST with the RFC 8058 body: unsubscribes now, 200; a
+    second POST for someone already unsubscribed records nothing more."""
     found = await addressee(site, request, tracking.UNSUBSCRIBE)
     if found is None:
-        return site.pages.not_found(request)
+        return broken_link(site, request, tracking.UNSUBSCRIBE)
     delivery_id, prospect_id, who, lang = found
     address = mask_address(who.email) if who else ""
     if request.method == "POST":
@@ -124,7 +141,7 @@ async def unsubscribe(site: Site, request: Request) -> Response:
         # posts the same, so there is one way to unsubscribe.
         if (await read_form(request)).get("List-Unsubscribe") != ["One-Click"]:
             return site.pages.bad_request(lang)
-        if who is not None:
+        if who is not None and who.status != "unsubscribed":  # a second click, a retrying client: no second event
             await run_in_threadpool(
                 record_event,
                 site.engine,
@@ -150,7 +167,7 @@ async def unsubscribe(site: Site, request: Request) -> Response:
         state="confirm",
         address=address,
         action=request.url.path,
-        preferences_url=tracking.urls_for(site.config, delivery_id, prospect_id)["preferences"],
+        preferences_url=relative(tracking.urls_for(site.config, delivery_id, prospect_id)["preferences"]),
     )
 
 
@@ -158,7 +175,7 @@ async def preferences(site: Site, request: Request) -> Response:
     """GET: the choices. POST ``choice=pause:<months>`` or ``less:<factor>``: recorded now, the page again."""
     found = await addressee(site, request, tracking.PREFERENCES)
     if found is None:
-        return site.pages.not_found(request)
+        return broken_link(site, request, tracking.PREFERENCES)
     delivery_id, prospect_id, who, lang = found
     t = site.pages.strings[lang]
     message = ""
@@ -199,7 +216,7 @@ async def preferences(site: Site, request: Request) -> Response:
         message=message,
         address=mask_address(who.email) if who else "",
         action=request.url.path,
-        unsubscribe_url=urls["unsubscribe"],
+        unsubscribe_url=relative(urls["unsubscribe"]),
         pause_choices=PAUSE_MONTHS,
         frequency_choices=FREQUENCY_FACTORS,
     )

@@ -8,8 +8,10 @@ delivery's, then the prospect's) that the pages have, else the browser's Accept-
 
 from __future__ import annotations
 
+import logging
+import threading
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from starlette.responses import HTMLResponse
 from nurture.core.config import Config, IdentityConfig
 from nurture.track import EventBuffer
 from nurture.web.viewer import MailViewer
+
+log = logging.getLogger("nurture.web")
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: The languages the pages are written in (``templates/strings.toml`` has one table each).
@@ -97,7 +101,7 @@ class Site:
     """The tracking server's state, made once per app: nothing in it is reloaded while the server runs."""
 
     config: Config
-    #: ``[tracking] secret``: the key every token is checked with.
+    #: ``[tracking] secret``: the key every token is checked with (first).
     secret: bytes
     engine: Engine
     #: Where opens and clicks wait to be written (a background thread writes them).
@@ -105,3 +109,24 @@ class Site:
     pages: Pages
     #: The campaigns as loaded at start, for ``/v``.
     viewer: MailViewer
+    #: ``[tracking] previous_secrets``: tokens signed before a rotation still verify with these.
+    previous: tuple[bytes, ...] = ()
+    #: Page tokens (``/u``, ``/p``) refused since start, by purpose (see :meth:`token_refused`).
+    refused: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def token_refused(self, purpose: str, path: str) -> int:
+        """Count and log (a warning) a page token that no secret verifies; the count for ``purpose`` so far. The
+        token itself stays out of the log (it is the person's key); its length says whether it was cut off."""
+        with self._lock:
+            count = self.refused[purpose] = self.refused.get(purpose, 0) + 1
+        token = path.rpartition("/")[2]
+        log.warning(
+            "%s link refused: its token (%d characters) is verified by no secret (%d refused since start); "
+            "the page offers the opt-out by address. Rotated the secret? Keep the old one in "
+            "[tracking] previous_secrets",
+            purpose,
+            len(token),
+            count,
+        )
+        return count

@@ -80,6 +80,7 @@ def write_config(folder: Path, db_url: str, smtp_port: int, extra: str = "", rec
         unsubscribe_mailto = "unsubscribe@example.co.jp"
         [delivery]
         sender = "smtp"
+        preflight = false
         retry_base_seconds = 60
         error_budget = 5
         lease_seconds = 30

@@ -216,6 +216,33 @@ def test_honeypot_click_is_machine(live, client, engine):
     assert client.get(f"{server.url}/h/nope").status_code == 404
 
 
+@pytest.mark.parametrize("order", ["honeypot-first", "honeypot-last"])
+def test_a_caught_scanner_is_remembered_across_batches(live, client, engine, order):
+    """The bot-labels issue's reproduction over real HTTP with the buffer on: one desktop-Chrome agent behind
+    X-Forwarded-For 35.190.1.1 follows the honeypot link, then 0.5 s later fetches the pixel, then 0.5 s later a
+    tracked link (each lands in its own ~20 ms batch); and the same hits with the honeypot last. All machine."""
+    server, config = live
+    pid = seed_prospect(engine)
+    did = seed_delivery(engine, pid, sent_at=clock.now() - timedelta(hours=2))
+    urls = [
+        tracking.honeypot_url(config, did),
+        tracking.urls_for(config, did, pid)["open_pixel"],
+        tracking.click_url(config, did, 0, "https://example.com/article"),
+    ]
+    if order == "honeypot-last":
+        urls = urls[1:] + urls[:1]
+    for i, url in enumerate(urls):
+        if i:
+            time.sleep(0.5)
+        assert client.get(url, headers={"X-Forwarded-For": "35.190.1.1"}).status_code in (200, 302)
+    found = wait_for_events(engine, 3)
+    assert len({e["recorded_at"] for e in found}) == 3, "each hit in its own batch"
+    assert [(e["label"], e["ip"]) for e in found] == [("machine", "35.190.1.1")] * 3
+    human = client.get(urls[0] if order == "honeypot-last" else urls[1], headers={"X-Forwarded-For": "198.51.100.20"})
+    assert human.status_code == 200
+    assert wait_for_events(engine, 4)[-1]["label"] == "human"
+
+
 # --------------------------------------------------------------------------------------------- unsubscribe
 
 
@@ -325,8 +352,9 @@ def test_preferences_pause_less_often_and_unsubscribe(live, client, engine):
     urls = tracking.urls_for(config, did, pid)
     r = client.get(urls["preferences"])
     assert r.status_code == 200 and "一時停止" in r.text and 'value="pause:3"' in r.text
-    assert f'action="{path(urls["unsubscribe"])}"' not in r.text  # absolute URL is used for the unsubscribe form
-    assert urls["unsubscribe"] in r.text
+    # Both forms post to a relative URL: the page works on any origin (CSP form-action 'self').
+    assert f'action="{path(urls["unsubscribe"])}"' in r.text and f'action="{path(urls["preferences"])}"' in r.text
+    assert 'action="http' not in r.text and server.url not in r.text
 
     before = clock.now()
     r = client.post(urls["preferences"], data={"choice": "pause:3"})

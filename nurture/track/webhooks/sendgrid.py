@@ -119,6 +119,8 @@ class SendgridWebhook(Webhook):
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise WebhookRejected(400, "body is not JSON") from None
+        except RecursionError:
+            raise WebhookRejected(400, "body is JSON nested too deeply") from None
         if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
             raise WebhookRejected(400, "body is not a JSON array of events")
         return data
@@ -160,12 +162,18 @@ def dedup_key(raw: dict[str, Any]) -> str:
     return "sendgrid:h:" + hashlib.sha256(parts.encode()).hexdigest()[:48]
 
 
+#: The largest id a BIGINT column holds; a bigger "delivery id" is not one of ours (the event is still recorded,
+#: matched by its message id instead).
+MAX_ID = 2**63 - 1
+
+
 def _int(value: Any) -> int | None:
     try:
-        number = int(str(value))
+        text = str(value)
+        number = int(text) if len(text) <= 20 else 0  # no 4300-digit int() (Python refuses those with ValueError)
     except (TypeError, ValueError):
         return None
-    return number if number > 0 else None
+    return number if 0 < number <= MAX_ID else None
 
 
 def _instant(value: Any) -> datetime:

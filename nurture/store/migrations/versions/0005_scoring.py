@@ -8,7 +8,7 @@ Revises: 0004
 import sqlalchemy as sa
 from alembic import op
 
-from nurture.store.models import JSONType, UTCDateTime
+from nurture.store.models import CATCHING_WHERE, JSONType, UTCDateTime
 
 revision = "0005"
 down_revision = "0004"
@@ -23,6 +23,13 @@ def upgrade() -> None:
     op.add_column("prospects", sa.Column("engagement_score", sa.Float, nullable=False, server_default="0"))
     op.add_column("prospects", sa.Column("scored_at", UTCDateTime, nullable=True))
     op.add_column("events", sa.Column("relabeled_at", UTCDateTime, nullable=True))
+    op.create_index(
+        "ix_events_catchers",
+        "events",
+        ["prospect_id", "occurred_at"],
+        sqlite_where=sa.text(CATCHING_WHERE),
+        postgresql_where=sa.text(CATCHING_WHERE),
+    )
     op.create_table(
         "score_changes",
         sa.Column("id", _ID, primary_key=True),
@@ -70,6 +77,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("handoffs")
     op.drop_table("score_changes")
+    op.drop_index("ix_events_catchers", "events")
     with op.batch_alter_table("events") as batch:
         batch.drop_column("relabeled_at")
     with op.batch_alter_table("prospects") as batch:
