@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from nurture import deliver
 from nurture.cli.app import App, pass_app
 from nurture.cli.output import dump_json
-from nurture.core.errors import SenderConfigError
-from nurture.plan.campaigns import load_campaigns
+from nurture.core.errors import ConfigError, SenderConfigError
+from nurture.plan.campaigns import display_path, load_campaigns
 from nurture.store.states import PlanOutcome
 
 
@@ -40,11 +40,27 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
     higher-priority campaign first; the rest waits for a later run (deferred, never dropped). Quiet hours,
     weekends, Japanese holidays and company holidays are respected in the prospect's time zone. Temporary
     provider errors are retried on later runs; nothing is ever sent twice. Safe to run from cron, and
-    in several processes at once. Campaigns that `nurture check` fails are not sent.
+    in several processes at once. Campaigns that `nurture check` fails are not sent; a campaign file that
+    does not load is skipped with its file:line problems; the others are sent.
+
+    \b
+    Exit codes:
+      0  everything due was handled
+      1  some mails failed (refused, or could not be built), or a campaign is paused
+      2  configuration error (nurture.toml, no campaign at all, the sender cannot send): nothing more sent
+      3  a campaign was skipped: its file does not load, or `nurture check` fails it; the others were sent
     """
     config = app.config
+    broken: list[str] = []
+    chosen = load_campaigns(config, list(campaigns) or None, broken=broken)
+    if not chosen and not broken:
+        folder = display_path(config.campaigns_dir)
+        raise ConfigError(
+            f"no campaign to send: {folder}/ has no campaign file (*.toml)",
+            hint="`nurture init --samples` copies the sample campaigns and templates; the format is in "
+            "campaigns/README.md",
+        )
     engine = app.engine()
-    chosen = load_campaigns(config, list(campaigns) or None)
     console = Console(stderr=True)
     show = not as_json and console.is_terminal
     try:
@@ -83,6 +99,7 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
                 plan_progress=planned,
                 on_outcome=outcome,
             )
+        report.broken_files.extend(broken)
     except SenderConfigError as exc:  # the run stopped at once: say why, and that nothing was lost
         click.echo(
             click.style(f"error: the {config.delivery.sender} sender cannot send: {exc.message}", fg="red"), err=True
@@ -93,7 +110,7 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
         sys.exit(exc.exit_code)
     if as_json:
         dump_json(report.as_dict())
-        sys.exit(1 if report.failed or report.paused or report.blocked else 0)
+        sys.exit(_exit_code(report))
     if dry_run:
         for d in report.decisions:
             if d.outcome == PlanOutcome.SEND:
@@ -119,8 +136,23 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
         click.echo(click.style(f"campaign {name} is paused: {reason}", fg="red"), err=True)
     for name, reason in report.blocked.items():
         click.echo(click.style(f"campaign {name} was not sent: {reason}", fg="red"), err=True)
-    if report.failed or report.paused or report.blocked:
-        sys.exit(1)
+    for line in report.broken_files:
+        click.echo(click.style(f"skipped campaign file: {line}", fg="red"), err=True)
+    if report.broken_files:
+        click.echo("  fix the file (`nurture check` lists every problem); the other campaigns were sent", err=True)
+    sys.exit(_exit_code(report))
+
+
+#: ``nurture send`` exit codes (documented in its --help and the README).
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_SKIPPED = 0, 1, 2, 3
+
+
+def _exit_code(report: deliver.Report) -> int:
+    """3 when a campaign or campaign file was skipped (the others were sent), else 1 when mails failed or a
+    campaign is paused, else 0. (2 is a configuration error before anything was sent.)"""
+    if report.skipped_campaigns:
+        return EXIT_SKIPPED
+    return EXIT_FAILED if report.failed or report.paused else EXIT_OK
 
 
 @click.command("resume")

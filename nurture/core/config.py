@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from nurture.core.errors import ConfigError
-from nurture.core.tomlschema import Problems, TomlFile, build
+from nurture.core.tomlschema import Problems, TomlFile, bounded, build
 
 DEFAULT_FILE = "nurture.toml"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -55,12 +55,12 @@ class IdentityConfig:
 @dataclass(frozen=True)
 class DeliveryConfig:
     sender: Literal["outbox", "smtp", "sendgrid", "memory"] = "outbox"
-    processes: int = 1
-    record_batch: int = 8
-    lease_seconds: int = 300
-    max_attempts: int = 8
-    retry_base_seconds: float = 60.0
-    error_budget: int = 20
+    processes: int = bounded(1, 1, 64)
+    record_batch: int = bounded(8, 1, 1000)
+    lease_seconds: int = bounded(300, 10, 86400, "seconds")
+    max_attempts: int = bounded(8, 1, 100)
+    retry_base_seconds: float = bounded(60.0, 1, 86400, "seconds")
+    error_budget: int = bounded(20, 1, 1_000_000)
     #: Refuse a real send (smtp, sendgrid) while the setup still holds example values (nurture.checks.preflight).
     preflight: bool = True
 
@@ -83,13 +83,12 @@ class OutboxConfig:
 @dataclass(frozen=True)
 class SmtpConfig:
     host: str = "127.0.0.1"
-    port: int = 25
+    port: int = bounded(25, 1, 65535)
     security: Literal["none", "starttls", "ssl"] = "none"
     username: str = ""
     password: str = ""
-    timeout: float = 30.0
-    connections: int = 2
-    messages_per_connection: int = 100
+    timeout: float = bounded(30.0, 0.1, 600, "seconds")
+    messages_per_connection: int = bounded(100, 1, 100_000)
     helo: str = ""
 
 
@@ -97,10 +96,10 @@ class SmtpConfig:
 class SendgridConfig:
     api_key: str = ""
     host: str = "https://api.sendgrid.com"
-    timeout: float = 15.0
+    timeout: float = bounded(15.0, 0.1, 600, "seconds")
     sandbox: bool = False
     webhook_public_key: str = ""
-    webhook_max_age_seconds: int = 600
+    webhook_max_age_seconds: int = bounded(600, 30, 86400, "seconds")
 
 
 @dataclass(frozen=True)
@@ -114,8 +113,8 @@ class DkimConfig:
 class CadenceConfig:
     """Defaults for every campaign; a campaign's own [cadence] may override interval and send window."""
 
-    min_gap_days: float = 10.0
-    interval_days: float = 14.0
+    min_gap_days: float = bounded(10.0, 0, 365, "days")
+    interval_days: float = bounded(14.0, 0, 3650, "days", above=True)
     time_zone: str = "Asia/Tokyo"
     send_days: list[str] = field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
     send_hours: list[int] = field(default_factory=lambda: [9, 18])
@@ -145,16 +144,16 @@ class WarmupConfig:
 
     enabled: bool = False
     start_date: str = ""
-    start_per_day: int = 200
-    growth: float = 1.5
+    start_per_day: int = bounded(200, 1, 10_000_000)
+    growth: float = bounded(1.5, 1, 10)
 
 
 @dataclass(frozen=True)
 class ThrottleConfig:
-    per_second: float = 20.0
-    per_hour: int = 0
-    per_day: int = 0
-    concurrency: int = 2
+    per_second: float = bounded(20.0, 0, 100_000, "messages a second", above=True)
+    per_hour: int = bounded(0, 0, 1_000_000_000)
+    per_day: int = bounded(0, 0, 1_000_000_000)
+    concurrency: int = bounded(2, 1, 256)
     domains: dict[str, float] = field(
         default_factory=lambda: {
             "gmail.com": 5.0,
@@ -165,7 +164,7 @@ class ThrottleConfig:
             "i.softbank.jp": 2.0,
         }
     )
-    default_domain_per_second: float = 5.0
+    default_domain_per_second: float = bounded(5.0, 0, 100_000, "messages a second (0 = no limit)")
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
 
     def __post_init__(self) -> None:
@@ -173,6 +172,13 @@ class ThrottleConfig:
             raise ValueError("throttle.per_second must be > 0")
         if self.concurrency < 1:
             raise ValueError("throttle.concurrency must be at least 1")
+        bad = {d: r for d, r in self.domains.items() if not 0 <= r <= 100_000}
+        if bad:
+            domain, rate = next(iter(bad.items()))
+            raise ValueError(
+                f'[throttle] domains "{domain}" = {rate:g} is out of range: use 0 to 100000 messages a second '
+                "(0 = no limit)"
+            )
 
 
 @dataclass(frozen=True)
@@ -184,11 +190,11 @@ class TrackingConfig:
     honeypot_link: bool = True
     #: A source (user agent + network) caught as a machine makes its other hits for the same recipient within
     #: this many minutes machine too (nurture.track.botdetect ``caught_source``). 0 turns the rule off.
-    source_window_minutes: float = 10.0
+    source_window_minutes: float = bounded(10.0, 0, 1440, "minutes")
     #: Secrets used before ``secret``: links signed with them still verify (rotation); new links use ``secret``.
     previous_secrets: list[str] = field(default_factory=list)
     #: Largest provider webhook body read; a bigger one is answered 413 before it is read.
-    webhook_max_bytes: int = 4_000_000
+    webhook_max_bytes: int = bounded(4_000_000, 1024, 1_000_000_000, "bytes")
 
     def __post_init__(self) -> None:
         if not 0 <= self.source_window_minutes <= 1440:
@@ -337,6 +343,12 @@ class Config:
         return tuple(s.strip().encode() for s in self.tracking.previous_secrets if s.strip() and s.strip() != current)
 
 
+#: Settings that were removed, and what to do instead (said at their line, instead of "unknown key").
+REMOVED = {
+    ("smtp", "connections"): "nothing read it. Parallel SMTP connections are [throttle] concurrency per "
+    "[delivery] processes (each sending thread keeps its own connection); delete the line",
+}
+
 _ENV = {
     ("database", "url"): "NURTURE_DATABASE_URL",
     ("tracking", "secret"): "NURTURE_SECRET",
@@ -344,6 +356,22 @@ _ENV = {
     ("sendgrid", "api_key"): "SENDGRID_API_KEY",
     ("sendgrid", "webhook_public_key"): "SENDGRID_WEBHOOK_PUBLIC_KEY",
 }
+
+
+def _check_domain_rates(table: dict, problems: Problems) -> None:
+    """[throttle] domains: each rate 0 (no limit) to 100000 a second, reported at the line of the table (a bad
+    entry is dropped so that ThrottleConfig does not report it a second time)."""
+    domains = table.get("throttle", {}).get("domains") if isinstance(table.get("throttle"), dict) else None
+    if not isinstance(domains, dict):
+        return
+    for domain, rate in list(domains.items()):
+        if isinstance(rate, int | float) and not isinstance(rate, bool) and not 0 <= rate <= 100_000:
+            problems.add(
+                ("throttle", "domains", domain),
+                f'[throttle] domains "{domain}" = {rate} is out of range: use 0 to 100000 messages a second '
+                "(0 = no limit)",
+            )
+            del domains[domain]
 
 
 def find_config_file(explicit: str | os.PathLike | None = None) -> Path | None:
@@ -373,6 +401,11 @@ def load(explicit: str | os.PathLike | None = None, *, database_url: str | None 
     problems = Problems(source)
     for key in ("__root__", "__source__"):
         table.pop(key, None)
+    for (section, key), why in REMOVED.items():
+        if isinstance(table.get(section), dict) and key in table[section]:
+            problems.add((section, key), f"[{section}] {key} was removed: {why}")
+            del table[section][key]
+    _check_domain_rates(table, problems)
     config = build(Config, table, (), problems)
     problems.raise_if_any()
     overrides: dict[str, dict[str, str]] = {}

@@ -487,16 +487,21 @@ def load_each(config: Config) -> list[CampaignFile]:
     return out
 
 
-def load_campaigns(config: Config, names: list[str] | None = None) -> list[Campaign]:
+def load_campaigns(
+    config: Config, names: list[str] | None = None, *, broken: list[str] | None = None
+) -> list[Campaign]:
     """Load the campaigns (all, or those called ``names``), sorted by priority (highest first), then name.
 
     Problems in any file that is needed are raised together as one ConfigError; a name nobody has is
     NotFound listing the available ones. With ``names``, a broken file that cannot be the one asked for
-    (its file name differs and its name could be read) does not stop the others.
+    (its file name differs and its name could be read) does not stop the others. With ``broken`` (a list),
+    nothing is raised for broken files: their ``file:line: ...`` problems are appended to it and the good
+    campaigns returned (``nurture send`` skips a broken file and sends the others); campaigns sharing a name
+    are all left out then, since which one is meant cannot be known.
     """
     files = load_each(config)
     loaded = [campaign for _, campaign, _ in files if campaign is not None]
-    broken = {path: error for path, _, error in files if error is not None}
+    unloadable = {path: error for path, _, error in files if error is not None}
     messages: list[str] = []
     first_seen: dict[str, Campaign] = {}
     for campaign in loaded:
@@ -509,17 +514,20 @@ def load_campaigns(config: Config, names: list[str] | None = None) -> list[Campa
     if names:
         wanted = set(names)
         missing = wanted - {c.name for c in loaded}
-        relevant = [e for p, e in broken.items() if p.stem in wanted or missing]
+        relevant = [e for p, e in unloadable.items() if p.stem in wanted or missing]
         messages = [m for m in messages if any(f'"{n}"' in m for n in wanted)]
     else:
         missing = set()
-        relevant = list(broken.values())
+        relevant = list(unloadable.values())
     for error in relevant:
         messages.extend(error_lines(error))
-    if messages:
+    if messages and broken is not None:
+        broken.extend(messages)
+        loaded = [c for c in loaded if not any(f'"{c.name}"' in m and "duplicate" in m for m in messages)]
+    elif messages:
         head = messages[0] if len(messages) == 1 else f"{len(messages)} problems:\n  " + "\n  ".join(messages)
         raise ConfigError(head)
-    if missing:
+    if missing and not (broken is not None and messages):  # else the one asked for is likely a broken file
         available = (
             ", ".join(sorted(c.name for c in loaded)) or f"none (no *.toml in {display_path(config.campaigns_dir)})"
         )

@@ -20,6 +20,7 @@ streams it (keyset on ``Prospect.id``) and never loads everyone.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -311,12 +312,22 @@ def segment_select(campaign: Any, now: datetime) -> Select:
     return select(Prospect.id).where(*mailable_clauses(now), *segment_clauses(segment, now), not_suppressed())
 
 
+def status_text(status: str, reason: str | None) -> str:
+    """``unsubscribed (web)``: a prospect's status with its reason said once. Recorded reasons may repeat
+    the status and name the event's source and type (``unsubscribed (web:unsubscribed)``): the status is
+    not repeated and the source alone is kept."""
+    if not reason:
+        return status
+    text = reason if reason.startswith(status) else f"{status} ({reason})"
+    return re.sub(r"\(([a-z0-9_.-]+):[a-z_]+\)", r"(\1)", text)
+
+
 def mailable_reason(prospect: Prospect, now: datetime, *, suppression: str | None = None) -> str | None:
     """Why this prospect may not be mailed at all (None: mailable) — the per-row twin of :func:`mailable_clauses`
     for dry-run output. ``suppression`` is the reason from
     :func:`nurture.store.suppression.suppression_reasons` when the caller looked."""
     if prospect.status != "active":
-        return f"{prospect.status}" + (f" ({prospect.status_reason})" if prospect.status_reason else "")
+        return status_text(prospect.status, prospect.status_reason)
     if (prospect.consent_basis or "unknown") == "unknown":
         return "no consent on record (consent_basis unknown)"
     if suppression:

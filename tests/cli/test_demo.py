@@ -22,3 +22,29 @@ def test_demo_runs_the_main_job_into_the_outbox(tmp_path, monkeypatch, runner):
     again = runner.invoke(main, ["demo", "--dir", "demo"], catch_exceptions=False)
     assert again.exit_code == 0 and "sent: 0" in again.output
     assert len(list((tmp_path / "demo" / "outbox").glob("*.eml"))) == 9
+
+
+def test_the_readme_tour_starts_in_an_empty_folder(tmp_path, monkeypatch, runner):
+    """`nurture init --samples` in an empty folder: nurture.toml (the commented example), the sample campaigns
+    and templates, the database; `check` passes. Existing files are kept on a second run."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("NURTURE_CONFIG", "NURTURE_DATABASE_URL", "NURTURE_SECRET", "NURTURE_NOW"):
+        monkeypatch.delenv(var, raising=False)
+    result = runner.invoke(main, ["send", "--dry-run"], catch_exceptions=False)
+    assert result.exit_code == 2 and "nurture init --samples" in result.output
+    result = runner.invoke(main, ["init", "--samples"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "wrote nurture.toml from config.example.toml" in result.output
+    assert sorted(p.name for p in (tmp_path / "campaigns").glob("*.toml")) == [
+        "mfg-insights.toml",
+        "saas-ops-digest.toml",
+    ]
+    assert (tmp_path / "templates" / "_partials" / "footer.mjml").exists() and (tmp_path / "nurture.db").exists()
+    check = runner.invoke(main, ["check"], catch_exceptions=False)
+    assert check.exit_code == 0 and "2 campaigns checked: 2 without errors" in check.output
+    (tmp_path / "campaigns" / "mfg-insights.toml").write_text("# mine\n", encoding="utf-8")
+    again = runner.invoke(main, ["init", "--samples"], catch_exceptions=False)
+    assert again.exit_code == 0 and "already here" in again.output
+    assert (tmp_path / "campaigns" / "mfg-insights.toml").read_text(encoding="utf-8") == "# mine\n"
+    plain = runner.invoke(main, ["init"], catch_exceptions=False)  # not a terminal: no question asked
+    assert plain.exit_code == 0 and "up to date" in plain.output
