@@ -215,15 +215,11 @@ class ContentConfig:
 class PostalConfig:
     """The postal newsletter (``channel = "postal"`` campaigns, ``nurture postal``)."""
 
-    interval_days: float = 90.0
+    interval_days: float = bounded(90.0, 7, 730, "days")
     label_layout: str = "a4-12"
     csv_encoding: Literal["utf-8-sig", "cp932"] = "utf-8-sig"
     email_optout_stops_post: bool = True
     font_family: str = "Noto Sans CJK JP"
-
-    def __post_init__(self) -> None:
-        if not 7 <= self.interval_days <= 730:
-            raise ValueError("postal.interval_days must be between 7 and 730")
 
 
 @dataclass(frozen=True)
@@ -248,13 +244,13 @@ class HandoffConfig:
     language: Literal["ja", "en"] = "ja"
     webhook_url: str = ""
     webhook_format: Literal["json", "slack"] = "json"
-    webhook_timeout: float = 10.0
-    ack_timeout_minutes: float = 60.0
+    webhook_timeout: float = bounded(10.0, 0, 300, "seconds", above=True)
+    ack_timeout_minutes: float = bounded(60.0, 0, 10080, "minutes", above=True)
     escalate_to: str = ""
     escalate_webhook_url: str = ""
-    retry_base_seconds: float = 30.0
-    retry_max_seconds: float = 3600.0
-    interval_seconds: float = 15.0
+    retry_base_seconds: float = bounded(30.0, 1, 86400, "seconds")
+    retry_max_seconds: float = bounded(3600.0, 1, 604800, "seconds")
+    interval_seconds: float = bounded(15.0, 1, 3600, "seconds")
 
     def __post_init__(self) -> None:
         bad = [k for k, v in self.languages.items() if v not in ("ja", "en")]
@@ -275,9 +271,9 @@ class HandoffConfig:
 class DigestConfig:
     """The weekly digest each owner gets (``nurture digest``, :mod:`nurture.notify.digest`)."""
 
-    days: int = 7
-    no_contact_days: int = 30
-    max_rows: int = 50
+    days: int = bounded(7, 1, 366, "days")
+    no_contact_days: int = bounded(30, 1, 3650, "days")
+    max_rows: int = bounded(50, 1, 10000)
 
     def __post_init__(self) -> None:
         if self.days < 1 or self.no_contact_days < 1 or self.max_rows < 1:
