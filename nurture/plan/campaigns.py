@@ -108,6 +108,10 @@ class Campaign:
     allow: tuple[Allowance, ...]
     tracking: CampaignTracking
     path: Path
+    #: This campaign's share among a prospect's campaigns when ``[cadence] share = "weights"`` (nurture.plan.share).
+    weight: float = 1.0
+    #: The campaign a prospect continues with once this one's content has run out for them ("" = none).
+    fallback: str = ""
 
     @property
     def items(self) -> tuple[ContentItem, ...]:
@@ -147,6 +151,8 @@ class _FileTable:
     cadence: dict[str, Any] = field(default_factory=dict)
     allow: list[dict[str, Any]] = field(default_factory=list)
     tracking: dict[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -393,6 +399,15 @@ def load_campaign(path: Path, config: Config) -> Campaign:
     for key in ("from_address", "reply_to"):
         if isinstance(data.get(key), str) and data[key]:
             _check_identity_address(data[key], (key,), problems)
+    weight = data.get("weight", 1.0)
+    if isinstance(weight, (int, float)) and not isinstance(weight, bool) and not 0 < weight <= 1000:
+        problems.add(("weight",), f"weight {weight} must be more than 0 (and at most 1000); 1 is an equal share")
+    fallback = data.get("fallback", "")
+    if isinstance(fallback, str) and fallback and (not NAME.match(fallback) or fallback == name):
+        problems.add(
+            ("fallback",),
+            f'fallback "{fallback}" must be the name of another campaign (lower-case letters, digits and "-")',
+        )
     if isinstance(data.get("from_name"), str) and any(c in data["from_name"] for c in "\r\n\0"):
         problems.add(("from_name",), "from_name must not contain line breaks")
 
@@ -447,6 +462,8 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         allow=tuple(allow),
         tracking=tracking,
         path=Path(path),
+        weight=float(top.weight),
+        fallback=top.fallback,
     )
 
 
@@ -497,6 +514,13 @@ def load_campaigns(config: Config, names: list[str] | None = None) -> list[Campa
             messages.append(
                 f'{display_path(campaign.path)}: duplicate campaign name "{campaign.name}" '
                 f"(also in {display_path(other.path)}); names must be unique"
+            )
+    known = {c.name for c in loaded}
+    for campaign in loaded:
+        if campaign.fallback and campaign.fallback not in known:
+            messages.append(
+                f'{display_path(campaign.path)}: fallback "{campaign.fallback}" is not a campaign '
+                f"(campaigns: {', '.join(sorted(known))})"
             )
     if names:
         wanted = set(names)

@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.engine import Connection
 
 from nurture.core import clock
 from nurture.core.config import Config
 from nurture.plan import cadence as calendar
 from nurture.plan.campaigns import Campaign, ContentItem
-from nurture.plan.segments import mailable_reason, segment_clauses
+from nurture.plan.segments import campaign_clauses, mailable_reason
+from nurture.plan.share import Contender, Mailed, choose
 from nurture.store import db
 from nurture.store.models import CampaignState, Delivery, Prospect
 from nurture.store.states import MAILED_STATES, DeliveryState, PlanOutcome
@@ -68,10 +69,13 @@ class Decision:
     item_key: str = ""
     subject: str = ""
     not_before: datetime | None = None
+    #: The campaign whose content ran out, when this decision is for its ``fallback`` campaign.
+    via: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "campaign": self.campaign,
+            "via": self.via or None,
             "email": self.email,
             "outcome": self.outcome,
             "reason": self.reason,
@@ -114,9 +118,11 @@ def _campaign_window_reason(campaign: Campaign, now: datetime) -> str | None:
     return None
 
 
-def _member_batches(engine: Engine, campaign: Campaign, now: datetime) -> Iterator[Sequence[Any]]:
+def _member_batches(
+    engine: Engine, campaign: Campaign, now: datetime, default_language: str
+) -> Iterator[Sequence[Any]]:
     """Segment members (mailable or not: the dry run says why not) in keyset batches of PLAN_BATCH."""
-    clauses = segment_clauses(campaign.segment, now)
+    clauses = campaign_clauses(campaign, now, default_language)
     last = 0
     while True:
         with engine.connect() as conn:
@@ -203,7 +209,9 @@ def decide(
     reason = mailable_reason(row, now, suppression=history.suppressed.get(row.email))
     if reason:
         return Decision(outcome=PlanOutcome.SKIPPED, reason=reason, **base)
-    zone = ZoneInfo(row.time_zone) if row.time_zone else campaign.cadence.zone
+    # A prospect without a zone lives in the workspace's zone, not the campaign's (an English campaign's New York
+    # calendar says nothing about where a prospect whose zone was never recorded reads their mail).
+    zone = ZoneInfo(row.time_zone or config.default_time_zone)
     received = history.items.get(row.id, {})
     queued = [k for k, (state, _) in received.items() if state == DeliveryState.PENDING]
     if queued:
@@ -257,6 +265,164 @@ def decide(
     return Decision(outcome=PlanOutcome.SEND, item_key=item.key, subject=item.subject, **base)
 
 
+#: Reasons of :func:`decide` that mean "this campaign has nothing left for this prospect" (a ``fallback`` continues).
+EXHAUSTED = ("content exhausted", "sequence finished")
+
+
+def is_exhausted(decision: Decision) -> bool:
+    return decision.outcome == PlanOutcome.SKIPPED and decision.reason.startswith(EXHAUSTED)
+
+
+def mailed_by_campaign(conn: Connection, ids: Sequence[int], now: datetime) -> dict[int, dict[str, Mailed]]:
+    """Per prospect and campaign: the latest mail and the mails of the last share.WINDOW_DAYS (for sharing)."""
+    from nurture.plan.share import WINDOW_DAYS
+
+    when = func.coalesce(Delivery.sent_at, Delivery.created_at)
+    since = now - timedelta(days=WINDOW_DAYS)
+    out: dict[int, dict[str, Mailed]] = {}
+    for pid, name, last, recent in conn.execute(
+        select(
+            Delivery.prospect_id,
+            Delivery.campaign,
+            func.max(when),
+            func.sum(case((when >= since, 1), else_=0)),
+        )
+        .where(Delivery.prospect_id.in_(ids), Delivery.state.in_(MAILED_STATES))
+        .group_by(Delivery.prospect_id, Delivery.campaign)
+    ):
+        out.setdefault(pid, {})[name] = Mailed(last, int(recent or 0))
+    return out
+
+
+@dataclass
+class Round:
+    """What the planner knows about one batch of prospects across every campaign in play, so that one member's
+    decision can look at their other campaigns: whose turn it is (``[cadence] share``) and where they continue
+    when a campaign's content runs out (``fallback``).
+
+    ``members``: per campaign, the ids of the batch it selects; ``histories``: per campaign, :class:`History`;
+    ``mailed``: per prospect, per campaign, :class:`Mailed` (only when the policy needs it)."""
+
+    config: Config
+    now: datetime
+    campaigns: dict[str, Campaign]
+    planned_elsewhere: dict[int, str]
+    members: dict[str, set[int]] = field(default_factory=dict)
+    histories: dict[str, History] = field(default_factory=dict)
+    mailed: dict[int, dict[str, Mailed]] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        conn: Connection,
+        config: Config,
+        campaigns: dict[str, Campaign],
+        rows: Sequence[Any],
+        now: datetime,
+        planned_elsewhere: dict[int, str],
+        *,
+        selected_by: str | None = None,
+    ) -> Round:
+        """The round of ``rows``; ``selected_by``: the campaign whose segment query produced them (all members)."""
+        r = cls(config, now, campaigns, planned_elsewhere)
+        ids = [row.id for row in rows]
+        sharing = config.cadence.share != "priority" and len(campaigns) > 1
+        for name, campaign in campaigns.items():
+            if name == selected_by:
+                r.members[name] = set(ids)
+            elif sharing or any(c.fallback for c in campaigns.values()):
+                clauses = campaign_clauses(campaign, now, config.workspace.language)
+                r.members[name] = set(conn.scalars(select(Prospect.id).where(Prospect.id.in_(ids), *clauses)))
+            else:
+                continue
+            r.histories[name] = history_of(conn, campaign, rows)
+        if sharing:
+            r.mailed = mailed_by_campaign(conn, ids, now)
+        return r
+
+    def decide(self, campaign: Campaign, row: Any, seen: tuple[str, ...] = ()) -> Decision:
+        """:func:`decide` for ``campaign``; where its content has run out and it names a ``fallback`` the prospect
+        is not selected by anyway, the fallback's decision (``via`` the exhausted campaign)."""
+        history = self.histories.get(campaign.name) or History()
+        decision = decide(self.config, campaign, row, history, self.now, self.planned_elsewhere)
+        nxt = self.campaigns.get(campaign.fallback) if campaign.fallback else None
+        if not is_exhausted(decision) or not campaign.fallback or campaign.fallback in seen + (campaign.name,):
+            return decision
+        if nxt is None:
+            return replace(decision, reason=f"{decision.reason}; fallback {campaign.fallback} is not running")
+        if row.id in self.members.get(nxt.name, ()):
+            return replace(decision, reason=f"{decision.reason}; continues in {nxt.name}")
+        if nxt.name not in self.histories:
+            return decision  # not loaded: cannot happen when Round.load saw the fallback
+        after = self.decide(nxt, row, seen + (campaign.name,))
+        if after.outcome == PlanOutcome.SEND:
+            return replace(after, via=seen[0] if seen else campaign.name)
+        return replace(
+            after,
+            via=seen[0] if seen else campaign.name,
+            reason=f"{campaign.name}: {decision.reason}; fallback {after.campaign}: {after.reason}",
+        )
+
+    def final(self, campaign: Campaign, row: Any) -> Decision:
+        """:meth:`decide`, then sharing: when other campaigns would mail this prospect now too, only the one
+        whose turn it is (:func:`nurture.plan.share.choose`) sends; the others are deferred by the gap."""
+        decision = self.decide(campaign, row)
+        if decision.outcome != PlanOutcome.SEND or self.config.cadence.share == "priority":
+            return decision
+        contenders = {decision.campaign: decision}
+        for name, other in self.campaigns.items():
+            if name == campaign.name or row.id not in self.members.get(name, ()):
+                continue
+            theirs = self.decide(other, row)
+            if theirs.outcome == PlanOutcome.SEND and theirs.campaign not in contenders:
+                contenders[theirs.campaign] = theirs
+        if len(contenders) == 1:
+            return decision
+        policy = self.config.cadence.share
+        turn = choose(
+            policy,
+            [
+                Contender(n, self.campaigns[n].priority, self.campaigns[n].weight)
+                for n in contenders
+                if n in self.campaigns
+            ],
+            self.mailed.get(row.id, {}),
+        )
+        if turn == decision.campaign:
+            return decision
+        gap = timedelta(days=self.config.cadence.min_gap_days)
+        return Decision(
+            campaign=campaign.name,
+            prospect_id=row.id,
+            email=row.email,
+            outcome=PlanOutcome.DEFERRED,
+            reason=f"shared: {turn}'s turn this time ({policy}); this one after the "
+            f"{self.config.cadence.min_gap_days:g}-day gap",
+            item_key=decision.item_key,
+            not_before=self.now + gap,
+        )
+
+
+def in_play(engine: Engine, campaigns: Iterable[Campaign], sink: PlanSink, now: datetime) -> list[Campaign]:
+    """The campaigns that may plan now (active in their file, not paused by the error budget, within their
+    dates); the sink is told why each other one is left out."""
+    paused = paused_campaigns(engine)
+    chosen = []
+    for campaign in campaigns:
+        if campaign.status != "active":
+            sink.note(f'{campaign.name}: paused in its file (status = "{campaign.status}")')
+            continue
+        if campaign.name in paused:
+            sink.campaign_paused(campaign.name, paused[campaign.name])
+            continue
+        window = _campaign_window_reason(campaign, now)
+        if window:
+            sink.note(f"{campaign.name}: {window}")
+            continue
+        chosen.append(campaign)
+    return chosen
+
+
 def plan(
     engine: Engine,
     config: Config,
@@ -276,45 +442,30 @@ def plan(
     ``progress(campaign, members_decided_in_this_batch, planned_so_far)`` is called after each batch; ``pause``
     seconds are slept after each batch (SQLite: lets waiting senders take the write lock)."""
     now = clock.now()
-    paused = paused_campaigns(engine)
+    playing = in_play(engine, campaigns, sink, now)
+    by_name = {c.name: c for c in playing}
     planned_elsewhere: dict[int, str] = {}
     planned = 0
-    for campaign in campaigns:
-        if campaign.status != "active":
-            sink.note(f'{campaign.name}: paused in its file (status = "{campaign.status}")')
-            continue
-        if campaign.name in paused:
-            sink.campaign_paused(campaign.name, paused[campaign.name])
-            continue
-        window = _campaign_window_reason(campaign, now)
-        if window:
-            sink.note(f"{campaign.name}: {window}")
-            continue
-        for rows in _member_batches(engine, campaign, now):
+    for campaign in playing:
+        for rows in _member_batches(engine, campaign, now, config.workspace.language):
             with db.transaction(engine, immediate=True) as session:
                 conn = session.connection()
                 db.plan_lock(conn)
-                history = history_of(conn, campaign, rows)
+                rnd = Round.load(conn, config, by_name, rows, now, planned_elsewhere, selected_by=campaign.name)
                 new_rows = []
                 for row in rows:
-                    decision = decide(config, campaign, row, history, now, planned_elsewhere)
+                    decision = rnd.final(campaign, row)
                     if decision.outcome == PlanOutcome.SEND and limit is not None and planned >= limit:
-                        decision = Decision(
-                            campaign=campaign.name,
-                            prospect_id=row.id,
-                            email=row.email,
-                            outcome=PlanOutcome.DEFERRED,
-                            reason="--limit reached",
-                            item_key=decision.item_key,
-                        )
+                        decision = replace(decision, outcome=PlanOutcome.DEFERRED, reason="--limit reached")
                     if decision.outcome == PlanOutcome.SEND:
                         planned += 1
+                        target = by_name[decision.campaign]
                         if dry_run:
-                            planned_elsewhere[row.id] = campaign.name
+                            planned_elsewhere[row.id] = target.name
                         else:
                             new_rows.append(
                                 {
-                                    "campaign": campaign.name,
+                                    "campaign": target.name,
                                     "prospect_id": row.id,
                                     "item_key": decision.item_key,
                                     "state": DeliveryState.PENDING,
@@ -330,7 +481,7 @@ def plan(
                                     "created_at": now,
                                     "sent_at": None,
                                     "updated_at": now,
-                                    "language": campaign.language,
+                                    "language": target.language,
                                 }
                             )
                     sink.tally(decision, keep=keep_decisions)
