@@ -109,7 +109,7 @@ def paused_campaigns(engine: Engine) -> dict[str, str]:
         }
 
 
-def _campaign_window_reason(campaign: Campaign, now: datetime) -> str | None:
+def campaign_window_reason(campaign: Campaign, now: datetime) -> str | None:
     local = now.astimezone(campaign.cadence.zone).date()
     if campaign.cadence.start and local < campaign.cadence.start:
         return f"campaign starts on {campaign.cadence.start.isoformat()}"
@@ -415,7 +415,7 @@ def in_play(engine: Engine, campaigns: Iterable[Campaign], sink: PlanSink, now: 
         if campaign.name in paused:
             sink.campaign_paused(campaign.name, paused[campaign.name])
             continue
-        window = _campaign_window_reason(campaign, now)
+        window = campaign_window_reason(campaign, now)
         if window:
             sink.note(f"{campaign.name}: {window}")
             continue
