@@ -71,6 +71,8 @@ class Decision:
     not_before: datetime | None = None
     #: The campaign whose content ran out, when this decision is for its ``fallback`` campaign.
     via: str = ""
+    #: Nothing left to send to this prospect here (its fallback's content too, when ``via`` is set).
+    exhausted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -166,14 +168,26 @@ def history_of(conn: Connection, campaign: Campaign, rows: Sequence[Any]) -> His
         )
     ):
         h.last_any[pid] = (at, name)
-    for pid, key, state, at in conn.execute(
-        select(Delivery.prospect_id, Delivery.item_key, Delivery.state, when).where(
-            Delivery.campaign == campaign.name, Delivery.prospect_id.in_(ids)
-        )
-    ):
-        h.items.setdefault(pid, {})[key] = (state, at)
+    h.items = _items_of(conn, [campaign.name], ids).get(campaign.name, {})
     h.suppressed = suppression_reasons(conn, (r.email for r in rows))
     return h
+
+
+def _items_of(
+    conn: Connection, campaigns: Sequence[str], ids: Sequence[int]
+) -> dict[str, dict[int, dict[str, tuple[str, datetime]]]]:
+    """Per campaign, per prospect, the deliveries by item key: (state, when)."""
+    when = func.coalesce(Delivery.sent_at, Delivery.created_at)
+    items: dict[str, dict[int, dict[str, tuple[str, datetime]]]] = {}
+    if not campaigns:
+        return items
+    for name, pid, key, state, at in conn.execute(
+        select(Delivery.campaign, Delivery.prospect_id, Delivery.item_key, Delivery.state, when).where(
+            Delivery.campaign.in_(campaigns), Delivery.prospect_id.in_(ids)
+        )
+    ):
+        items.setdefault(name, {}).setdefault(pid, {})[key] = (state, at)
+    return items
 
 
 def _next_item(campaign: Campaign, row: Any, received: dict[str, tuple[str, datetime]]) -> ContentItem | str:
@@ -236,7 +250,14 @@ def decide(
             1 for at in mailed if (a := at.astimezone(zone)).year == local_now.year and a.month == local_now.month
         )
         if this_month >= cap:
-            return Decision(outcome=PlanOutcome.DEFERRED, reason=f"monthly cap of {cap} reached", **base)
+            first = local_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            next_month = (first + timedelta(days=32)).replace(day=1)
+            return Decision(
+                outcome=PlanOutcome.DEFERRED,
+                reason=f"monthly cap of {cap} reached",
+                not_before=next_month.astimezone(now.tzinfo),
+                **base,
+            )
     gap = timedelta(days=config.cadence.min_gap_days)
     if row.id in planned_elsewhere:
         return Decision(
@@ -257,7 +278,7 @@ def decide(
         )
     item = _next_item(campaign, row, received)
     if isinstance(item, str):
-        return Decision(outcome=PlanOutcome.SKIPPED, reason=item, **base)
+        return Decision(outcome=PlanOutcome.SKIPPED, reason=item, exhausted=item.startswith(EXHAUSTED), **base)
     why_not_now = calendar.is_send_time(now.astimezone(zone), campaign.cadence)
     if why_not_now:
         nxt = calendar.next_send_time(now, campaign.cadence, zone)
@@ -270,7 +291,7 @@ EXHAUSTED = ("content exhausted", "sequence finished")
 
 
 def is_exhausted(decision: Decision) -> bool:
-    return decision.outcome == PlanOutcome.SKIPPED and decision.reason.startswith(EXHAUSTED)
+    return decision.outcome == PlanOutcome.SKIPPED and decision.exhausted
 
 
 def mailed_by_campaign(conn: Connection, ids: Sequence[int], now: datetime) -> dict[int, dict[str, Mailed]]:
@@ -322,23 +343,45 @@ class Round:
         planned_elsewhere: dict[int, str],
         *,
         selected_by: str | None = None,
+        selects: dict[str, Any] | None = None,
     ) -> Round:
-        """The round of ``rows``; ``selected_by``: the campaign whose segment query produced them (all members)."""
+        """The round of ``rows``; ``selected_by``: the campaign whose segment query produced them (all members).
+        Four set-based queries whatever the number of campaigns: memberships, mails per campaign, items,
+        suppressions. ``selects``: per campaign, its selection as one SQL condition (:func:`selections`; built
+        here when not given)."""
         r = cls(config, now, campaigns, planned_elsewhere)
         ids = [row.id for row in rows]
+        if selected_by is not None:
+            r.members[selected_by] = set(ids)
         sharing = config.cadence.share != "priority" and len(campaigns) > 1
-        for name, campaign in campaigns.items():
-            if name == selected_by:
-                r.members[name] = set(ids)
-            elif sharing or any(c.fallback for c in campaigns.values()):
-                clauses = campaign_clauses(campaign, now, config.workspace.language)
-                r.members[name] = set(conn.scalars(select(Prospect.id).where(Prospect.id.in_(ids), *clauses)))
-            else:
-                continue
-            r.histories[name] = history_of(conn, campaign, rows)
-        if sharing:
-            r.mailed = mailed_by_campaign(conn, ids, now)
+        others = [c for n, c in campaigns.items() if n != selected_by]
+        if others and (sharing or any(c.fallback for c in campaigns.values())):
+            selects = selects or selections(config, campaigns.values(), now)
+            flags = [case((selects[c.name], 1), else_=0).label(f"m{i}") for i, c in enumerate(others)]
+            for found in conn.execute(select(Prospect.id, *flags).where(Prospect.id.in_(ids))):
+                for i, c in enumerate(others):
+                    if found._mapping[f"m{i}"]:
+                        r.members.setdefault(c.name, set()).add(found.id)
+        r.load_histories(conn, rows)
         return r
+
+    def load_histories(self, conn: Connection, rows: Sequence[Any]) -> None:
+        """The :class:`History` of each campaign selecting any of ``rows`` (and of fallback campaigns, which
+        continue for prospects outside their segment), and :attr:`mailed`: one query each for the mails per
+        campaign, the items and the suppressions."""
+        ids = [r.id for r in rows]
+        fallbacks = {c.fallback for c in self.campaigns.values() if c.fallback}
+        names = [n for n in self.campaigns if n in fallbacks or self.members.get(n)]
+        self.mailed = mailed_by_campaign(conn, ids, self.now)
+        last_any: dict[int, tuple[datetime, str]] = {}
+        for pid, per in self.mailed.items():
+            for name, m in per.items():
+                if m.last is not None and (pid not in last_any or m.last > last_any[pid][0]):
+                    last_any[pid] = (m.last, name)
+        suppressed = suppression_reasons(conn, (r.email for r in rows))
+        items = _items_of(conn, names, ids)
+        for name in names:
+            self.histories[name] = History(last_any=last_any, items=items.get(name, {}), suppressed=suppressed)
 
     def decide(self, campaign: Campaign, row: Any, seen: tuple[str, ...] = ()) -> Decision:
         """:func:`decide` for ``campaign``; where its content has run out and it names a ``fallback`` the prospect
@@ -351,7 +394,7 @@ class Round:
         if nxt is None:
             return replace(decision, reason=f"{decision.reason}; fallback {campaign.fallback} is not running")
         if row.id in self.members.get(nxt.name, ()):
-            return replace(decision, reason=f"{decision.reason}; continues in {nxt.name}")
+            return replace(decision, reason=f"{decision.reason}; continues in {nxt.name}", exhausted=False)
         if nxt.name not in self.histories:
             return decision  # not loaded: cannot happen when Round.load saw the fallback
         after = self.decide(nxt, row, seen + (campaign.name,))
@@ -403,6 +446,12 @@ class Round:
         )
 
 
+def selections(config: Config, campaigns: Iterable[Campaign], now: datetime) -> dict[str, Any]:
+    """Per campaign, who it selects as one SQL condition (built once per run: building them costs more than
+    running them)."""
+    return {c.name: and_(*campaign_clauses(c, now, config.workspace.language)) for c in campaigns}
+
+
 def in_play(engine: Engine, campaigns: Iterable[Campaign], sink: PlanSink, now: datetime) -> list[Campaign]:
     """The campaigns that may plan now (active in their file, not paused by the error budget, within their
     dates); the sink is told why each other one is left out."""
@@ -444,6 +493,7 @@ def plan(
     now = clock.now()
     playing = in_play(engine, campaigns, sink, now)
     by_name = {c.name: c for c in playing}
+    selects = selections(config, playing, now)
     planned_elsewhere: dict[int, str] = {}
     planned = 0
     for campaign in playing:
@@ -451,7 +501,9 @@ def plan(
             with db.transaction(engine, immediate=True) as session:
                 conn = session.connection()
                 db.plan_lock(conn)
-                rnd = Round.load(conn, config, by_name, rows, now, planned_elsewhere, selected_by=campaign.name)
+                rnd = Round.load(
+                    conn, config, by_name, rows, now, planned_elsewhere, selected_by=campaign.name, selects=selects
+                )
                 new_rows = []
                 for row in rows:
                     decision = rnd.final(campaign, row)

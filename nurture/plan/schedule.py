@@ -67,7 +67,7 @@ def _runs(cron: str, zone: str, week_start: datetime) -> tuple[datetime, ...]:
     start = week_start.astimezone(tz).replace(tzinfo=None)
     end = start + timedelta(days=7)
     out = []
-    for fire in CronSim(cron, start):
+    for fire in CronSim(cron, start - timedelta(seconds=1)):  # CronSim yields instants after its start
         if fire >= end:
             break
         out.append(fire.replace(tzinfo=tz).astimezone(UTC))

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 from nurture.core.config import Config
 from nurture.plan import schedule
 from nurture.plan.campaigns import Campaign
-from nurture.plan.planner import MEMBER_COLUMNS, Decision, Round, campaign_window_reason, history_of
+from nurture.plan.planner import MEMBER_COLUMNS, Decision, Round, campaign_window_reason
 from nurture.plan.segments import labeled_campaign_clauses, mailable_clauses
 from nurture.store.models import Prospect
 from nurture.store.states import PlanOutcome
@@ -44,7 +44,6 @@ from nurture.store.suppression import not_suppressed
 
 BATCH = 1000
 KINDS = ("unselected", "exhausted", "window", "overdue")
-_EXHAUSTED_WORDS = ("content exhausted", "sequence finished")
 
 
 @dataclass(frozen=True)
@@ -94,10 +93,17 @@ def _unselected(row: Any, failing: dict[str, list[str]], config: Config) -> Sile
     elif "customer" in every:
         category = "customer"
         reason = "customer: every campaign leaves customers out (include_customers = true selects them)"
-    elif "language" in every:
+    elif "language" in every or any(
+        labels and all(_structural(x) == "language" for x in labels) for labels in failing.values()
+    ):
+        # Every campaign wants another language, or one would select them but for the language: that is the fix.
         lang = row.language or f"{config.workspace.language} (the workspace default)"
+        only = [c for c, labels in failing.items() if all(_structural(x) == "language" for x in labels)]
         wanted = sorted({label for labels in failing.values() for label in labels if label.startswith("language ")})
-        category, reason = "language", f"language {lang}: no campaign in that language ({', '.join(wanted)})"
+        category = "language"
+        reason = f"language {lang}: no campaign in that language selects them ({', '.join(wanted)})"
+        if only:
+            reason += f"; {', '.join(only)} would, but for the language"
     else:
         category = "no segment matches"
         reason = "no segment matches: " + "; ".join(
@@ -111,12 +117,7 @@ def _structural(label: str) -> str:
 
 
 def _is_exhausted(d: Decision) -> bool:
-    return (
-        d.outcome == PlanOutcome.SKIPPED
-        and any(w in d.reason for w in _EXHAUSTED_WORDS)
-        and "continues in" not in d.reason
-        and not d.reason.startswith("already queued")
-    )
+    return d.outcome == PlanOutcome.SKIPPED and d.exhausted
 
 
 def silent_prospects(
@@ -175,7 +176,7 @@ def silent_prospects(
         rnd = Round(config, now, by_name, {}, members=members)
         selected = [r for r in rows if any(r.id in m for m in members.values())]
         if selected:
-            rnd.histories = {c.name: history_of(conn, c, selected) for c in playing}
+            rnd.load_histories(conn, selected)
         for row in rows:
             mine = [c for c in playing if row.id in members[c.name]]
             if not mine:
@@ -200,7 +201,7 @@ def _judge(
     if any(d.outcome == PlanOutcome.SEND for d in decisions):
         return None
     names = tuple(c.name for c in mine)
-    history = next(iter(rnd.histories.values()))
+    history = rnd.histories.get(mine[0].name) or next(iter(rnd.histories.values()))
     last_mail = history.last_any.get(row.id)
     last_at = last_mail[0] if last_mail else None
     if all(_is_exhausted(d) for d in decisions):
