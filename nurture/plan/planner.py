@@ -489,7 +489,7 @@ def plan(
     deliveries were planned (``send`` decisions; at most ``limit``).
 
     ``progress(campaign, members_decided_in_this_batch, planned_so_far)`` is called after each batch; ``pause``
-    seconds are slept after each batch (SQLite: lets waiting senders take the write lock)."""
+    seconds are slept after each batch that queued mail (SQLite: lets waiting senders take the write lock)."""
     now = clock.now()
     playing = in_play(engine, campaigns, sink, now)
     by_name = {c.name: c for c in playing}
@@ -540,6 +540,6 @@ def plan(
                 db.insert_rows(conn, _DELIVERIES, new_rows, ignore_conflicts_on=["campaign", "prospect_id", "item_key"])
             if progress:
                 progress(campaign.name, len(rows), planned)
-            if pause:
+            if pause and new_rows:  # only a batch that queued mail gives the senders something to claim
                 time.sleep(pause)
     return planned
