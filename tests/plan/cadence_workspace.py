@@ -11,19 +11,19 @@ continues tips-ja), ``short-ja`` (小売, three items, no fallback: its prospect
 from __future__ import annotations
 
 import textwrap
-from unittest import mock
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 from sqlalchemy import select
 
 from nurture import deliver
-from nurture.deliver import run as run_module
 from nurture.core import clock
 from nurture.core import config as configuration
+from nurture.deliver import run as run_module
 from nurture.deliver.senders import memory
 from nurture.people.prospects import import_file
 from nurture.plan.campaigns import load_campaigns
@@ -45,7 +45,9 @@ TEMPLATE_EN = """<mjml><mj-body><mj-section><mj-column>
 """
 
 
-def campaign(name: str, language: str, priority: int, segment: str, items: int, extra: str = "", cadence: str = "") -> str:
+def campaign(
+    name: str, language: str, priority: int, segment: str, items: int, extra: str = "", cadence: str = ""
+) -> str:
     template = "t/en.mjml" if language == "en" else "t/ja.mjml"
     body = textwrap.dedent(f"""\
         name = "{name}"

@@ -5,18 +5,15 @@ prospect without a zone or language gets the workspace's, not the campaign's. Bo
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+from cadence_workspace import IMPORTED, make, memory
 
-from cadence_workspace import IMPORTED, make  # noqa: E402
-
-from nurture.cli.main import main  # noqa: E402
-from nurture.core import clock  # noqa: E402
-from nurture.core import config as configuration  # noqa: E402
-from nurture.people.prospects import import_file  # noqa: E402
-from nurture.store import db  # noqa: E402
+from nurture.cli.main import main
+from nurture.core import clock
+from nurture.core import config as configuration
+from nurture.people.prospects import import_file
+from nurture.store import db
 
 TUESDAY_10_JST = "2027-01-05T01:00:00+00:00"
 
@@ -104,6 +101,7 @@ def test_a_schedule_in_tokyo_hours_is_warned_and_its_new_york_prospects_named(tm
 
 
 def test_zone_less_prospects_are_judged_in_the_workspace_zone_not_the_campaigns(tmp_path, db_url, runner, monkeypatch):
+    memory.clear()
     make(tmp_path, db_url)
     add(tmp_path, "email,name,industry,temperature,consent,language", ["dev@startup.com,Dev,IT,warm,opt_in,en"])
     # 10:00 in Tokyo is 20:00 in New York: the zone-less English reader is in Tokyo (the workspace zone) and is
@@ -113,3 +111,10 @@ def test_zone_less_prospects_are_judged_in_the_workspace_zone_not_the_campaigns(
     assert by_email["dev@startup.com"]["outcome"] == "send"
     assert by_email["ops0@ops0.com"]["outcome"] == "deferred"
     assert "America/New_York" in by_email["ops0@ops0.com"]["reason"]
+
+    # And the real run (memory sender) agrees: the delivery re-checks the window in the same zone.
+    result = runner.invoke(main, ["send", "--json"], catch_exceptions=False)
+    report = json.loads(result.output)
+    to = [m.message.to_address for m in memory.outbox]
+    assert report["sent"] >= 1 and any("dev@startup.com" in t for t in to), to
+    assert not any("@ops" in t for t in to), to

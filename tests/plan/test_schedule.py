@@ -43,7 +43,7 @@ def test_the_schedule_zone_defaults_to_the_workspace_zone():
 
 
 def test_a_bad_cron_expression_is_a_config_error_that_says_how():
-    with pytest.raises(ValueError, match='schedule.cron "every day" is not a cron expression'):
+    with pytest.raises(ValueError, match=r'schedule\.cron "every day" is not a cron expression'):
         ScheduleConfig(cron="every day")
 
 

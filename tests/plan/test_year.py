@@ -6,22 +6,19 @@ can change (see cadence_workspace.simulate)."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
-import sys
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-sys.path.insert(0, str(Path(__file__).parent))
+from cadence_workspace import make, sent, simulate
 
-from cadence_workspace import make, sent, simulate  # noqa: E402
-
-from nurture.core import config as configuration  # noqa: E402
-from nurture.plan.cadence import japanese_holiday  # noqa: E402
-from nurture.plan.campaigns import load_campaigns  # noqa: E402
-from nurture.plan.silence import silent_prospects  # noqa: E402
-from nurture.store import db  # noqa: E402
+from nurture.core import config as configuration
+from nurture.plan.cadence import japanese_holiday
+from nurture.plan.campaigns import load_campaigns
+from nurture.plan.silence import silent_prospects
+from nurture.store import db
 
 START = datetime(2027, 1, 4, 0, 0, tzinfo=UTC)  # a Monday, after the new-year company holiday
 END = START + timedelta(days=365)
@@ -53,7 +50,7 @@ def test_a_year_of_scheduled_runs(tmp_path, db_url):
             continue
         times = [m.sent_at for m in ms]
         assert times[0] - START < timedelta(days=8), f"{email} first mailed {times[0]}"
-        gaps += [(b - a).total_seconds() / 86400 for a, b in zip(times, times[1:], strict=False)]
+        gaps += [(b - a).total_seconds() / 86400 for a, b in itertools.pairwise(times)]
         assert len(ms) >= 22, f"{email}: only {len(ms)} mails in a year"
         assert len({m.item_key for m in ms}) == len(ms), f"{email} got an item twice"
     assert min(gaps) >= 10
