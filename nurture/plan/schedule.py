@@ -230,7 +230,8 @@ def zone_warnings(conn: Connection, config: Config, now: datetime, batch: int = 
     return [
         ScheduleWarning(
             "zone",
-            f"{n} prospect{'s' * (n != 1)} without a time zone at .{_tld_of(cc)} addresses are mailed in {fallback} "
+            f"{n} prospect{'s' * (n != 1)} without a time zone at .{_tld_of(cc)} addresses "
+            f"{'is' if n == 1 else 'are'} mailed in {fallback} "
             f"hours ({distance[cc]:.0f} h from {cc}); set their time_zone (import a time_zone column) or "
             "[workspace] time_zone",
             n,
