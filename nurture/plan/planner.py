@@ -262,7 +262,7 @@ def decide(
     if row.id in planned_elsewhere:
         return Decision(
             outcome=PlanOutcome.DEFERRED,
-            reason=f"cadence gap: due in {planned_elsewhere[row.id]} (higher priority) this run",
+            reason=f"cadence gap: due in {planned_elsewhere[row.id]} this run (planned first)",
             not_before=now + gap,
             **base,
         )
