@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy import Engine, and_, case, func, select, true
 from sqlalchemy.engine import Connection
 
 from nurture.core import clock
@@ -120,20 +120,19 @@ def campaign_window_reason(campaign: Campaign, now: datetime) -> str | None:
     return None
 
 
-def _member_batches(
-    engine: Engine, campaign: Campaign, now: datetime, default_language: str
-) -> Iterator[Sequence[Any]]:
-    """Segment members (mailable or not: the dry run says why not) in keyset batches of PLAN_BATCH."""
-    clauses = campaign_clauses(campaign, now, default_language)
+def _member_batches(engine: Engine, selection: Any) -> Iterator[Sequence[Any]]:
+    """Members of a campaign's ``selection`` (:func:`selections`; mailable or not: the dry run says why not) in
+    keyset batches of PLAN_BATCH."""
     last = 0
     while True:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(*MEMBER_COLUMNS).where(*clauses, Prospect.id > last).order_by(Prospect.id).limit(PLAN_BATCH)
+                select(*MEMBER_COLUMNS).where(selection, Prospect.id > last).order_by(Prospect.id).limit(PLAN_BATCH)
             ).all()
-        if not rows:
+        if rows:
+            yield rows
+        if len(rows) < PLAN_BATCH:  # a short batch is the last one: no query for an empty one
             return
-        yield rows
         last = rows[-1].id
 
 
@@ -449,7 +448,7 @@ class Round:
 def selections(config: Config, campaigns: Iterable[Campaign], now: datetime) -> dict[str, Any]:
     """Per campaign, who it selects as one SQL condition (built once per run: building them costs more than
     running them)."""
-    return {c.name: and_(*campaign_clauses(c, now, config.workspace.language)) for c in campaigns}
+    return {c.name: and_(true(), *campaign_clauses(c, now, config.workspace.language)) for c in campaigns}
 
 
 def in_play(engine: Engine, campaigns: Iterable[Campaign], sink: PlanSink, now: datetime) -> list[Campaign]:
@@ -497,7 +496,7 @@ def plan(
     planned_elsewhere: dict[int, str] = {}
     planned = 0
     for campaign in playing:
-        for rows in _member_batches(engine, campaign, now, config.workspace.language):
+        for rows in _member_batches(engine, selects[campaign.name]):
             with db.transaction(engine, immediate=True) as session:
                 conn = session.connection()
                 db.plan_lock(conn)
