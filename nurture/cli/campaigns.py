@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from nurture.cli.app import App, pass_app
+from nurture.core import clock
 from nurture.core.errors import NotFound, NurtureError
 from nurture.people import find_prospect
 from nurture.plan.campaigns import display_path
 
 if TYPE_CHECKING:
     from nurture.checks.campaign import CampaignReport
+    from nurture.plan.schedule import ScheduleWarning
 
 
 def _count(n: int, noun: str) -> str:
@@ -67,7 +70,9 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
     and the text is information, not a sales pitch. With a real sender (smtp, sendgrid) also the setup:
     no example identity, a public https base_url, a real secret, DKIM aligned with From (the preflight
     `nurture send` refuses on). Needs no database (unless --prospect) and no tracking secret.
-    Exit status 1 if any error is found.
+    Exit status 1 if any error is found. Also warns (without failing) when the runs declared in
+    [schedule] cron never reach a campaign's send window in a zone its prospects live in, or when prospects
+    without a time zone have addresses in a country hours away from the workspace zone.
     """
     from nurture.checks import campaign as checking  # start-up time: MJML and Jinja load only for a check
     from nurture.checks import preflight
@@ -83,10 +88,12 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
             f"no campaign files (*.toml) in {display_path(config.campaigns_dir)}",
             hint="see campaigns/README.md for the format, or run `nurture demo`",
         )
+    scheduling = _schedule_warnings(app, campaigns)
     if as_json:
         click.echo(
             json.dumps(
                 {
+                    "schedule_warnings": [w.as_dict() for w in scheduling],
                     "ok": not any(r.errors for r in reports) and not (setup and setup_severity == "error"),
                     "errors": sum(r.errors for r in reports),
                     "warnings": sum(r.warnings for r in reports),
@@ -111,8 +118,33 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
             for p in setup:
                 click.echo(f"  {setup_severity:<7} {p}")
         _print_reports(reports, checking.preview_note(config))
+        for w in scheduling:
+            click.secho(f"warning: {w.message}", fg="yellow")
     if any(r.errors for r in reports) or (setup and setup_severity == "error"):
         raise click.exceptions.Exit(1)
+
+
+def _schedule_warnings(app: App, names: tuple[str, ...]) -> list[ScheduleWarning]:
+    """Send windows the declared [schedule] never reaches (nurture.plan.schedule): counted per zone from the
+    database when there is one, else judged for the workspace's and each campaign's zone. Never fails the check."""
+    from nurture.plan import schedule
+    from nurture.plan.campaigns import load_each
+
+    config = app.config
+    chosen = [
+        c for _, c, _ in load_each(config) if c is not None and c.status == "active" and (not names or c.name in names)
+    ]
+    now = clock.now()
+    url = config.database_url
+    has_db = not url.startswith("sqlite:///") or Path(url[len("sqlite:///") :]).exists()
+    if has_db:
+        try:
+            engine = app.engine()
+            with engine.connect() as conn:
+                return schedule.schedule_warnings(conn, chosen, config, now)
+        except (NurtureError, SQLAlchemyError):
+            pass  # no database yet (or not reachable): judge by the config alone
+    return schedule.config_window_warnings(config, chosen, now)
 
 
 # --------------------------------------------------------------------------------------------- preview

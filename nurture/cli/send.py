@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from dataclasses import dataclass
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine
 
 from nurture import deliver
 from nurture.cli.app import App, pass_app
 from nurture.cli.output import dump_json
+from nurture.core import clock
+from nurture.core.config import Config
 from nurture.core.errors import ConfigError, SenderConfigError
-from nurture.plan.campaigns import display_path, load_campaigns
+from nurture.plan.campaigns import Campaign, display_path, load_campaigns
+from nurture.plan.schedule import ScheduleWarning, schedule_warnings
+from nurture.plan.silence import SilentProspect, silent_prospects
 from nurture.store.states import PlanOutcome
 
 
@@ -49,6 +55,11 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
       1  some mails failed (refused, or could not be built), or a campaign is paused
       2  configuration error (nurture.toml, no campaign at all, the sender cannot send): nothing more sent
       3  a campaign was skipped: its file does not load, or `nurture check` fails it; the others were sent
+
+    \b
+    --dry-run also accounts for everyone else: the mailable prospects no campaign selects (and why), the
+    silent ones (content exhausted, send window never reached by [schedule], overdue with the reason), and
+    warnings about the schedule; with --json as rows.
     """
     config = app.config
     broken: list[str] = []
@@ -108,8 +119,12 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
             click.echo(f"  hint: {exc.hint}", err=True)
         click.echo("  the run stopped: the mails not sent stay pending for the next `nurture send`", err=True)
         sys.exit(exc.exit_code)
+    explained = _explain_everyone(engine, config, chosen) if dry_run else None
     if as_json:
-        dump_json(report.as_dict())
+        data = report.as_dict()
+        if explained is not None:
+            data.update(explained.as_dict())
+        dump_json(data)
         sys.exit(_exit_code(report))
     if dry_run:
         for d in report.decisions:
@@ -130,6 +145,8 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
     _print_counter("skipped", report.skipped, "white")
     _print_counter("failed", report.failed, "red")
     _print_counter("unknown (awaiting provider confirmation)", report.unknown, "magenta")
+    if explained is not None:
+        explained.print()
     for note in report.notes:
         click.echo(f"note: {note}")
     for name, reason in report.paused.items():
@@ -153,6 +170,52 @@ def _exit_code(report: deliver.Report) -> int:
     if report.skipped_campaigns:
         return EXIT_SKIPPED
     return EXIT_FAILED if report.failed or report.paused else EXIT_OK
+
+
+#: How many silent prospects the text output names (``--json`` lists all).
+SHOW_SILENT = 50
+
+
+@dataclass
+class Explained:
+    """The dry run's account of everyone it does not mail: prospects no campaign selects, silent prospects
+    (nurture.plan.silence) and schedule warnings (nurture.plan.schedule)."""
+
+    unselected: list[SilentProspect]
+    silent: list[SilentProspect]
+    warnings: list[ScheduleWarning]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "unselected": [s.as_dict() for s in self.unselected],
+            "unselected_counts": dict(Counter(s.category for s in self.unselected).most_common()),
+            "silent": [s.as_dict() for s in self.silent],
+            "silent_counts": dict(Counter(s.category for s in self.silent).most_common()),
+            "schedule_warnings": [w.as_dict() for w in self.warnings],
+        }
+
+    def print(self) -> None:
+        _print_counter("not selected by any campaign", Counter(s.category for s in self.unselected), "white")
+        if self.silent:
+            _print_counter(
+                "silent (mailable, selected, but hearing nothing)", Counter(s.category for s in self.silent), "yellow"
+            )
+            for s in self.silent[:SHOW_SILENT]:
+                click.echo(f"  {s.email:36} {s.kind:10} {s.reason}")
+            if len(self.silent) > SHOW_SILENT:
+                click.echo(f"  ... and {len(self.silent) - SHOW_SILENT:,} more (--json lists them all)")
+        for w in self.warnings:
+            click.echo(click.style(f"warning: {w.message}", fg="yellow"))
+
+
+def _explain_everyone(engine: Engine, config: Config, campaigns: list[Campaign]) -> Explained:
+    now = clock.now()
+    with engine.connect() as conn:
+        found = list(silent_prospects(conn, campaigns, config, now))
+        warnings = schedule_warnings(conn, campaigns, config, now)
+    return Explained(
+        [s for s in found if s.kind == "unselected"], [s for s in found if s.kind != "unselected"], warnings
+    )
 
 
 @click.command("resume")

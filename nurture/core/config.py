@@ -23,6 +23,7 @@ import dataclasses
 import os
 import zoneinfo
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,7 @@ from nurture.core.errors import ConfigError
 from nurture.core.tomlschema import Problems, TomlFile, bounded, build
 
 DEFAULT_FILE = "nurture.toml"
+_EPOCH = datetime(2026, 1, 1)  # any instant: CronSim needs one to parse
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -120,8 +122,18 @@ class CadenceConfig:
     send_hours: list[int] = field(default_factory=lambda: [9, 18])
     skip_japanese_holidays: bool = True
     company_holidays: list[str] = field(default_factory=lambda: ["12-29..01-03", "08-13..08-16"])
+    #: How a prospect due in several campaigns gets them (one mail per min_gap_days either way):
+    #: "round-robin" (the campaign that mailed them longest ago; priority breaks ties), "weights" (each campaign's
+    #: share of their mails over the last year follows its ``weight``; priority breaks ties) or "priority" (the
+    #: highest-priority campaign every time; a lower one waits until the higher one has nothing to send).
+    share: Literal["round-robin", "weights", "priority"] = "round-robin"
+    #: A prospect not mailed for this many times their interval (or never mailed this long after being added) while
+    #: still selected is reported as silent, with the reason (nurture.plan.silence).
+    silent_after_intervals: float = bounded(2.0, 1, 100, "intervals")
 
     def __post_init__(self) -> None:
+        if self.silent_after_intervals < 1:
+            raise ValueError("cadence.silent_after_intervals must be at least 1 (a number of intervals)")
         try:
             zoneinfo.ZoneInfo(self.time_zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -136,6 +148,53 @@ class CadenceConfig:
             raise ValueError("cadence.send_hours must be [start, end) hours like [9, 18]")
         if self.min_gap_days < 0 or self.interval_days <= 0:
             raise ValueError("cadence.min_gap_days must be >= 0 and cadence.interval_days > 0")
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    """Defaults for prospects who lack a value of their own."""
+
+    #: The language of a prospect without one: only campaigns of this ``language`` select them.
+    language: Literal["ja", "en"] = "ja"
+    #: The zone of a prospect without one ("" = ``[cadence] time_zone``); never the campaign's zone.
+    time_zone: str = ""
+
+    def __post_init__(self) -> None:
+        if self.time_zone:
+            try:
+                zoneinfo.ZoneInfo(self.time_zone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f'workspace.time_zone "{self.time_zone}" is not a known time zone '
+                    '(use an IANA name such as "Asia/Tokyo" or "America/New_York")'
+                ) from None
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """When `nurture send` runs (cron, a systemd timer): declared here so that `nurture check` and
+    `send --dry-run` can warn about send windows the runs never reach. Keep it the same as the real schedule."""
+
+    #: A five-field cron expression, as in the crontab line (the README's runs every 15 minutes around the clock).
+    cron: str = "*/15 * * * *"
+    #: The zone the cron daemon reads the expression in ("" = the workspace's zone).
+    time_zone: str = ""
+
+    def __post_init__(self) -> None:
+        from cronsim import CronSim, CronSimError  # imported here: only config loading and plan.schedule need it
+
+        try:
+            CronSim(self.cron, _EPOCH)
+        except CronSimError as exc:
+            raise ValueError(
+                f'schedule.cron "{self.cron}" is not a cron expression ({exc}); '
+                'write five fields like the crontab line, e.g. "*/15 * * * *"'
+            ) from None
+        if self.time_zone:
+            try:
+                zoneinfo.ZoneInfo(self.time_zone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f'schedule.time_zone "{self.time_zone}" is not a known time zone') from None
 
 
 @dataclass(frozen=True)
@@ -292,6 +351,8 @@ class Config:
     sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     cadence: CadenceConfig = field(default_factory=CadenceConfig)
+    workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
@@ -313,6 +374,16 @@ class Config:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
             return "sqlite:///" + str(self.resolve(url[len("sqlite:///") :]))
         return url
+
+    @property
+    def default_time_zone(self) -> str:
+        """The zone of prospects without one: ``[workspace] time_zone``, else ``[cadence] time_zone``."""
+        return self.workspace.time_zone or self.cadence.time_zone
+
+    @property
+    def schedule_time_zone(self) -> str:
+        """The zone ``[schedule] cron`` is read in."""
+        return self.schedule.time_zone or self.default_time_zone
 
     @property
     def campaigns_dir(self) -> Path:

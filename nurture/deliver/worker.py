@@ -226,7 +226,7 @@ class Deliverer:
         reason = mailable_reason(row, now, suppression=suppressed.get(row.email))
         if reason:
             return finish(AttemptOutcome.SKIPPED, reason)
-        zone = ZoneInfo(row.time_zone) if row.time_zone else campaign.cadence.zone
+        zone = ZoneInfo(row.time_zone or self.config.default_time_zone)  # the planner's rule: never the campaign's
         why_not_now = calendar.is_send_time(now.astimezone(zone), campaign.cadence)
         if why_not_now:
             later = calendar.next_send_time(now, campaign.cadence, zone)

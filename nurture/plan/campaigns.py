@@ -111,6 +111,10 @@ class Campaign:
     path: Path
     #: "email" (``nurture send``) or "postal" (``nurture postal run``: a printed newsletter, about every 90 days).
     channel: Literal["email", "postal"] = "email"
+    #: This campaign's share among a prospect's campaigns when ``[cadence] share = "weights"`` (nurture.plan.share).
+    weight: float = 1.0
+    #: The campaign a prospect continues with once this one's content has run out for them ("" = none).
+    fallback: str = ""
 
     @property
     def items(self) -> tuple[ContentItem, ...]:
@@ -151,6 +155,8 @@ class _FileTable:
     allow: list[dict[str, Any]] = field(default_factory=list)
     tracking: dict[str, Any] = field(default_factory=dict)
     channel: Literal["email", "postal"] = "email"
+    weight: float = 1.0
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -397,6 +403,15 @@ def load_campaign(path: Path, config: Config) -> Campaign:
     for key in ("from_address", "reply_to"):
         if isinstance(data.get(key), str) and data[key]:
             _check_identity_address(data[key], (key,), problems)
+    weight = data.get("weight", 1.0)
+    if isinstance(weight, (int, float)) and not isinstance(weight, bool) and not 0 < weight <= 1000:
+        problems.add(("weight",), f"weight {weight} must be more than 0 (and at most 1000); 1 is an equal share")
+    fallback = data.get("fallback", "")
+    if isinstance(fallback, str) and fallback and (not NAME.match(fallback) or fallback == name):
+        problems.add(
+            ("fallback",),
+            f'fallback "{fallback}" must be the name of another campaign (lower-case letters, digits and "-")',
+        )
     if isinstance(data.get("from_name"), str) and any(c in data["from_name"] for c in "\r\n\0"):
         problems.add(("from_name",), "from_name must not contain line breaks")
 
@@ -455,6 +470,8 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         tracking=tracking,
         path=Path(path),
         channel=top.channel,
+        weight=float(top.weight),
+        fallback=top.fallback,
     )
 
 
@@ -510,6 +527,13 @@ def load_campaigns(
             messages.append(
                 f'{display_path(campaign.path)}: duplicate campaign name "{campaign.name}" '
                 f"(also in {display_path(other.path)}); names must be unique"
+            )
+    known = {c.name for c in loaded}
+    for campaign in loaded:
+        if campaign.fallback and campaign.fallback not in known:
+            messages.append(
+                f'{display_path(campaign.path)}: fallback "{campaign.fallback}" is not a campaign '
+                f"(campaigns: {', '.join(sorted(known))})"
             )
     if names:
         wanted = set(names)

@@ -209,8 +209,18 @@ def test_json_shape(ws, runner):
     result = runner.invoke(main, ["check", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"ok", "errors", "warnings", "preview_secret", "note", "setup", "campaigns"}
+    assert set(data) == {
+        "ok",
+        "errors",
+        "warnings",
+        "preview_secret",
+        "note",
+        "setup",
+        "campaigns",
+        "schedule_warnings",
+    }
     assert data["setup"] == []  # the outbox sender: no preflight
+    assert data["schedule_warnings"] == []  # the default schedule (every 15 minutes) reaches every window
     assert (data["ok"], data["errors"], data["warnings"], data["preview_secret"]) == (True, 0, 1, True)
     news, other = sorted(data["campaigns"], key=lambda c: c["name"])
     assert news == {

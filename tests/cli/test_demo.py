@@ -37,11 +37,12 @@ def test_the_readme_tour_starts_in_an_empty_folder(tmp_path, monkeypatch, runner
     assert "wrote nurture.toml from config.example.toml" in result.output
     assert sorted(p.name for p in (tmp_path / "campaigns").glob("*.toml")) == [
         "mfg-insights.toml",
+        "postal-quarterly.toml",
         "saas-ops-digest.toml",
     ]
     assert (tmp_path / "templates" / "_partials" / "footer.mjml").exists() and (tmp_path / "nurture.db").exists()
     check = runner.invoke(main, ["check"], catch_exceptions=False)
-    assert check.exit_code == 0 and "2 campaigns checked: 2 without errors" in check.output
+    assert check.exit_code == 0 and "3 campaigns checked: 3 without errors" in check.output
     (tmp_path / "campaigns" / "mfg-insights.toml").write_text("# mine\n", encoding="utf-8")
     again = runner.invoke(main, ["init", "--samples"], catch_exceptions=False)
     assert again.exit_code == 0 and "already here" in again.output
