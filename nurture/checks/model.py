@@ -24,6 +24,7 @@ held-out fold; ``python bench/content.py --write-model`` retrains the shipped fi
 from __future__ import annotations
 
 import functools
+import hashlib
 import heapq
 import json
 import math
@@ -191,18 +192,21 @@ def train(
     epochs: int = 12,
     rate: float = 0.5,
     l2: float = 1e-4,
+    l2_dense: float = 3e-3,
     seed: int = 14,
     keep: int = 40000,
 ) -> PitchModel:
     """A model from ``docs``: (prepared text, is_pitch, ids of shipped rules that hit it). Deterministic for
-    a given seed. ``keep`` bounds the exported vocabulary (strongest weights kept)."""
+    a given seed. ``keep`` bounds the exported vocabulary (strongest weights kept). Cues, their pairs and rule
+    hits (``l2_dense``) are regularised harder than n-grams: there are few of them, each counts in full, and
+    an unregularised pair weight made the model overconfident on long informational sentences."""
     vectors = []
     for text, label, rule_ids in docs:
         prepared = prepare(text)
         sparse = sorted(features(prepared, language))
         dense = sorted(cue_features(prepared, language) | {f"rule:{r}" for r in rule_ids})
         norm = 1.0 / math.sqrt(len(sparse)) if sparse else 0.0
-        vectors.append(([(f, norm) for f in sparse] + [(f, 1.0) for f in dense], 1.0 if label else 0.0))
+        vectors.append(([(f, norm, l2) for f in sparse] + [(f, 1.0, l2_dense) for f in dense], 1.0 if label else 0.0))
     positives = sum(y for _, y in vectors) or 1.0
     negatives = (len(vectors) - positives) or 1.0
     class_weight = {1.0: len(vectors) / (2 * positives), 0.0: len(vectors) / (2 * negatives)}
@@ -215,11 +219,11 @@ def train(
         rng.shuffle(order)
         for index in order:
             feats, y = vectors[index]
-            z = bias + sum(weights.get(f, 0.0) * v for f, v in feats)
+            z = bias + sum(weights.get(f, 0.0) * v for f, v, _ in feats)
             g = (_sigmoid(z) - y) * class_weight[y]
-            for f, v in feats:
+            for f, v, reg in feats:
                 w = weights.get(f, 0.0)
-                grad = g * v + l2 * w
+                grad = g * v + reg * w
                 sq = squares.get(f, 1e-8) + grad * grad
                 squares[f] = sq
                 weights[f] = w - rate * grad / math.sqrt(sq)
@@ -263,9 +267,25 @@ def load_model(path: Path | str = MODEL_FILE) -> dict[str, PitchModel]:
     return _load(str(path)) if Path(path).exists() else {}
 
 
+def sources_digest(corpus_dir: Path = CORPUS_DIR) -> str:
+    """SHA-256 over what the shipped model is trained from (corpus, cues, shipped rules): a test compares it
+    with the one saved in model.json, so an edit without retraining is caught."""
+    from nurture.checks.rules import builtin_rule_files
+
+    digest = hashlib.sha256()
+    for path in [*sorted(corpus_dir.glob("items-*.jsonl")), CUES_FILE, *builtin_rule_files()]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def saved_digest(path: Path = MODEL_FILE) -> str:
+    return str(json.loads(path.read_text("utf-8")).get("sources", ""))
+
+
 def save(models: dict[str, PitchModel], path: Path = MODEL_FILE) -> None:
     data = {
         "format": FORMAT,
+        "sources": sources_digest(),
         "note": "trained by `python bench/content.py --write-model` from tests/checks/corpus/items-*.jsonl",
         "models": {lang: {"bias": m.bias, "weights": m.weights} for lang, m in sorted(models.items())},
     }
