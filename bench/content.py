@@ -25,7 +25,6 @@ import statistics
 import time
 import unicodedata
 from collections import Counter
-from pathlib import Path
 
 from nurture.checks import content
 from nurture.checks.model import CORPUS_DIR, PitchModel, read_corpus, save, train
@@ -160,7 +159,7 @@ def speed(rounds: int) -> None:
         cases["ja salesy"][1][i : i + 35] for i in range(0, len(cases["ja salesy"][1]), 35)
     )  # hard-wrapped every 35 characters
     cases["ja salesy, wrapped at 35"] = ("ja", wrapped[:SIZE])
-    print(f"\nspeed: {SIZE:,}-character items, {rounds} rounds, median CPU ms per item (process time; 2 shared, busy CPUs)")
+    print(f"\nspeed: {SIZE:,}-character items, {rounds} rounds, median CPU ms per item (process time)")
     print(f"{'item':<26} {'baseline':>9} {'rules':>8} {'check':>8} {'errors':>7}")
     for name, (language, text) in cases.items():
         base, rules_ms, check_ms = [], [], []

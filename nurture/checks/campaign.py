@@ -26,9 +26,9 @@ from nurture.checks.content import MODEL_CATEGORY, check_message, template_words
 from nurture.checks.footer import footer_problems
 from nurture.checks.model import load_model
 from nurture.checks.rules import RuleSet, rules_for
-from nurture.compose.html_text import html_to_text
 from nurture.compose import links
 from nurture.compose.context import build_context
+from nurture.compose.html_text import html_to_text
 from nurture.compose.rendering import RenderedMessage, Renderer
 from nurture.core import clock
 from nurture.core.config import Config
@@ -355,7 +355,9 @@ def _check_allowances(campaign: Campaign, rules: RuleSet, report: CampaignReport
             )
         if item and item not in keys:
             report.findings.append(
-                Finding("warning", "config", f'{file}: [[allow]] item "{item}" is not an item of this campaign', file=file)
+                Finding(
+                    "warning", "config", f'{file}: [[allow]] item "{item}" is not an item of this campaign', file=file
+                )
             )
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import heapq
+import itertools
 import json
 import math
 import random
@@ -58,10 +59,12 @@ def features(unit: str, language: str) -> set[str]:
         # Character 2- and 3-grams over the text without whitespace: Japanese has no word boundaries, and
         # a hard line wrap or a space inside a phrase must not change its features.
         s = "".join(unit.split())
-        return set(map(str.__add__, s, s[1:])) | set(map("".join, zip(s, s[1:], s[2:], strict=False)))
+        out = set(map(str.__add__, s, s[1:]))
+        out.update(map(str.__add__, s, s[1:] and map(str.__add__, s[1:], s[2:])))
+        return out
     words = [w.replace("\u2019", "'") for w in _EN_WORD.findall(unit)]
     out = set(words)
-    out.update(map(" ".join, zip(words, words[1:], strict=False)))
+    out.update(map(" ".join, itertools.pairwise(words)))
     out.update(f"{a} _ {c}" for a, c in zip(words, words[2:], strict=False))  # "book a demo" ~ "book your demo"
     return out
 
@@ -75,7 +78,18 @@ def cues(language: str) -> dict[str, re.Pattern[str]]:
 
 def cue_features(unit: str, language: str) -> set[str]:
     """``cue:NAME`` for each cue found in ``unit`` (prepared text), and ``cue:A&B`` for each pair of them."""
-    found = sorted(name for name, pattern in cues(language).items() if pattern.search(unit))
+    return cue_pairs(name for name, pattern in cues(language).items() if pattern.search(unit))
+
+
+def cue_hits(text: str, language: str) -> list[tuple[int, str]]:
+    """(position, cue name) of every cue match in ``text``: one scan per cue for a whole mail, which the
+    check then splits by sentence (searching each sentence for each cue cost more than the n-grams)."""
+    return sorted((m.start(), name) for name, pattern in cues(language).items() for m in pattern.finditer(text))
+
+
+def cue_pairs(names: Iterable[str]) -> set[str]:
+    """The cue features of a unit in which the cues ``names`` occur."""
+    found = sorted(set(names))
     out = {f"cue:{name}" for name in found}
     out.update(f"cue:{a}&{b}" for i, a in enumerate(found) for b in found[i + 1 :])
     return out
@@ -153,10 +167,12 @@ class PitchModel:
         norm = 1.0 / math.sqrt(count) if count else 0.0
         return self.bias + norm * sum(map(weights.__getitem__, known)) + sum(weights.get(f, 0.0) for f in dense)
 
-    def probability(self, count: int, known: set[str], dense: set[str]) -> float:
-        """The fast path: a unit with ``count`` n-grams of which ``known`` carry a weight (:meth:`known`),
-        and its dense features."""
-        return _sigmoid(self._total(count, known, dense))
+    def probability(self, feats: set[str], dense: set[str]) -> float:
+        """The fast path: one C-level pass of dict lookups over the unit's n-grams."""
+        weights = self.weights
+        norm = 1.0 / math.sqrt(len(feats)) if feats else 0.0
+        total = norm * sum(filter(None, map(weights.get, feats))) + sum(weights.get(f, 0.0) for f in dense)
+        return _sigmoid(self.bias + total)
 
     def score_features(
         self,
@@ -291,5 +307,3 @@ def save(models: dict[str, PitchModel], path: Path = MODEL_FILE) -> None:
     }
     path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n", "utf-8")
     _load.cache_clear()
-
-

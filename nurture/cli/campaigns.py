@@ -115,7 +115,9 @@ def _explain(reports: list[CampaignReport], ref: str, as_json: bool) -> None:
     findings = [(r, f) for r in chosen for f in r.findings if f.item == key]
     if not findings and not any(key in _item_keys(r) for r in chosen):
         keys = sorted({f"{r.name}/{k}" for r in chosen for k in _item_keys(r)})
-        raise NotFound(f'no item "{ref}" in the checked campaigns', hint=f"items with findings: {', '.join(keys) or 'none'}")
+        raise NotFound(
+            f'no item "{ref}" in the checked campaigns', hint=f"items with findings: {', '.join(keys) or 'none'}"
+        )
     content_findings = [(r, f) for r, f in findings if f.kind == "content"]
     if as_json:
         click.echo(
@@ -132,7 +134,9 @@ def _explain(reports: list[CampaignReport], ref: str, as_json: bool) -> None:
             continue
         colour = {"error": "red", "warning": "yellow"}.get(f.severity, "cyan")
         click.secho(f'{f.severity:<8}{report.name}/{f.item} {f.where}: "{f.phrase}"', fg=colour)
-        click.echo(f"        rule: {f.rule} ({f.category})" + (f", model p={f.score:.2f}" if f.score is not None else ""))
+        click.echo(
+            f"        rule: {f.rule} ({f.category})" + (f", model p={f.score:.2f}" if f.score is not None else "")
+        )
         click.echo(f"        why: {f.why}")
         if f.evidence:
             click.echo("        evidence: " + ", ".join(f.evidence))

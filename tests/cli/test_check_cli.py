@@ -226,8 +226,20 @@ def test_json_shape(ws, runner):
     assert other["status"] == "warnings"
     (warning,) = other["findings"]
     assert set(warning) == {
-        "severity", "kind", "message", "file", "line", "item", "phrase", "category", "why", "where", "rule",
-        "score", "evidence", "allowed",
+        "severity",
+        "kind",
+        "message",
+        "file",
+        "line",
+        "item",
+        "phrase",
+        "category",
+        "why",
+        "where",
+        "rule",
+        "score",
+        "evidence",
+        "allowed",
     }
     assert (warning["severity"], warning["kind"], warning["file"], warning["line"]) == (
         "warning",
@@ -393,7 +405,11 @@ FOOTER
 def test_a_pitch_in_a_branch_the_sample_does_not_take_fails(ws, runner):
     """The sample prospect is in 製造業, so the 小売業 branch is not rendered; its words are still checked."""
     (ws / "templates" / "news" / "branch.mjml").write_text(PITCH_IN_BRANCH, "utf-8")
-    add_campaign(ws, "news", CAMPAIGN.replace('template = "news/info.mjml"\nvars = { topic = "物流" }', 'template = "news/branch.mjml"'))
+    add_campaign(
+        ws,
+        "news",
+        CAMPAIGN.replace('template = "news/info.mjml"\nvars = { topic = "物流" }', 'template = "news/branch.mjml"'),
+    )
     result = runner.invoke(main, ["check", "--json"])
     assert result.exit_code == 1, result.output
     findings = json.loads(result.output)["campaigns"][0]["findings"]
@@ -423,9 +439,7 @@ def test_a_pitch_only_in_the_html_part_fails(ws, runner):
 
 
 def test_allow_a_rule_with_a_reason_is_honoured_and_listed(ws, runner):
-    text = (
-        CAMPAIGN.replace('template = "news/info.mjml"\nvars = { topic = "物流" }', 'template = "news/salesy.mjml"')
-    )
+    text = CAMPAIGN.replace('template = "news/info.mjml"\nvars = { topic = "物流" }', 'template = "news/salesy.mjml"')
     add_campaign(ws, "news", text)
     before = json.loads(runner.invoke(main, ["check", "--json"]).output)["campaigns"][0]["findings"]
     rules = sorted({f["rule"] for f in before if f["kind"] == "content" and f["severity"] == "error"})
