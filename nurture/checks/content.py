@@ -344,6 +344,12 @@ def _evidence_text(ev: Evidence) -> str:
     return f'"{ev.feature}" {ev.weight:+.2f}'
 
 
+@functools.lru_cache(maxsize=256)
+def _evidence_texts(score: Score) -> tuple[str, ...]:
+    """The evidence of a score as text (cached: every rule hit of a sentence shows its sentence's evidence)."""
+    return tuple(_evidence_text(e) for e in score.evidence)
+
+
 def _model_why(language: str, score: Score) -> str:
     strongest = ", ".join(_evidence_text(e) for e in score.evidence if e.weight > 0)
     if language == "ja":
@@ -463,7 +469,7 @@ def _findings(
                 if model is not None and model.language == "ja"
                 else f" [the sentence reads as information, so this is a warning (model p={p:.2f})]"
             )
-        evidence = tuple(_evidence_text(e) for e in score.evidence) if score else ()
+        evidence = _evidence_texts(score) if score else ()
         finding = Finding(
             source,
             line,
@@ -509,7 +515,7 @@ def _findings(
                 rule_id,
                 part,
                 round(score.probability, 3),
-                tuple(_evidence_text(e) for e in score.evidence),
+                _evidence_texts(score),
             )
             # A reviewed phrase anywhere in the sentence covers the model's judgement of that sentence.
             reason = allow.reason(rule_id, jt[unit.start : unit.end])
@@ -584,7 +590,8 @@ def check_message(
     """Findings for a rendered mail: its ``.subject`` (line 0), its ``.text`` part, the words of its
     ``.html`` part that the text part does not carry (part "html", lines of the HTML's visible text), and
     ``template_text``: the template's words in every branch of its conditionals (part "template"; only
-    lines the rendered mail does not show). A pitch hidden in one of them fails the check as well."""
+    lines the rendered mail does not show; judged by the rules, not the model). A pitch hidden in one of them
+    fails the check as well."""
     ruleset = (rules or load_rules()).for_language(language)
     allowed = _allowances(allow)
     subject = getattr(rendered, "subject", "") or ""
@@ -601,7 +608,11 @@ def check_message(
     if template_text:
         branches = _new_lines(template_text, subject + "\n" + text)
         if branches.strip():
-            found += _findings(branches, ruleset, allowed, source, part="template", **kw)
+            # Rules only: with its tags removed, a template's text runs branches and partials (greetings,
+            # footers) together into sentences no reader sees, which the model was not trained to read.
+            found += _findings(
+                branches, ruleset, allowed, source, part="template", model=None, keep_allowed=keep_allowed
+            )
     return _escalate(found)
 
 

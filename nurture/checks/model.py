@@ -189,10 +189,11 @@ class PitchModel:
         weights = self.weights
         known = self.known(feats) if known is None else known
         norm = 1.0 / math.sqrt(len(feats)) if feats else 0.0
-        matched = [(weights[f] * norm, f) for f in known] + [(weights[f], f) for f in dense if f in weights]
-        strongest = heapq.nsmallest(top, matched, key=lambda c: (-abs(c[0]), c[1]))
+        # (-|w|, feature, w): plain tuple order ranks the strongest first, ties by name (no key function).
+        ranked = [(-abs(w := weights[f] * norm), f, w) for f in known]
+        ranked += [(-abs(w := weights[f]), f, w) for f in dense if f in weights]
         evidence = []
-        for w, f in strongest:
+        for _, f, w in heapq.nsmallest(top, ranked):
             start, end = locate(text, f, self.language) if text else (0, 0)
             evidence.append(Evidence(f, round(w, 4), start + offset, end + offset))
         return Score(_sigmoid(self._total(len(feats), known, dense)), tuple(evidence))
