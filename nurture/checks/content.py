@@ -47,11 +47,12 @@ ESCALATE_AT = 3
 #: The category of a finding made by the pitch model rather than a rule.
 MODEL_CATEGORY = "pitch"
 #: The pitch model's probability for a sentence (or its paragraph) from which it reports an error on its own;
-#: from MODEL_WARN_AT a warning. Below RULE_VETO_BELOW a shipped rule's error in that sentence is reported as
+#: from MODEL_WARN_AT a warning. English is stricter: on whole English newsletters written apart from the corpus
+#: 0.8 failed 4 of 15 informational mails (0.9: 2), Japanese none at either. Below RULE_VETO_BELOW a shipped rule's error in that sentence is reported as
 #: a warning: the sentence reads as information (an association's event fee, a price *rise*, the law on
 #: 期間限定 wording). Chosen from the held-out figures of bench/content.py: a whole newsletter has 20-40
 #: sentences, so an error from the model alone needs a confident model.
-MODEL_ERROR_AT = 0.8
+MODEL_ERROR_AT = {"ja": 0.8, "en": 0.9}
 MODEL_WARN_AT = 0.7
 RULE_VETO_BELOW = 0.1
 
@@ -504,7 +505,8 @@ def _findings(
             addressed = any(f.startswith(_ADDRESSED) for f in unit.dense)
             lo, hi = _model_phrase(unit, score, jt)
             line, phrase = where(lo, hi)
-            severity = "error" if score.probability >= MODEL_ERROR_AT and addressed else "warning"
+            error_at = MODEL_ERROR_AT.get(model.language, 0.9)
+            severity = "error" if score.probability >= error_at and addressed else "warning"
             finding = Finding(
                 source,
                 line,
