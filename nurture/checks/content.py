@@ -46,12 +46,13 @@ from nurture.compose.html_text import html_to_text
 ESCALATE_AT = 3
 #: The category of a finding made by the pitch model rather than a rule.
 MODEL_CATEGORY = "pitch"
-#: The pitch model's probability for a sentence (or its paragraph) from which it reports an error on its own;
-#: from MODEL_WARN_AT a warning. English is stricter: on whole English newsletters written apart from the corpus
-#: 0.8 failed 4 of 15 informational mails (0.9: 2), Japanese none at either. Below RULE_VETO_BELOW a shipped rule's error in that sentence is reported as
-#: a warning: the sentence reads as information (an association's event fee, a price *rise*, the law on
-#: 期間限定 wording). Chosen from the held-out figures of bench/content.py: a whole newsletter has 20-40
-#: sentences, so an error from the model alone needs a confident model.
+#: The pitch model's probability for a sentence (or its paragraph) from which it reports an error on its own
+#: (only for a sentence with an offer cue or a rule hit, see _ADDRESSED); from MODEL_WARN_AT a warning. Below
+#: RULE_VETO_BELOW a shipped rule's error in that sentence is reported as a warning: the sentence reads as
+#: information (an association's event fee, a price *rise*, the law on 期間限定 wording). Chosen from the
+#: figures of bench/content.py (held-out folds, and the older whole mails): a newsletter has 20-40 sentences,
+#: so an error from the model alone needs a confident model. English is stricter: on the older English
+#: informational mails 0.8 failed 4 of 15, 0.9 fails 2; Japanese none at either.
 MODEL_ERROR_AT = {"ja": 0.8, "en": 0.9}
 MODEL_WARN_AT = 0.7
 RULE_VETO_BELOW = 0.1
