@@ -8,6 +8,7 @@ today, 60-80 ms when nothing else loads the renderer).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,8 +61,15 @@ def _print_reports(reports: list[CampaignReport], note: str) -> None:
     help="Render for this prospect from the database instead of the built-in sample prospect.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option(
+    "--explain",
+    "explain",
+    metavar="[CAMPAIGN/]ITEM",
+    help="Show every content finding of one item (its key) with the rule or model evidence behind it, "
+    "and the reviewed exceptions ([[allow]]) that let findings through.",
+)
 @pass_app
-def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool) -> None:
+def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool, explain: str | None) -> None:
     """Check campaign files, templates and content (all campaigns by default).
 
     \b
@@ -89,7 +97,9 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
             hint="see campaigns/README.md for the format, or run `nurture demo`",
         )
     scheduling = _schedule_warnings(app, campaigns)
-    if as_json:
+    if explain:
+        _explain(reports, explain, as_json)
+    elif as_json:
         click.echo(
             json.dumps(
                 {
@@ -145,6 +155,51 @@ def _schedule_warnings(app: App, names: tuple[str, ...]) -> list[ScheduleWarning
         except (NurtureError, SQLAlchemyError):
             pass  # no database yet (or not reachable): judge by the config alone
     return schedule.config_window_warnings(config, chosen, now)
+
+
+def _explain(reports: list[CampaignReport], ref: str, as_json: bool) -> None:
+    """Print the content findings of item ``ref`` (``KEY`` or ``CAMPAIGN/KEY``) with their evidence."""
+    campaign_name, _, key = ref.rpartition("/")
+    chosen = [r for r in reports if not campaign_name or campaign_name in (r.name, Path(r.file).stem)]
+    findings = [(r, f) for r in chosen for f in r.findings if f.item == key]
+    if not findings and not any(key in _item_keys(r) for r in chosen):
+        keys = sorted({f"{r.name}/{k}" for r in chosen for k in _item_keys(r)})
+        raise NotFound(
+            f'no item "{ref}" in the checked campaigns', hint=f"items with findings: {', '.join(keys) or 'none'}"
+        )
+    content_findings = [(r, f) for r, f in findings if f.kind == "content"]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"item": ref, "findings": [dataclasses.asdict(f) | {"campaign": r.name} for r, f in findings]},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    for report, f in findings:
+        if f.kind != "content":
+            click.echo(f"{f.severity:<8}{f.kind}: {f.message}")
+            continue
+        colour = {"error": "red", "warning": "yellow"}.get(f.severity, "cyan")
+        click.secho(f'{f.severity:<8}{report.name}/{f.item} {f.where}: "{f.phrase}"', fg=colour)
+        click.echo(
+            f"        rule: {f.rule} ({f.category})" + (f", model p={f.score:.2f}" if f.score is not None else "")
+        )
+        click.echo(f"        why: {f.why}")
+        if f.evidence:
+            click.echo("        evidence: " + ", ".join(f.evidence))
+        if f.allowed:
+            click.echo(f"        allowed by the campaign file: {f.allowed}")
+    errors = sum(f.severity == "error" for _, f in content_findings)
+    allowed = sum(f.severity == "allowed" for _, f in content_findings)
+    if not content_findings:
+        click.echo(f"{ref}: no content findings (the item reads as information)")
+    click.echo(f"\n{ref}: {_count(errors, 'content error')}, {allowed} allowed")
+
+
+def _item_keys(report: CampaignReport) -> set[str]:
+    return set(report.item_keys)
 
 
 # --------------------------------------------------------------------------------------------- preview

@@ -78,10 +78,14 @@ class Content:
 
 @dataclass(frozen=True)
 class Allowance:
-    """A phrase the information-only check lets through in this campaign, and the written reason why."""
+    """A reviewed exception to the information-only check, with the written reason why: a ``phrase`` it lets
+    through, or a ``rule`` id (a shipped or user rule, or ``ja-model``/``en-model``) whose findings it lets
+    through; ``item`` limits it to one content item (by key)."""
 
-    phrase: str
     reason: str
+    phrase: str = ""
+    rule: str = ""
+    item: str = ""
 
 
 @dataclass(frozen=True)
@@ -440,12 +444,12 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         raw = build(Allowance, table, ("allow", index), problems) if isinstance(table, dict) else None
         if raw is None:
             continue
-        if not raw.phrase.strip():
-            problems.add(("allow", index, "phrase"), "allow.phrase is empty")
+        if not raw.phrase.strip() and not raw.rule.strip():
+            problems.add(("allow", index), 'an [[allow]] needs phrase = "…" or rule = "rule-id"')
         elif not raw.reason.strip():
             problems.add(
                 ("allow", index, "reason"),
-                f'allow "{raw.phrase}": write the reason this phrase is informational here (reason = "…")',
+                f'allow "{raw.phrase or raw.rule}": write the reason this is informational here (reason = "…")',
             )
         else:
             allow.append(raw)

@@ -334,7 +334,8 @@ def test_shipped_samples_are_information_only(name, language, identity):
     for it in loaded.content.items:
         out = renderer.render(it, build_context(config, loaded, it, {"name": "A", "company": "B"}, URLS))
         findings = check_message(out, language=language, allow=loaded.allow, source=it.key)
-        assert findings == [], (it.key, findings)
+        # No rule fires; the pitch model may warn about a sentence (shown, not blocking), never fail one.
+        assert all(f.severity == "warning" and f.rule.endswith("-model") for f in findings), (it.key, findings)
 
 
 @pytest.mark.slow
