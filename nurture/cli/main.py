@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from nurture.cli import campaigns, demo, events, prospects, send, serve, setup
+from nurture.cli import campaigns, demo, events, prospects, report, send, serve, setup
 from nurture.cli.app import main
 
 ALL: list[click.Command] = [
@@ -20,6 +20,7 @@ ALL: list[click.Command] = [
     *send.COMMANDS,
     *serve.COMMANDS,
     *events.COMMANDS,
+    *report.COMMANDS,
     *demo.COMMANDS,
 ]
 for _command in ALL:
