@@ -7,7 +7,8 @@ every event):
 - ``delivered``, ``deferred``, ``bounced``: provider events, unique prospects;
 - opens and clicks by label: ``*_human_unique`` / ``*_human_total``, ``*_machine_total`` (scanners, image
   prefetchers), ``*_unknown_total`` (e.g. Gmail's image proxy);
-- ``est_human_open_rate``: unique human openers / delivered (sent when no delivery events arrive, as with SMTP).
+- ``est_human_open_rate``: unique human openers / mails that arrived (sent minus bounced; delivery events are
+  missing with SMTP, so ``delivered`` alone would undercount).
   An *estimate*: Apple's and Gmail's proxies hide some people, and those opens are in ``unknown``/``machine``;
 - ``unsubscribed``, ``complaints`` (unique) and ``complaint_rate`` = complaints / sent, judged ``warning``
   from 0.1 % and ``alarm`` from 0.3 % (the sending engine pauses a campaign above 0.3 %);
@@ -122,7 +123,7 @@ def _row(campaign: str, item: str, sent: dict[str, int], ev: dict[str, int], mov
     row["opens_human_total"] = ev.get("opens_human_total", 0)
     row["opens_machine_total"] = ev.get("opens_machine_total", 0)
     row["opens_unknown_total"] = ev.get("opens_unknown_total", 0)
-    row["est_human_open_rate"] = rate(row["opens_human_unique"], row["delivered"] or row["sent"])
+    row["est_human_open_rate"] = rate(row["opens_human_unique"], max(row["sent"] - row["bounced"], row["delivered"]))
     row["clicks_human_unique"] = ev.get("clicks_human_unique", 0)
     row["clicks_human_total"] = ev.get("clicks_human_total", 0)
     row["clicks_machine_total"] = ev.get("clicks_machine_total", 0)

@@ -8,6 +8,7 @@ Only :class:`~nurture.report.model.Report` goes in; nothing is queried here. Col
 from __future__ import annotations
 
 import html
+import re
 from datetime import datetime
 from typing import Any
 
@@ -134,6 +135,7 @@ tr { page-break-inside: avoid; break-inside: avoid; }
   h2 { break-after: avoid; } table { font-size: 9.5px; } }
 """
 
+_SCRIPT = re.compile(r"<script\b.*?</script>", re.S)
 CHART_ROWS = 200  # an HTML report is read, not scrolled for ever: longer lists are in CSV / XLSX / JSON
 
 
@@ -169,7 +171,8 @@ def _chart(chart: Chart, language: str) -> str:
         c.add(t(name, language), values)
     if not chart.series or all(not any(v for v in vals if v) for _, vals in chart.series):
         return f'<div class="chart"><h3>{html.escape(t(chart.title, language))}</h3><p class="note">{_WORDS["none"][language != "ja"]}</p></div>'
-    svg = c.render(is_unicode=True, disable_xml_declaration=True)
+    # pygal always adds a small script (its tooltips' config); the page stays static and script-free.
+    svg = _SCRIPT.sub("", c.render(is_unicode=True, disable_xml_declaration=True))
     return f'<div class="chart">{svg}</div>'
 
 
