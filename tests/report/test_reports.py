@@ -267,7 +267,7 @@ def test_prospects_won_and_referral_are_recorded_once(ws, runner):
     assert "already recorded" in run(runner, "prospects", "won", "hanako@mfg.example.jp", "--date", "2026-02-27")
     data = report_json(runner, "conversion")
     assert data["cohorts"][0]["won"] == 2 and data["cohorts"][0]["won_long_term"] == 1
-    assert "referred" in run(runner, "prospects", "referral", "hanako@mfg.example.jp", "x@new.example.jp")
+    assert "referred" in run(runner, "prospects", "referral", "hanako@mfg.example.jp", "x@new.example.jp", "--date", "2026-03-01")
     again = run(runner, "prospects", "referral", "hanako@mfg.example.jp", "X@new.example.jp")
     assert "already recorded" in again
     clients = report_json(runner, "referrals")["clients"]
