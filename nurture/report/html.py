@@ -8,6 +8,7 @@ Only :class:`~nurture.report.model.Report` goes in; nothing is queried here. Col
 from __future__ import annotations
 
 import html
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -94,7 +95,7 @@ LABELS = {
     "Opens and clicks per week per campaign (people, not machines)": "キャンペーン別 週ごとの開封とクリック（機械を除く）",
     "Cumulative conversion by months since entry (%)": "登録からの月数別 累積成約率（%）",
     "Handoffs per week by outcome": "週ごとの引き渡し（結果別）",
-    "human": "人", "machine": "機械", "unknown": "不明",
+    "human": "人", "machine": "機械", "unknown": "不明", "events": "反応",
 }
 _WORDS = {
     "period": ("期間", "Period"), "filters": ("絞り込み", "Filters"), "summary": ("概要", "Summary"),
@@ -123,6 +124,7 @@ h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 22px 0 8p
 .chart { page-break-inside: avoid; break-inside: avoid; margin: 8px 0 16px; }
 .chart svg { width: 100%; height: auto; max-height: 420px; }
 table { border-collapse: collapse; width: 100%; font-size: 12px; margin-bottom: 4px; }
+table.wide { font-size: 11px; } table.wide th { font-size: 10px; }
 th, td { border-bottom: 1px solid #d8dee4; padding: 4px 6px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; font-weight: 600; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -132,7 +134,8 @@ tr { page-break-inside: avoid; break-inside: avoid; }
 .ev-human { background: #dafbe1; } .ev-machine { background: #eaeef2; color: #57606a; text-decoration: line-through; }
 .ev-unknown { background: #fff8c5; }
 @media print { body { padding: 0; max-width: none; font-size: 10.5px; } .chart svg { max-height: 300px; }
-  h2 { break-after: avoid; } table { font-size: 9.5px; } }
+  h2 { break-after: avoid; } table { font-size: 9.5px; } table.wide { font-size: 7.5px; } table.wide th { font-size: 7px; }
+  th, td { padding: 2px 3px; } }
 """
 
 _SCRIPT = re.compile(r"<script\b.*?</script>", re.S)
@@ -167,6 +170,13 @@ def _chart(chart: Chart, language: str) -> str:
         include_x_axis=True,
     )
     c.x_labels = chart.x_labels
+    if not chart.percent:  # counts: whole-number ticks (pygal would label 0.2, 0.4, ... for small counts)
+        if chart.kind == "stacked":
+            top = max((sum(v or 0 for v in col) for col in zip(*(vals for _, vals in chart.series), strict=True)), default=0)
+        else:
+            top = max((v or 0 for _, vals in chart.series for v in vals), default=0)
+        step = max(1, math.ceil(top / 8))
+        c.y_labels = list(range(0, int(top) + step + 1, step))
     for name, values in chart.series:
         c.add(t(name, language), values)
     if not chart.series or all(not any(v for v in vals if v) for _, vals in chart.series):
@@ -208,7 +218,8 @@ def _section(s: Section, language: str) -> str:
             for c in columns
         )
         body.append(f"<tr>{tds}</tr>")
-    parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    wide = " class='wide'" if len(columns) > 10 else ""
+    parts.append(f"<table{wide}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
     if total > min(len(s.rows), CHART_ROWS):
         parts.append(f"<p class='note'>… {total - min(len(s.rows), CHART_ROWS)} {_WORDS['more'][en]}</p>")
     return "".join(parts)
