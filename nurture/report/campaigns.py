@@ -7,8 +7,8 @@ every event):
 - ``delivered``, ``deferred``, ``bounced``: provider events, unique prospects;
 - opens and clicks by label: ``*_human_unique`` / ``*_human_total``, ``*_machine_total`` (scanners, image
   prefetchers), ``*_unknown_total`` (e.g. Gmail's image proxy);
-- ``est_human_open_rate``: unique human openers / mails that arrived (sent minus bounced; delivery events are
-  missing with SMTP, so ``delivered`` alone would undercount).
+- ``est_human_open_rate``: of the mails sent in the period, those a person opened / those that arrived (sent
+  minus bounced; delivery events are missing with SMTP, so ``delivered`` alone would undercount).
   An *estimate*: Apple's and Gmail's proxies hide some people, and those opens are in ``unknown``/``machine``;
 - ``unsubscribed``, ``complaints`` (unique) and ``complaint_rate`` = complaints / sent, judged ``warning``
   from 0.1 % and ``alarm`` from 0.3 % (the sending engine pauses a campaign above 0.3 %);
@@ -52,6 +52,23 @@ COLUMNS = [
     "complaints",
     "complaint_rate",
     "complaint_level",
+    "rank_moves",
+]
+
+BRIEF = [
+    "campaign",
+    "item",
+    "sent",
+    "opens_human_unique",
+    "opens_human_total",
+    "opens_machine_total",
+    "est_human_open_rate",
+    "clicks_human_unique",
+    "clicks_human_total",
+    "clicks_machine_total",
+    "unsubscribed",
+    "complaints",
+    "complaint_rate",
     "rank_moves",
 ]
 
@@ -113,6 +130,28 @@ def _sent_counts(engine: Engine, params: Params, by_item: bool) -> dict[tuple[st
     return out
 
 
+def _openers(engine: Engine, params: Params, by_item: bool) -> dict[tuple[str, str], int]:
+    """Mails sent in the period that a person opened (at any time up to ``until``): the open rate's numerator, so
+    that the rate is over the same mails as its denominator (opens of older mails would push it past 100 %)."""
+    keys = [Delivery.campaign, Delivery.item_key] if by_item else [Delivery.campaign]
+    query = (
+        select(*keys, func.count(Event.delivery_id.distinct()))
+        .join(Event, Event.delivery_id == Delivery.id)
+        .where(
+            Delivery.sent_at >= params.since,
+            Delivery.sent_at < params.until,
+            Event.type == "opened",
+            Event.label == "human",
+            Event.occurred_at < params.until,
+        )
+        .group_by(*keys)
+    )
+    if params.campaigns:
+        query = query.where(Delivery.campaign.in_(params.campaigns))
+    with engine.connect() as conn:
+        return {(r[0], r[1] if by_item else ""): r[-1] for r in conn.execute(query)}
+
+
 def _row(campaign: str, item: str, sent: dict[str, int], ev: dict[str, int], moves: int) -> dict[str, Any]:
     row: dict[str, Any] = {"campaign": campaign, "item": item}
     row["sent"] = sent.get("sent", 0)
@@ -123,7 +162,7 @@ def _row(campaign: str, item: str, sent: dict[str, int], ev: dict[str, int], mov
     row["opens_human_total"] = ev.get("opens_human_total", 0)
     row["opens_machine_total"] = ev.get("opens_machine_total", 0)
     row["opens_unknown_total"] = ev.get("opens_unknown_total", 0)
-    row["est_human_open_rate"] = rate(row["opens_human_unique"], max(row["sent"] - row["bounced"], row["delivered"]))
+    row["est_human_open_rate"] = rate(sent.get("opened", 0), max(row["sent"] - row["bounced"], row["delivered"]))
     row["clicks_human_unique"] = ev.get("clicks_human_unique", 0)
     row["clicks_human_total"] = ev.get("clicks_human_total", 0)
     row["clicks_machine_total"] = ev.get("clicks_machine_total", 0)
@@ -145,6 +184,9 @@ def build(engine: Engine, params: Params) -> Report:
             per_campaign[c] += 1
     sent_i, ev_i = _sent_counts(engine, params, True), _event_counts(engine, params, True)
     sent_c, ev_c = _sent_counts(engine, params, False), _event_counts(engine, params, False)
+    for counts, by_item in ((sent_i, True), (sent_c, False)):
+        for key, n in _openers(engine, params, by_item).items():
+            counts[key]["opened"] = n
     rows = [
         _row(c, i, sent_i.get((c, i), {}), ev_i.get((c, i), {}), per_item.get((c, i), Counter())["moves"])
         for c, i in sorted(set(sent_i) | set(ev_i))
@@ -153,14 +195,17 @@ def build(engine: Engine, params: Params) -> Report:
         _row(c, "", sent_c.get((c, ""), {}), ev_c.get((c, ""), {}), per_campaign[c])
         for c, _ in sorted(set(sent_c) | set(ev_c))
     ]
-    report.sections.append(Section("rows", "Per campaign and item", COLUMNS, rows))
-    report.sections.append(Section("campaigns", "Per campaign (unique across its items)", COLUMNS, totals))
+    report.sections.append(Section("rows", "Per campaign and item", COLUMNS, rows, brief=BRIEF))
+    report.sections.append(Section("campaigns", "Per campaign (unique across its items)", COLUMNS, totals, brief=BRIEF))
     for t in totals:
         if t["complaint_level"] != "ok":
-            report.warnings.append(
-                f"{t['campaign']}: complaint rate {t['complaint_rate'] or 0:.2%} ({t['complaints']} of {t['sent']} "
-                f"sent) — {t['complaint_level']}"
-                + (" : sending pauses above 0.3 %" if t["complaint_level"] == "alarm" else "")
+            share = f"{t['complaint_rate'] or 0:.2%} ({t['complaints']} / {t['sent']})"
+            alarm = t["complaint_level"] == "alarm"
+            report.warn(
+                f"{t['campaign']}: complaint rate {share} — {t['complaint_level']}"
+                + (": sending pauses above 0.3 %" if alarm else ""),
+                f"{t['campaign']}：苦情率 {share} — {'警報' if alarm else '注意'}"
+                + ("（0.3 % を超えると送信を一時停止します）" if alarm else ""),
             )
     # Top links: clicks by people (machine clicks are scanners testing every link).
     query = (

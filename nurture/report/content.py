@@ -18,7 +18,7 @@ from sqlalchemy import Engine, func, select
 
 from nurture.plan.campaigns import Campaign
 from nurture.plan.segments import segment_select
-from nurture.report.model import Params, Report, Section
+from nurture.report.model import Chart, Params, Report, Section
 from nurture.store.models import Delivery, Prospect
 from nurture.store.states import MAILED_STATES
 
@@ -88,12 +88,23 @@ def build(engine: Engine, params: Params, campaigns: list[Campaign]) -> Report:
                 buckets[int(w)] += k
             dist.extend({"campaign": c.name, "temperature": temp, "weeks_left": b, "members": k} for b, k in sorted(buckets.items()))
             if row["dry_now"] or row["dry_within_8_weeks"]:
-                report.warnings.append(
+                report.warn(
                     f"{c.name} ({temp}): {row['dry_now']} member(s) have no unsent item, {row['dry_within_8_weeks']} "
-                    f"run dry within {HORIZON_WEEKS} weeks — add items to the {c.content.mode}"
+                    f"run dry within {HORIZON_WEEKS} weeks — add items to the {c.content.mode}",
+                    f"{c.name}（{temp}）：未送信コンテンツが残っていない対象者 {row['dry_now']} 件、"
+                    f"{HORIZON_WEEKS} 週以内に尽きる対象者 {row['dry_within_8_weeks']} 件 — コンテンツを追加してください",
                 )
     cols = ["campaign", "mode", "temperature", "interval_days", "items", "members", "dry_now", "dry_within_8_weeks", "min_weeks_left", "median_weeks_left"]
     report.sections.append(Section("campaigns", "Weeks of unsent content per member", cols, rows))
     report.sections.append(Section("distribution", "Members by weeks left", ["campaign", "temperature", "weeks_left", "members"], dist))
+    horizon = max((d["weeks_left"] for d in dist), default=0)
+    xs = list(range(0, horizon + 1))
+    series: dict[str, list[float | None]] = {}
+    for d in dist:
+        values = series.setdefault(d["campaign"], [0] * len(xs))
+        values[d["weeks_left"]] = (values[d["weeks_left"]] or 0) + d["members"]
+    report.charts.append(
+        Chart("runway", "Members by weeks of content left", "stacked", [str(x) for x in xs], list(series.items()))
+    )
     report.totals = {"members": sum(r["members"] for r in rows), "running_dry": sum(r["dry_now"] + r["dry_within_8_weeks"] for r in rows)}
     return report

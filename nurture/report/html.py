@@ -18,7 +18,7 @@ from pygal.style import Style
 
 from nurture import __version__
 from nurture.report.model import Chart, Report, Section
-from nurture.report.render import cell
+from nurture.report.render import cell, rate_text
 
 _STYLE = Style(
     background="white",
@@ -96,6 +96,13 @@ LABELS = {
     "Cumulative conversion by months since entry (%)": "登録からの月数別 累積成約率（%）",
     "Handoffs per week by outcome": "週ごとの引き渡し（結果別）",
     "human": "人", "machine": "機械", "unknown": "不明", "events": "反応",
+    "Members by weeks of content left": "残り週数別の対象者数",
+    # values (leaks' reasons, directions)
+    "no consent": "同意の記録なし", "next action pending": "次回アクションあり（短期案件）", "suppressed": "配信停止リスト",
+    "in no segment": "どのキャンペーンの対象でもない", "waiting": "送信待ち（まだ時期でない）", "paused": "本人が一時停止中",
+    "unsubscribed": "配信停止", "bounced": "不達", "complained": "苦情", "erased": "削除済み",
+    "up": "上昇", "down": "下降", "same": "変化なし", "stage": "ステージ", "opened": "開封", "clicked": "クリック",
+    "acknowledged_state": "受理",
 }
 _WORDS = {
     "period": ("期間", "Period"), "filters": ("絞り込み", "Filters"), "summary": ("概要", "Summary"),
@@ -142,8 +149,15 @@ _SCRIPT = re.compile(r"<script\b.*?</script>", re.S)
 CHART_ROWS = 200  # an HTML report is read, not scrolled for ever: longer lists are in CSV / XLSX / JSON
 
 
+_NOT_CONTACTED = re.compile(r"Not contacted for (\d+) days \(no personal contact, no mail\)")
+_VALUE_COLUMNS = ("reason", "direction", "label", "state", "field", "type")
+
+
 def t(text: str, language: str) -> str:
     if language == "ja":
+        m = _NOT_CONTACTED.fullmatch(text)
+        if m:
+            return f"{m.group(1)}日以上接触なし（個別の接触もメールもなし）"
         return LABELS.get(text, text)
     return text.replace("_", " ") if text in LABELS and text.islower() else text
 
@@ -186,7 +200,7 @@ def _chart(chart: Chart, language: str) -> str:
     return f'<div class="chart">{svg}</div>'
 
 
-def _value(column: str, value: Any) -> str:
+def _value(column: str, value: Any, language: str = "en") -> str:
     if column == "events" or (isinstance(value, list) and value and isinstance(value[0], dict)):
         return "".join(
             f'<span class="ev ev-{html.escape(e.get("label", ""))}">{html.escape(cell(e))}</span>' for e in value
@@ -195,7 +209,7 @@ def _value(column: str, value: Any) -> str:
         return f"{value:.1%}" if column != "complaint_rate" else f"{value:.2%}"
     if column == "complaint_level" and value in ("warning", "alarm"):
         return f'<span class="{value}">{html.escape(value)}</span>'
-    return html.escape(cell(value))
+    return html.escape(rate_text(column, value))
 
 
 def _section(s: Section, language: str) -> str:
@@ -214,6 +228,8 @@ def _section(s: Section, language: str) -> str:
         tds = "".join(
             f"<td class='n'>{_value(c, row.get(c))}</td>"
             if isinstance(row.get(c), (int, float)) and not isinstance(row.get(c), bool)
+            else f"<td>{html.escape(t(row[c], language))}</td>"
+            if c in _VALUE_COLUMNS and isinstance(row.get(c), str) and language == "ja" and row[c] in LABELS
             else f"<td>{_value(c, row.get(c))}</td>"
             for c in columns
         )
@@ -232,10 +248,11 @@ def to_html(report: Report, language: str = "en", generated: datetime | None = N
     title = TITLES.get(report.kind, (report.title, report.title))[en]
     filters = "; ".join(f"{t(k, language)}: {', '.join(v)}" for k, v in p.filters().items() if v)
     totals = "".join(
-        f"<div><b>{html.escape(_value(k, v) if k.endswith('_rate') else cell(v) or '-')}</b><span>{html.escape(t(k, language))}</span></div>"
+        f"<div><b>{html.escape(rate_text(k, v) or '-')}</b><span>{html.escape(t(k, language))}</span></div>"
         for k, v in report.totals.items()
     )
-    warnings = "".join(f"<div class='warn'>⚠ {html.escape(w)}</div>" for w in report.warnings)
+    shown = report.warnings_ja if not en and len(report.warnings_ja) == len(report.warnings) else report.warnings
+    warnings = "".join(f"<div class='warn'>⚠ {html.escape(w)}</div>" for w in shown)
     charts = "".join(_chart(c, language) for c in report.charts)
     sections = "".join(_section(s, language) for s in report.sections)
     note = f"<p class='note'>{_WORDS['machine_note'][en]}</p>" if report.kind in ("ranks", "campaigns") else ""

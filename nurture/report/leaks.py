@@ -191,7 +191,9 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
         )
     report.totals = {f"{s.key}_count": (s.total if s.total is not None else sum(r.get("prospects", 0) for r in s.rows)) for s in report.sections}
     for s in report.sections:
-        if s.key in ("overdue", "unacknowledged") and s.total:
-            report.warnings.append(f"{s.total} {s.title.lower()}")
+        if s.key == "overdue" and s.total:
+            report.warn(f"{s.total} next action(s) overdue", f"期限切れの次回アクションが {s.total} 件あります")
+        if s.key == "unacknowledged" and s.total:
+            report.warn(f"{s.total} handoff(s) not acknowledged", f"受理されていない引き渡しが {s.total} 件あります")
     return report
 

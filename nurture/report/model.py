@@ -50,6 +50,8 @@ class Section:
     rows: list[dict[str, Any]]
     total: int | None = None
     note: str = ""
+    #: The columns a terminal shows (default: ``columns``): a screen is narrower than a sheet.
+    brief: list[str] | None = None
 
 
 @dataclass
@@ -73,7 +75,13 @@ class Report:
     sections: list[Section] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: The same warnings in Japanese, one for one (the HTML report in Japanese shows these).
+    warnings_ja: list[str] = field(default_factory=list)
     totals: dict[str, Any] = field(default_factory=dict)
+
+    def warn(self, en: str, ja: str) -> None:
+        self.warnings.append(en)
+        self.warnings_ja.append(ja)
 
     def section(self, key: str) -> Section:
         return next(s for s in self.sections if s.key == key)

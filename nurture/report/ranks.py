@@ -169,6 +169,8 @@ def build(engine: Engine, params: Params) -> Report:
             ["at", "email", "company", "field", "from", "to", "human_events", "machine_events", "explanation"],
             rows,
             total,
+            note="" if moves else "No moves in this period: scoring records a move when events change a rank, "
+            "temperature or stage.",
         )
     )
     transitions = Counter((m.field, m.old, m.new) for m in moves)

@@ -82,5 +82,8 @@ def build(engine: Engine, params: Params) -> Report:
         ),
     )
     if n_clients and deliveries == 0:
-        report.warnings.append(f"{n_clients} client(s) got no value delivery in the period: referrals need a reason to talk")
+        report.warn(
+            f"{n_clients} client(s) got no value delivery in the period: referrals need a reason to talk",
+            f"この期間、顧客 {n_clients} 件に価値提供（情報のお届け）がありません：紹介には話すきっかけが要ります",
+        )
     return report

@@ -33,7 +33,7 @@ def cell(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float):
-        return f"{value:g}"
+        return format(value, ".10g")  # 1800000.0 -> 1800000, never 1.8e+06
     if isinstance(value, list):
         return "; ".join(cell(v) for v in value)
     if isinstance(value, dict):
@@ -42,6 +42,18 @@ def cell(value: Any) -> str:
             return f"{value['type']}/{value['label']}{where}"
         return json.dumps(jsonable(value), ensure_ascii=False)
     return str(value)
+
+
+def rate_text(column: str, value: Any) -> str:
+    """A cell for people: rates as percentages (complaint rates to 0.01 %: their thresholds are 0.1 % and
+    0.3 %), large numbers with thousands separators."""
+    if isinstance(value, bool):
+        return cell(value)
+    if column.endswith("_rate") and isinstance(value, (int, float)):
+        return f"{value:.2%}" if column == "complaint_rate" else f"{value:.1%}"
+    if isinstance(value, (int, float)) and abs(value) >= 10000:
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+    return cell(value)
 
 
 def to_json(report: Report) -> str:
@@ -125,15 +137,25 @@ def print_table(report: Report, console: Console, limit: int | None = None) -> N
     if report.totals:
         console.print("  ".join(f"{k}: {cell(v) or '-'}" for k, v in report.totals.items()))
     for w in report.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}")
+        console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)
     cap = limit if limit is not None else TABLE_ROWS
     for s in report.sections:
         total = s.total if s.total is not None else len(s.rows)
+        if not s.rows:
+            console.print(f"[bold]{s.title}[/bold]: none" + (f" — {s.note}" if s.note else ""))
+            continue
+        columns = s.brief or s.columns
         table = Table(title=f"{s.title} ({total})", title_justify="left", box=box.SIMPLE_HEAD, header_style="bold")
-        for c in s.columns:
-            table.add_column(c, overflow="fold", no_wrap=c in ("at", "created_at"))
+        for c in columns:
+            numeric = isinstance(s.rows[0].get(c), (int, float))
+            table.add_column(
+                c.replace("_", "\n") if numeric else c,  # numbers are narrow: their headers wrap at the words
+                overflow="fold",
+                no_wrap=c in ("at", "created_at", "campaign", "item", "email") or numeric,
+                justify="right" if numeric else "left",
+            )
         for row in s.rows[:cap]:
-            table.add_row(*(cell(row.get(c)) for c in s.columns))
+            table.add_row(*(rate_text(c, row.get(c)) for c in columns))
         console.print(table)
         if total > min(cap, len(s.rows)):
             console.print(f"  ... {total - min(cap, len(s.rows))} more (--limit N, or --format csv/xlsx/json)")

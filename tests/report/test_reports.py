@@ -14,6 +14,7 @@ from openpyxl import load_workbook
 
 from nurture.cli.main import main
 from nurture.core import clock
+from nurture.report.render import cell
 from nurture.store import db
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -192,7 +193,7 @@ def test_every_format_carries_the_same_rows(ws, runner, kind, tmp_path):
     for got, want in zip(table, rows, strict=True):
         for key, value in want.items():
             if key in got and not isinstance(value, (list, dict)) and value is not None and "_at" not in key and key != "at":
-                assert got[key] == (f"{value:g}" if isinstance(value, float) else str(value)), (key, got, want)
+                assert got[key] == cell(value), (key, got, want)
     out = tmp_path / f"{kind}.xlsx"
     run(runner, "report", kind, "--format", "xlsx", "--out", str(out))
     sheet = load_workbook(out)[first]
