@@ -34,6 +34,9 @@ from nurture.store.states import DeliveryState
 from nurture.store.suppression import not_suppressed
 
 SLACK_DAYS = 7
+#: The lists show the first (worst) 1,000 unless --limit says otherwise: at a million prospects a list of every
+#: one not contacted would be unreadable; the counts are exact.
+LIST_LIMIT = 1000
 _MAILED = [DeliveryState.SENT, DeliveryState.UNKNOWN]
 _WHO = ["email", "name", "company", "owner", "temperature", "rank"]
 
@@ -48,10 +51,14 @@ def _filters(params: Params) -> list[Any]:
 
 
 def _people(conn: Any, query: Any, params: Params) -> tuple[list[dict[str, Any]], int]:
-    total = conn.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    if params.limit is not None:
-        query = query.limit(params.limit)
-    return [dict(r._mapping) for r in conn.execute(query)], total or 0
+    """The first ``limit`` rows (default :data:`LIST_LIMIT`) and how many there are, in one pass (a window count
+    beside the rows, not a second COUNT query)."""
+    rows = conn.execute(query.add_columns(func.count().over().label("_total")).limit(params.limit or LIST_LIMIT))
+    out = [dict(r._mapping) for r in rows]
+    total = out[0]["_total"] if out else 0
+    for r in out:
+        del r["_total"]
+    return out, total
 
 
 def build(engine: Engine, params: Params, config: Config, campaigns: list[Campaign]) -> Report:
@@ -60,23 +67,28 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
     active = [c for c in campaigns if c.status == "active"]
     who = [getattr(Prospect, c) for c in _WHO]
     base = [Prospect.status == "active", *_filters(params)]
-    last_mail = (
-        select(Delivery.prospect_id, func.max(Delivery.sent_at).label("at"))
-        .where(Delivery.state.in_(_MAILED))
-        .group_by(Delivery.prospect_id)
-        .subquery()
-    )
+    def last_mail() -> Any:
+        """The latest mail to the prospect: a correlated lookup on ix_deliveries_prospect_sent, evaluated only for
+        the rows shown."""
+        return (
+            select(func.max(Delivery.sent_at))
+            .where(Delivery.prospect_id == Prospect.id, Delivery.state.in_(_MAILED))
+            .scalar_subquery()
+        )
+
     rank_order = case((Prospect.rank == "A", 0), (Prospect.rank == "B", 1), else_=2)
     temp_order = case((Prospect.temperature == "hot", 0), (Prospect.temperature == "warm", 1), else_=2)
     cutoff = now - timedelta(days=params.stale_days)
     with engine.connect() as conn:
+        recent_mail = exists().where(
+            Delivery.prospect_id == Prospect.id, Delivery.state.in_(_MAILED), Delivery.sent_at >= cutoff
+        )
         q = (
-            select(*who, Prospect.last_contact_at, last_mail.c.at.label("last_mail_at"))
-            .outerjoin(last_mail, last_mail.c.prospect_id == Prospect.id)
+            select(*who, Prospect.last_contact_at, last_mail().label("last_mail_at"))
             .where(
                 *base,
                 or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at < cutoff),
-                or_(last_mail.c.at.is_(None), last_mail.c.at < cutoff),
+                ~recent_mail,
             )
             .order_by(temp_order, rank_order, Prospect.last_contact_at.nulls_first(), Prospect.id)
         )
@@ -154,7 +166,7 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
                 "silent",
                 "Silent longer than the cadence promises",
                 [*_WHO, "campaign", "last_mail_at", "promised_days"],
-                silent[: params.limit] if params.limit is not None else silent,
+                silent[: params.limit or LIST_LIMIT],
                 silent_total,
             )
         )
