@@ -59,8 +59,8 @@ def simulate(engine: Engine, config: Config, folder: Path, say: Callable[[str], 
             .order_by(Delivery.id)
         ).all()
     start = max((r.sent_at for r in rows), default=clock.now())
-    # the reports' default period is the 4 weeks before "now": end a day later so that it holds the send too
-    end = min((r.sent_at for r in rows), default=start) + timedelta(weeks=WEEKS, days=1)
+    # the reports' default period is the 4 weeks before "now": end just inside them, so that they hold the send
+    end = min((r.sent_at for r in rows), default=start) + timedelta(weeks=WEEKS) - timedelta(minutes=1)
     links = Links(config)
     # (delivery row, seconds after sending, method, path, user agent)
     hits: list[tuple[float, str, str, str]] = []
