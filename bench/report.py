@@ -190,7 +190,9 @@ def main() -> None:
                     times.append(time.perf_counter() - start)
                 rows = {s.key: s.total if s.total is not None else len(s.rows) for s in report.sections}
                 verdict = "ok" if statistics.median(times) < 5 else "OVER 5 s"
-                print(f"{kind:11} median {statistics.median(times):6.2f} s  worst {max(times):6.2f} s  {verdict}  {rows}")
+                print(
+                    f"{kind:11} median {statistics.median(times):6.2f} s  worst {max(times):6.2f} s  {verdict}  {rows}"
+                )
     finally:
         (folder / ".bench-report.toml").unlink(missing_ok=True)
         db._engines.pop(url, None)

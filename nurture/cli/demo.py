@@ -8,9 +8,6 @@ from pathlib import Path
 
 import click
 
-from nurture.core import clock
-from nurture.report import KINDS
-
 from nurture.cli import demo_engagement
 from nurture.cli import workspace as demo_workspace
 from nurture.cli.app import App
@@ -20,6 +17,8 @@ from nurture.cli.prospects import import_, list_, won
 from nurture.cli.report import report
 from nurture.cli.send import send
 from nurture.cli.setup import init
+from nurture.core import clock
+from nurture.report import KINDS
 
 
 @click.command("demo")
@@ -98,12 +97,20 @@ def _engagement(ctx: click.Context, path: Path, step: Callable[..., None]) -> No
         click.echo(click.style("\n(engagement already simulated in this workspace: reports only)", fg="cyan"))
         end = None
     else:
-        click.echo(click.style("\n$ (4 weeks pass: readers open and click through the tracking server)", fg="cyan", bold=True))
+        click.echo(
+            click.style("\n$ (4 weeks pass: readers open and click through the tracking server)", fg="cyan", bold=True)
+        )
         end = demo_engagement.simulate(engine, app.config, path, click.echo)
     try:
         if end is not None:
             step("events import seminar.csv", events_import, "seminar.csv")
-            step("prospects won takahashi.jiro@example.jp --amount 1800000", won, "takahashi.jiro@example.jp", "--amount", "1800000")
+            step(
+                "prospects won takahashi.jiro@example.jp --amount 1800000",
+                won,
+                "takahashi.jiro@example.jp",
+                "--amount",
+                "1800000",
+            )
         step("report ranks", report, "ranks", "--limit", "15")
         reports = path / "reports"
         reports.mkdir(exist_ok=True)

@@ -32,9 +32,7 @@ from nurture.core.config import Config
 from nurture.store.models import Delivery, Event, Prospect
 from nurture.web.app import create_app
 
-BROWSER = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
-)
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 OUTLOOK = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17328; Pro)"
 GATEWAY = "Mozilla/5.0 (compatible; Proofpoint URL Defense)"
 WEEKS = 4

@@ -237,7 +237,12 @@ def won(app: App, email: str, day: datetime | None, amount: float | None, note: 
     Recording the same win (same day) again changes nothing.
     """
     done = record_win(
-        app.engine(), email, day=day.date() if day else None, amount=amount, note=note, zone=app.config.cadence.time_zone
+        app.engine(),
+        email,
+        day=day.date() if day else None,
+        amount=amount,
+        note=note,
+        zone=app.config.cadence.time_zone,
     )
     if as_json:
         dump_json({"email": done.email, "recorded": done.recorded, "detail": done.detail})

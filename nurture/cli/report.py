@@ -59,9 +59,15 @@ def params_for(
 @click.option("--limit", type=click.IntRange(min=1), help="At most N rows in the per-prospect lists.")
 @click.option("--section", help="CSV: the section to write (default: the report's first).")
 @click.option("--language", type=click.Choice(["ja", "en"]), help="HTML language (default: ja in Asia/Tokyo, else en).")
-@click.option("--stale-days", type=click.IntRange(min=1), default=90, show_default=True, help="leaks: no contact for N days.")
-@click.option("--by", type=click.Choice(["month", "quarter"]), default="month", show_default=True, help="conversion: cohort.")
-@click.option("--target-rate", type=click.FloatRange(0, 1), default=0.10, show_default=True, help="referrals: expected rate.")
+@click.option(
+    "--stale-days", type=click.IntRange(min=1), default=90, show_default=True, help="leaks: no contact for N days."
+)
+@click.option(
+    "--by", type=click.Choice(["month", "quarter"]), default="month", show_default=True, help="conversion: cohort."
+)
+@click.option(
+    "--target-rate", type=click.FloatRange(0, 1), default=0.10, show_default=True, help="referrals: expected rate."
+)
 @pass_app
 def report(
     app: App,
@@ -120,9 +126,13 @@ def report(
     defs = load_campaigns(config) if kind in ("leaks", "content") else []
     result = build(kind, engine, params, config, defs)
     if fmt == "table":
-        console = Console(file=open(out, "w", encoding="utf-8") if out else None, width=None if not out else 200)
-        if not out and not console.is_terminal:
-            console = Console(width=200)
+        if out:
+            with open(out, "w", encoding="utf-8") as handle:
+                print_table(result, Console(file=handle, width=200), limit)
+            return
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=200)  # piped output: don't wrap to 80 columns
         print_table(result, console, limit)
         return
     if fmt == "xlsx":

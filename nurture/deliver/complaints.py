@@ -40,7 +40,8 @@ def complaint_rates(engine: Engine, campaigns: Iterable[str], now: datetime) -> 
                 CampaignState.campaign.in_(names), CampaignState.paused_at.is_not(None)
             )
         ):
-            since[name] = max(start, paused_at + timedelta(microseconds=1))  # what came after the pause
+            if paused_at is not None:  # what came after the pause
+                since[name] = max(start, paused_at + timedelta(microseconds=1))
         earliest = min(since.values())
         complaints = conn.execute(
             select(Event.campaign, Event.occurred_at, Event.prospect_id).where(

@@ -39,7 +39,13 @@ def _instant(day: date | None, zone: str) -> datetime:
 
 
 def record_win(
-    engine: Engine, email: str, *, day: date | None = None, amount: float | None = None, note: str = "", zone: str = "UTC"
+    engine: Engine,
+    email: str,
+    *,
+    day: date | None = None,
+    amount: float | None = None,
+    note: str = "",
+    zone: str = "UTC",
 ) -> Recorded:
     """Record that ``email`` was won on ``day`` (default today) for ``amount`` (optional, >= 0).
     NotFound for an unknown address; InputError for a negative amount or a future date."""

@@ -97,7 +97,7 @@ def _event_counts(engine: Engine, params: Params, by_item: bool) -> dict[tuple[s
     with engine.connect() as conn:
         for r in conn.execute(query):
             key = (r[0], r[1] if by_item else "")
-            kind, label, total, unique = r[-4], r[-3], r[-2], r[-1]
+            kind, label, total, unique = str(r[-4]), str(r[-3]), int(r[-2]), int(r[-1])
             c = out[key]
             if kind in ("opened", "clicked"):
                 prefix = "opens" if kind == "opened" else "clicks"
@@ -126,7 +126,7 @@ def _sent_counts(engine: Engine, params: Params, by_item: bool) -> dict[tuple[st
     with engine.connect() as conn:
         for r in conn.execute(query):
             key = (r[0], r[1] if by_item else "")
-            out[key]["failed" if r[-2] == DeliveryState.FAILED else "sent"] += r[-1]
+            out[key]["failed" if r[-2] == DeliveryState.FAILED else "sent"] += int(r[-1])
     return out
 
 
@@ -149,7 +149,7 @@ def _openers(engine: Engine, params: Params, by_item: bool) -> dict[tuple[str, s
     if params.campaigns:
         query = query.where(Delivery.campaign.in_(params.campaigns))
     with engine.connect() as conn:
-        return {(r[0], r[1] if by_item else ""): r[-1] for r in conn.execute(query)}
+        return {(str(r[0]), str(r[1]) if by_item else ""): int(r[-1]) for r in conn.execute(query)}
 
 
 def _row(campaign: str, item: str, sent: dict[str, int], ev: dict[str, int], moves: int) -> dict[str, Any]:
@@ -241,7 +241,14 @@ def build(engine: Engine, params: Params) -> Report:
         for c in sorted(links)
         for link in sorted(links[c], key=lambda r: (-r["clicks_unique"], -r["clicks_total"], r["url"]))[:5]
     ]
-    report.sections.append(Section("top_links", "Top links (human and unknown clicks)", ["campaign", "url", "clicks_unique", "clicks_total"], top))
+    report.sections.append(
+        Section(
+            "top_links",
+            "Top links (human and unknown clicks)",
+            ["campaign", "url", "clicks_unique", "clicks_total"],
+            top,
+        )
+    )
     weeks = weeks_between(params.since, params.until)
     index = {w: n for n, w in enumerate(weeks)}
     x = [w.isoformat() for w in weeks]
@@ -269,7 +276,9 @@ def build(engine: Engine, params: Params) -> Report:
             ],
         )
     )
-    report.charts.append(Chart("opens_by_label", "Opens per week: human vs machine", "stacked", x, list(by_label.items())))
+    report.charts.append(
+        Chart("opens_by_label", "Opens per week: human vs machine", "stacked", x, list(by_label.items()))
+    )
     report.charts.append(
         Chart(
             "per_campaign",

@@ -11,7 +11,6 @@ sequence (or set ``when_exhausted``). One GROUP BY per campaign over the members
 from __future__ import annotations
 
 from collections import defaultdict
-from statistics import median
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -58,7 +57,9 @@ def build(engine: Engine, params: Params, campaigns: list[Campaign]) -> Report:
                 left = max(0, items - int(got))
                 weeks = left * c.cadence.interval_for(temp) * (factor if factor and factor > 0 else 1.0) / 7
                 per_temp[temp].append((round(weeks, 1), count))
-        for temp in sorted(per_temp, key=lambda t: ("hot", "warm", "cold").index(t) if t in ("hot", "warm", "cold") else 9):
+        for temp in sorted(
+            per_temp, key=lambda t: ("hot", "warm", "cold").index(t) if t in ("hot", "warm", "cold") else 9
+        ):
             pairs = per_temp[temp]
             members_n = sum(k for _, k in pairs)
             expanded = sorted(pairs)
@@ -86,17 +87,35 @@ def build(engine: Engine, params: Params, campaigns: list[Campaign]) -> Report:
             buckets: dict[int, int] = defaultdict(int)
             for w, k in pairs:
                 buckets[int(w)] += k
-            dist.extend({"campaign": c.name, "temperature": temp, "weeks_left": b, "members": k} for b, k in sorted(buckets.items()))
+            dist.extend(
+                {"campaign": c.name, "temperature": temp, "weeks_left": b, "members": k}
+                for b, k in sorted(buckets.items())
+            )
             if row["dry_now"] or row["dry_within_8_weeks"]:
                 report.warn(
-                    f"{c.name} ({temp}): {row['dry_now']} member(s) have no unsent item, {row['dry_within_8_weeks']} "
-                    f"run dry within {HORIZON_WEEKS} weeks — add items to the {c.content.mode}",
+                    f"{c.name} ({temp}): {row['dry_now']} member(s) have no unsent item, "
+                    f"{row['dry_within_8_weeks']} run dry within {HORIZON_WEEKS} weeks — "
+                    f"add items to the {c.content.mode}",
                     f"{c.name}（{temp}）：未送信コンテンツが残っていない対象者 {row['dry_now']} 件、"
-                    f"{HORIZON_WEEKS} 週以内に尽きる対象者 {row['dry_within_8_weeks']} 件 — コンテンツを追加してください",
+                    f"{HORIZON_WEEKS} 週以内に尽きる対象者 {row['dry_within_8_weeks']} 件"
+                    " — コンテンツを追加してください",
                 )
-    cols = ["campaign", "mode", "temperature", "interval_days", "items", "members", "dry_now", "dry_within_8_weeks", "min_weeks_left", "median_weeks_left"]
+    cols = [
+        "campaign",
+        "mode",
+        "temperature",
+        "interval_days",
+        "items",
+        "members",
+        "dry_now",
+        "dry_within_8_weeks",
+        "min_weeks_left",
+        "median_weeks_left",
+    ]
     report.sections.append(Section("campaigns", "Weeks of unsent content per member", cols, rows))
-    report.sections.append(Section("distribution", "Members by weeks left", ["campaign", "temperature", "weeks_left", "members"], dist))
+    report.sections.append(
+        Section("distribution", "Members by weeks left", ["campaign", "temperature", "weeks_left", "members"], dist)
+    )
     horizon = max((d["weeks_left"] for d in dist), default=0)
     xs = list(range(0, horizon + 1))
     series: dict[str, list[float | None]] = {}
@@ -106,5 +125,8 @@ def build(engine: Engine, params: Params, campaigns: list[Campaign]) -> Report:
     report.charts.append(
         Chart("runway", "Members by weeks of content left", "stacked", [str(x) for x in xs], list(series.items()))
     )
-    report.totals = {"members": sum(r["members"] for r in rows), "running_dry": sum(r["dry_now"] + r["dry_within_8_weeks"] for r in rows)}
+    report.totals = {
+        "members": sum(r["members"] for r in rows),
+        "running_dry": sum(r["dry_now"] + r["dry_within_8_weeks"] for r in rows),
+    }
     return report

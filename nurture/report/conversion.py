@@ -45,7 +45,9 @@ def build(engine: Engine, params: Params) -> Report:
     with engine.connect() as conn:
         # Days in UTC from SQL; a prospect entering near midnight may land in the neighbouring cohort at a month
         # edge: counted by the day, not the instant, so that the GROUP BY stays small at a million prospects.
-        for day, n in conn.execute(select(func.date(Prospect.created_at), func.count()).where(*where).group_by(func.date(Prospect.created_at))):
+        for day, n in conn.execute(
+            select(func.date(Prospect.created_at), func.count()).where(*where).group_by(func.date(Prospect.created_at))
+        ):
             entered[cohort_of(as_date(day), params.by)] += n
         wins = conn.execute(
             select(Prospect.id, Prospect.created_at, Event.occurred_at, Event.data)
@@ -58,7 +60,9 @@ def build(engine: Engine, params: Params) -> Report:
     for pid, created, at, data in wins:
         first.setdefault(pid, (created, at, data or {}))
         amounts[pid] += float((data or {}).get("amount") or 0)
-    per: dict[str, dict[str, Any]] = defaultdict(lambda: {"won": 0, "short": 0, "long": 0, "amount": 0.0, "days": [], "months": []})
+    per: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"won": 0, "short": 0, "long": 0, "amount": 0.0, "days": [], "months": []}
+    )
     for pid, (created, at, data) in first.items():
         c = cohort_of(created.astimezone(zone).date(), params.by)
         p = per[c]
@@ -99,7 +103,16 @@ def build(engine: Engine, params: Params) -> Report:
         Section(
             "cohorts",
             "Conversion by cohort",
-            ["cohort", "prospects", "won", "conversion_rate", "won_short_term", "won_long_term", "amount", "median_days_to_win"],
+            [
+                "cohort",
+                "prospects",
+                "won",
+                "conversion_rate",
+                "won_short_term",
+                "won_long_term",
+                "amount",
+                "median_days_to_win",
+            ],
             rows,
         )
     )
@@ -108,7 +121,11 @@ def build(engine: Engine, params: Params) -> Report:
             "curves",
             "Cumulative conversion (%) by months since entry",
             ["cohort", "months_since_entry", "cumulative_rate_percent"],
-            [{"cohort": c, "months_since_entry": m, "cumulative_rate_percent": v} for c, curve in curves for m, v in enumerate(curve)],
+            [
+                {"cohort": c, "months_since_entry": m, "cumulative_rate_percent": v}
+                for c, curve in curves
+                for m, v in enumerate(curve)
+            ],
         )
     )
     total_n, total_won = sum(entered.values()), sum(p["won"] for p in per.values())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from statistics import median
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
@@ -85,7 +84,16 @@ def build(engine: Engine, params: Params) -> Report:
         Section(
             "by_reason",
             "Per reason",
-            ["reason", "handoffs", "acknowledged", "rejected", "open", "escalated", "acceptance_rate", "median_hours_to_decision"],
+            [
+                "reason",
+                "handoffs",
+                "acknowledged",
+                "rejected",
+                "open",
+                "escalated",
+                "acceptance_rate",
+                "median_hours_to_decision",
+            ],
             rows,
         )
     )
@@ -94,7 +102,10 @@ def build(engine: Engine, params: Params) -> Report:
             "rejections",
             "Why sales rejected",
             ["reason", "verdict_reason", "count"],
-            [{"reason": a, "verdict_reason": b, "count": n} for (a, b), n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))],
+            [
+                {"reason": a, "verdict_reason": b, "count": n}
+                for (a, b), n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+            ],
         )
     )
     shown, total = limited(data, params.limit)
@@ -119,6 +130,12 @@ def build(engine: Engine, params: Params) -> Report:
         "median_hours_to_decision": median(all_hours) if all_hours else None,
     }
     report.charts.append(
-        Chart("weekly", "Handoffs per week by outcome", "stacked", [w.isoformat() for w in weeks], [(k, list(v)) for k, v in weekly.items()])  # type: ignore[misc]
+        Chart(
+            "weekly",
+            "Handoffs per week by outcome",
+            "stacked",
+            [w.isoformat() for w in weeks],
+            [(k, list(v)) for k, v in weekly.items()],
+        )
     )
     return report

@@ -49,78 +49,185 @@ TITLES = {
 
 #: Japanese names of the columns, totals, sections and charts (English: the key, spaced).
 LABELS = {
-    "at": "日時", "email": "メール", "name": "氏名", "company": "会社", "owner": "担当者", "field": "項目",
-    "from": "変更前", "to": "変更後", "direction": "方向", "cause": "原因", "explanation": "説明",
-    "human_events": "人の反応", "machine_events": "機械の反応", "unknown_events": "不明", "count": "件数",
-    "campaign": "キャンペーン", "item": "コンテンツ", "moves": "変化数", "moves_up": "上昇",
-    "moves_total": "変化数", "up": "上昇", "down": "下降", "events_human": "人の反応", "events_machine": "機械の反応",
-    "events_unknown": "判定不能", "sent": "送信", "failed": "失敗", "delivered": "配信", "deferred": "遅延",
-    "bounced": "不達", "opens_human_unique": "開封（人・ユニーク）", "opens_human_total": "開封（人・延べ）",
-    "opens_machine_total": "開封（機械・延べ）", "opens_unknown_total": "開封（不明・延べ）",
-    "est_human_open_rate": "推定開封率（人）", "clicks_human_unique": "クリック（人・ユニーク）",
-    "clicks_human_total": "クリック（人・延べ）", "clicks_machine_total": "クリック（スキャナー・延べ）",
-    "unsubscribed": "配信停止", "complaints": "苦情", "complaint_rate": "苦情率", "complaint_level": "判定",
-    "rank_moves": "ランク変化", "url": "リンク", "clicks_unique": "クリック（ユニーク）", "clicks_total": "クリック（延べ）",
-    "week": "週", "type": "種類", "label": "判定", "temperature": "温度感", "rank": "ランク",
-    "last_contact_at": "最終接触", "last_mail_at": "最終送信", "next_action": "次回アクション",
-    "next_action_due": "期限", "days_overdue": "超過日数", "reason": "理由", "prospects": "見込み客",
-    "promised_days": "約束の間隔（日）", "created_at": "作成", "days_open": "経過日数", "escalated_at": "エスカレーション",
-    "cohort": "コホート", "won": "成約", "conversion_rate": "成約率", "won_short_term": "短期で成約",
-    "won_long_term": "長期で成約", "amount": "金額", "median_days_to_win": "成約までの日数（中央値）",
-    "months_since_entry": "登録からの月数", "cumulative_rate_percent": "累積成約率（%）", "deliveries": "価値提供数",
-    "referrals": "紹介数", "referral_rate": "紹介率", "clients": "顧客数", "deliveries_per_client": "顧客あたり提供数",
-    "target_rate": "目標紹介率", "kpi_expected": "KPI（期待値）", "kpi_actual": "実績", "handoffs": "引き渡し",
-    "handoffs_total": "引き渡し", "acknowledged": "受理", "rejected": "却下", "open": "未対応", "escalated": "エスカレーション",
-    "acceptance_rate": "受理率", "median_hours_to_decision": "判断までの時間（中央値・h）", "state": "状態",
-    "hours_to_decision": "判断までの時間（h）", "verdict_reason": "却下理由", "mode": "方式", "when_exhausted": "尽きたら",
-    "interval_days": "間隔（日）", "items": "コンテンツ数", "members": "対象者", "dry_now": "残りなし",
-    "dry_within_8_weeks": "8週以内に尽きる", "min_weeks_left": "最短残り週数", "median_weeks_left": "残り週数（中央値）",
-    "weeks_left": "残り週数", "running_dry": "尽きる対象者", "not_contacted_count": "長期未接触",
-    "overdue_count": "期限切れ", "never_mailed_count": "未送信", "silent_count": "沈黙", "unacknowledged_count": "未受理",
+    "at": "日時",
+    "email": "メール",
+    "name": "氏名",
+    "company": "会社",
+    "owner": "担当者",
+    "field": "項目",
+    "from": "変更前",
+    "to": "変更後",
+    "direction": "方向",
+    "cause": "原因",
+    "explanation": "説明",
+    "human_events": "人の反応",
+    "machine_events": "機械の反応",
+    "unknown_events": "不明",
+    "count": "件数",
+    "campaign": "キャンペーン",
+    "item": "コンテンツ",
+    "moves": "変化数",
+    "moves_up": "上昇",
+    "moves_total": "変化数",
+    "up": "上昇",
+    "down": "下降",
+    "events_human": "人の反応",
+    "events_machine": "機械の反応",
+    "events_unknown": "判定不能",
+    "sent": "送信",
+    "failed": "失敗",
+    "delivered": "配信",
+    "deferred": "遅延",
+    "bounced": "不達",
+    "opens_human_unique": "開封（人・ユニーク）",
+    "opens_human_total": "開封（人・延べ）",
+    "opens_machine_total": "開封（機械・延べ）",
+    "opens_unknown_total": "開封（不明・延べ）",
+    "est_human_open_rate": "推定開封率（人）",
+    "clicks_human_unique": "クリック（人・ユニーク）",
+    "clicks_human_total": "クリック（人・延べ）",
+    "clicks_machine_total": "クリック（スキャナー・延べ）",
+    "unsubscribed": "配信停止",
+    "complaints": "苦情",
+    "complaint_rate": "苦情率",
+    "complaint_level": "判定",
+    "rank_moves": "ランク変化",
+    "url": "リンク",
+    "clicks_unique": "クリック（ユニーク）",
+    "clicks_total": "クリック（延べ）",
+    "week": "週",
+    "type": "種類",
+    "label": "判定",
+    "temperature": "温度感",
+    "rank": "ランク",
+    "last_contact_at": "最終接触",
+    "last_mail_at": "最終送信",
+    "next_action": "次回アクション",
+    "next_action_due": "期限",
+    "days_overdue": "超過日数",
+    "reason": "理由",
+    "prospects": "見込み客",
+    "promised_days": "約束の間隔（日）",
+    "created_at": "作成",
+    "days_open": "経過日数",
+    "escalated_at": "エスカレーション",
+    "cohort": "コホート",
+    "won": "成約",
+    "conversion_rate": "成約率",
+    "won_short_term": "短期で成約",
+    "won_long_term": "長期で成約",
+    "amount": "金額",
+    "median_days_to_win": "成約までの日数（中央値）",
+    "months_since_entry": "登録からの月数",
+    "cumulative_rate_percent": "累積成約率（%）",
+    "deliveries": "価値提供数",
+    "referrals": "紹介数",
+    "referral_rate": "紹介率",
+    "clients": "顧客数",
+    "deliveries_per_client": "顧客あたり提供数",
+    "target_rate": "目標紹介率",
+    "kpi_expected": "KPI（期待値）",
+    "kpi_actual": "実績",
+    "handoffs": "引き渡し",
+    "handoffs_total": "引き渡し",
+    "acknowledged": "受理",
+    "rejected": "却下",
+    "open": "未対応",
+    "escalated": "エスカレーション",
+    "acceptance_rate": "受理率",
+    "median_hours_to_decision": "判断までの時間（中央値・h）",
+    "state": "状態",
+    "hours_to_decision": "判断までの時間（h）",
+    "verdict_reason": "却下理由",
+    "mode": "方式",
+    "when_exhausted": "尽きたら",
+    "interval_days": "間隔（日）",
+    "items": "コンテンツ数",
+    "members": "対象者",
+    "dry_now": "残りなし",
+    "dry_within_8_weeks": "8週以内に尽きる",
+    "min_weeks_left": "最短残り週数",
+    "median_weeks_left": "残り週数（中央値）",
+    "weeks_left": "残り週数",
+    "running_dry": "尽きる対象者",
+    "not_contacted_count": "長期未接触",
+    "overdue_count": "期限切れ",
+    "never_mailed_count": "未送信",
+    "silent_count": "沈黙",
+    "unacknowledged_count": "未受理",
     # sections
-    "Moves (newest first)": "変化の一覧（新しい順）", "Transition matrix": "遷移の集計",
-    "Campaign items behind the moves": "変化のきっかけになったコンテンツ", "Per campaign and item": "キャンペーン・コンテンツ別",
+    "Moves (newest first)": "変化の一覧（新しい順）",
+    "Transition matrix": "遷移の集計",
+    "Campaign items behind the moves": "変化のきっかけになったコンテンツ",
+    "Per campaign and item": "キャンペーン・コンテンツ別",
     "Per campaign (unique across its items)": "キャンペーン別（コンテンツ間でユニーク）",
-    "Top links (human and unknown clicks)": "よくクリックされたリンク（人・不明）", "Opens and clicks per week": "週ごとの開封とクリック",
-    "Overdue next actions": "期限切れの次回アクション", "Never mailed, and why": "一度も送っていない見込み客と理由",
-    "Silent longer than the cadence promises": "約束の間隔より長く送っていない", "Handoffs not acknowledged": "受理されていない引き渡し",
-    "Conversion by cohort": "コホート別の成約", "Cumulative conversion (%) by months since entry": "登録からの月数別 累積成約率（%）",
-    "Per client": "顧客別", "KPI: clients x deliveries per client x referral rate": "KPI：顧客数 × 顧客あたり提供数 × 紹介率",
-    "Per reason": "理由別", "Why sales rejected": "営業が却下した理由", "Handoffs (newest first)": "引き渡しの一覧（新しい順）",
-    "Weeks of unsent content per member": "対象者ごとの未送信コンテンツの残り週数", "Members by weeks left": "残り週数別の対象者数",
+    "Top links (human and unknown clicks)": "よくクリックされたリンク（人・不明）",
+    "Opens and clicks per week": "週ごとの開封とクリック",
+    "Overdue next actions": "期限切れの次回アクション",
+    "Never mailed, and why": "一度も送っていない見込み客と理由",
+    "Silent longer than the cadence promises": "約束の間隔より長く送っていない",
+    "Handoffs not acknowledged": "受理されていない引き渡し",
+    "Conversion by cohort": "コホート別の成約",
+    "Cumulative conversion (%) by months since entry": "登録からの月数別 累積成約率（%）",
+    "Per client": "顧客別",
+    "KPI: clients x deliveries per client x referral rate": "KPI：顧客数 × 顧客あたり提供数 × 紹介率",
+    "Per reason": "理由別",
+    "Why sales rejected": "営業が却下した理由",
+    "Handoffs (newest first)": "引き渡しの一覧（新しい順）",
+    "Weeks of unsent content per member": "対象者ごとの未送信コンテンツの残り週数",
+    "Members by weeks left": "残り週数別の対象者数",
     # charts
     "Rank moves per week, by new rank": "週ごとのランク変化（変化後のランク別）",
     "Events behind the moves: human vs machine": "変化の元になった反応：人と機械",
     "Opens per week: human vs machine": "週ごとの開封：人と機械",
-    "Opens and clicks per week per campaign (people, not machines)": "キャンペーン別 週ごとの開封とクリック（機械を除く）",
+    "Opens and clicks per week per campaign (people, not machines)": (
+        "キャンペーン別 週ごとの開封とクリック（機械を除く）"
+    ),
     "Cumulative conversion by months since entry (%)": "登録からの月数別 累積成約率（%）",
     "Handoffs per week by outcome": "週ごとの引き渡し（結果別）",
-    "human": "人", "machine": "機械", "unknown": "不明", "events": "反応",
+    "human": "人",
+    "machine": "機械",
+    "unknown": "不明",
+    "events": "反応",
     "Members by weeks of content left": "残り週数別の対象者数",
     # values (leaks' reasons, directions)
-    "no consent": "同意の記録なし", "next action pending": "次回アクションあり（短期案件）", "suppressed": "配信停止リスト",
-    "in no segment": "どのキャンペーンの対象でもない", "waiting": "送信待ち（まだ時期でない）", "paused": "本人が一時停止中",
-    "unsubscribed": "配信停止", "bounced": "不達", "complained": "苦情", "erased": "削除済み",
-    "up": "上昇", "down": "下降", "same": "変化なし", "stage": "ステージ", "opened": "開封", "clicked": "クリック",
-    "acknowledged_state": "受理",
+    "no consent": "同意の記録なし",
+    "next action pending": "次回アクションあり（短期案件）",
+    "suppressed": "配信停止リスト",
+    "in no segment": "どのキャンペーンの対象でもない",
+    "waiting": "送信待ち（まだ時期でない）",
+    "paused": "本人が一時停止中",
+    "complained": "苦情",
+    "erased": "削除済み",
+    "same": "変化なし",
+    "stage": "ステージ",
+    "opened": "開封",
+    "clicked": "クリック",
 }
 _WORDS = {
-    "period": ("期間", "Period"), "filters": ("絞り込み", "Filters"), "summary": ("概要", "Summary"),
-    "warnings": ("注意", "Warnings"), "more": ("件は省略（CSV / XLSX / JSON で全件）", "more rows (all rows: CSV / XLSX / JSON)"),
-    "none": ("該当なし", "Nothing to show"), "generated": ("作成", "Generated"),
+    "period": ("期間", "Period"),
+    "filters": ("絞り込み", "Filters"),
+    "summary": ("概要", "Summary"),
+    "warnings": ("注意", "Warnings"),
+    "more": ("件は省略（CSV / XLSX / JSON で全件）", "more rows (all rows: CSV / XLSX / JSON)"),
+    "none": ("該当なし", "Nothing to show"),
+    "generated": ("作成", "Generated"),
     "machine_note": (
-        "「機械」はセキュリティスキャナーや画像の先読み（Apple MPP など）による開封・クリックで、人の反応とは分けて数えています。",
-        "“Machine” opens and clicks come from security scanners and image prefetching (Apple MPP, ...): counted apart from people.",
+        "「機械」はセキュリティスキャナーや画像の先読み（Apple MPP など）による開封・クリックで、"
+        "人の反応とは分けて数えています。",
+        "“Machine” opens and clicks come from security scanners and image prefetching (Apple MPP, ...): "
+        "counted apart from people.",
     ),
 }
 
 _CSS = """
 @page { size: A4; margin: 14mm 12mm; }
 * { box-sizing: border-box; }
-body { font-family: 'Noto Sans CJK JP','Noto Sans JP','Hiragino Sans','Yu Gothic',system-ui,sans-serif; color:#1f2328;
-       margin: 0 auto; max-width: 1200px; padding: 24px; font-size: 13px; line-height: 1.5; }
+body { font-family: 'Noto Sans CJK JP','Noto Sans JP','Hiragino Sans','Yu Gothic',system-ui,sans-serif;
+       color:#1f2328; margin: 0 auto; max-width: 1200px; padding: 24px; font-size: 13px; line-height: 1.5; }
 header { border-bottom: 3px solid #1f6feb; margin-bottom: 16px; padding-bottom: 8px; }
-h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 22px 0 8px; border-left: 4px solid #1f6feb; padding-left: 8px; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+h2 { font-size: 16px; margin: 22px 0 8px; border-left: 4px solid #1f6feb; padding-left: 8px; }
 .meta { color: #57606a; font-size: 12px; }
 .totals { display: flex; flex-wrap: wrap; gap: 8px; margin: 12px 0; }
 .totals div { border: 1px solid #d0d7de; border-radius: 6px; padding: 6px 12px; min-width: 110px; background: #f6f8fa; }
@@ -138,10 +245,12 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowra
 tr { page-break-inside: avoid; break-inside: avoid; }
 .alarm { color: #cf222e; font-weight: 700; } .warning { color: #9a6700; font-weight: 700; }
 .ev { display: inline-block; border-radius: 4px; padding: 0 4px; margin: 1px; font-size: 11px; }
-.ev-human { background: #dafbe1; } .ev-machine { background: #eaeef2; color: #57606a; text-decoration: line-through; }
+.ev-human { background: #dafbe1; }
+.ev-machine { background: #eaeef2; color: #57606a; text-decoration: line-through; }
 .ev-unknown { background: #fff8c5; }
 @media print { body { padding: 0; max-width: none; font-size: 10.5px; } .chart svg { max-height: 300px; }
-  h2 { break-after: avoid; } table { font-size: 9.5px; } table.wide { font-size: 7.5px; } table.wide th { font-size: 7px; }
+  h2 { break-after: avoid; } table { font-size: 9.5px; }
+  table.wide { font-size: 7.5px; } table.wide th { font-size: 7px; }
   th, td { padding: 2px 3px; } }
 """
 
@@ -186,7 +295,9 @@ def _chart(chart: Chart, language: str) -> str:
     c.x_labels = chart.x_labels
     if not chart.percent:  # counts: whole-number ticks (pygal would label 0.2, 0.4, ... for small counts)
         if chart.kind == "stacked":
-            top = max((sum(v or 0 for v in col) for col in zip(*(vals for _, vals in chart.series), strict=True)), default=0)
+            top = max(
+                (sum(v or 0 for v in col) for col in zip(*(vals for _, vals in chart.series), strict=True)), default=0
+            )
         else:
             top = max((v or 0 for _, vals in chart.series for v in vals), default=0)
         step = max(1, math.ceil(top / 8))
@@ -194,7 +305,8 @@ def _chart(chart: Chart, language: str) -> str:
     for name, values in chart.series:
         c.add(t(name, language), values)
     if not chart.series or all(not any(v for v in vals if v) for _, vals in chart.series):
-        return f'<div class="chart"><h3>{html.escape(t(chart.title, language))}</h3><p class="note">{_WORDS["none"][language != "ja"]}</p></div>'
+        title = html.escape(t(chart.title, language))
+        return f'<div class="chart"><h3>{title}</h3><p class="note">{_WORDS["none"][language != "ja"]}</p></div>'
     # pygal always adds a small script (its tooltips' config); the page stays static and script-free.
     svg = _SCRIPT.sub("", c.render(is_unicode=True, disable_xml_declaration=True))
     return f'<div class="chart">{svg}</div>'
@@ -256,14 +368,15 @@ def to_html(report: Report, language: str = "en", generated: datetime | None = N
     charts = "".join(_chart(c, language) for c in report.charts)
     sections = "".join(_section(s, language) for s in report.sections)
     note = f"<p class='note'>{_WORDS['machine_note'][en]}</p>" if report.kind in ("ranks", "campaigns") else ""
+    shown_filters = " · " + html.escape(filters) if filters else ""
     stamp = (generated or p.until).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
-<html lang="{'en' if en else 'ja'}"><head><meta charset="utf-8">
+<html lang="{"en" if en else "ja"}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} — nurture</title><style>{_CSS}</style></head>
 <body><header><h1>{html.escape(title)}</h1>
-<div class="meta">{_WORDS['period'][en]}: {p.since:%Y-%m-%d} – {p.until:%Y-%m-%d} (UTC){' · ' + html.escape(filters) if filters else ''}
- · {_WORDS['generated'][en]} {stamp} · nurture {__version__}</div></header>
+<div class="meta">{_WORDS["period"][en]}: {p.since:%Y-%m-%d} – {p.until:%Y-%m-%d} (UTC){shown_filters}
+ · {_WORDS["generated"][en]} {stamp} · nurture {__version__}</div></header>
 <section class="totals">{totals}</section>{warnings}{note}{charts}{sections}
 </body></html>
 """

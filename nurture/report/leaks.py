@@ -67,6 +67,7 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
     active = [c for c in campaigns if c.status == "active"]
     who = [getattr(Prospect, c) for c in _WHO]
     base = [Prospect.status == "active", *_filters(params)]
+
     def last_mail() -> Any:
         """The latest mail to the prospect: a correlated lookup on ix_deliveries_prospect_sent, evaluated only for
         the rows shown."""
@@ -112,7 +113,13 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
         for r in rows:
             r["days_overdue"] = (today - r["next_action_due"]).days
         report.sections.append(
-            Section("overdue", "Overdue next actions", [*_WHO, "next_action", "next_action_due", "days_overdue"], rows, total)
+            Section(
+                "overdue",
+                "Overdue next actions",
+                [*_WHO, "next_action", "next_action_due", "days_overdue"],
+                rows,
+                total,
+            )
         )
         in_segment = or_(*(and_(*segment_clauses(c.segment, now)) for c in active)) if active else false()
         pending_action = or_(func.coalesce(Prospect.next_action, "") != "", Prospect.next_action_due.is_not(None))
@@ -201,11 +208,13 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
                 total,
             )
         )
-    report.totals = {f"{s.key}_count": (s.total if s.total is not None else sum(r.get("prospects", 0) for r in s.rows)) for s in report.sections}
+    report.totals = {
+        f"{s.key}_count": (s.total if s.total is not None else sum(r.get("prospects", 0) for r in s.rows))
+        for s in report.sections
+    }
     for s in report.sections:
         if s.key == "overdue" and s.total:
             report.warn(f"{s.total} next action(s) overdue", f"期限切れの次回アクションが {s.total} 件あります")
         if s.key == "unacknowledged" and s.total:
             report.warn(f"{s.total} handoff(s) not acknowledged", f"受理されていない引き渡しが {s.total} 件あります")
     return report
-

@@ -10,14 +10,15 @@ content warms people up). Two statements plus one primary-key lookup of events p
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
 
-from nurture.report.model import Chart, Params, Report, Section, limited, weeks_between, week_start
+from nurture.report.model import Chart, Params, Report, Section, limited, week_start, weeks_between
 from nurture.store.models import Event, Prospect, ScoreChange
 
 #: Better is later in each list: a move "up" goes right.
@@ -55,7 +56,7 @@ class Move:
     score_before: float
     score_after: float
     event_ids: list[int]
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = dataclass_field(default_factory=list)
 
     def as_row(self) -> dict[str, Any]:
         labels = Counter(e["label"] for e in self.events)
@@ -111,8 +112,7 @@ def load_moves(engine: Engine, params: Params) -> list[Move]:
         query = query.where(Prospect.owner.in_(params.owners))
     with engine.connect() as conn:
         moves = [
-            Move(*r[:-1], event_ids=[int(i) for i in (r.event_ids or [])])  # type: ignore[misc]
-            for r in conn.execute(query)
+            Move(**{**r._mapping, "event_ids": [int(i) for i in (r.event_ids or [])]}) for r in conn.execute(query)
         ]
         ids = sorted({i for m in moves for i in m.event_ids})
         events: dict[int, dict[str, Any]] = {}
@@ -169,8 +169,9 @@ def build(engine: Engine, params: Params) -> Report:
             ["at", "email", "company", "field", "from", "to", "human_events", "machine_events", "explanation"],
             rows,
             total,
-            note="" if moves else "No moves in this period: scoring records a move when events change a rank, "
-            "temperature or stage.",
+            note=""
+            if moves
+            else "No moves in this period: scoring records a move when events change a rank, temperature or stage.",
         )
     )
     transitions = Counter((m.field, m.old, m.new) for m in moves)
@@ -234,6 +235,12 @@ def build(engine: Engine, params: Params) -> Report:
         Chart("rank_flow", "Rank moves per week, by new rank", "stacked", x, [(f"→{r}", v) for r, v in to_rank.items()])
     )
     report.charts.append(
-        Chart("move_events", "Events behind the moves: human vs machine", "bar", x, [("human", human), ("machine", machine)])
+        Chart(
+            "move_events",
+            "Events behind the moves: human vs machine",
+            "bar",
+            x,
+            [("human", human), ("machine", machine)],
+        )
     )
     return report

@@ -45,22 +45,33 @@ def build(engine: Engine, params: Params) -> Report:
     d, r = func.coalesce(sent.c.n, 0), func.coalesce(refs.c.n, 0)
     with engine.connect() as conn:
         data = conn.execute(
-            select(Prospect.email, Prospect.name, Prospect.company, Prospect.owner, d.label("deliveries"), r.label("referrals"))
+            select(
+                Prospect.email,
+                Prospect.name,
+                Prospect.company,
+                Prospect.owner,
+                d.label("deliveries"),
+                r.label("referrals"),
+            )
             .outerjoin(sent, sent.c.prospect_id == Prospect.id)
             .outerjoin(refs, refs.c.prospect_id == Prospect.id)
             .where(*clients)
             .order_by(r.desc(), d.desc(), Prospect.email)
         ).all()
-    rows: list[dict[str, Any]] = [
-        {**dict(x._mapping), "referral_rate": rate(x.referrals, x.deliveries)} for x in data
-    ]
+    rows: list[dict[str, Any]] = [{**dict(x._mapping), "referral_rate": rate(x.referrals, x.deliveries)} for x in data]
     n_clients = len(rows)
     deliveries = sum(x["deliveries"] for x in rows)
     referrals = sum(x["referrals"] for x in rows)
     per_client = round(deliveries / n_clients, 2) if n_clients else 0.0
     shown, total = limited(rows, params.limit)
     report.sections.append(
-        Section("clients", "Per client", ["email", "name", "company", "owner", "deliveries", "referrals", "referral_rate"], shown, total)
+        Section(
+            "clients",
+            "Per client",
+            ["email", "name", "company", "owner", "deliveries", "referrals", "referral_rate"],
+            shown,
+            total,
+        )
     )
     report.totals = {
         "clients": n_clients,
@@ -78,7 +89,19 @@ def build(engine: Engine, params: Params) -> Report:
             "kpi",
             "KPI: clients x deliveries per client x referral rate",
             ["clients", "deliveries_per_client", "target_rate", "kpi_expected", "kpi_actual", "referral_rate"],
-            [{k: report.totals[k] for k in ("clients", "deliveries_per_client", "target_rate", "kpi_expected", "kpi_actual", "referral_rate")}],
+            [
+                {
+                    k: report.totals[k]
+                    for k in (
+                        "clients",
+                        "deliveries_per_client",
+                        "target_rate",
+                        "kpi_expected",
+                        "kpi_actual",
+                        "referral_rate",
+                    )
+                }
+            ],
         ),
     )
     if n_clients and deliveries == 0:

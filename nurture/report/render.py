@@ -102,19 +102,21 @@ def to_xlsx(report: Report) -> bytes:
         ws.append(["warning", w])
     for s in report.sections:
         sheet = wb.create_sheet(s.key[:31])
-        columns = list(s.columns) + (["events"] if s.rows and "events" in s.rows[0] and "events" not in s.columns else [])
+        columns = list(s.columns) + (
+            ["events"] if s.rows and "events" in s.rows[0] and "events" not in s.columns else []
+        )
         sheet.append(columns)
         for c in sheet[1]:
             c.font = Font(bold=True)
         for row in s.rows:
-            values = []
+            values: list[Any] = []
             for c in columns:
-                v = row.get(c)
-                if isinstance(v, datetime):
-                    v = v.replace(tzinfo=None)  # Excel has no zones: UTC, as the summary says
-                elif not isinstance(v, (int, float, str, date)) and v is not None:
-                    v = cell(v)
-                values.append(v)
+                value: Any = row.get(c)
+                if isinstance(value, datetime):
+                    value = value.replace(tzinfo=None)  # Excel has no zones: UTC, as the summary says
+                elif not isinstance(value, (int, float, str, date)) and value is not None:
+                    value = cell(value)
+                values.append(value)
             sheet.append(values)
         sheet.freeze_panes = "A2"
         for i, c in enumerate(columns, 1):

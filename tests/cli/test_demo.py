@@ -28,12 +28,16 @@ def test_demo_runs_the_main_job_into_the_outbox(tmp_path, monkeypatch, runner):
     engine = create_engine(f"sqlite:///{tmp_path / 'demo' / 'nurture.db'}")
     with engine.connect() as conn:
         labels = dict(
-            conn.execute(text("SELECT label, count(*) FROM events WHERE type IN ('opened','clicked') GROUP BY label")).all()
+            conn.execute(
+                text("SELECT label, count(*) FROM events WHERE type IN ('opened','clicked') GROUP BY label")
+            ).all()
         )
     engine.dispose()
     assert labels == {"human": 14, "machine": 10}
     pages = {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "demo" / "reports").glob("*.html")}
-    assert set(pages) == {f"{k}.html" for k in ("ranks", "campaigns", "leaks", "conversion", "referrals", "handoffs", "content")}
+    assert set(pages) == {
+        f"{k}.html" for k in ("ranks", "campaigns", "leaks", "conversion", "referrals", "handoffs", "content")
+    }
     assert "週ごとの開封：人と機械" in pages["campaigns.html"] and "<svg" in pages["campaigns.html"]
     again = runner.invoke(main, ["demo", "--dir", "demo"], catch_exceptions=False)
     assert again.exit_code == 0 and "sent: 0" in again.output

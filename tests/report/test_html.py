@@ -8,12 +8,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import report_history as history
 
 from nurture.core import clock
 from nurture.core import config as configuration
@@ -21,9 +21,6 @@ from nurture.plan.campaigns import load_campaigns
 from nurture.report import Params, build
 from nurture.report.html import to_html
 from nurture.store import db
-
-sys.path.insert(0, str(Path(__file__).parent))
-import history  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PDFTOPPM = shutil.which("pdftoppm")
@@ -46,7 +43,9 @@ def reports(tmp_path):
             out = {}
             for kind in ("ranks", "campaigns", "conversion", "leaks"):
                 days = 730 if kind == "conversion" else 28
-                out[kind] = build(kind, engine, Params(since=history.NOW - timedelta(days=days), until=history.NOW), config, defs)
+                out[kind] = build(
+                    kind, engine, Params(since=history.NOW - timedelta(days=days), until=history.NOW), config, defs
+                )
     finally:
         os.chdir(old)
         db._engines.pop(config.database_url, None)
@@ -73,9 +72,19 @@ def test_pages_are_self_contained_and_translated(reports):
 
 def _chromium(args, out):
     profile = tempfile.mkdtemp(prefix="nurture-chromium-")
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--no-first-run", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-           "--hide-scrollbars", *args]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--hide-scrollbars",
+        *args,
+    ]
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=90)
     finally:
@@ -93,11 +102,16 @@ def test_reports_render_on_screen_and_on_a4(reports, tmp_path, kind, language):
     assert desktop.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pdf = tmp_path / f"{kind}-{language}.pdf"
     _chromium(["--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri()], pdf)
-    subprocess.run([PDFTOPPM, "-png", "-r", "60", "-f", "1", "-l", "2", str(pdf), str(tmp_path / f"{kind}-{language}-a4")],
-                   check=True, timeout=60)
+    subprocess.run(
+        [PDFTOPPM, "-png", "-r", "60", "-f", "1", "-l", "2", str(pdf), str(tmp_path / f"{kind}-{language}-a4")],
+        check=True,
+        timeout=60,
+    )
     a4 = sorted(tmp_path.glob(f"{kind}-{language}-a4*.png"))
     assert a4 and all(p.stat().st_size > 10000 for p in a4)
-    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout if shutil.which("pdfinfo") else ""
+    info = (
+        subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout if shutil.which("pdfinfo") else ""
+    )
     if info:
         assert "(A4)" in info, info  # pdfinfo names the paper size
     print(f"\nscreenshots: {desktop} {' '.join(map(str, a4))}")

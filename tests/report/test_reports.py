@@ -6,19 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
+import report_history as history
 from openpyxl import load_workbook
 
 from nurture.cli.main import main
 from nurture.core import clock
 from nurture.report.render import cell
 from nurture.store import db
-
-sys.path.insert(0, str(Path(__file__).parent))
-import history  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reports.md"
 
@@ -50,11 +47,38 @@ def pick(rows, *keys):
 def test_ranks_lists_each_move_with_its_events_human_and_machine_apart(ws, runner):
     data = report_json(runner, "ranks")
     assert pick(data["moves"], "email", "field", "from", "to", "human_events", "machine_events") == [
-        {"email": "taro@mfg.example.jp", "field": "rank", "from": "B", "to": "A", "human_events": 2, "machine_events": 0},
-        {"email": "taro@mfg.example.jp", "field": "temperature", "from": "cold", "to": "warm", "human_events": 1,
-         "machine_events": 0},
-        {"email": "bob@ops.example.com", "field": "rank", "from": "B", "to": "C", "human_events": 0, "machine_events": 0},
-        {"email": "taro@mfg.example.jp", "field": "rank", "from": "C", "to": "B", "human_events": 2, "machine_events": 3},
+        {
+            "email": "taro@mfg.example.jp",
+            "field": "rank",
+            "from": "B",
+            "to": "A",
+            "human_events": 2,
+            "machine_events": 0,
+        },
+        {
+            "email": "taro@mfg.example.jp",
+            "field": "temperature",
+            "from": "cold",
+            "to": "warm",
+            "human_events": 1,
+            "machine_events": 0,
+        },
+        {
+            "email": "bob@ops.example.com",
+            "field": "rank",
+            "from": "B",
+            "to": "C",
+            "human_events": 0,
+            "machine_events": 0,
+        },
+        {
+            "email": "taro@mfg.example.jp",
+            "field": "rank",
+            "from": "C",
+            "to": "B",
+            "human_events": 2,
+            "machine_events": 3,
+        },
     ]
     first_move = data["moves"][-1]
     assert first_move["at"] == "2026-02-10T11:01:00+00:00"
@@ -73,8 +97,14 @@ def test_ranks_lists_each_move_with_its_events_human_and_machine_apart(ws, runne
         {"field": "temperature", "from": "cold", "to": "warm", "count": 1},
     ]
     assert data["items"] == [
-        {"campaign": "mfg-insights", "item": "labor-shortage", "moves": 2, "moves_up": 2, "human_events": 3,
-         "machine_events": 3}
+        {
+            "campaign": "mfg-insights",
+            "item": "labor-shortage",
+            "moves": 2,
+            "moves_up": 2,
+            "human_events": 3,
+            "machine_events": 3,
+        }
     ]
     assert (data["moves_total"], data["up"], data["down"], data["events_machine"]) == (4, 3, 1, 3)
     # filters: an owner, a campaign (moves whose events came from it)
@@ -85,10 +115,26 @@ def test_ranks_lists_each_move_with_its_events_human_and_machine_apart(ws, runne
 
 
 CAMPAIGN_ROW = {
-    "campaign": "mfg-insights", "item": "labor-shortage", "sent": 3, "failed": 0, "delivered": 2, "deferred": 0,
-    "bounced": 0, "opens_human_unique": 3, "opens_human_total": 4, "opens_machine_total": 1, "opens_unknown_total": 1,
-    "est_human_open_rate": 1.0, "clicks_human_unique": 1, "clicks_human_total": 1, "clicks_machine_total": 2,
-    "unsubscribed": 0, "complaints": 1, "complaint_rate": 0.3333, "complaint_level": "alarm", "rank_moves": 2,
+    "campaign": "mfg-insights",
+    "item": "labor-shortage",
+    "sent": 3,
+    "failed": 0,
+    "delivered": 2,
+    "deferred": 0,
+    "bounced": 0,
+    "opens_human_unique": 3,
+    "opens_human_total": 4,
+    "opens_machine_total": 1,
+    "opens_unknown_total": 1,
+    "est_human_open_rate": 1.0,
+    "clicks_human_unique": 1,
+    "clicks_human_total": 1,
+    "clicks_machine_total": 2,
+    "unsubscribed": 0,
+    "complaints": 1,
+    "complaint_rate": 0.3333,
+    "complaint_level": "alarm",
+    "rank_moves": 2,
 }
 
 
@@ -122,10 +168,26 @@ def test_leaks_finds_each_kind_of_leak(ws, runner):
 def test_conversion_by_cohort_short_and_long_term(ws, runner):
     data = report_json(runner, "conversion")
     assert data["cohorts"] == [
-        {"cohort": "2025-10", "prospects": 3, "won": 1, "conversion_rate": 0.3333, "won_short_term": 1,
-         "won_long_term": 0, "amount": 1200000.0, "median_days_to_win": 144},
-        {"cohort": "2025-12", "prospects": 2, "won": 0, "conversion_rate": 0.0, "won_short_term": 0,
-         "won_long_term": 0, "amount": 0.0, "median_days_to_win": None},
+        {
+            "cohort": "2025-10",
+            "prospects": 3,
+            "won": 1,
+            "conversion_rate": 0.3333,
+            "won_short_term": 1,
+            "won_long_term": 0,
+            "amount": 1200000.0,
+            "median_days_to_win": 144,
+        },
+        {
+            "cohort": "2025-12",
+            "prospects": 2,
+            "won": 0,
+            "conversion_rate": 0.0,
+            "won_short_term": 0,
+            "won_long_term": 0,
+            "amount": 0.0,
+            "median_days_to_win": None,
+        },
     ]
     curve = [r["cumulative_rate_percent"] for r in data["curves"] if r["cohort"] == "2025-10"]
     assert curve == [0.0, 0.0, 0.0, 0.0, 33.33, 33.33]
@@ -138,18 +200,40 @@ def test_referrals_kpi(ws, runner):
         {"email": "client@mfg.example.jp", "deliveries": 1, "referrals": 1, "referral_rate": 1.0}
     ]
     assert data["kpi"] == [
-        {"clients": 1, "deliveries_per_client": 1.0, "target_rate": 0.2, "kpi_expected": 0.2, "kpi_actual": 1,
-         "referral_rate": 1.0}
+        {
+            "clients": 1,
+            "deliveries_per_client": 1.0,
+            "target_rate": 0.2,
+            "kpi_expected": 0.2,
+            "kpi_actual": 1,
+            "referral_rate": 1.0,
+        }
     ]
 
 
 def test_handoffs_acceptance_and_time_to_decision(ws, runner):
     data = report_json(runner, "handoffs")
     assert data["by_reason"] == [
-        {"reason": "inquiry", "handoffs": 1, "acknowledged": 0, "rejected": 1, "open": 0, "escalated": 0,
-         "acceptance_rate": 0.0, "median_hours_to_decision": 24.0},
-        {"reason": "rank_A", "handoffs": 2, "acknowledged": 1, "rejected": 0, "open": 1, "escalated": 1,
-         "acceptance_rate": 1.0, "median_hours_to_decision": 5.0},
+        {
+            "reason": "inquiry",
+            "handoffs": 1,
+            "acknowledged": 0,
+            "rejected": 1,
+            "open": 0,
+            "escalated": 0,
+            "acceptance_rate": 0.0,
+            "median_hours_to_decision": 24.0,
+        },
+        {
+            "reason": "rank_A",
+            "handoffs": 2,
+            "acknowledged": 1,
+            "rejected": 0,
+            "open": 1,
+            "escalated": 1,
+            "acceptance_rate": 1.0,
+            "median_hours_to_decision": 5.0,
+        },
     ]
     assert data["rejections"] == [{"reason": "inquiry", "verdict_reason": "学生からの問い合わせ", "count": 1}]
     assert (data["acknowledged"], data["rejected"], data["open"]) == (1, 1, 1)
@@ -174,8 +258,17 @@ def test_content_warns_when_a_sequence_runs_dry(ws, runner, db_url):
     with db.engine_for(db_url).begin() as conn:  # taro (warm, 14 days) has one item left: 2 weeks
         for n, key in enumerate(keys):
             at = history.T0.replace(day=1 + n)
-            conn.execute(insert(Delivery).values(campaign="mfg-insights", prospect_id=1, item_key=key, state="sent",
-                                                 sent_at=at, created_at=at, updated_at=at))
+            conn.execute(
+                insert(Delivery).values(
+                    campaign="mfg-insights",
+                    prospect_id=1,
+                    item_key=key,
+                    state="sent",
+                    sent_at=at,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
     data = report_json(runner, "content", "--campaign", "mfg-insights")
     assert data["campaigns"][0]["dry_within_8_weeks"] == 1 and data["campaigns"][0]["min_weeks_left"] == 2.0
     assert data["warnings"] and "mfg-insights (warm)" in data["warnings"][0]
@@ -192,7 +285,13 @@ def test_every_format_carries_the_same_rows(ws, runner, kind, tmp_path):
     assert len(table) == len(rows)
     for got, want in zip(table, rows, strict=True):
         for key, value in want.items():
-            if key in got and not isinstance(value, (list, dict)) and value is not None and "_at" not in key and key != "at":
+            if (
+                key in got
+                and not isinstance(value, (list, dict))
+                and value is not None
+                and "_at" not in key
+                and key != "at"
+            ):
                 assert got[key] == cell(value), (key, got, want)
     out = tmp_path / f"{kind}.xlsx"
     run(runner, "report", kind, "--format", "xlsx", "--out", str(out))
@@ -219,21 +318,52 @@ def test_every_format_carries_the_same_rows(ws, runner, kind, tmp_path):
 
 
 SHAPES = {
-    "ranks": {"moves": ["email", "field", "from", "to", "at", "explanation", "events"], "transitions": ["field", "from", "to", "count"],
-              "items": ["campaign", "item", "moves"]},
-    "campaigns": {"rows": ["campaign", "item", "sent", "opens_human_unique", "opens_human_total", "opens_machine_total",
-                           "clicks_human_unique", "clicks_human_total", "clicks_machine_total", "unsubscribed",
-                           "complaints"], "campaigns": ["campaign", "sent"], "top_links": ["campaign", "url"]},
-    "leaks": {"not_contacted": ["email"], "overdue": ["email", "next_action_due"], "never_mailed": ["reason", "prospects"],
-              "silent": ["email", "campaign"], "unacknowledged": ["email", "reason", "created_at"]},
-    "conversion": {"cohorts": ["cohort", "prospects", "won", "conversion_rate", "won_short_term", "won_long_term"],
-                   "curves": ["cohort", "months_since_entry", "cumulative_rate_percent"]},
-    "referrals": {"kpi": ["clients", "deliveries_per_client", "kpi_expected", "kpi_actual"],
-                  "clients": ["email", "deliveries", "referrals", "referral_rate"]},
-    "handoffs": {"by_reason": ["reason", "acknowledged", "rejected", "acceptance_rate", "median_hours_to_decision"],
-                 "rejections": ["reason", "verdict_reason", "count"], "handoffs": ["email", "reason", "state"]},
-    "content": {"campaigns": ["campaign", "temperature", "members", "dry_now", "dry_within_8_weeks"],
-                "distribution": ["campaign", "weeks_left", "members"]},
+    "ranks": {
+        "moves": ["email", "field", "from", "to", "at", "explanation", "events"],
+        "transitions": ["field", "from", "to", "count"],
+        "items": ["campaign", "item", "moves"],
+    },
+    "campaigns": {
+        "rows": [
+            "campaign",
+            "item",
+            "sent",
+            "opens_human_unique",
+            "opens_human_total",
+            "opens_machine_total",
+            "clicks_human_unique",
+            "clicks_human_total",
+            "clicks_machine_total",
+            "unsubscribed",
+            "complaints",
+        ],
+        "campaigns": ["campaign", "sent"],
+        "top_links": ["campaign", "url"],
+    },
+    "leaks": {
+        "not_contacted": ["email"],
+        "overdue": ["email", "next_action_due"],
+        "never_mailed": ["reason", "prospects"],
+        "silent": ["email", "campaign"],
+        "unacknowledged": ["email", "reason", "created_at"],
+    },
+    "conversion": {
+        "cohorts": ["cohort", "prospects", "won", "conversion_rate", "won_short_term", "won_long_term"],
+        "curves": ["cohort", "months_since_entry", "cumulative_rate_percent"],
+    },
+    "referrals": {
+        "kpi": ["clients", "deliveries_per_client", "kpi_expected", "kpi_actual"],
+        "clients": ["email", "deliveries", "referrals", "referral_rate"],
+    },
+    "handoffs": {
+        "by_reason": ["reason", "acknowledged", "rejected", "acceptance_rate", "median_hours_to_decision"],
+        "rejections": ["reason", "verdict_reason", "count"],
+        "handoffs": ["email", "reason", "state"],
+    },
+    "content": {
+        "campaigns": ["campaign", "temperature", "members", "dry_now", "dry_within_8_weeks"],
+        "distribution": ["campaign", "weeks_left", "members"],
+    },
 }
 
 
@@ -268,7 +398,9 @@ def test_prospects_won_and_referral_are_recorded_once(ws, runner):
     assert "already recorded" in run(runner, "prospects", "won", "hanako@mfg.example.jp", "--date", "2026-02-27")
     data = report_json(runner, "conversion")
     assert data["cohorts"][0]["won"] == 2 and data["cohorts"][0]["won_long_term"] == 1
-    assert "referred" in run(runner, "prospects", "referral", "hanako@mfg.example.jp", "x@new.example.jp", "--date", "2026-03-01")
+    assert "referred" in run(
+        runner, "prospects", "referral", "hanako@mfg.example.jp", "x@new.example.jp", "--date", "2026-03-01"
+    )
     again = run(runner, "prospects", "referral", "hanako@mfg.example.jp", "X@new.example.jp")
     assert "already recorded" in again
     clients = report_json(runner, "referrals")["clients"]
