@@ -67,7 +67,7 @@ def generate(conn, prospects: int, events: int) -> None:
                    ELSE (ARRAY['on-call','postmortems'])[j] END,
               'ja', 'sent', '', 's', 'outbox', '', '', 1, '', ts, ts, ts
             FROM (SELECT 2 * (p - 1) + j AS d, p, j,
-                    timestamptz '{now}' - ((p * 7919 + j * 104729) % {YEAR}) * interval '1 second' AS ts
+                    timestamptz '{now}' - ((p::bigint * 7919 + j * 104729) % {YEAR}) * interval '1 second' AS ts
                   FROM generate_series(1, {prospects}) AS p, generate_series(1, 2) AS j) s""",
         ),
         (
@@ -84,7 +84,7 @@ def generate(conn, prospects: int, events: int) -> None:
                     (ARRAY['opened','opened','opened','opened','clicked','clicked','delivered','delivered',
                            'deferred','unsubscribed'])[1 + i % 10] AS t,
                     (ARRAY['human','human','machine','unknown','human'])[1 + (i / 10) % 5] AS l,
-                    timestamptz '{now}' - ((i * 2654435761) % {YEAR}) * interval '1 second' AS ts
+                    timestamptz '{now}' - ((i::bigint * 2654435761) % {YEAR}) * interval '1 second' AS ts
                   FROM generate_series(1, {events}) AS i) s""",
         ),
         (
@@ -103,7 +103,7 @@ def generate(conn, prospects: int, events: int) -> None:
             event_ids, rules, explanation, details)
             SELECT i, 1 + (i * 31) % {prospects}, CASE WHEN i % 3 = 0 THEN 'temperature' ELSE 'rank' END,
               CASE WHEN i % 3 = 0 THEN 'cold' ELSE 'C' END, CASE WHEN i % 3 = 0 THEN 'warm' ELSE 'B' END,
-              timestamptz '{now}' - ((i * 7919) % {YEAR}) * interval '1 second', 'events', 10, 30,
+              timestamptz '{now}' - ((i::bigint * 7919) % {YEAR}) * interval '1 second', 'events', 10, 30,
               jsonb_build_array(1 + (i * 3) % {events}, 1 + (i * 3 + 1) % {events}, 1 + (i * 3 + 2) % {events}),
               '["human_click"]'::jsonb, 'C→B: 2 human clicks (+12)', '{{}}'::jsonb
             FROM generate_series(1, {max(prospects // 2, 10)}) AS i""",
@@ -114,8 +114,8 @@ def generate(conn, prospects: int, events: int) -> None:
             decided_at, decided_by, verdict_reason)
             SELECT i, 1 + (i * 131) % {prospects}, (ARRAY['rank_A','stage_SQL','inquiry'])[1 + i % 3],
               'owner' || (i % 20), (ARRAY['open','acknowledged','acknowledged','rejected'])[1 + i % 4],
-              timestamptz '{now}' - ((i * 7919) % {YEAR}) * interval '1 second', 0, '',
-              CASE WHEN i % 4 > 0 THEN timestamptz '{now}' - ((i * 7919) % {YEAR}) * interval '1 second'
+              timestamptz '{now}' - ((i::bigint * 7919) % {YEAR}) * interval '1 second', 0, '',
+              CASE WHEN i % 4 > 0 THEN timestamptz '{now}' - ((i::bigint * 7919) % {YEAR}) * interval '1 second'
                 + (i % 72) * interval '1 hour' END, '', CASE WHEN i % 4 = 3 THEN 'not a buyer' ELSE '' END
             FROM generate_series(1, {max(prospects // 50, 10)}) AS i""",
         ),

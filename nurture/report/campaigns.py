@@ -176,23 +176,24 @@ def _row(campaign: str, item: str, sent: dict[str, int], ev: dict[str, int], mov
 
 def build(engine: Engine, params: Params) -> Report:
     report = Report("campaigns", "Campaign health", params)
-    moves = ranks.load_moves(engine, params)
-    per_item = ranks.item_moves(moves)
-    per_campaign: Counter[str] = Counter()
-    for m in moves:
-        for c in {e["campaign"] for e in m.events if e["campaign"]}:
-            per_campaign[c] += 1
+    per_item = ranks.move_counts(engine, params, True)
+    per_campaign = ranks.move_counts(engine, params, False)
     sent_i, ev_i = _sent_counts(engine, params, True), _event_counts(engine, params, True)
-    sent_c, ev_c = _sent_counts(engine, params, False), _event_counts(engine, params, False)
-    for counts, by_item in ((sent_i, True), (sent_c, False)):
-        for key, n in _openers(engine, params, by_item).items():
-            counts[key]["opened"] = n
+    for key, n in _openers(engine, params, True).items():
+        sent_i[key]["opened"] = n
+    # Deliveries belong to one item each: per-campaign sent / opened mails are sums of the items'. Unique
+    # prospects are not (one person opens several items), so those take their own GROUP BY.
+    sent_c: dict[tuple[str, str], dict[str, int]] = defaultdict(Counter)
+    for (c, _), counts in sent_i.items():
+        for k, n in counts.items():
+            sent_c[(c, "")][k] += n
+    ev_c = _event_counts(engine, params, False)
     rows = [
-        _row(c, i, sent_i.get((c, i), {}), ev_i.get((c, i), {}), per_item.get((c, i), Counter())["moves"])
+        _row(c, i, sent_i.get((c, i), {}), ev_i.get((c, i), {}), per_item.get((c, i), 0))
         for c, i in sorted(set(sent_i) | set(ev_i))
     ]
     totals = [
-        _row(c, "", sent_c.get((c, ""), {}), ev_c.get((c, ""), {}), per_campaign[c])
+        _row(c, "", sent_c.get((c, ""), {}), ev_c.get((c, ""), {}), per_campaign.get((c, ""), 0))
         for c, _ in sorted(set(sent_c) | set(ev_c))
     ]
     report.sections.append(Section("rows", "Per campaign and item", COLUMNS, rows, brief=BRIEF))

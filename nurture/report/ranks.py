@@ -4,7 +4,7 @@ Reads ``score_changes`` (written by :mod:`nurture.score`, with the explanation i
 ids of the events that moved the score) and the events those ids name, so that each move lists its opens, clicks
 and offline events with their human / machine / unknown label: machine opens are shown apart, never hidden.
 Totals: a transition matrix (``C->B 42``) and, per campaign item, how many moves its events took part in (which
-content warms people up). Two statements plus one primary-key lookup of events per 5,000 ids.
+content warms people up). Two statements: the moves, and their events joined through the JSON array of ids.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import BigInteger, Engine, cast, func, select, true
 
 from nurture.report.model import Chart, Params, Report, Section, limited, week_start, weeks_between
+from nurture.store import db
 from nurture.store.models import Event, Prospect, ScoreChange
 
 #: Better is later in each list: a move "up" goes right.
@@ -27,7 +28,6 @@ ORDER = {
     "temperature": ["cold", "warm", "hot"],
     "stage": ["lost", "MQL", "TQL", "SQL", "customer"],
 }
-_CHUNK = 5000
 
 
 def direction(field_name: str, old: str, new: str) -> str:
@@ -55,7 +55,6 @@ class Move:
     explanation: str
     score_before: float
     score_after: float
-    event_ids: list[int]
     events: list[dict[str, Any]] = dataclass_field(default_factory=list)
 
     def as_row(self) -> dict[str, Any]:
@@ -81,10 +80,22 @@ class Move:
         }
 
 
+def _filtered(query: Any, params: Params) -> Any:
+    query = query.where(ScoreChange.at >= params.since, ScoreChange.at < params.until)
+    if params.industries:
+        query = query.where(Prospect.industry.in_(params.industries))
+    if params.owners:
+        query = query.where(Prospect.owner.in_(params.owners))
+    return query
+
+
 def load_moves(engine: Engine, params: Params) -> list[Move]:
     """The moves in the period (filters: industry and owner on the prospect, campaign on the moves' events),
-    oldest first, each with its events (``type``, ``label``, ``campaign``, ``item``, ``at``)."""
-    query = (
+    oldest first, each with its events (``type``, ``label``, ``campaign``, ``item``, ``at``).
+
+    Two statements: the moves, and their events through the JSON array of ids joined to ``events`` (one
+    set-based join, not a lookup per move)."""
+    moves_q = _filtered(
         select(
             ScoreChange.id,
             ScoreChange.prospect_id,
@@ -100,43 +111,53 @@ def load_moves(engine: Engine, params: Params) -> list[Move]:
             ScoreChange.explanation,
             ScoreChange.score_before,
             ScoreChange.score_after,
-            ScoreChange.event_ids,
         )
         .join(Prospect, Prospect.id == ScoreChange.prospect_id)
-        .where(ScoreChange.at >= params.since, ScoreChange.at < params.until)
-        .order_by(ScoreChange.at, ScoreChange.id)
+        .order_by(ScoreChange.at, ScoreChange.id),
+        params,
     )
-    if params.industries:
-        query = query.where(Prospect.industry.in_(params.industries))
-    if params.owners:
-        query = query.where(Prospect.owner.in_(params.owners))
+    ids = db.json_array_elements(engine, ScoreChange.event_ids)
+    events_q = _filtered(
+        select(ScoreChange.id, Event.id, Event.type, Event.label, Event.campaign, Event.item_key, Event.occurred_at)
+        .select_from(ScoreChange)
+        .join(Prospect, Prospect.id == ScoreChange.prospect_id)
+        .join(ids, true())
+        .join(Event, Event.id == cast(ids.c.value, BigInteger)),
+        params,
+    )
     with engine.connect() as conn:
-        moves = [
-            Move(**{**r._mapping, "event_ids": [int(i) for i in (r.event_ids or [])]}) for r in conn.execute(query)
-        ]
-        ids = sorted({i for m in moves for i in m.event_ids})
-        events: dict[int, dict[str, Any]] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            for e in conn.execute(
-                select(Event.id, Event.type, Event.label, Event.campaign, Event.item_key, Event.occurred_at).where(
-                    Event.id.in_(chunk)
-                )
-            ):
-                events[e.id] = {
-                    "id": e.id,
-                    "type": e.type,
-                    "label": e.label,
-                    "campaign": e.campaign,
-                    "item": e.item_key,
-                    "at": e.occurred_at,
-                }
+        moves = [Move(**r._mapping) for r in conn.execute(moves_q)]
+        events: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for move_id, eid, kind, label, campaign, item, at in conn.execute(events_q):
+            events[move_id].append(
+                {"id": eid, "type": kind, "label": label, "campaign": campaign, "item": item, "at": at}
+            )
     for m in moves:
-        m.events = [events[i] for i in m.event_ids if i in events]
+        m.events = sorted(events.get(m.id, ()), key=lambda e: e["id"])
     if params.campaigns:
         wanted = set(params.campaigns)
         moves = [m for m in moves if any(e["campaign"] in wanted for e in m.events)]
     return moves
+
+
+def move_counts(engine: Engine, params: Params, by_item: bool) -> dict[tuple[str, str], int]:
+    """Per campaign (and item): how many moves in the period name one of its events — one GROUP BY."""
+    ids = db.json_array_elements(engine, ScoreChange.event_ids)
+    keys = [Event.campaign, Event.item_key] if by_item else [Event.campaign]
+    query = _filtered(
+        select(*keys, func.count(ScoreChange.id.distinct()))
+        .select_from(ScoreChange)
+        .join(Prospect, Prospect.id == ScoreChange.prospect_id)
+        .join(ids, true())
+        .join(Event, Event.id == cast(ids.c.value, BigInteger))
+        .where(Event.campaign != "")
+        .group_by(*keys),
+        params,
+    )
+    if params.campaigns:
+        query = query.where(Event.campaign.in_(params.campaigns))
+    with engine.connect() as conn:
+        return {(str(r[0]), str(r[1]) if by_item else ""): int(r[-1]) for r in conn.execute(query)}
 
 
 def item_moves(moves: list[Move]) -> dict[tuple[str, str], Counter[str]]:

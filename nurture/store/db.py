@@ -279,3 +279,12 @@ def days_since(engine: Engine, column: Any, now: datetime) -> Any:
     if engine.dialect.name == "postgresql":
         return func.extract("epoch", literal(now) - column) / 86400.0
     return func.julianday(now.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")) - func.julianday(column)
+
+
+def json_array_elements(engine: Engine, column: Any) -> Any:
+    """The elements of a JSON array column as a table with one column ``value`` (join it laterally), e.g. the
+    event ids of ``score_changes.event_ids``: ``jsonb_array_elements_text`` on PostgreSQL, ``json_each`` on
+    SQLite. Cast ``value`` to the type wanted."""
+    if engine.dialect.name == "postgresql":
+        return func.jsonb_array_elements_text(column).table_valued("value").lateral()
+    return func.json_each(column).table_valued("value")
