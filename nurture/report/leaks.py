@@ -68,15 +68,6 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
     who = [getattr(Prospect, c) for c in _WHO]
     base = [Prospect.status == "active", *_filters(params)]
 
-    def last_mail() -> Any:
-        """The latest mail to the prospect: a correlated lookup on ix_deliveries_prospect_sent, evaluated only for
-        the rows shown."""
-        return (
-            select(func.max(Delivery.sent_at))
-            .where(Delivery.prospect_id == Prospect.id, Delivery.state.in_(_MAILED))
-            .scalar_subquery()
-        )
-
     rank_order = case((Prospect.rank == "A", 0), (Prospect.rank == "B", 1), else_=2)
     temp_order = case((Prospect.temperature == "hot", 0), (Prospect.temperature == "warm", 1), else_=2)
     cutoff = now - timedelta(days=params.stale_days)
@@ -85,7 +76,7 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
             Delivery.prospect_id == Prospect.id, Delivery.state.in_(_MAILED), Delivery.sent_at >= cutoff
         )
         q = (
-            select(*who, Prospect.last_contact_at, last_mail().label("last_mail_at"))
+            select(*who, Prospect.id.label("_id"), Prospect.last_contact_at)
             .where(
                 *base,
                 or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at < cutoff),
@@ -94,6 +85,17 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
             .order_by(temp_order, rank_order, Prospect.last_contact_at.nulls_first(), Prospect.id)
         )
         rows, total = _people(conn, q, params)
+        # The latest mail of the rows shown only (a correlated subquery would run for every candidate row).
+        ids = [r.pop("_id") for r in rows]
+        last = dict(
+            conn.execute(
+                select(Delivery.prospect_id, func.max(Delivery.sent_at))
+                .where(Delivery.prospect_id.in_(ids), Delivery.state.in_(_MAILED))
+                .group_by(Delivery.prospect_id)
+            ).all()
+        )
+        for pid, r in zip(ids, rows, strict=True):
+            r["last_mail_at"] = last.get(pid)
         report.sections.append(
             Section(
                 "not_contacted",

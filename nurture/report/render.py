@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nurture.core.errors import InputError
-from nurture.report.model import Report, Section, jsonable
+from nurture.report.model import Report, Section, json_default, jsonable
 
 TABLE_ROWS = 30  # a terminal report stays on one screen per section; --limit or another format shows all
 
@@ -57,7 +57,7 @@ def rate_text(column: str, value: Any) -> str:
 
 
 def to_json(report: Report) -> str:
-    return json.dumps(report.as_json(), ensure_ascii=False, indent=2)
+    return json.dumps(report.as_json(), ensure_ascii=False, indent=2, default=json_default)
 
 
 def pick(report: Report, section: str | None) -> Section:
