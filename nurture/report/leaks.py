@@ -50,15 +50,23 @@ def _filters(params: Params) -> list[Any]:
     return out
 
 
-def _people(conn: Any, query: Any, params: Params) -> tuple[list[dict[str, Any]], int]:
-    """The first ``limit`` rows (default :data:`LIST_LIMIT`) and how many there are, in one pass (a window count
-    beside the rows, not a second COUNT query)."""
-    rows = conn.execute(query.add_columns(func.count().over().label("_total")).limit(params.limit or LIST_LIMIT))
-    out = [dict(r._mapping) for r in rows]
-    total = out[0]["_total"] if out else 0
-    for r in out:
-        del r["_total"]
-    return out, total
+def _people(conn: Any, query: Any, params: Params, *, one_pass: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """The first ``limit`` rows (default :data:`LIST_LIMIT`) and how many there are.
+
+    Two statements by default: a window count beside the rows makes PostgreSQL sort and anti-join every
+    candidate (16 s at a million prospects), while a bare COUNT hash-joins in parallel and the limited list stops
+    after ``limit`` rows. ``one_pass`` (a window count) for queries whose every row must be aggregated anyway
+    (the "silent" list groups a campaign's deliveries): one pass instead of two."""
+    if one_pass:
+        found = conn.execute(query.add_columns(func.count().over().label("_total")).limit(params.limit or LIST_LIMIT))
+        out = [dict(r._mapping) for r in found]
+        total = out[0]["_total"] if out else 0
+        for r in out:
+            del r["_total"]
+        return out, total
+    total = conn.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    rows = conn.execute(query.limit(params.limit or LIST_LIMIT))
+    return [dict(r._mapping) for r in rows], total
 
 
 def build(engine: Engine, params: Params, config: Config, campaigns: list[Campaign]) -> Report:
@@ -167,7 +175,7 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
                 .where(*mailable_clauses(now), *segment_clauses(c.segment, now), *_filters(params), age > days)
                 .order_by(sent.c.at, Prospect.id)
             )
-            rows, total = _people(conn, q, params)
+            rows, total = _people(conn, q, params, one_pass=True)
             silent.extend(rows)
             silent_total += total
         report.sections.append(

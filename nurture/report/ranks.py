@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, Engine, cast, func, select, true
 
-from nurture.report.model import Chart, Params, Report, Section, limited, week_start, weeks_between
+from nurture.report.model import Chart, Params, Report, Section, week_start, weeks_between
 from nurture.store import db
 from nurture.store.models import Event, Prospect, ScoreChange
 
@@ -58,7 +58,9 @@ class Move:
     events: list[dict[str, Any]] = dataclass_field(default_factory=list)
 
     def as_row(self) -> dict[str, Any]:
-        labels = Counter(e["label"] for e in self.events)
+        labels = {"human": 0, "machine": 0, "unknown": 0}
+        for e in self.events:
+            labels[e["label"]] = labels.get(e["label"], 0) + 1
         return {
             "email": self.email,
             "name": self.name,
@@ -182,7 +184,8 @@ def build(engine: Engine, params: Params) -> Report:
     moves = load_moves(engine, params)
     zone = ZoneInfo(params.time_zone)
     report = Report("ranks", "Rank, temperature and stage moves", params)
-    rows, total = limited((m.as_row() for m in reversed(moves)), params.limit)  # newest first
+    newest = moves[::-1] if params.limit is None else moves[: -params.limit - 1 : -1]
+    rows, total = [m.as_row() for m in newest], len(moves)  # rows only for the moves shown
     report.sections.append(
         Section(
             "moves",
