@@ -10,7 +10,20 @@ import sys
 
 import click
 
-from nurture.cli import campaigns, demo, events, handoffs, operator, postal, prospects, score, send, serve, setup
+from nurture.cli import (
+    campaigns,
+    demo,
+    events,
+    handoffs,
+    operator,
+    postal,
+    prospects,
+    report,
+    score,
+    send,
+    serve,
+    setup,
+)
 from nurture.cli.app import main
 
 ALL: list[click.Command] = [
@@ -23,6 +36,7 @@ ALL: list[click.Command] = [
     *events.COMMANDS,
     *handoffs.COMMANDS,
     *score.COMMANDS,
+    *report.COMMANDS,
     *demo.COMMANDS,
     *postal.COMMANDS,
 ]

@@ -22,6 +22,7 @@ from nurture.core import clock
 from nurture.core.errors import InputError
 from nurture.people import get_prospect, import_file, list_prospects
 from nurture.people.export import ENCODINGS, FORMATS, export_prospects
+from nurture.people.outcomes import record_referral, record_win
 from nurture.store.models import RANKS, STAGES, STATUSES, TEMPERATURES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -396,6 +397,55 @@ def _show_scoring(scoring: dict, zone: ZoneInfo) -> None:
     for h in scoring["history"]:
         when = h["at"].astimezone(zone).strftime("%Y-%m-%d %H:%M")
         click.echo(f"  {when} [{h['cause']}] {h['field']}: {h['explanation']}")
+
+
+@prospects.command("won")
+@click.argument("email")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="The day it was won (default: today).")
+@click.option("--amount", type=float, help="Order value (any currency, kept as a number).")
+@click.option("--note", default="", help="Free text kept with the win.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def won(app: App, email: str, day: datetime | None, amount: float | None, note: str, as_json: bool) -> None:
+    """Record a deal won with this prospect (for `nurture report conversion`).
+
+    The win remembers whether the prospect was short-term (a next action pending) or long-term at the time.
+    Recording the same win (same day) again changes nothing.
+    """
+    done = record_win(
+        app.engine(),
+        email,
+        day=day.date() if day else None,
+        amount=amount,
+        note=note,
+        zone=app.config.cadence.time_zone,
+    )
+    if as_json:
+        dump_json({"email": done.email, "recorded": done.recorded, "detail": done.detail})
+        return
+    click.echo(f"{done.email}: {'won' if done.recorded else 'already recorded'} ({done.detail})")
+
+
+@prospects.command("referral")
+@click.argument("client")
+@click.argument("referred")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="The day of the referral (default: today).")
+@click.option("--note", default="", help="Free text kept with the referral.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def referral(app: App, client: str, referred: str, day: datetime | None, note: str, as_json: bool) -> None:
+    """Record that the client CLIENT referred REFERRED (an address) — for `nurture report referrals`.
+
+    \b
+    Example: nurture prospects referral tanaka@client.co.jp sato@newlead.co.jp --date 2026-03-02
+    """
+    done = record_referral(
+        app.engine(), client, referred, day=day.date() if day else None, note=note, zone=app.config.cadence.time_zone
+    )
+    if as_json:
+        dump_json({"email": done.email, "recorded": done.recorded, "detail": done.detail})
+        return
+    click.echo(f"{done.email}: {done.detail}" + ("" if done.recorded else " (already recorded)"))
 
 
 COMMANDS = [prospects]
