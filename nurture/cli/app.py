@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from nurture import __version__
 from nurture.core import config as configuration
+from nurture.core import logs
 from nurture.core.errors import NurtureError
 from nurture.store import db
 from nurture.track import set_source_window
@@ -26,6 +27,7 @@ class App:
     def __init__(self, config_path: str | None, database_url: str | None) -> None:
         self.config_path = config_path
         self.database_url = database_url
+        self.log_format: str | None = None  # --log-format, when given: commands that start processes pass it on
 
     @cached_property
     def config(self) -> configuration.Config:
@@ -69,9 +71,16 @@ class NurtureGroup(click.Group):
     metavar="URL",
     help="Database URL, overriding the config (e.g. postgresql+psycopg://user@host/db).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    envvar="NURTURE_LOG_FORMAT",
+    help="Write logs to stderr as text or as one JSON object per line (time, level, logger, message and "
+    "fields) for a log collector (env NURTURE_LOG_FORMAT). Default: warnings only, as text.",
+)
 @click.version_option(__version__, prog_name="nurture")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, database_url: str | None) -> None:
+def main(ctx: click.Context, config_path: str | None, database_url: str | None, log_format: str | None) -> None:
     """nurture: information-only newsletters that keep B2B prospects from forgetting you.
 
     \b
@@ -82,4 +91,7 @@ def main(ctx: click.Context, config_path: str | None, database_url: str | None) 
       nurture check                     validate campaigns and content
       nurture send --dry-run            who would get what, and why not
     """
+    if log_format:
+        logs.configure(log_format)
     ctx.obj = App(config_path, database_url)
+    ctx.obj.log_format = log_format

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import Counter
 
@@ -15,6 +16,8 @@ from nurture.cli.output import dump_json
 from nurture.core.errors import SenderConfigError
 from nurture.plan.campaigns import load_campaigns
 from nurture.store.states import PlanOutcome
+
+log = logging.getLogger("nurture.send")
 
 
 def _print_counter(title: str, counter: Counter[str], style: str) -> None:
@@ -90,7 +93,23 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
         if exc.hint:
             click.echo(f"  hint: {exc.hint}", err=True)
         click.echo("  the run stopped: the mails not sent stay pending for the next `nurture send`", err=True)
+        log.error("send stopped: the %s sender cannot send: %s", config.delivery.sender, exc.message)
         sys.exit(exc.exit_code)
+    # One line a run for the log collector (--log-format json): what cron or a systemd timer did, in numbers.
+    log.info(
+        "send finished",
+        extra={
+            "dry_run": dry_run,
+            "planned": report.planned,
+            "sent": report.sent,
+            "deferred": sum(report.deferred.values()),
+            "skipped": sum(report.skipped.values()),
+            "failed": sum(report.failed.values()),
+            "unknown": sum(report.unknown.values()),
+            "paused_campaigns": sorted(report.paused),
+            "blocked_campaigns": sorted(report.blocked),
+        },
+    )
     if as_json:
         dump_json(report.as_dict())
         sys.exit(1 if report.failed or report.paused or report.blocked else 0)
