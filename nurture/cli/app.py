@@ -12,6 +12,7 @@ from functools import cached_property
 
 import click
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from nurture import __version__
 from nurture.core import config as configuration
@@ -55,6 +56,19 @@ class NurtureGroup(click.Group):
         except NurtureError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (OperationalError, InterfaceError, DBAPIError) as exc:
+            if not (isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated):
+                raise  # a refused statement is a bug: keep its traceback
+            # The database went away (restarted, failed over, connection killed): not a bug, and nothing to
+            # fix in nurture; say so in one line. Work in flight is safe (claims expire, transactions roll back).
+            reason = str(getattr(exc, "orig", None) or exc).strip().split("\n", 1)[0][:300]
+            click.echo(f"error: lost the database connection: {reason}", err=True)
+            click.echo(
+                "  hint: check that the database is up, then run the command again; a `nurture send` that "
+                "stopped resumes where it was (mails not yet recorded are retried after [delivery] lease_seconds)",
+                err=True,
+            )
+            ctx.exit(1)
 
 
 @click.group(cls=NurtureGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
