@@ -205,3 +205,23 @@ def test_database_connection_dropped_mid_send_is_a_clear_error_and_the_next_run_
     assert sum(c - 1 for c in counts.values()) <= 2 * 1
     assert {d.state for d in deliveries(ws)} == {"sent"}
     assert json.loads(out)["sent"] >= 1
+
+
+def test_send_with_json_logs_ends_with_a_summary_line(ws, smtp_server):
+    """`nurture --log-format json send` (what the systemd units run): stderr is JSON lines only, the last one
+    the run's figures, for the log collector."""
+    add_prospects(ws, ["j1@example.com,J1,Co,製造業,warm,opt_in", "j2@example.com,J2,Co,物流,warm,opt_in"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "nurture", "--log-format", "json", "send"],
+        cwd=ws,
+        env=_env(ws, TUESDAY_10_JST),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]  # every line is JSON
+    summary = [e for e in lines if e["message"] == "send finished"]
+    assert len(summary) == 1 and summary[0]["sent"] == 2 and summary[0]["failed"] == 0
+    assert summary[0]["logger"] == "nurture.send" and summary[0]["level"] == "info"
+    assert "sent: 2" in proc.stdout
