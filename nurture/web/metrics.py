@@ -36,6 +36,7 @@ import os
 import threading
 import time
 from collections import Counter as Tally
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, generate_latest
@@ -110,7 +111,7 @@ class DeliveryCollector:
                     self._deferred = int(tried or 0)
             self._at = time.monotonic()
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         by_state = GaugeMetricFamily("nurture_deliveries", "Deliveries by state (all senders).", labels=["state"])
         for state, n in sorted(self._counts.items()):
             by_state.add_metric([state], n)

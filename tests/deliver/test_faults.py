@@ -164,9 +164,7 @@ def _next_retry(ws: Path) -> datetime | None:
 
 
 @pytest.mark.postgres
-def test_database_connection_dropped_mid_send_is_a_clear_error_and_the_next_run_finishes(
-    ws, db_url, smtp_server
-):
+def test_database_connection_dropped_mid_send_is_a_clear_error_and_the_next_run_finishes(ws, db_url, smtp_server):
     """``pg_terminate_backend`` on every connection of a running `nurture send`: it stops with one clear
     ``error:`` line (no traceback) and a non-zero exit; the rerun after the lease sends the rest, repeating at
     most the mails whose outcome was not yet written (concurrency x record_batch)."""

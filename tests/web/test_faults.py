@@ -119,7 +119,7 @@ def test_kill_9_mid_load_loses_no_answered_unsubscribe(engine, db_url, tmp_path)
 
     # The provider retries what got no answer; the restarted server takes them (and the repeats are harmless).
     with LiveServer(lambda base: create_app(make_config(db_url, base), engine=engine, jobs=[])) as server:
-        for pid, _, url, _ in unanswered:
+        for _pid, _, url, _ in unanswered:
             r = httpx.post(url.replace(f"http://127.0.0.1:{port}", server.url), **ONE_CLICK)
             assert r.status_code == 200
     with engine.connect() as conn:
