@@ -177,8 +177,25 @@ class Server:
         raise RuntimeError("nurture serve did not start")
 
     def _ready(self) -> bool:
-        """Every worker is up (each one answers /healthz on its own once started)."""
-        return self.workers == 1 or len(self._tree()) >= self.workers + 1
+        """Every worker is up: all of them exist and the tree has stopped using CPU (they import and build the
+        app on their own after the first one answers; measuring then would time their start-up)."""
+        if self.workers == 1:
+            return True
+        if len(self._tree()) < self.workers + 1:
+            return False
+        before = self._cpu_ticks()
+        time.sleep(1.0)
+        return self._cpu_ticks() - before < 10  # < 0.1 CPU-second in a second: idle
+
+    def _cpu_ticks(self) -> int:
+        total = 0
+        for pid in self._tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total
 
     def _tree(self) -> list[int]:
         """The server's pid and its descendants (uvicorn's workers), from /proc."""
