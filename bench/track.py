@@ -157,15 +157,17 @@ class Server:
             encoding="utf-8",
         )
         self.workdir = workdir
+        self.log = workdir / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nurture", "serve", "--port", str(self.port), "--log-level", "warning"]
+            [sys.executable, "-m", "nurture", "serve", "--port", str(self.port), "--log-level", "info"]
             + (["--workers", str(self.workers)] if self.workers > 1 else []),
             cwd=self.workdir,
             env=env,
+            stderr=self.log.open("wb"),  # uvicorn's lines: one "Application startup complete." per worker
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -177,25 +179,9 @@ class Server:
         raise RuntimeError("nurture serve did not start")
 
     def _ready(self) -> bool:
-        """Every worker is up: all of them exist and the tree has stopped using CPU (they import and build the
-        app on their own after the first one answers; measuring then would time their start-up)."""
-        if self.workers == 1:
-            return True
-        if len(self._tree()) < self.workers + 1:
-            return False
-        before = self._cpu_ticks()
-        time.sleep(1.0)
-        return self._cpu_ticks() - before < 10  # < 0.1 CPU-second in a second: idle
-
-    def _cpu_ticks(self) -> int:
-        total = 0
-        for pid in self._tree():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-        return total
+        """Every worker has started (they import and build the app on their own after the first one answers;
+        measuring before would time their start-up)."""
+        return self.log.read_bytes().count(b"Application startup complete") >= self.workers
 
     def _tree(self) -> list[int]:
         """The server's pid and its descendants (uvicorn's workers), from /proc."""
