@@ -54,12 +54,18 @@ def serve(app: App, host: str, port: int, log_level: str, workers: int) -> None:
     import uvicorn
 
     from nurture.web import create_app
+    from nurture.web.serving import NoDelayHttpToolsProtocol
 
     # With --log-format, uvicorn's loggers go through ours (log_config=None leaves them unconfigured, so they
     # propagate to the root handler); without it, uvicorn's own text format as before.
     log_config: dict[str, Any] | None = None if app.log_format else uvicorn.config.LOGGING_CONFIG
     options: dict[str, Any] = dict(
-        host=host, port=port, log_level=log_level, access_log=log_level == "debug", log_config=log_config
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=log_level == "debug",
+        log_config=log_config,
+        http=NoDelayHttpToolsProtocol,
     )
     click.echo(
         f"nurture tracking server on http://{host}:{port} (public URL {app.config.tracking.base_url})"
