@@ -205,9 +205,11 @@ def test_database_connection_dropped_mid_send_is_a_clear_error_and_the_next_run_
     assert json.loads(out)["sent"] >= 1
 
 
-def test_send_with_json_logs_ends_with_a_summary_line(ws, smtp_server):
+def test_send_with_json_logs_ends_with_a_summary_line(ws, db_url, smtp_server):
     """`nurture --log-format json send` (what the systemd units run): stderr is JSON lines only, the last one
     the run's figures, for the log collector."""
+    if db_url.startswith("postgresql"):
+        pytest.skip("the log format does not depend on the database: one subprocess run is enough")
     add_prospects(ws, ["j1@example.com,J1,Co,製造業,warm,opt_in", "j2@example.com,J2,Co,物流,warm,opt_in"])
     proc = subprocess.run(
         [sys.executable, "-m", "nurture", "--log-format", "json", "send"],
