@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from nurture.plan.campaigns import Campaign, display_path, load_campaigns
 from nurture.plan.schedule import ScheduleWarning, schedule_warnings
 from nurture.plan.silence import SilentProspect, silent_prospects
 from nurture.store.states import PlanOutcome
+
+log = logging.getLogger("nurture.send")
 
 
 def _print_counter(title: str, counter: Counter[str], style: str) -> None:
@@ -118,7 +121,23 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
         if exc.hint:
             click.echo(f"  hint: {exc.hint}", err=True)
         click.echo("  the run stopped: the mails not sent stay pending for the next `nurture send`", err=True)
+        log.error("send stopped: the %s sender cannot send: %s", config.delivery.sender, exc.message)
         sys.exit(exc.exit_code)
+    # One line a run for the log collector (--log-format json): what cron or a systemd timer did, in numbers.
+    log.info(
+        "send finished",
+        extra={
+            "dry_run": dry_run,
+            "planned": report.planned,
+            "sent": report.sent,
+            "deferred": sum(report.deferred.values()),
+            "skipped": sum(report.skipped.values()),
+            "failed": sum(report.failed.values()),
+            "unknown": sum(report.unknown.values()),
+            "paused_campaigns": sorted(report.paused),
+            "blocked_campaigns": sorted(report.blocked),
+        },
+    )
     explained = _explain_everyone(engine, config, chosen) if dry_run else None
     if as_json:
         data = report.as_dict()

@@ -420,8 +420,12 @@ class Deliverer:
                 conn.rollback()
                 out.flush()  # the outcomes queued so far first
                 claims.release(conn, worker, held)
-            except Exception:  # the database itself failed: the leases expire and the rows are retried
-                log.exception("could not release claims; they expire after the lease")
+            except Exception as exc:  # the database itself failed: the leases expire and the rows are retried
+                # No traceback: the run's own error (raised by join()) says what failed; this is its echo.
+                log.warning(
+                    "could not release claims (%s); they expire after the lease",
+                    str(exc).split("\n", 1)[0][:200],
+                )
             conn.close()
 
     def _wait_for_more(self, conn: Connection) -> bool:

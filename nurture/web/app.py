@@ -18,6 +18,8 @@ path                       method  behaviour (module)
                                    sent and where it is (pages, viewer)
 ``/webhooks/sendgrid``     POST    signed SendGrid Event Webhook (webhooks)
 ``/healthz``               GET     200 ``{"status": "ok"}`` when the database answers, else 503 (app)
+``/metrics``               GET     Prometheus metrics: hits, events by type and label, webhook batches, queue
+                                   depth, deliveries by state (metrics); keep it off the public proxy
 =========================  ======  ========================================================================
 
 Every database write goes through :func:`nurture.track.record_events`. Opens and clicks are queued in an
@@ -56,7 +58,7 @@ from nurture import score
 from nurture.core.config import Config
 from nurture.store import db
 from nurture.track import EventBuffer, set_source_window
-from nurture.web import hot, optout, pages, webhooks
+from nurture.web import hot, metrics, optout, pages, webhooks
 from nurture.web.limits import BodyLimit, BodyTooLarge, too_large
 from nurture.web.periodic import Job, Periodic, jobs_for
 from nurture.web.site import Pages, Site
@@ -96,7 +98,9 @@ def create_app(
         *optout.routes(site),
         *webhooks.routes(site),
         Route("/healthz", functools.partial(healthz, site), methods=["GET"]),
+        *metrics.routes(engine),
     ]
+    metrics.watch_buffer(site.buffer)
     periodic = Periodic(engine, config, jobs_for(config) if jobs is None else jobs)
     return Starlette(
         routes=routes,
