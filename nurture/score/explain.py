@@ -144,6 +144,14 @@ def sentence(
         )
     elif cause == "relabel":
         parts.insert(0, "ボット判定の見直し" if ja else "events relabelled")
+    if not parts:
+        # Nothing gave points (only ignored events): the field moved because it is now derived from the score,
+        # e.g. a temperature typed into the spreadsheet meeting the first scoring. Say that, never an empty reason.
+        parts.append(
+            f"スコア {score_before:.1f} → {score_after:.1f}（最近の人による反応から判定）"
+            if ja
+            else f"score {score_before:.1f} → {score_after:.1f} (derived from recent human engagement)"
+        )
     sep = "、" if ja else ", "
     text = f"{arrow}: " + sep.join(parts)
     if skipped:
