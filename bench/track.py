@@ -3,6 +3,7 @@ and the time to handle a signed 1,000-event SendGrid webhook batch — on SQLite
 
     /work/venv/bin/python bench/track.py                       # SQLite, and PostgreSQL if $NURTURE_BENCH_POSTGRES_URL
     /work/venv/bin/python bench/track.py --db sqlite --duration 10 --connections 64
+    /work/venv/bin/python bench/track.py --db postgres --workers 1,4  # uvicorn workers (nurture serve --workers)
 
 The server is the real thing: ``nurture serve`` in its own process (uvicorn, one worker) on a loopback port,
 against a fresh database seeded with 1,000 prospects and deliveries. The load generator is ``wrk`` (Debian
@@ -13,6 +14,9 @@ there (``lost`` = answered - stored must be 0; ``stored`` may exceed ``answered`
 when the generator stopped, which the server did answer).
 
 Targets (issue 5): >= 2,000 hits/s, p99 < 50 ms, 0 lost events; a 1,000-event webhook batch < 1 s.
+With ``--workers 1,4`` each database is measured once per worker count (the 1-worker row is the baseline of the
+same run), and the peak resident memory (VmHWM) of the server's processes is printed: the largest one and the
+sum over the parent and its workers (issue 16: < 300 MB).
 """
 
 from __future__ import annotations
@@ -143,7 +147,8 @@ def count_events(url: str, source: str | None = None) -> int:
 class Server:
     """``nurture serve`` in a subprocess with its own nurture.toml."""
 
-    def __init__(self, workdir: Path, url: str, public_key: str) -> None:
+    def __init__(self, workdir: Path, url: str, public_key: str, workers: int = 1) -> None:
+        self.workers = workers
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         (workdir / "nurture.toml").write_text(
@@ -152,23 +157,55 @@ class Server:
             encoding="utf-8",
         )
         self.workdir = workdir
+        self.log = workdir / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nurture", "serve", "--port", str(self.port), "--log-level", "warning"],
+            [sys.executable, "-m", "nurture", "serve", "--port", str(self.port), "--log-level", "info"]
+            + (["--workers", str(self.workers)] if self.workers > 1 else []),
             cwd=self.workdir,
             env=env,
+            stderr=self.log.open("wb"),  # uvicorn's lines: one "Application startup complete." per worker
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200 and self._ready():
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
         raise RuntimeError("nurture serve did not start")
+
+    def _ready(self) -> bool:
+        """Every worker has started (they import and build the app on their own after the first one answers;
+        measuring before would time their start-up)."""
+        return self.log.read_bytes().count(b"Application startup complete") >= self.workers
+
+    def _tree(self) -> list[int]:
+        """The server's pid and its descendants (uvicorn's workers), from /proc."""
+        assert self.proc is not None
+        pids, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                todo.extend(int(c) for c in task.read_text().split())
+        return pids
+
+    def peak_rss_mb(self) -> tuple[float, float]:
+        """(largest, sum) of VmHWM over the server's processes, in MB."""
+        peaks = []
+        for pid in self._tree():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        return (max(peaks, default=0.0), sum(peaks))
 
     def stop(self) -> None:
         assert self.proc is not None
@@ -311,11 +348,11 @@ def webhook_batch(base: str, private: object, pairs: list[tuple[int, int]]) -> d
     return {"first_s": times[0], "replay_s": max(times[1:])}
 
 
-def bench(name: str, url: str, args: argparse.Namespace) -> dict:
+def bench(name: str, url: str, args: argparse.Namespace, workers: int = 1) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"nurture-bench-{name}-"))
     pairs = seed(url)
     private, public = key_pair()
-    server = Server(workdir, url, public)
+    server = Server(workdir, url, public, workers)
     config = load(workdir / "nurture.toml")
     config = type(config)(
         **{
@@ -339,6 +376,7 @@ def bench(name: str, url: str, args: argparse.Namespace) -> dict:
                 results[label] = run_python(paths, server.base, args.duration, min(args.connections, 32))
         drain(server.base)  # the webhook is timed on its own, not queued behind the hits' backlog
         results["webhook"] = webhook_batch(server.base, private, pairs)
+        results["rss"] = server.peak_rss_mb()
     finally:
         server.stop()
     answered = sum(results[k]["requests"] - results[k]["errors"] for k in ("open pixel", "click"))
@@ -354,7 +392,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: leave the CPU to the server)")
     parser.add_argument("--generator", choices=["wrk", "python"], default="wrk")
+    parser.add_argument("--workers", default="1", help="uvicorn worker counts to measure, e.g. 1,4 (default 1)")
     args = parser.parse_args()
+    worker_counts = [int(w) for w in args.workers.split(",")]
     pg = os.environ.get("NURTURE_BENCH_POSTGRES_URL") or os.environ.get("NURTURE_TEST_POSTGRES_URL")
     targets = []
     if args.db in ("sqlite", "both"):
@@ -377,36 +417,54 @@ def main() -> None:
     )
     ok = True
     for name, url, cleanup in targets:
-        try:
-            r = bench(name, url, args)
-        finally:
-            db.dispose_all()
-            if cleanup:
+        for workers in worker_counts:
+            if cleanup and workers != worker_counts[0]:  # a fresh schema per run: the events start from zero
                 admin, schema = cleanup
                 with admin.begin() as conn:
                     conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        for label in ("open pixel", "click"):
-            x = r[label]
-            good = x["rps"] >= 2000 and x["p99_ms"] < 50 and x["errors"] == 0
-            ok &= good
-            print(
-                f"{name:<9} {label:<11} {x['rps']:8,.0f} hits/s  p50 {x['p50_ms']:6.2f} ms  p99 {x['p99_ms']:6.2f} ms"
-                f"  max {x['max_ms']:7.2f} ms  requests {x['requests']:,}  errors {x['errors']}"
-                f"  {'OK' if good else 'MISSED TARGET'}"
-            )
-        s = r["stored"]
-        ok &= s["lost"] == 0
-        print(
-            f"{name:<9} events      answered {s['answered']:,}  stored {s['stored']:,}  lost {s['lost']}"
-            f"  {'OK' if s['lost'] == 0 else 'LOST EVENTS'}"
-        )
-        w = r["webhook"]
-        ok &= w["first_s"] < 1
-        print(
-            f"{name:<9} webhook     1,000-event signed batch {w['first_s'] * 1000:6.0f} ms (new), "
-            f"{w['replay_s'] * 1000:6.0f} ms (replayed, all duplicates)  {'OK' if w['first_s'] < 1 else 'SLOW'}"
-        )
+                    conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            elif not cleanup and workers != worker_counts[0]:
+                url = f"sqlite:///{tempfile.mkdtemp(prefix='nurture-bench-')}/bench.db"
+            db.dispose_all()
+            try:
+                results = bench(name, url, args, workers)
+            finally:
+                db.dispose_all()
+            ok &= report(f"{name}/{workers}w" if len(worker_counts) > 1 else name, results)
+        if cleanup:
+            admin, schema = cleanup
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     sys.exit(0 if ok else 1)
+
+
+def report(name: str, r: dict) -> bool:
+    """Print one run's lines; whether it met the targets."""
+    ok = True
+    for label in ("open pixel", "click"):
+        x = r[label]
+        good = x["rps"] >= 2000 and x["p99_ms"] < 50 and x["errors"] == 0
+        ok &= good
+        print(
+            f"{name:<9} {label:<11} {x['rps']:8,.0f} hits/s  p50 {x['p50_ms']:6.2f} ms  p99 {x['p99_ms']:6.2f} ms"
+            f"  max {x['max_ms']:7.2f} ms  requests {x['requests']:,}  errors {x['errors']}"
+            f"  {'OK' if good else 'MISSED TARGET'}"
+        )
+    s = r["stored"]
+    ok &= s["lost"] == 0
+    print(
+        f"{name:<9} events      answered {s['answered']:,}  stored {s['stored']:,}  lost {s['lost']}"
+        f"  {'OK' if s['lost'] == 0 else 'LOST EVENTS'}"
+    )
+    w = r["webhook"]
+    ok &= w["first_s"] < 1
+    print(
+        f"{name:<9} webhook     1,000-event signed batch {w['first_s'] * 1000:6.0f} ms (new), "
+        f"{w['replay_s'] * 1000:6.0f} ms (replayed, all duplicates)  {'OK' if w['first_s'] < 1 else 'SLOW'}"
+    )
+    largest, total = r["rss"]
+    print(f"{name:<9} memory      peak RSS {largest:6.0f} MB largest process, {total:6.0f} MB all processes")
+    return ok
 
 
 if __name__ == "__main__":

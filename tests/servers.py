@@ -24,6 +24,7 @@ import asyncio
 import datetime
 import http.server
 import json
+import random
 import socket
 import ssl
 import tempfile
@@ -127,8 +128,17 @@ class _Handler:
             responses.insert(1, "250-PIPELINING")
         return responses
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.server._flake():
+            return "451 4.3.0 try again later (flaky)"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):
         s = self.server
+        if s._flake():
+            return "451 4.3.0 try again later (flaky)"
         if address in s.rejected:
             code, text = s.rejected[address]
             return f"{code} {text}"
@@ -140,6 +150,8 @@ class _Handler:
 
     async def handle_DATA(self, smtp, session, envelope):
         s = self.server
+        if s._flake():
+            return "451 4.3.0 try again later (flaky)"
         failure = s._take("fail")
         if failure:
             return f"{failure[0]} {failure[1]}"
@@ -181,7 +193,9 @@ class SmtpTestServer:
       ``fail_next(n, code, text)``             the next n messages are refused after the dot
       ``stall_next(n, seconds)``               the next n messages get their 250 only after ``seconds``
       ``disconnect_next(n, at="data"|"rcpt")`` the server hangs up after the dot / at RCPT
-    Recorded: ``messages`` (accepted), ``stalled`` (got the dot but answered late or never), ``connections``.
+      ``flaky(rate, seed)``                    each MAIL, RCPT and DATA answers 451 with probability ``rate``
+    Recorded: ``messages`` (accepted), ``stalled`` (got the dot but answered late or never), ``connections``,
+    ``refused`` (commands the flaky server answered 451).
     """
 
     def __init__(
@@ -201,6 +215,8 @@ class SmtpTestServer:
         self.messages: list[Received] = []
         self.stalled: list[Received] = []
         self.connections = 0
+        self.refused = 0
+        self._flaky: tuple[float, random.Random] | None = None
         self.rejected: dict[str, tuple[int, str]] = {}
         self.logins: list[str] = []
         self.lock = threading.Lock()
@@ -228,6 +244,20 @@ class SmtpTestServer:
     def disconnect_next(self, n: int = 1, at: str = "data") -> None:
         with self.lock:
             self._script[f"disconnect_{at}"].extend([True] * n)
+
+    def flaky(self, rate: float, seed: int = 0) -> None:
+        with self.lock:
+            self._flaky = (rate, random.Random(seed))
+
+    def _flake(self) -> bool:
+        with self.lock:
+            if self._flaky is None:
+                return False
+            rate, rng = self._flaky
+            if rng.random() >= rate:
+                return False
+            self.refused += 1
+            return True
 
     def _take(self, kind: str):
         with self.lock:

@@ -23,11 +23,13 @@ from typing import Any
 import jinja2
 from sqlalchemy.dialects import postgresql, sqlite
 
-from nurture.checks.content import check_message
+from nurture.checks.content import MODEL_CATEGORY, check_message, template_words
 from nurture.checks.footer import footer_problems
-from nurture.checks.rules import rules_for
+from nurture.checks.model import load_model
+from nurture.checks.rules import RuleSet, rules_for
 from nurture.compose import links
 from nurture.compose.context import build_context
+from nurture.compose.html_text import html_to_text
 from nurture.compose.rendering import RenderedMessage, Renderer
 from nurture.core import clock
 from nurture.core.config import Config
@@ -77,6 +79,10 @@ class Finding:
     category: str | None = None
     why: str | None = None
     where: str | None = None
+    rule: str | None = None
+    score: float | None = None
+    evidence: list[str] = field(default_factory=list)
+    allowed: str | None = None
 
 
 @dataclass
@@ -86,6 +92,7 @@ class CampaignReport:
     items: int = 0
     loaded: bool = True
     findings: list[Finding] = field(default_factory=list)
+    item_keys: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -94,6 +101,10 @@ class CampaignReport:
     @property
     def warnings(self) -> int:
         return sum(f.severity == "warning" for f in self.findings)
+
+    @property
+    def allowed(self) -> int:
+        return sum(f.severity == "allowed" for f in self.findings)
 
     @property
     def status(self) -> str:
@@ -108,6 +119,7 @@ class CampaignReport:
             "items": self.items,
             "errors": self.errors,
             "warnings": self.warnings,
+            "allowed": self.allowed,
             "findings": [dataclasses.asdict(f) for f in self.findings],
         }
 
@@ -294,15 +306,30 @@ def check_campaign(
                     why="特定電子メール法 / CAN-SPAM require it in every mail",
                 )
             )
+        allow = [a for a in campaign.allow if not getattr(a, "item", "") or a.item == item.key]
         for found in check_message(
-            rendered, language=campaign.language, allow=campaign.allow, source=item.key, rules=rules
+            rendered,
+            language=campaign.language,
+            allow=allow,
+            source=item.key,
+            rules=rules,
+            keep_allowed=True,
+            template_text=_template_text(config, renderer, item),
         ):
-            where = "subject" if found.line == 0 else f"text line {found.line}"
+            where = {"subject": "subject", "html": f"HTML part line {found.line}"}.get(found.part, "")
+            where = where or (
+                f"template line {found.line} (a branch not shown to the sample prospect)"
+                if found.part == "template"
+                else f"text line {found.line}"
+            )
+            label = "reads as a pitch" if found.category == MODEL_CATEGORY else found.category
+            tail = f" [allowed: {found.allowed}]" if found.severity == "allowed" else ""
             report.findings.append(
                 Finding(
                     found.severity,
                     "content",
-                    f'{file}:{item.line}: item "{item.key}": {found.category} "{found.phrase}" ({where}): {found.why}',
+                    f'{file}:{item.line}: item "{item.key}": {label} "{found.phrase}" ({where}): {found.why} '
+                    f"({found.rule}){tail}",
                     file=file,
                     line=item.line,
                     item=item.key,
@@ -310,6 +337,44 @@ def check_campaign(
                     category=found.category,
                     why=found.why,
                     where=where,
+                    rule=found.rule,
+                    score=found.score,
+                    evidence=list(found.evidence),
+                    allowed=found.allowed or None,
+                )
+            )
+    _check_allowances(campaign, rules, report, file)
+
+
+def _template_text(config: Config, renderer: Renderer, item: ContentItem) -> str:
+    """The item's words in every branch of its template's conditionals (and its subject's): what a prospect
+    other than the sample one could receive."""
+    parts = [template_words(item.subject)]
+    try:
+        compiled = renderer.compile(item.template)
+        parts.append(template_words(html_to_text(compiled.html_source)))
+        if item.text_template:
+            parts.append(template_words((config.templates_dir / item.text_template).read_text("utf-8")))
+    except (OSError, UnicodeDecodeError, NurtureError):
+        pass  # reported by the template check above
+    return "\n\n".join(parts)
+
+
+def _check_allowances(campaign: Campaign, rules: RuleSet, report: CampaignReport, file: str) -> None:
+    """An [[allow]] naming a rule or an item that does not exist allows nothing: say so (a typo would
+    otherwise look like a reviewed exception)."""
+    known = {r.id for r in rules.rules} | {f"{lang}-model" for lang in load_model()}
+    keys = {it.key for it in campaign.items}
+    for a in campaign.allow:
+        rule, item = getattr(a, "rule", ""), getattr(a, "item", "")
+        if rule and rule not in known:
+            report.findings.append(
+                Finding("warning", "config", f'{file}: [[allow]] rule "{rule}" is not a known rule id', file=file)
+            )
+        if item and item not in keys:
+            report.findings.append(
+                Finding(
+                    "warning", "config", f'{file}: [[allow]] item "{item}" is not an item of this campaign', file=file
                 )
             )
 
@@ -344,6 +409,7 @@ def run_check(config: Config, names: tuple[str, ...] = (), prospect: Prospect | 
             reports.append(report)
             continue
         report = CampaignReport(campaign.name, file, items=len(campaign.items))
+        report.item_keys = [it.key for it in campaign.items]
         if campaign.name in seen:
             report.findings.append(
                 Finding(

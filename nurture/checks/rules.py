@@ -87,6 +87,8 @@ def _phrase_regex(phrase: str) -> str:
 # Sentence ends: Japanese and ASCII terminators, a period before whitespace, a blank line, or a line break
 # before a bullet / numbered item (list items are separate statements in newsletters).
 _BOUNDARY = re.compile(r"[。！？!?]|\.(?=\s)|\n[ \t]*\n|\n(?=[ \t]*(?:[・•●○■□◆◇▶►▼▽※★☆\-*]|\d+[.)]))")
+#: Where a sentence ends, for rules' context and the pitch model's units (nurture.checks.content).
+SENTENCE_BOUNDARY = _BOUNDARY
 _LOOKAROUND = 400  # a sentence longer than this is cut; keeps the context search O(1) per hit
 _REACH = 300  # longest match assumed around a required literal (rules match words, not paragraphs)
 

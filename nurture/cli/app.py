@@ -12,9 +12,11 @@ from functools import cached_property
 
 import click
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from nurture import __version__
+from nurture import __version__, score
 from nurture.core import config as configuration
+from nurture.core import logs
 from nurture.core.errors import NurtureError
 from nurture.store import db
 from nurture.track import set_source_window
@@ -26,10 +28,14 @@ class App:
     def __init__(self, config_path: str | None, database_url: str | None) -> None:
         self.config_path = config_path
         self.database_url = database_url
+        self.log_format: str | None = None  # --log-format, when given: commands that start processes pass it on
 
     @cached_property
     def config(self) -> configuration.Config:
-        return configuration.load(self.config_path, database_url=self.database_url)
+        config = configuration.load(self.config_path, database_url=self.database_url)
+        # Every command that records events (send, events import, serve, forms) scores them with these rules.
+        score.configure(config)
+        return config
 
     def engine(self, *, migrated: bool = True) -> Engine:
         """The engine; with ``migrated`` (the default) a ConfigError unless ``nurture init`` has run."""
@@ -53,6 +59,19 @@ class NurtureGroup(click.Group):
         except NurtureError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (OperationalError, InterfaceError, DBAPIError) as exc:
+            if not (isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated):
+                raise  # a refused statement is a bug: keep its traceback
+            # The database went away (restarted, failed over, connection killed): not a bug, and nothing to
+            # fix in nurture; say so in one line. Work in flight is safe (claims expire, transactions roll back).
+            reason = str(getattr(exc, "orig", None) or exc).strip().split("\n", 1)[0][:300]
+            click.echo(f"error: lost the database connection: {reason}", err=True)
+            click.echo(
+                "  hint: check that the database is up, then run the command again; a `nurture send` that "
+                "stopped resumes where it was (mails not yet recorded are retried after [delivery] lease_seconds)",
+                err=True,
+            )
+            ctx.exit(1)
 
 
 @click.group(cls=NurtureGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -69,9 +88,16 @@ class NurtureGroup(click.Group):
     metavar="URL",
     help="Database URL, overriding the config (e.g. postgresql+psycopg://user@host/db).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    envvar="NURTURE_LOG_FORMAT",
+    help="Write logs to stderr as text or as one JSON object per line (time, level, logger, message and "
+    "fields) for a log collector (env NURTURE_LOG_FORMAT). Default: warnings only, as text.",
+)
 @click.version_option(__version__, prog_name="nurture")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, database_url: str | None) -> None:
+def main(ctx: click.Context, config_path: str | None, database_url: str | None, log_format: str | None) -> None:
     """nurture: information-only newsletters that keep B2B prospects from forgetting you.
 
     \b
@@ -82,4 +108,7 @@ def main(ctx: click.Context, config_path: str | None, database_url: str | None) 
       nurture check                     validate campaigns and content
       nurture send --dry-run            who would get what, and why not
     """
+    if log_format:
+        logs.configure(log_format)
     ctx.obj = App(config_path, database_url)
+    ctx.obj.log_format = log_format

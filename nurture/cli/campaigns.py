@@ -8,19 +8,23 @@ today, 60-80 ms when nothing else loads the renderer).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from nurture.cli.app import App, pass_app
+from nurture.core import clock
 from nurture.core.errors import NotFound, NurtureError
 from nurture.people import find_prospect
 from nurture.plan.campaigns import display_path
 
 if TYPE_CHECKING:
     from nurture.checks.campaign import CampaignReport
+    from nurture.plan.schedule import ScheduleWarning
 
 
 def _count(n: int, noun: str) -> str:
@@ -57,8 +61,15 @@ def _print_reports(reports: list[CampaignReport], note: str) -> None:
     help="Render for this prospect from the database instead of the built-in sample prospect.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option(
+    "--explain",
+    "explain",
+    metavar="[CAMPAIGN/]ITEM",
+    help="Show every content finding of one item (its key) with the rule or model evidence behind it, "
+    "and the reviewed exceptions ([[allow]]) that let findings through.",
+)
 @pass_app
-def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool) -> None:
+def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool, explain: str | None) -> None:
     """Check campaign files, templates and content (all campaigns by default).
 
     \b
@@ -67,7 +78,9 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
     and the text is information, not a sales pitch. With a real sender (smtp, sendgrid) also the setup:
     no example identity, a public https base_url, a real secret, DKIM aligned with From (the preflight
     `nurture send` refuses on). Needs no database (unless --prospect) and no tracking secret.
-    Exit status 1 if any error is found.
+    Exit status 1 if any error is found. Also warns (without failing) when the runs declared in
+    [schedule] cron never reach a campaign's send window in a zone its prospects live in, or when prospects
+    without a time zone have addresses in a country hours away from the workspace zone.
     """
     from nurture.checks import campaign as checking  # start-up time: MJML and Jinja load only for a check
     from nurture.checks import preflight
@@ -83,10 +96,14 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
             f"no campaign files (*.toml) in {display_path(config.campaigns_dir)}",
             hint="see campaigns/README.md for the format, or run `nurture demo`",
         )
-    if as_json:
+    scheduling = _schedule_warnings(app, campaigns)
+    if explain:
+        _explain(reports, explain, as_json)
+    elif as_json:
         click.echo(
             json.dumps(
                 {
+                    "schedule_warnings": [w.as_dict() for w in scheduling],
                     "ok": not any(r.errors for r in reports) and not (setup and setup_severity == "error"),
                     "errors": sum(r.errors for r in reports),
                     "warnings": sum(r.warnings for r in reports),
@@ -111,8 +128,78 @@ def check(app: App, campaigns: tuple[str, ...], email: str | None, as_json: bool
             for p in setup:
                 click.echo(f"  {setup_severity:<7} {p}")
         _print_reports(reports, checking.preview_note(config))
+        for w in scheduling:
+            click.secho(f"warning: {w.message}", fg="yellow")
     if any(r.errors for r in reports) or (setup and setup_severity == "error"):
         raise click.exceptions.Exit(1)
+
+
+def _schedule_warnings(app: App, names: tuple[str, ...]) -> list[ScheduleWarning]:
+    """Send windows the declared [schedule] never reaches (nurture.plan.schedule): counted per zone from the
+    database when there is one, else judged for the workspace's and each campaign's zone. Never fails the check."""
+    from nurture.plan import schedule
+    from nurture.plan.campaigns import load_each
+
+    config = app.config
+    chosen = [
+        c for _, c, _ in load_each(config) if c is not None and c.status == "active" and (not names or c.name in names)
+    ]
+    now = clock.now()
+    url = config.database_url
+    has_db = not url.startswith("sqlite:///") or Path(url[len("sqlite:///") :]).exists()
+    if has_db:
+        try:
+            engine = app.engine()
+            with engine.connect() as conn:
+                return schedule.schedule_warnings(conn, chosen, config, now)
+        except (NurtureError, SQLAlchemyError):
+            pass  # no database yet (or not reachable): judge by the config alone
+    return schedule.config_window_warnings(config, chosen, now)
+
+
+def _explain(reports: list[CampaignReport], ref: str, as_json: bool) -> None:
+    """Print the content findings of item ``ref`` (``KEY`` or ``CAMPAIGN/KEY``) with their evidence."""
+    campaign_name, _, key = ref.rpartition("/")
+    chosen = [r for r in reports if not campaign_name or campaign_name in (r.name, Path(r.file).stem)]
+    findings = [(r, f) for r in chosen for f in r.findings if f.item == key]
+    if not findings and not any(key in _item_keys(r) for r in chosen):
+        keys = sorted({f"{r.name}/{k}" for r in chosen for k in _item_keys(r)})
+        raise NotFound(
+            f'no item "{ref}" in the checked campaigns', hint=f"items with findings: {', '.join(keys) or 'none'}"
+        )
+    content_findings = [(r, f) for r, f in findings if f.kind == "content"]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"item": ref, "findings": [dataclasses.asdict(f) | {"campaign": r.name} for r, f in findings]},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    for report, f in findings:
+        if f.kind != "content":
+            click.echo(f"{f.severity:<8}{f.kind}: {f.message}")
+            continue
+        colour = {"error": "red", "warning": "yellow"}.get(f.severity, "cyan")
+        click.secho(f'{f.severity:<8}{report.name}/{f.item} {f.where}: "{f.phrase}"', fg=colour)
+        click.echo(
+            f"        rule: {f.rule} ({f.category})" + (f", model p={f.score:.2f}" if f.score is not None else "")
+        )
+        click.echo(f"        why: {f.why}")
+        if f.evidence:
+            click.echo("        evidence: " + ", ".join(f.evidence))
+        if f.allowed:
+            click.echo(f"        allowed by the campaign file: {f.allowed}")
+    errors = sum(f.severity == "error" for _, f in content_findings)
+    allowed = sum(f.severity == "allowed" for _, f in content_findings)
+    if not content_findings:
+        click.echo(f"{ref}: no content findings (the item reads as information)")
+    click.echo(f"\n{ref}: {_count(errors, 'content error')}, {allowed} allowed")
+
+
+def _item_keys(report: CampaignReport) -> set[str]:
+    return set(report.item_keys)
 
 
 # --------------------------------------------------------------------------------------------- preview

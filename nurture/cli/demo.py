@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from nurture.cli import demo_engagement
 from nurture.cli import workspace as demo_workspace
 from nurture.cli.app import App
 from nurture.cli.campaigns import check
-from nurture.cli.prospects import import_, list_
+from nurture.cli.events import import_ as events_import
+from nurture.cli.prospects import import_, list_, won
+from nurture.cli.report import report
 from nurture.cli.send import send
 from nurture.cli.setup import init
+from nurture.core import clock
+from nurture.report import KINDS
 
 
 @click.command("demo")
@@ -35,6 +41,8 @@ def demo(ctx: click.Context, folder: str, no_send: bool) -> None:
     3. nurture prospects import prospects.csv
     4. nurture check                      (compliance footer + information-only content check)
     5. nurture send                       (outbox sender: .eml files in outbox/)
+    6. four weeks of opens and clicks through the tracking server (people, mail gateways, prefetching),
+       a seminar list (nurture events import), a win; then `nurture report ranks` and the HTML reports
     Running it again sends only what has become due: nothing is sent twice.
     """
     path = Path(folder).resolve()
@@ -69,6 +77,7 @@ def _run(ctx: click.Context, path: Path, no_send: bool) -> None:
     if no_send:
         return
     step("send", send)
+    _engagement(ctx, path, step)
     outbox = path / "outbox"
     mails = sorted(outbox.glob("*.eml")) if outbox.exists() else []
     click.echo(click.style("\nWhat was written where", bold=True))
@@ -77,6 +86,40 @@ def _run(ctx: click.Context, path: Path, no_send: bool) -> None:
     click.echo(f"  campaigns      {path / 'campaigns'}/  (edit, then `nurture check`)")
     click.echo(f"  preview        cd {path} && nurture preview mfg-insights --out preview.html")
     click.echo(f"  tracking       cd {path} && nurture serve   (opens, clicks, unsubscribe pages)")
+    click.echo(f"  reports        {path / 'reports'}/  (HTML, open in a browser; `nurture report --help`)")
+
+
+def _engagement(ctx: click.Context, path: Path, step: Callable[..., None]) -> None:
+    """Four weeks of opens and clicks through the tracking server, a seminar list, a win; then the reports."""
+    app: App = ctx.obj
+    engine = app.engine()
+    if demo_engagement.already_simulated(engine):
+        click.echo(click.style("\n(engagement already simulated in this workspace: reports only)", fg="cyan"))
+        end = None
+    else:
+        click.echo(
+            click.style("\n$ (4 weeks pass: readers open and click through the tracking server)", fg="cyan", bold=True)
+        )
+        end = demo_engagement.simulate(engine, app.config, path, click.echo)
+    try:
+        if end is not None:
+            step("events import seminar.csv", events_import, "seminar.csv")
+            step(
+                "prospects won takahashi.jiro@example.jp --amount 1800000",
+                won,
+                "takahashi.jiro@example.jp",
+                "--amount",
+                "1800000",
+            )
+        step("report ranks", report, "ranks", "--limit", "15")
+        reports = path / "reports"
+        reports.mkdir(exist_ok=True)
+        for kind in KINDS:
+            report.main(
+                [kind, "--format", "html", "--out", str(reports / f"{kind}.html")], obj=ctx.obj, standalone_mode=False
+            )
+    finally:
+        clock.set_now(None)
 
 
 COMMANDS = [demo]

@@ -10,17 +10,36 @@ import sys
 
 import click
 
-from nurture.cli import campaigns, consent, demo, events, prospects, send, serve, setup
+from nurture.cli import (
+    campaigns,
+    consent,
+    demo,
+    events,
+    handoffs,
+    operator,
+    postal,
+    prospects,
+    report,
+    score,
+    send,
+    serve,
+    setup,
+)
 from nurture.cli.app import main
 
 ALL: list[click.Command] = [
     *setup.COMMANDS,
     *prospects.COMMANDS,
+    *operator.COMMANDS,
     *campaigns.COMMANDS,
     *send.COMMANDS,
     *serve.COMMANDS,
     *events.COMMANDS,
+    *handoffs.COMMANDS,
+    *score.COMMANDS,
+    *report.COMMANDS,
     *demo.COMMANDS,
+    *postal.COMMANDS,
     *consent.COMMANDS,
 ]
 for _command in ALL:

@@ -28,6 +28,7 @@ def import_verdict(
     (1 if rows were rejected without --skip-invalid); otherwise list every rejected row and, if that means
     nothing was written, exit 1 saying how to go on. Returns only when the caller should print its summary."""
     failed = bool(rejected) and not skip_invalid
+    bad_rows = len({getattr(r, "row", id(r)) for r in rejected})  # a row with several bad cells is listed once each
     if as_json:
         dump_json(summary)
         sys.exit(1 if failed else 0)
@@ -35,7 +36,7 @@ def import_verdict(
         click.echo(f"{file}: {row}", err=True)
     if failed:
         click.echo(
-            f"error: {len(rejected)} invalid row(s); nothing was {verb}ed.\n"
+            f"error: {bad_rows} invalid row(s); nothing was {verb}ed.\n"
             f"  hint: fix the rows above, or pass --skip-invalid to {verb} the other rows",
             err=True,
         )

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import Counter
+from dataclasses import dataclass
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine
 
 from nurture import deliver
 from nurture.cli.app import App, pass_app
 from nurture.cli.output import dump_json
-from nurture.core.errors import SenderConfigError
-from nurture.plan.campaigns import load_campaigns
+from nurture.core import clock
+from nurture.core.config import Config
+from nurture.core.errors import ConfigError, SenderConfigError
+from nurture.plan.campaigns import Campaign, display_path, load_campaigns
+from nurture.plan.schedule import ScheduleWarning, schedule_warnings
+from nurture.plan.silence import SilentProspect, silent_prospects
 from nurture.store.states import PlanOutcome
+
+log = logging.getLogger("nurture.send")
 
 
 def _print_counter(title: str, counter: Counter[str], style: str) -> None:
@@ -40,11 +49,32 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
     higher-priority campaign first; the rest waits for a later run (deferred, never dropped). Quiet hours,
     weekends, Japanese holidays and company holidays are respected in the prospect's time zone. Temporary
     provider errors are retried on later runs; nothing is ever sent twice. Safe to run from cron, and
-    in several processes at once. Campaigns that `nurture check` fails are not sent.
+    in several processes at once. Campaigns that `nurture check` fails are not sent; a campaign file that
+    does not load is skipped with its file:line problems; the others are sent.
+
+    \b
+    Exit codes:
+      0  everything due was handled
+      1  some mails failed (refused, or could not be built), or a campaign is paused
+      2  configuration error (nurture.toml, no campaign at all, the sender cannot send): nothing more sent
+      3  a campaign was skipped: its file does not load, or `nurture check` fails it; the others were sent
+
+    \b
+    --dry-run also accounts for everyone else: the mailable prospects no campaign selects (and why), the
+    silent ones (content exhausted, send window never reached by [schedule], overdue with the reason), and
+    warnings about the schedule; with --json as rows.
     """
     config = app.config
+    broken: list[str] = []
+    chosen = load_campaigns(config, list(campaigns) or None, broken=broken)
+    if not chosen and not broken:
+        folder = display_path(config.campaigns_dir)
+        raise ConfigError(
+            f"no campaign to send: {folder}/ has no campaign file (*.toml)",
+            hint="`nurture init --samples` copies the sample campaigns and templates; the format is in "
+            "campaigns/README.md",
+        )
     engine = app.engine()
-    chosen = load_campaigns(config, list(campaigns) or None)
     console = Console(stderr=True)
     show = not as_json and console.is_terminal
     try:
@@ -83,6 +113,7 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
                 plan_progress=planned,
                 on_outcome=outcome,
             )
+        report.broken_files.extend(broken)
     except SenderConfigError as exc:  # the run stopped at once: say why, and that nothing was lost
         click.echo(
             click.style(f"error: the {config.delivery.sender} sender cannot send: {exc.message}", fg="red"), err=True
@@ -90,10 +121,30 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
         if exc.hint:
             click.echo(f"  hint: {exc.hint}", err=True)
         click.echo("  the run stopped: the mails not sent stay pending for the next `nurture send`", err=True)
+        log.error("send stopped: the %s sender cannot send: %s", config.delivery.sender, exc.message)
         sys.exit(exc.exit_code)
+    # One line a run for the log collector (--log-format json): what cron or a systemd timer did, in numbers.
+    log.info(
+        "send finished",
+        extra={
+            "dry_run": dry_run,
+            "planned": report.planned,
+            "sent": report.sent,
+            "deferred": sum(report.deferred.values()),
+            "skipped": sum(report.skipped.values()),
+            "failed": sum(report.failed.values()),
+            "unknown": sum(report.unknown.values()),
+            "paused_campaigns": sorted(report.paused),
+            "blocked_campaigns": sorted(report.blocked),
+        },
+    )
+    explained = _explain_everyone(engine, config, chosen) if dry_run else None
     if as_json:
-        dump_json(report.as_dict())
-        sys.exit(1 if report.failed or report.paused or report.blocked else 0)
+        data = report.as_dict()
+        if explained is not None:
+            data.update(explained.as_dict())
+        dump_json(data)
+        sys.exit(_exit_code(report))
     if dry_run:
         for d in report.decisions:
             if d.outcome == PlanOutcome.SEND:
@@ -113,14 +164,77 @@ def send(app: App, campaigns: tuple[str, ...], dry_run: bool, limit: int | None,
     _print_counter("skipped", report.skipped, "white")
     _print_counter("failed", report.failed, "red")
     _print_counter("unknown (awaiting provider confirmation)", report.unknown, "magenta")
+    if explained is not None:
+        explained.print()
     for note in report.notes:
         click.echo(f"note: {note}")
     for name, reason in report.paused.items():
         click.echo(click.style(f"campaign {name} is paused: {reason}", fg="red"), err=True)
     for name, reason in report.blocked.items():
         click.echo(click.style(f"campaign {name} was not sent: {reason}", fg="red"), err=True)
-    if report.failed or report.paused or report.blocked:
-        sys.exit(1)
+    for line in report.broken_files:
+        click.echo(click.style(f"skipped campaign file: {line}", fg="red"), err=True)
+    if report.broken_files:
+        click.echo("  fix the file (`nurture check` lists every problem); the other campaigns were sent", err=True)
+    sys.exit(_exit_code(report))
+
+
+#: ``nurture send`` exit codes (documented in its --help and the README).
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_SKIPPED = 0, 1, 2, 3
+
+
+def _exit_code(report: deliver.Report) -> int:
+    """3 when a campaign or campaign file was skipped (the others were sent), else 1 when mails failed or a
+    campaign is paused, else 0. (2 is a configuration error before anything was sent.)"""
+    if report.skipped_campaigns:
+        return EXIT_SKIPPED
+    return EXIT_FAILED if report.failed or report.paused else EXIT_OK
+
+
+#: How many silent prospects the text output names (``--json`` lists all).
+SHOW_SILENT = 50
+
+
+@dataclass
+class Explained:
+    """The dry run's account of everyone it does not mail: prospects no campaign selects, silent prospects
+    (nurture.plan.silence) and schedule warnings (nurture.plan.schedule)."""
+
+    unselected: list[SilentProspect]
+    silent: list[SilentProspect]
+    warnings: list[ScheduleWarning]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "unselected": [s.as_dict() for s in self.unselected],
+            "unselected_counts": dict(Counter(s.category for s in self.unselected).most_common()),
+            "silent": [s.as_dict() for s in self.silent],
+            "silent_counts": dict(Counter(s.category for s in self.silent).most_common()),
+            "schedule_warnings": [w.as_dict() for w in self.warnings],
+        }
+
+    def print(self) -> None:
+        _print_counter("not selected by any campaign", Counter(s.category for s in self.unselected), "white")
+        if self.silent:
+            _print_counter(
+                "silent (mailable, selected, but hearing nothing)", Counter(s.category for s in self.silent), "yellow"
+            )
+            for s in self.silent[:SHOW_SILENT]:
+                click.echo(f"  {s.email:36} {s.kind:10} {s.reason}")
+            if len(self.silent) > SHOW_SILENT:
+                click.echo(f"  ... and {len(self.silent) - SHOW_SILENT:,} more (--json lists them all)")
+        for w in self.warnings:
+            click.echo(click.style(f"warning: {w.message}", fg="yellow"))
+
+
+def _explain_everyone(engine: Engine, config: Config, campaigns: list[Campaign]) -> Explained:
+    now = clock.now()
+    with engine.connect() as conn:
+        found = list(silent_prospects(conn, campaigns, config, now))
+        warnings = schedule_warnings(conn, campaigns, config, now)
+    return Explained(
+        [s for s in found if s.kind == "unselected"], [s for s in found if s.kind != "unselected"], warnings
+    )
 
 
 @click.command("resume")

@@ -96,3 +96,32 @@ def create_workspace(folder: Path) -> list[str]:
         shutil.copy(DEMO_PROSPECTS, prospects)
         written.append("prospects.csv")
     return written
+
+
+def copy_samples(
+    config_file: Path | None = None, campaigns_dir: Path | None = None, templates_dir: Path | None = None
+) -> list[str]:
+    """``nurture init --samples``: the sample campaigns (their real calendars, unlike the demo's) and
+    templates into the workspace's folders, and ``config.example.toml`` as ``config_file`` when that does
+    not exist yet (each only when given). Nothing that exists is overwritten. Returns what was written."""
+    source = samples_dir()
+    written = []
+    if config_file is not None and not config_file.exists():
+        shutil.copy(source / "config.example.toml", config_file)
+        written.append(config_file.name)
+    if campaigns_dir is not None:
+        for path in sorted((source / "campaigns").iterdir()):
+            target = campaigns_dir / path.name
+            if path.suffix in (".toml", ".md") and not target.exists():
+                campaigns_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, target)
+                written.append(f"{campaigns_dir.name}/{path.name}")
+    if templates_dir is not None:
+        for path in sorted((source / "templates").rglob("*")):
+            relative = path.relative_to(source / "templates")
+            target = templates_dir / relative
+            if path.is_file() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, target)
+                written.append(f"{templates_dir.name}/{relative}")
+    return written

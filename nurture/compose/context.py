@@ -66,6 +66,7 @@ def build_context(config: Any, campaign: Any, item: Any, prospect: Any, urls: Ma
         "sender": {
             "organization": identity.organization or identity.from_name,
             "from_name": getattr(campaign, "from_name", None) or identity.from_name or identity.organization,
+            "from_address": getattr(campaign, "from_address", None) or identity.from_address,
             "postal_address": identity.postal_address,
             "inquiry": identity.inquiry,
             "website": identity.website,

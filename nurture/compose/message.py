@@ -32,7 +32,7 @@ import pybase64
 
 from nurture.core import clock
 from nurture.core.config import Config
-from nurture.core.errors import ConfigError, HeaderInjectionError
+from nurture.core.errors import ConfigError, HeaderInjectionError, HeaderTooLongError, InputError
 
 # Headers build_mime() sets itself; extra_headers may not name them (that would make a second From, ...).
 MANAGED_HEADERS = frozenset(
@@ -110,6 +110,7 @@ class OutgoingMessage:
     list_unsubscribe: dict[str, str] = field(default_factory=dict)
     message_id: str = ""
     extra_headers: dict[str, str] = field(default_factory=dict)
+    item_key: str = ""  # the content item's key: not a header, it names the outbox file
 
     @property
     def to_domain(self) -> str:
@@ -158,6 +159,14 @@ def check_header_value(name: str, value: str) -> None:
             f"header {name}: value contains CR, LF or NUL: {value!r}",
             hint="remove line breaks from subjects, names and addresses",
         )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (e.g. undecodable bytes kept by a file reader)
+            raise HeaderInjectionError(
+                f"header {name}: value is not valid Unicode: {value!r}",
+                hint="re-save the source file as UTF-8 and import it again",
+            ) from None
     if _ENCODED_WORD.search(value):
         raise HeaderInjectionError(
             f"header {name}: value contains an encoded-word (=?...?=): {value!r}",
@@ -169,6 +178,12 @@ def _check_address(name: str, value: str, *, required: bool) -> None:
     check_header_value(name, value)
     if not value and not required:
         return
+    if len(value) > MAX_ADDRESS:
+        raise HeaderTooLongError(
+            f"header {name}: the address is {len(value)} characters long; at most {MAX_ADDRESS} can be sent "
+            "(RFC 5321 4.5.3.1.3)",
+            hint="correct the address in the prospect list",
+        )
     if not _ADDR.fullmatch(value):
         raise HeaderInjectionError(
             f"header {name}: {value!r} is not a plain e-mail address",
@@ -254,7 +269,7 @@ def build_mime(msg: OutgoingMessage, dkim: DkimKey | None = None) -> bytes:
     if msg.reply_to:
         headers.append(("Reply-To", ascii_address(msg.reply_to)))
     headers += [
-        ("Subject", _unstructured(msg.subject)),
+        ("Subject", _unstructured(msg.subject, text=True)),
         ("Date", _date_header(clock.now().replace(microsecond=0))),
         ("Message-ID", msg.message_id or message_id_for(msg.delivery_id, msg.campaign, msg.from_address)),
         ("List-Id", _unstructured(msg.list_id or list_id_for(msg.campaign, msg.from_address))),
@@ -264,7 +279,13 @@ def build_mime(msg: OutgoingMessage, dkim: DkimKey | None = None) -> bytes:
     # The boundary must not occur in either part (RFC 2046 5.1.1); a random token makes that certain enough
     # for base64/QP parts, and 7bit parts are checked.
     boundary = "=_nurture_" + os.urandom(12).hex()
-    text_part, html_part = _part("plain", msg.text), _part("html", msg.html)
+    try:
+        text_part, html_part = _part("plain", msg.text), _part("html", msg.html)
+    except UnicodeEncodeError as exc:  # a lone surrogate from undecodable input: this mail fails, alone
+        raise InputError(
+            f"the mail body cannot be encoded as UTF-8 ({exc.reason} at character {exc.start})",
+            hint="a prospect field or template holds undecodable bytes; re-save the source as UTF-8",
+        ) from None
     while boundary.encode() in text_part or boundary.encode() in html_part:
         boundary = "=_nurture_" + os.urandom(12).hex()
     headers += [("MIME-Version", "1.0"), ("Content-Type", f'multipart/alternative;\r\n boundary="{boundary}"')]
@@ -286,24 +307,51 @@ def build_mime(msg: OutgoingMessage, dkim: DkimKey | None = None) -> bytes:
     return data
 
 
+#: RFC 5322 2.1.1: "Each line of characters MUST be no more than 998 characters ... excluding the CRLF".
+MAX_LINE = 998
+#: RFC 5321 4.5.3.1.3: a path (the address between < and >) is at most 256 octets, so an address at most 254.
+MAX_ADDRESS = 254
+#: An ASCII word of a subject longer than this is sent as encoded-words, which can be folded (_unstructured);
+#: of a display name, longer than _LONG_NAME_WORD (_mailbox).
+_LONG_WORD, _LONG_NAME_WORD = 66, 900
+
+
 def _fold(name: str, value: str) -> bytes:
     """``Name: value`` folded at spaces to <= 78 columns where possible (RFC 5322 2.2.3). Values prepared by
-    _unstructured/_mailbox are ASCII; a line can exceed 78 only for a single unbreakable token."""
+    _unstructured/_mailbox are ASCII and may already hold folds (CRLF + space); each of their lines is folded
+    further when it is long. A line can exceed 78 only for a single unbreakable token, and never 998
+    (RFC 5322 2.1.1): such a value raises HeaderTooLongError, which fails this one mail."""
     line = f"{name}: {value}"
-    if len(line) <= 78 or "\r\n" in value:
-        return line.encode("ascii")
+    if len(line) <= 78 and "\r\n" not in value:
+        return _ascii(name, line)
     lines: list[str] = []
-    current = f"{name}:"
-    for word in value.split(" "):
-        if len(current) + 1 + len(word) > 78 and current.strip() and current != f"{name}:":
-            lines.append(current)
-            current = ""
-        current += " " + word
-    lines.append(current)
-    folded = "\r\n".join(lines)
-    if any(len(x) > 998 for x in lines):  # RFC 5322 2.1.1 hard limit
-        raise HeaderInjectionError(f"header {name}: a word longer than 998 characters cannot be sent")
-    return folded.encode("ascii")
+    for segment in line.split("\r\n"):
+        if len(segment) <= 78:
+            lines.append(segment)
+            continue
+        words = segment.split(" ")
+        current = words[0]
+        for word in words[1:]:
+            if len(current) + 1 + len(word) > 78 and current.strip() and current != f"{name}:":
+                lines.append(current)
+                current = ""
+            current += " " + word
+        lines.append(current)
+    longest = max(len(x) for x in lines)
+    if longest > MAX_LINE:
+        raise HeaderTooLongError(
+            f"header {name}: a line of {longest} characters cannot be folded to the limit of {MAX_LINE} "
+            "(RFC 5322 2.1.1)",
+            hint="shorten the value (a URL or address without spaces cannot be folded)",
+        )
+    return _ascii(name, "\r\n".join(lines))
+
+
+def _ascii(name: str, line: str) -> bytes:
+    try:
+        return line.encode("ascii")
+    except UnicodeEncodeError:  # a value that should have been encoded (e.g. a non-ASCII domain in an id)
+        raise HeaderInjectionError(f"header {name}: non-ASCII text where only ASCII may go: {line!r}") from None
 
 
 @functools.lru_cache(maxsize=1024)  # a subject is usually the same for every recipient of an item
@@ -331,10 +379,19 @@ def _date_header(moment: datetime) -> str:
     return format_datetime(moment)
 
 
-def _unstructured(value: str) -> str:
+def _unstructured(value: str, *, text: bool = False) -> str:
     """An unstructured header body (RFC 5322 3.2.5): ASCII as is, anything else wholly as encoded-words
-    (also ASCII with leading white space, which parsers drop as part of the folding after the colon)."""
-    return value if value.isascii() and value[:1] not in (" ", "\t") else _encoded_words(value)
+    (also ASCII with leading white space, which parsers drop as part of the folding after the colon). With
+    ``text`` (the Subject: human text, never parsed by machines) also ASCII with a word too long to fold:
+    encoded-words can be split anywhere (RFC 2047 2 and 5). List-Unsubscribe and the like are never encoded
+    (their URIs must stay readable); a token of theirs too long to fold fails the mail in _fold."""
+    if value.isascii() and value[:1] not in (" ", "\t") and not (text and _has_long_word(value)):
+        return value
+    return _encoded_words(value)
+
+
+def _has_long_word(value: str, limit: int = _LONG_WORD) -> bool:
+    return len(value) > limit and any(len(w) > limit for w in value.split(" "))
 
 
 _ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
@@ -344,7 +401,10 @@ def _mailbox(name: str, addr: str) -> str:
     """``display-name <addr>`` (RFC 5322 3.4): atoms as is, other ASCII quoted, non-ASCII encoded-words."""
     if not name:
         return addr
-    if not name.isascii():
+    # An ASCII name is encoded only when a word of it could not stay within 998 characters: Python's address
+    # parser (and others) keeps a space between adjacent encoded-words in a phrase, so a merely long word is
+    # better sent as is (78 columns is a SHOULD, RFC 5322 2.1.1).
+    if not name.isascii() or _has_long_word(name, _LONG_NAME_WORD):
         # Display names get the longest encoded-word that fits a line after "From: " (45 bytes -> 72 chars):
         # most Japanese names then stay one word, which every decoder joins correctly (Python's own
         # structured-header parser keeps a space between adjacent encoded-words in a phrase).
@@ -353,6 +413,8 @@ def _mailbox(name: str, addr: str) -> str:
         phrase = name
     else:
         phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # A long phrase is folded at its spaces by _fold (also inside a quoted string: RFC 5322 3.2.4 allows FWS
+    # there); the address goes on a line of its own when both do not fit one.
     return f"{phrase}\r\n <{addr}>" if len(phrase) + len(addr) > 66 else f"{phrase} <{addr}>"
 
 

@@ -29,6 +29,7 @@ Links: see :mod:`nurture.compose.markup` for which links are offered to ``rewrit
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import secrets
@@ -157,6 +158,86 @@ def _template_error(where: str, exc: Exception) -> ConfigError:
     return ConfigError(f"{where}: template error: {exc}")
 
 
+_MISSING_NAME = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'|no element '?([^']+?)'?$")
+_JINJA_CONSTRUCT = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+
+
+def missing_name(exc: Exception) -> str | None:
+    """The variable or attribute an UndefinedError is about (``compnay`` of "'dict object' has no attribute
+    'compnay'"), or None."""
+    if not isinstance(exc, jinja2.UndefinedError):
+        return None
+    m = _MISSING_NAME.search(exc.message or "")
+    return next((g for g in m.groups() if g), None) if m else None
+
+
+def known_names(context: Mapping[str, Any], depth: int = 3) -> list[str]:
+    """Every dotted name a template can reach in ``context`` through plain dicts (``prospect.company``,
+    ``prospect.attributes.plan``), to suggest the nearest one for a misspelt variable."""
+    names: list[str] = []
+    todo: list[tuple[str, Any, int]] = [("", context, 0)]
+    while todo:
+        prefix, value, level = todo.pop(0)
+        for key, inner in value.items():
+            if not isinstance(key, str) or key.startswith("_") or key == LINK_FUNCTION:
+                continue
+            name = f"{prefix}{key}"
+            names.append(name)
+            if isinstance(inner, Mapping) and level + 1 < depth:
+                todo.append((name + ".", inner, level + 1))
+    return names
+
+
+def nearest_name(missing: str, context: Mapping[str, Any]) -> str | None:
+    """The known dotted name whose last part is closest to ``missing`` (difflib), or None."""
+    by_last: dict[str, str] = {}
+    for name in known_names(context):
+        by_last.setdefault(name.rsplit(".", 1)[-1], name)
+    close = difflib.get_close_matches(missing, list(by_last), n=1, cutoff=0.6)
+    return by_last[close[0]] if close else None
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The line of the template being rendered when ``exc`` was raised (Jinja rewrites the traceback so that
+    template code shows as frames of its own file, ``<template>`` for one made from a string)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name in ("top-level template code", "template") or code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+_SHARED_VALUE = re.compile(r"^set _nv\d+ = \((.*)\)$|^_nv\d+(\|e)?$", re.S)
+
+
+def _expression(construct: str) -> str:
+    """The expression inside ``{{ x }}`` or ``{% if x %}`` without spaces, as the single-pass planner's
+    ``{% set _nv1 = (x) %}`` holds it too ("" for the planner's own references)."""
+    inner = construct[2:-2].strip().strip("-+").strip()
+    m = _SHARED_VALUE.match(inner)
+    if m:
+        inner = m.group(1) or ""
+    elif inner.startswith(("if ", "elif ")):
+        inner = inner.split(" ", 1)[1]
+    inner = "".join(inner.split())
+    if inner.endswith("|e") and inner.startswith("("):  # the planner's escaped form of a value: (x)|e
+        inner = inner[1:-3]
+    return inner
+
+
+def _find_line(sources: list[tuple[str, str]], found: Any) -> tuple[str, int] | None:
+    """The first (file, line) of ``sources`` (display name, text) where ``found(construct)`` holds for a Jinja
+    construct ({{ }} or {% %}) starting on that line."""
+    for display, text in sources:
+        for m in _JINJA_CONSTRUCT.finditer(text):
+            if found(m.group(0)):
+                return display, text.count("\n", 0, m.start()) + 1
+    return None
+
+
 class Renderer:
     """Compiles and renders the templates under ``templates_dir``. One per run (or per worker thread pool:
     rendering is thread-safe once a template is compiled).
@@ -180,6 +261,7 @@ class Renderer:
         self._subjects: dict[str, jinja2.Template] = {}
         self._texts: dict[str, jinja2.Template] = {}
         self._combined: dict[tuple[str, str, bool], tuple[jinja2.Template, str]] = {}
+        self._combined_source: dict[tuple[str, str, bool], str] = {}  # for locating a runtime error
 
     # -- files
 
@@ -346,8 +428,10 @@ class Renderer:
             plan = compiled.plan
             assert plan is not None
             body = f"{plan.text}{sep}{plan.html}" if derived_text else f"{sep}{plan.html_alone}"
-            found = (self._combined_env.from_string(f"{subject}{sep}{body}"), sep)
+            source = f"{subject}{sep}{body}"
+            found = (self._combined_env.from_string(source), sep)
             self._combined[key] = found
+            self._combined_source[key] = source
         return found
 
     def render(
@@ -367,16 +451,17 @@ class Renderer:
             link = keep_link if rewrite_link is None else link_function(rewrite_link)
             try:
                 out = template.render(context, **{LINK_FUNCTION: link})
-            except (jinja2.TemplateError, SecurityError) as exc:
-                self._raise_render_error(item, context, exc)
+            except Exception as exc:  # also a template's own runtime error: {{ 1 / 0 }}
+                key = (item.subject, compiled.digest, not text_name)
+                self._raise_render_error(item, context, exc, self._combined_source.get(key, ""))
             subject, text, html = out.split(sep, 2)
         else:
             subject = self._render_subject(item, context)
             try:
                 html = compiled.html.render(context)
-            except (jinja2.TemplateError, SecurityError) as exc:
-                raise _template_error(self._display(item.template), exc) from None
-            text = "" if text_name else compiled.text.render(context)
+                text = "" if text_name else compiled.text.render(context)
+            except Exception as exc:
+                raise self._runtime_error(item, context, exc, compiled.html_source) from None
             if rewrite_link is not None:
                 html = rewrite_links(html, rewrite_link)
         if _HEADER_BAD.search(subject):
@@ -385,10 +470,11 @@ class Renderer:
                 hint="a prospect field used in the subject holds a newline; fix the prospect data",
             )
         if text_name:
+            text_template = self._text_template(text_name)
             try:
-                text = self._text_template(text_name).render(context)
-            except (jinja2.TemplateError, SecurityError) as exc:
-                raise _template_error(self._display(text_name), exc) from None
+                text = text_template.render(context)
+            except Exception as exc:
+                raise self._runtime_error(item, context, exc, None, text_file=text_name) from None
         elif "\n\n\n" in text or "\n \n" in text:  # a false {% if %} left blank lines behind
             text = squeeze_blank_lines(text)
         return RenderedMessage(subject=subject.strip(), html=html, text=text)
@@ -396,10 +482,82 @@ class Renderer:
     def _render_subject(self, item: ItemLike, context: Mapping[str, Any]) -> str:
         try:
             return self._subject_template(item.subject).render(context)
-        except (jinja2.TemplateError, SecurityError) as exc:
-            raise _template_error(f"subject of {item.template}", exc) from None
+        except Exception as exc:
+            raise self._runtime_error(item, context, exc, None, subject_only=True) from None
 
-    def _raise_render_error(self, item: ItemLike, context: Mapping[str, Any], exc: Exception) -> NoReturn:
+    def _raise_render_error(self, item: ItemLike, context: Mapping[str, Any], exc: Exception, source: str) -> NoReturn:
         """Say whether the subject or the template failed: the single pass cannot tell them apart."""
         self._render_subject(item, context)
-        raise _template_error(self._display(item.template), exc) from None
+        raise self._runtime_error(item, context, exc, source) from None
+
+    def _fails_alike(self, expression: str, context: Mapping[str, Any], exc: Exception) -> bool:
+        try:
+            self._combined_env.from_string("{{ " + expression + " }}").render(context)
+        except Exception as alone:
+            return type(alone) is type(exc)
+        return False
+
+    def _runtime_error(
+        self,
+        item: ItemLike,
+        context: Mapping[str, Any],
+        exc: Exception,
+        rendered_source: str | None,
+        *,
+        text_file: str | None = None,
+        subject_only: bool = False,
+    ) -> ConfigError:
+        """A template failing while it renders, as a ConfigError naming the author's file and line (not the
+        compiled HTML's) and, for an unknown variable, the nearest known name. ``rendered_source`` is the
+        Jinja source that was being rendered (compiled HTML or the single-pass template), to find the failing
+        construct by its line; ``text_file`` names the hand-written text template that failed;
+        ``subject_only``: the subject failed."""
+        key = getattr(item, "key", None)
+        subject_where = f'subject of item "{key}"' if key else f"subject of {item.template}"
+        if subject_only:
+            sources = [(subject_where, item.subject)]
+        elif text_file:
+            sources = [(self._display(text_file), self._read(text_file))]
+        else:
+            try:
+                sources = [(self._display(n), t) for n, t in self._sources(item.template).items()]
+            except ConfigError:
+                sources = []
+        name = missing_name(exc)
+        where: tuple[str, int] | None = None
+        if name is not None:
+            word = re.compile(rf"\b{re.escape(name)}\b")
+            where = _find_line(sources, lambda construct: bool(word.search(construct)))
+        else:
+            line = _template_line(exc)
+            if text_file and line:
+                where = (sources[0][0], line)
+            elif line and rendered_source is not None:
+                lines = rendered_source.splitlines() or [rendered_source]
+                on_line = lines[line - 1] if line <= len(lines) else ""
+                wanted = {_expression(c) for c in _JINJA_CONSTRUCT.findall(on_line)} - {""}
+                # Several constructs on that line (MJML output joins lines): keep those failing alone alike.
+                failing = {e for e in wanted if self._fails_alike(e, context, exc)}
+                wanted = failing or wanted
+                where = _find_line(sources, lambda construct: _expression(construct) in wanted)
+            elif subject_only:
+                where = (subject_where, 1)
+        if where is None:
+            place = sources[0][0] if sources else self._display(item.template)
+        else:
+            place = where[0] if where[0] == subject_where else f"{where[0]}:{where[1]}"
+        if isinstance(exc, SecurityError):
+            return ConfigError(
+                f"{place}: template refused by the sandbox: {exc}",
+                hint="templates may use variables and filters only, not Python internals",
+            )
+        if isinstance(exc, jinja2.UndefinedError):
+            close = nearest_name(name, context) if name else None
+            tip = f' (did you mean "{close}"?)' if close and close.rsplit(".", 1)[-1] != name else ""
+            return ConfigError(
+                f"{place}: {exc.message}{tip}",
+                hint="check the variable name; for optional values write {{ x | default('') }}",
+            )
+        if isinstance(exc, jinja2.TemplateError):
+            return ConfigError(f"{place}: template error: {exc}")
+        return ConfigError(f"{place}: template error: {type(exc).__name__}: {exc}")

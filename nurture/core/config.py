@@ -23,13 +23,15 @@ import dataclasses
 import os
 import zoneinfo
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from nurture.core.errors import ConfigError
-from nurture.core.tomlschema import Problems, TomlFile, build
+from nurture.core.tomlschema import Problems, TomlFile, bounded, build
 
 DEFAULT_FILE = "nurture.toml"
+_EPOCH = datetime(2026, 1, 1)  # any instant: CronSim needs one to parse
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -55,12 +57,12 @@ class IdentityConfig:
 @dataclass(frozen=True)
 class DeliveryConfig:
     sender: Literal["outbox", "smtp", "sendgrid", "memory"] = "outbox"
-    processes: int = 1
-    record_batch: int = 8
-    lease_seconds: int = 300
-    max_attempts: int = 8
-    retry_base_seconds: float = 60.0
-    error_budget: int = 20
+    processes: int = bounded(1, 1, 64)
+    record_batch: int = bounded(8, 1, 1000)
+    lease_seconds: int = bounded(300, 10, 86400, "seconds")
+    max_attempts: int = bounded(8, 1, 100)
+    retry_base_seconds: float = bounded(60.0, 1, 86400, "seconds")
+    error_budget: int = bounded(20, 1, 1_000_000)
     #: Refuse a real send (smtp, sendgrid) while the setup still holds example values (nurture.checks.preflight).
     preflight: bool = True
 
@@ -83,13 +85,12 @@ class OutboxConfig:
 @dataclass(frozen=True)
 class SmtpConfig:
     host: str = "127.0.0.1"
-    port: int = 25
+    port: int = bounded(25, 1, 65535)
     security: Literal["none", "starttls", "ssl"] = "none"
     username: str = ""
     password: str = ""
-    timeout: float = 30.0
-    connections: int = 2
-    messages_per_connection: int = 100
+    timeout: float = bounded(30.0, 0.1, 600, "seconds")
+    messages_per_connection: int = bounded(100, 1, 100_000)
     helo: str = ""
 
 
@@ -97,10 +98,10 @@ class SmtpConfig:
 class SendgridConfig:
     api_key: str = ""
     host: str = "https://api.sendgrid.com"
-    timeout: float = 15.0
+    timeout: float = bounded(15.0, 0.1, 600, "seconds")
     sandbox: bool = False
     webhook_public_key: str = ""
-    webhook_max_age_seconds: int = 600
+    webhook_max_age_seconds: int = bounded(600, 30, 86400, "seconds")
 
 
 @dataclass(frozen=True)
@@ -114,15 +115,25 @@ class DkimConfig:
 class CadenceConfig:
     """Defaults for every campaign; a campaign's own [cadence] may override interval and send window."""
 
-    min_gap_days: float = 10.0
-    interval_days: float = 14.0
+    min_gap_days: float = bounded(10.0, 0, 365, "days")
+    interval_days: float = bounded(14.0, 0, 3650, "days", above=True)
     time_zone: str = "Asia/Tokyo"
     send_days: list[str] = field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
     send_hours: list[int] = field(default_factory=lambda: [9, 18])
     skip_japanese_holidays: bool = True
     company_holidays: list[str] = field(default_factory=lambda: ["12-29..01-03", "08-13..08-16"])
+    #: How a prospect due in several campaigns gets them (one mail per min_gap_days either way):
+    #: "round-robin" (the campaign that mailed them longest ago; priority breaks ties), "weights" (each campaign's
+    #: share of their mails over the last year follows its ``weight``; priority breaks ties) or "priority" (the
+    #: highest-priority campaign every time; a lower one waits until the higher one has nothing to send).
+    share: Literal["round-robin", "weights", "priority"] = "round-robin"
+    #: A prospect not mailed for this many times their interval (or never mailed this long after being added) while
+    #: still selected is reported as silent, with the reason (nurture.plan.silence).
+    silent_after_intervals: float = bounded(2.0, 1, 100, "intervals")
 
     def __post_init__(self) -> None:
+        if self.silent_after_intervals < 1:
+            raise ValueError("cadence.silent_after_intervals must be at least 1 (a number of intervals)")
         try:
             zoneinfo.ZoneInfo(self.time_zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -140,21 +151,68 @@ class CadenceConfig:
 
 
 @dataclass(frozen=True)
+class WorkspaceConfig:
+    """Defaults for prospects who lack a value of their own."""
+
+    #: The language of a prospect without one: only campaigns of this ``language`` select them.
+    language: Literal["ja", "en"] = "ja"
+    #: The zone of a prospect without one ("" = ``[cadence] time_zone``); never the campaign's zone.
+    time_zone: str = ""
+
+    def __post_init__(self) -> None:
+        if self.time_zone:
+            try:
+                zoneinfo.ZoneInfo(self.time_zone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f'workspace.time_zone "{self.time_zone}" is not a known time zone '
+                    '(use an IANA name such as "Asia/Tokyo" or "America/New_York")'
+                ) from None
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """When `nurture send` runs (cron, a systemd timer): declared here so that `nurture check` and
+    `send --dry-run` can warn about send windows the runs never reach. Keep it the same as the real schedule."""
+
+    #: A five-field cron expression, as in the crontab line (the README's runs every 15 minutes around the clock).
+    cron: str = "*/15 * * * *"
+    #: The zone the cron daemon reads the expression in ("" = the workspace's zone).
+    time_zone: str = ""
+
+    def __post_init__(self) -> None:
+        from cronsim import CronSim, CronSimError  # imported here: only config loading and plan.schedule need it
+
+        try:
+            CronSim(self.cron, _EPOCH)
+        except CronSimError as exc:
+            raise ValueError(
+                f'schedule.cron "{self.cron}" is not a cron expression ({exc}); '
+                'write five fields like the crontab line, e.g. "*/15 * * * *"'
+            ) from None
+        if self.time_zone:
+            try:
+                zoneinfo.ZoneInfo(self.time_zone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f'schedule.time_zone "{self.time_zone}" is not a known time zone') from None
+
+
+@dataclass(frozen=True)
 class WarmupConfig:
     """A new sending domain starts at ``start_per_day`` and grows by ``growth`` each day until the limits."""
 
     enabled: bool = False
     start_date: str = ""
-    start_per_day: int = 200
-    growth: float = 1.5
+    start_per_day: int = bounded(200, 1, 10_000_000)
+    growth: float = bounded(1.5, 1, 10)
 
 
 @dataclass(frozen=True)
 class ThrottleConfig:
-    per_second: float = 20.0
-    per_hour: int = 0
-    per_day: int = 0
-    concurrency: int = 2
+    per_second: float = bounded(20.0, 0, 100_000, "messages a second", above=True)
+    per_hour: int = bounded(0, 0, 1_000_000_000)
+    per_day: int = bounded(0, 0, 1_000_000_000)
+    concurrency: int = bounded(2, 1, 256)
     domains: dict[str, float] = field(
         default_factory=lambda: {
             "gmail.com": 5.0,
@@ -165,7 +223,7 @@ class ThrottleConfig:
             "i.softbank.jp": 2.0,
         }
     )
-    default_domain_per_second: float = 5.0
+    default_domain_per_second: float = bounded(5.0, 0, 100_000, "messages a second (0 = no limit)")
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
 
     def __post_init__(self) -> None:
@@ -173,6 +231,13 @@ class ThrottleConfig:
             raise ValueError("throttle.per_second must be > 0")
         if self.concurrency < 1:
             raise ValueError("throttle.concurrency must be at least 1")
+        bad = {d: r for d, r in self.domains.items() if not 0 <= r <= 100_000}
+        if bad:
+            domain, rate = next(iter(bad.items()))
+            raise ValueError(
+                f'[throttle] domains "{domain}" = {rate:g} is out of range: use 0 to 100000 messages a second '
+                "(0 = no limit)"
+            )
 
 
 @dataclass(frozen=True)
@@ -184,11 +249,11 @@ class TrackingConfig:
     honeypot_link: bool = True
     #: A source (user agent + network) caught as a machine makes its other hits for the same recipient within
     #: this many minutes machine too (nurture.track.botdetect ``caught_source``). 0 turns the rule off.
-    source_window_minutes: float = 10.0
+    source_window_minutes: float = bounded(10.0, 0, 1440, "minutes")
     #: Secrets used before ``secret``: links signed with them still verify (rotation); new links use ``secret``.
     previous_secrets: list[str] = field(default_factory=list)
     #: Largest provider webhook body read; a bigger one is answered 413 before it is read.
-    webhook_max_bytes: int = 4_000_000
+    webhook_max_bytes: int = bounded(4_000_000, 1024, 1_000_000_000, "bytes")
 
     def __post_init__(self) -> None:
         if not 0 <= self.source_window_minutes <= 1440:
@@ -229,17 +294,17 @@ class SubscribeConfig:
     #: ["https://www.example.co.jp"]; the tracking server's own origin is always allowed.
     allowed_origins: list[str] = field(default_factory=list)
     #: The confirmation link works this long.
-    confirm_hours: float = 48.0
+    confirm_hours: float = bounded(48.0, 0, 720, "hours", above=True)
     #: A repeated sign-up re-sends the confirmation mail at most once per this many minutes (per address).
-    resend_minutes: float = 15.0
+    resend_minutes: float = bounded(15.0, 0, 1440, "minutes")
     #: Sign-ups accepted per client IP per hour.
-    per_ip_per_hour: int = 20
+    per_ip_per_hour: int = bounded(20, 1, 100000)
     #: Confirmation mails per minute in all (a flood of sign-ups cannot turn the server into a mail cannon).
-    mails_per_minute: int = 30
+    mails_per_minute: int = bounded(30, 1, 100000)
     #: A form sent back faster than this after it was shown is a bot's (answered like a success, nothing kept).
-    min_fill_seconds: float = 3.0
+    min_fill_seconds: float = bounded(3.0, 0, 600, "seconds")
     #: A form token older than this is refused (the page is shown again with a fresh one).
-    max_form_age_hours: float = 24.0
+    max_form_age_hours: float = bounded(24.0, 0, 720, "hours", above=True)
 
     def __post_init__(self) -> None:
         if self.confirm_hours <= 0 or self.resend_minutes < 0 or self.min_fill_seconds < 0:
@@ -254,9 +319,72 @@ class SubscribeConfig:
 
 
 @dataclass(frozen=True)
+class PostalConfig:
+    """The postal newsletter (``channel = "postal"`` campaigns, ``nurture postal``)."""
+
+    interval_days: float = bounded(90.0, 7, 730, "days")
+    label_layout: str = "a4-12"
+    csv_encoding: Literal["utf-8-sig", "cp932"] = "utf-8-sig"
+    email_optout_stops_post: bool = True
+    font_family: str = "Noto Sans CJK JP"
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     campaigns: str = "campaigns"
     templates: str = "templates"
+
+
+@dataclass(frozen=True)
+class HandoffConfig:
+    """Telling sales about a handed-over prospect (:mod:`nurture.notify`).
+
+    ``prospects.owner`` may hold an e-mail address (used as it is) or a name looked up in ``owners``; a prospect
+    without an owner, or whose owner has no address, goes to ``default_owner``. ``languages`` gives an owner's
+    language (key: the owner as written in the prospect list, or the address), else ``language``.
+    """
+
+    mail: bool = True
+    default_owner: str = ""
+    owners: dict[str, str] = field(default_factory=dict)
+    languages: dict[str, str] = field(default_factory=dict)
+    language: Literal["ja", "en"] = "ja"
+    webhook_url: str = ""
+    webhook_format: Literal["json", "slack"] = "json"
+    webhook_timeout: float = bounded(10.0, 0, 300, "seconds", above=True)
+    ack_timeout_minutes: float = bounded(60.0, 0, 10080, "minutes", above=True)
+    escalate_to: str = ""
+    escalate_webhook_url: str = ""
+    retry_base_seconds: float = bounded(30.0, 1, 86400, "seconds")
+    retry_max_seconds: float = bounded(3600.0, 1, 604800, "seconds")
+    interval_seconds: float = bounded(15.0, 1, 3600, "seconds")
+
+    def __post_init__(self) -> None:
+        bad = [k for k, v in self.languages.items() if v not in ("ja", "en")]
+        if bad:
+            raise ValueError(f'handoff.languages: "{bad[0]}" must be "ja" or "en"')
+        for name, url in (("webhook_url", self.webhook_url), ("escalate_webhook_url", self.escalate_webhook_url)):
+            if url and not url.startswith(("https://", "http://")):
+                raise ValueError(f"handoff.{name} must be an http(s) URL, not {url!r}")
+        if self.ack_timeout_minutes <= 0 or self.retry_base_seconds <= 0 or self.interval_seconds <= 0:
+            raise ValueError("handoff.ack_timeout_minutes, retry_base_seconds and interval_seconds must be > 0")
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("handoff.retry_max_seconds must be >= handoff.retry_base_seconds")
+        if self.webhook_timeout <= 0:
+            raise ValueError("handoff.webhook_timeout must be > 0")
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    """The weekly digest each owner gets (``nurture digest``, :mod:`nurture.notify.digest`)."""
+
+    days: int = bounded(7, 1, 366, "days")
+    no_contact_days: int = bounded(30, 1, 3650, "days")
+    max_rows: int = bounded(50, 1, 10000)
+
+    def __post_init__(self) -> None:
+        if self.days < 1 or self.no_contact_days < 1 or self.max_rows < 1:
+            raise ValueError("digest.days, digest.no_contact_days and digest.max_rows must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -271,11 +399,16 @@ class Config:
     sendgrid: SendgridConfig = field(default_factory=SendgridConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     cadence: CadenceConfig = field(default_factory=CadenceConfig)
+    workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     content: ContentConfig = field(default_factory=ContentConfig)
     subscribe: SubscribeConfig = field(default_factory=SubscribeConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    postal: PostalConfig = field(default_factory=PostalConfig)
+    handoff: HandoffConfig = field(default_factory=HandoffConfig)
+    digest: DigestConfig = field(default_factory=DigestConfig)
     root: Path = field(default=Path("."), metadata={"toml": "__root__"})
     source: str = field(default="(defaults)", metadata={"toml": "__source__"})
 
@@ -290,6 +423,16 @@ class Config:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
             return "sqlite:///" + str(self.resolve(url[len("sqlite:///") :]))
         return url
+
+    @property
+    def default_time_zone(self) -> str:
+        """The zone of prospects without one: ``[workspace] time_zone``, else ``[cadence] time_zone``."""
+        return self.workspace.time_zone or self.cadence.time_zone
+
+    @property
+    def schedule_time_zone(self) -> str:
+        """The zone ``[schedule] cron`` is read in."""
+        return self.schedule.time_zone or self.default_time_zone
 
     @property
     def campaigns_dir(self) -> Path:
@@ -316,6 +459,12 @@ class Config:
         return tuple(s.strip().encode() for s in self.tracking.previous_secrets if s.strip() and s.strip() != current)
 
 
+#: Settings that were removed, and what to do instead (said at their line, instead of "unknown key").
+REMOVED = {
+    ("smtp", "connections"): "nothing read it. Parallel SMTP connections are [throttle] concurrency per "
+    "[delivery] processes (each sending thread keeps its own connection); delete the line",
+}
+
 _ENV = {
     ("database", "url"): "NURTURE_DATABASE_URL",
     ("tracking", "secret"): "NURTURE_SECRET",
@@ -323,6 +472,22 @@ _ENV = {
     ("sendgrid", "api_key"): "SENDGRID_API_KEY",
     ("sendgrid", "webhook_public_key"): "SENDGRID_WEBHOOK_PUBLIC_KEY",
 }
+
+
+def _check_domain_rates(table: dict, problems: Problems) -> None:
+    """[throttle] domains: each rate 0 (no limit) to 100000 a second, reported at the line of the table (a bad
+    entry is dropped so that ThrottleConfig does not report it a second time)."""
+    domains = table.get("throttle", {}).get("domains") if isinstance(table.get("throttle"), dict) else None
+    if not isinstance(domains, dict):
+        return
+    for domain, rate in list(domains.items()):
+        if isinstance(rate, int | float) and not isinstance(rate, bool) and not 0 <= rate <= 100_000:
+            problems.add(
+                ("throttle", "domains", domain),
+                f'[throttle] domains "{domain}" = {rate} is out of range: use 0 to 100000 messages a second '
+                "(0 = no limit)",
+            )
+            del domains[domain]
 
 
 def find_config_file(explicit: str | os.PathLike | None = None) -> Path | None:
@@ -352,6 +517,11 @@ def load(explicit: str | os.PathLike | None = None, *, database_url: str | None 
     problems = Problems(source)
     for key in ("__root__", "__source__"):
         table.pop(key, None)
+    for (section, key), why in REMOVED.items():
+        if isinstance(table.get(section), dict) and key in table[section]:
+            problems.add((section, key), f"[{section}] {key} was removed: {why}")
+            del table[section][key]
+    _check_domain_rates(table, problems)
     config = build(Config, table, (), problems)
     problems.raise_if_any()
     overrides: dict[str, dict[str, str]] = {}

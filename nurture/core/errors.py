@@ -8,6 +8,7 @@
     │                            fails): the run stops, its mails stay pending
     ├── InputError               a data file (CSV/XLSX) or an argument: fix the input (exit 1)
     │   └── HeaderInjectionError a header value carrying CR, LF or NUL (also a ValueError)
+    │       └── HeaderTooLongError a header line over 998 characters that cannot be folded
     ├── NotFound                 a prospect, campaign or item that does not exist
     └── SendError                delivery failed; carries the provider's words
         ├── TemporarySendError   retry later (SMTP 4xx, HTTP 429/5xx, network errors)
@@ -57,6 +58,11 @@ class InputError(NurtureError):
 
 class HeaderInjectionError(InputError, ValueError):
     """A header value contains CR, LF or NUL (CVE-2024-6923 class); the message is never built."""
+
+
+class HeaderTooLongError(HeaderInjectionError):
+    """A header line would be longer than RFC 5322's 998 characters even folded (an unbreakable token: a
+    very long address, URL or id); that one message is refused."""
 
 
 class NotFound(NurtureError):

@@ -237,10 +237,36 @@ def _convert(value: Any, tp: Any, path: KeyPath, problems: Problems) -> Any:
     raise TypeError(f"tomlschema cannot check annotation {tp!r}")  # a programming error, not a user one
 
 
+def bounded(default: float, low: float, high: float, unit: str = "", *, above: bool = False) -> Any:
+    """A dataclass field with a valid range, checked by :func:`build`: ``low <= value <= high``
+    (``low < value`` when ``above``). ``unit`` is said in the error ("seconds")."""
+    return dataclasses.field(default=default, metadata={"range": (low, high, above), "unit": unit})
+
+
+def _number(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _in_range(value: Any, written: Any, field: dataclasses.Field, path: KeyPath, problems: Problems) -> bool:
+    bounds = field.metadata.get("range")
+    if bounds is None or not isinstance(value, int | float):
+        return True
+    low, high, above = bounds
+    if (low < value if above else low <= value) and value <= high:
+        return True
+    unit = field.metadata.get("unit", "")
+    valid = f"more than {_number(low)} and at most {_number(high)}" if above else f"{_number(low)} to {_number(high)}"
+    section = f"[{dotted(path[:-1])}] " if len(path) > 1 else ""
+    problems.add(path, f"{section}{path[-1]} = {written!r} is out of range: use {valid}{' ' + unit if unit else ''}")
+    return False
+
+
 def build(cls: type, table: dict[str, Any], path: KeyPath, problems: Problems) -> Any:
     """Make ``cls`` from ``table``; unknown keys, wrong types and missing required keys become problems.
 
-    A field may carry ``metadata={"toml": "other-name"}`` when its TOML key differs from the attribute.
+    A field may carry ``metadata={"toml": "other-name"}`` when its TOML key differs from the attribute, and
+    ``metadata={"range": (low, high, above)}`` (see :func:`bounded`) to refuse numbers outside ``low..high``
+    (``above``: strictly greater than ``low``), each reported at its own key and line.
     ``__post_init__`` may raise ``ValueError`` for cross-field rules; its message is recorded at ``path``.
     """
     hints = typing.get_type_hints(cls)
@@ -259,7 +285,7 @@ def build(cls: type, table: dict[str, Any], path: KeyPath, problems: Problems) -
             continue
         before = len(problems.items)
         converted = _convert(value, hints[field.name], path + (key,), problems)
-        if len(problems.items) == before:
+        if len(problems.items) == before and _in_range(converted, value, field, path + (key,), problems):
             kwargs[field.name] = converted
     failed = False
     for key, field in fields.items():

@@ -56,6 +56,7 @@ class MessageBuilder:
         msg = OutgoingMessage(
             delivery_id=delivery_id,
             campaign=campaign.name,
+            item_key=item.key,
             to_address=prospect.email,
             to_name=prospect.name or "",
             from_address=campaign.from_address,
@@ -83,4 +84,6 @@ class MessageBuilder:
             self.build(0, sample_prospect(campaign, item), campaign, item)
         except NurtureError as exc:
             return exc
+        except Exception as exc:  # e.g. a template's runtime error that escaped the renderer's translation
+            return NurtureError(f"{type(exc).__name__}: {exc}")
         return None

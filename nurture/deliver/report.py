@@ -35,7 +35,9 @@ class Report:
     ``paused``: campaigns the error budget paused (now or in an earlier run), with the reason; they stay paused
     until ``nurture resume``. ``blocked``: campaigns refused for this run only, their mails left pending: the
     campaign check failed before the run, or a configuration error (a template gone or broken) stopped them
-    while sending. ``notes``: campaigns left out for a reason of their own file.
+    while sending. ``broken_files``: the ``file:line: problem`` lines of campaign files that could not be
+    loaded and were skipped (the other campaigns were sent). ``notes``: campaigns left out for a reason of
+    their own file.
     """
 
     planned: int = 0
@@ -46,6 +48,7 @@ class Report:
     unknown: Counter[str] = field(default_factory=Counter)
     paused: dict[str, str] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)
+    broken_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
@@ -83,6 +86,11 @@ class Report:
         with self._lock:
             self.paused[campaign] = reason
 
+    @property
+    def skipped_campaigns(self) -> bool:
+        """Whether a campaign or campaign file was left out of this run (blocked or broken)."""
+        return bool(self.blocked or self.broken_files)
+
     def campaign_blocked(self, campaign: str, reason: str) -> None:
         with self._lock:
             self.blocked[campaign] = reason
@@ -107,6 +115,7 @@ class Report:
             "unknown": dict(self.unknown),
             "paused_campaigns": self.paused,
             "blocked_campaigns": self.blocked,
+            "broken_campaign_files": self.broken_files,
             "notes": self.notes,
             "decisions": [d.as_dict() for d in self.decisions],
             "outcomes": [

@@ -8,7 +8,9 @@ A run, whoever starts it (the CLI, a script, a bench):
    postal address missing from the footer (特定電子メール法), a sales pitch, a template that does not render
    -- is neither planned nor sent, not even mails planned for it by earlier runs; the report's ``blocked``
    says why. The gate is here, in the library, so that nothing can send around it.
-2. **Plan and deliver at once.** The senders start first and claim each planned batch as soon as it is committed
+2. **The complaint brake.** :func:`~nurture.deliver.complaints.complaint_gate` pauses an active campaign whose
+   spam-complaint rate is above 0.3 % (``nurture resume`` lifts it), as the error budget does.
+3. **Plan and deliver at once.** The senders start first and claim each planned batch as soon as it is committed
    (:mod:`nurture.plan.planner`, :mod:`nurture.deliver.worker`), so the first mail leaves at once rather than
    after the whole plan (minutes for a million prospects) and planning overlaps sending. Claims and the
    planning lock keep this exactly as safe as planning first: a run is the same as a planner and a sender
@@ -25,7 +27,9 @@ from sqlalchemy import Engine, func, select, update
 
 from nurture.checks.campaign import CampaignReport, check_campaign
 from nurture.checks.preflight import require_preflight
+from nurture.core import clock
 from nurture.core.config import Config
+from nurture.deliver.complaints import complaint_gate
 from nurture.deliver.processes import SenderProcesses
 from nurture.deliver.report import Outcome, Report
 from nurture.deliver.senders import Sender, make_sender
@@ -76,8 +80,10 @@ def send(
     after each planning batch; ``on_outcome(outcome)`` after each delivery attempt, from the sending threads.
     ``sender_factory`` and ``throttle`` replace the configured sender and rates (one process then).
     Raises SenderConfigError when the sender can send nothing (its mails stay pending), ConfigError without a
-    tracking secret or when a real sender's setup fails the preflight (:mod:`nurture.checks.preflight`).
+    tracking secret or when a real sender's setup fails the preflight (:mod:`nurture.checks.preflight`). Postal
+    campaigns (``channel = "postal"``) are left out here: ``nurture postal run`` prints them.
     """
+    campaigns = [c for c in campaigns if c.channel == "email"]
     report = Report(dry_run=dry_run)
     if not dry_run:
         require_preflight(config)  # a real sender with example values, an unreachable base_url ...: nothing leaves
@@ -85,6 +91,13 @@ def send(
     for name, reason in compliance_gate(config, campaigns).items():
         report.campaign_blocked(name, reason)
     allowed = [c for c in campaigns if c.name not in report.blocked]
+    # The complaint brake: a campaign above 0.3 % spam complaints is paused before it plans or sends again.
+    for name, reason in complaint_gate(
+        engine, [c.name for c in allowed if c.status == "active"], clock.now(), dry_run=dry_run
+    ).items():
+        report.campaign_paused(name, reason)
+        if dry_run:
+            allowed = [c for c in allowed if c.name != name]
     if dry_run:
         plan(
             engine,

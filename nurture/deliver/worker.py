@@ -16,7 +16,8 @@ permanent failure              ``failed`` with the provider's words; a hard boun
 ambiguous (timeout)            ``unknown``: never resent blindly; a provider webhook (``processed``) settles it
 not mailable any more          ``skipped`` with the reason (e.g. unsubscribed between plan and send)
 this mail cannot be built      ``failed`` ("render: ..."): header injection from the prospect's data, a template
-                               variable this prospect lacks
+                               variable this prospect lacks, a header line that cannot be folded to 998
+                               characters, text that cannot be encoded
 no mail of the campaign can    ``pending``: the campaign stops for this run (``Report.blocked``), its mails wait
 be built                       for a fixed template. Counts against no error budget
 the sender can send nothing    ``pending``: the run stops with the sender's SenderConfigError (login or API key
@@ -36,7 +37,11 @@ per worker thread (1 = one). The outbox sender names files by delivery id, so ev
 rather than duplicates.
 
 Too many failures in a row (``[delivery] error_budget``) pause the campaign (``campaign_states``) with the
-reason; ``nurture resume CAMPAIGN`` lifts the pause.
+reason; ``nurture resume CAMPAIGN`` lifts the pause. Failures are refusals (5xx), mails that cannot be built,
+and mails given up after ``max_attempts``; a temporary answer (SMTP 4xx, HTTP 429) is the provider pacing us:
+that mail backs off and waits, and the campaign goes on. One mail's failure never ends the run: whatever
+building or encoding one mail raises fails that mail with the reason (a sender's unexpected error makes it
+``unknown``, never resent blindly); only SenderConfigError and the database end a run.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from nurture.core.errors import (
     AmbiguousSendError,
     NurtureError,
     PermanentSendError,
+    SenderConfigError,
     SendError,
     TemporarySendError,
 )
@@ -116,6 +122,13 @@ class _Lane:
 
 def _one_line(exc: NurtureError) -> str:
     return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a failure of one mail: a NurtureError's message, else the exception's type and words."""
+    if isinstance(exc, NurtureError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 class Deliverer:
@@ -213,7 +226,7 @@ class Deliverer:
         reason = mailable_reason(row, now, suppression=suppressed.get(row.email))
         if reason:
             return finish(AttemptOutcome.SKIPPED, reason)
-        zone = ZoneInfo(row.time_zone) if row.time_zone else campaign.cadence.zone
+        zone = ZoneInfo(row.time_zone or self.config.default_time_zone)  # the planner's rule: never the campaign's
         why_not_now = calendar.is_send_time(now.astimezone(zone), campaign.cadence)
         if why_not_now:
             later = calendar.next_send_time(now, campaign.cadence, zone)
@@ -225,7 +238,9 @@ class Deliverer:
             return finish(AttemptOutcome.SKIPPED, f"item {row.item_key} is no longer in {campaign.path.name}")
         try:
             msg = lane.builder.build(row.delivery_id, row, campaign, item)
-        except NurtureError as exc:
+        except Exception as exc:  # anything one mail's data can cause fails that mail, never the run
+            if not isinstance(exc, NurtureError):  # not the user's mistake: keep where it happened
+                log.exception("building delivery %s (%s) failed", row.delivery_id, row.campaign)
             fault = lane.builder.campaign_fault(campaign, item)
             if fault is not None:
                 self._release(lane, [row.delivery_id])
@@ -235,7 +250,7 @@ class Deliverer:
                     "mails stay pending: fix it, then run `nurture send` again",
                 )
                 return
-            reason = f"render: {exc.message}"
+            reason = f"render: {_describe(exc)}"
             finish(AttemptOutcome.FAILED, reason)
             self._count_failure(row.campaign, reason)
             return
@@ -278,6 +293,22 @@ class Deliverer:
             )
         except SendError as exc:  # a sender raising the base class: treat as temporary, never lose it
             return self._temporary(finish, row.campaign, attempts, TemporarySendError(exc.message, exc.code))
+        except SenderConfigError:
+            raise
+        except NurtureError as exc:
+            # Raised while the sender built the bytes (build_mime: a header line that cannot be folded to 998
+            # characters, a value that cannot be encoded), before anything left: this mail fails, alone.
+            finish(AttemptOutcome.FAILED, f"render: {_describe(exc)}", attempts=attempts)
+            self._count_failure(row.campaign, f"render: {exc.message}")
+            return
+        except Exception as exc:
+            # A sender's own bug: whether anything left is not known, so never resend it blindly.
+            log.exception("sender %s failed on delivery %s", lane.sender.name, row.delivery_id)
+            return finish(
+                AttemptOutcome.UNKNOWN,
+                f"unknown: the {lane.sender.name} sender failed unexpectedly ({_describe(exc)}); not resent",
+                **sent,
+            )
         finish(
             AttemptOutcome.SENT, "", **sent, sent_at=clock.now(), provider_message_id=result.provider_message_id or ""
         )
@@ -285,7 +316,8 @@ class Deliverer:
     # -- retry and error budget ----------------------------------------------------------------------------
     def _temporary(self, finish: Callable[..., None], campaign: str, attempts: int, exc: SendError) -> None:
         """A temporary failure: retry after exponential backoff (at least the provider's Retry-After, at most
-        MAX_BACKOFF); failed after ``max_attempts``. Either way one failure for the error budget."""
+        MAX_BACKOFF), which counts toward no error budget (a provider pacing us must not pause a campaign
+        until a person resumes it); failed after ``max_attempts``, which counts as one failure."""
         if attempts >= self.config.delivery.max_attempts:
             reason = f"provider kept deferring: gave up after {attempts} attempts: {exc.message}"
             finish(AttemptOutcome.FAILED, reason, attempts=attempts)
@@ -300,6 +332,7 @@ class Deliverer:
                 next_attempt_at=clock.now() + min(backoff, MAX_BACKOFF),
                 attempts=attempts,
             )
+            return  # throttling (SMTP 4xx, HTTP 429) is the provider pacing us, not a broken campaign
         self._count_failure(campaign, reason)
 
     def _count_failure(self, campaign: str, reason: str) -> None:
@@ -387,8 +420,12 @@ class Deliverer:
                 conn.rollback()
                 out.flush()  # the outcomes queued so far first
                 claims.release(conn, worker, held)
-            except Exception:  # the database itself failed: the leases expire and the rows are retried
-                log.exception("could not release claims; they expire after the lease")
+            except Exception as exc:  # the database itself failed: the leases expire and the rows are retried
+                # No traceback: the run's own error (raised by join()) says what failed; this is its echo.
+                log.warning(
+                    "could not release claims (%s); they expire after the lease",
+                    str(exc).split("\n", 1)[0][:200],
+                )
             conn.close()
 
     def _wait_for_more(self, conn: Connection) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from nurture.people.tabular import Cell, header_key
+from nurture.people.tabular import Cell, header_key, undefuse
 from nurture.store.models import CONSENT_BASES
 
 #: What people write for a temperature, a stage or a consent basis -> the stored value (:func:`parse_word`).
@@ -98,9 +98,18 @@ class RowError(ValueError):
         self.field, self.value, self.reason = field, value, reason
 
 
+class RowErrors(ValueError):
+    """Every bad cell of one row (``errors``, in column order), so a person fixes a row once, not once per field."""
+
+    def __init__(self, errors: list[RowError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+        self.errors = errors
+
+
 @dataclass
 class Rejected:
-    """A row an import left out, with its row number as Excel shows it and the first problem found in it."""
+    """One problem of a row an import left out, with the row number as Excel shows it (a row with several bad
+    cells gives one Rejected per cell, all with the same ``row``)."""
 
     row: int
     field: str
@@ -114,8 +123,16 @@ class Rejected:
         return {"row": self.row, "field": self.field, "value": self.value, "reason": self.reason}
 
 
+#: What NFKC leaves apart but Japanese text means as one: the WAVE DASH 〜 (Macs, the web) is the FULLWIDTH TILDE
+#: ～ (Windows, CP932), which NFKC folds to "~"; the MINUS SIGN − is Windows' FULLWIDTH HYPHEN-MINUS －, which
+#: NFKC folds to "-". Folding them too makes a list saved on a Mac and on Windows read the same, and keeps a CP932
+#: export (which must write ～ and －) reading back unchanged.
+_FOLD = str.maketrans({"\u301c": "~", "\u2212": "-"})
+
+
 def cell_text(value: Cell) -> str:
-    """A cell as normalised text: NFKC (full-width letters/digits/spaces, half-width katakana), trimmed."""
+    """A cell as normalised text: NFKC (full-width letters/digits/spaces, half-width katakana), an export's
+    formula defusing undone (:func:`undefuse`), white space folded and trimmed."""
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -123,6 +140,10 @@ def cell_text(value: Cell) -> str:
     text = value if isinstance(value, str) else str(value)
     if not text.isascii():  # ASCII is already NFKC-normal; most cells are
         text = unicodedata.normalize("NFKC", text)
+        if "\u301c" in text or "\u2212" in text:  # two scans in C: far cheaper than translate() on every cell
+            text = text.translate(_FOLD)
+    if text.startswith("'"):
+        text = undefuse(text)
     return " ".join(text.split())
 
 

@@ -34,12 +34,14 @@ from sqlalchemy.engine import Connection
 
 from nurture.core import clock
 from nurture.core.errors import InputError
+from nurture.people.addresses import parse_postal_code, split_prefecture
 from nurture.people.cells import (
     CONSENT_WORDS,
     STAGE_WORDS,
     TEMPERATURE_WORDS,
     Rejected,
     RowError,
+    RowErrors,
     cell_text,
     parse_date,
     parse_datetime,
@@ -59,7 +61,7 @@ from nurture.store.models import (
     Prospect,
     ProspectTag,
 )
-from nurture.store.suppression import suppression_reasons
+from nurture.store.suppression import add_suppressions, suppression_reasons
 
 BATCH = 2000
 
@@ -126,17 +128,65 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "consent_basis": ("consent", "consentbasis", "同意", "同意区分", "同意種別", "配信同意"),
     "consent_source": ("consentsource", "同意取得元", "取得経路", "入手経路", "同意取得経路"),
     "consent_at": ("consentat", "consentdate", "同意日", "同意取得日"),
+    "postal_code": ("postalcode", "zip", "zipcode", "postcode", "郵便番号", "〒", "郵便"),
+    "prefecture": ("prefecture", "state", "province", "都道府県"),
+    "address_line": ("address", "street", "addressline", "address1", "住所", "所在地", "市区町村", "住所1", "番地"),
+    "building": ("building", "address2", "建物名", "ビル名", "建物", "住所2", "建物名・部屋番号"),
+    "department": ("department", "dept", "division", "部署", "部署名", "所属", "部門"),
+    "postal_status": ("postaloptout", "nopost", "郵送不要", "dm不要", "郵送停止"),
     "strength_existing_business": ("strengthexistingbusiness", "existingbusiness", "既存取引"),
     "strength_empathy": ("strengthempathy", "empathy", "共感"),
     "strength_contribution": ("strengthcontribution", "contribution", "貢献"),
     "strength_multiple_contacts": ("strengthmultiplecontacts", "multiplecontacts", "複数接点", "複数窓口"),
     "strength_decision_maker": ("strengthdecisionmaker", "decisionmaker", "決裁者接点", "決裁者"),
     "strength_invested": ("strengthinvested", "invested", "時間投資", "投資"),
+    # Columns of the business-card services' CSV exports (Sansan, Eight) and of other address books: the name in
+    # two columns, the day the cards were exchanged, and an opt-out flag. They are not stored as such; see
+    # _card_fields and _flush.
+    "family_name": ("姓", "氏名[姓]", "氏名姓", "lastname", "familyname", "surname"),
+    "given_name": ("名", "氏名[名]", "氏名名", "firstname", "givenname"),
+    "card_exchanged_at": ("名刺交換日", "名刺交換日時", "交換日", "cardexchangedate", "cardexchangedat"),
+    "opt_out": (
+        "配信停止",
+        "メール配信停止",
+        "配信拒否",
+        "メール配信拒否",
+        "メルマガ配信停止",
+        "オプトアウト",
+        "optout",
+        "optedout",
+        "unsubscribe",
+        "unsubscribed",
+        "donotemail",
+    ),
+    "mail_ok": ("メール配信", "配信可否", "メール配信可否", "メルマガ配信", "メルマガ", "配信希望", "emailoptin"),
 }
+#: Columns ``prospects export`` writes for people to read that import leaves alone (status is changed only by
+#: what people do, never by a file).
+READ_ONLY: dict[str, tuple[str, ...]] = {"status": ("status", "配信状態")}
 FIELDS = tuple(ALIASES)
 _ALIAS_INDEX = {header_key(alias): name for name, aliases in ALIASES.items() for alias in aliases}
 for _name in FIELDS:
     _ALIAS_INDEX.setdefault(header_key(_name), _name)
+for _aliases in READ_ONLY.values():
+    for _alias in _aliases:
+        _ALIAS_INDEX[header_key(_alias)] = "-"
+#: Fields that are read from a row but are not columns of the prospects table.
+_DERIVED_KEYS = frozenset(("family_name", "given_name", "card_exchanged_at", "opt_out", "mail_ok"))
+#: Opt-out flags as the business-card services and people write them: yes (stop mail) / no.
+OPT_OUT_WORDS = {
+    **dict.fromkeys(("1", "true", "yes", "y", "○", "◯", "〇", "●", "✓", "✔", "済", "済み", "停止", "配信停止"), "yes"),
+    **dict.fromkeys(("拒否", "はい", "あり", "有", "する", "希望しない", "不可", "unsubscribed", "optout"), "yes"),
+    **dict.fromkeys(("0", "false", "no", "n", "いいえ", "なし", "無", "しない", "-", "ー", "×", "可"), "no"),
+}
+#: The other polarity (a "メール配信" column: may we mail?): yes = mail is fine.
+MAIL_OK_WORDS = {
+    **dict.fromkeys(
+        ("1", "true", "yes", "y", "○", "◯", "〇", "●", "可", "許可", "希望", "する", "はい", "あり"), "yes"
+    ),
+    **dict.fromkeys(("0", "false", "no", "n", "×", "不可", "拒否", "停止", "配信停止", "希望しない", "しない"), "no"),
+    **dict.fromkeys(("いいえ", "なし", "無"), "no"),
+}
 
 _TAG_SPLIT = re.compile(r"[,;、，|]+")
 
@@ -151,11 +201,19 @@ class ImportSummary:
     rejected: list[Rejected] = field(default_factory=list)
     no_consent: int = 0
     suppressed: int = 0
+    #: Rows whose opt-out column (配信停止, or メール配信 = 不可) said "no mail": suppressed by this import.
+    opted_out: int = 0
     written: bool = False
     dry_run: bool = False
     encoding: str | None = None
     mapping: dict[str, str] = field(default_factory=dict)
     attributes: list[str] = field(default_factory=list)
+    header_row: int = 1
+
+    @property
+    def rejected_rows(self) -> int:
+        """How many rows were left out (:attr:`rejected` has one entry per problem, several for a row)."""
+        return len({r.row for r in self.rejected})
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -165,9 +223,12 @@ class ImportSummary:
             "rejected": [r.as_dict() for r in self.rejected],
             "no_consent": self.no_consent,
             "suppressed_skipped": self.suppressed,
+            "opted_out": self.opted_out,
             "written": self.written,
             "dry_run": self.dry_run,
             "encoding": self.encoding,
+            "rejected_rows": self.rejected_rows,
+            "header_row": self.header_row,
             "columns": self.mapping,
             "custom_attributes": self.attributes,
         }
@@ -176,55 +237,82 @@ class ImportSummary:
 def parse_row(
     cells: list[Cell], columns: list[tuple[int, str]], extras: list[tuple[int, str]], zone: zoneinfo.ZoneInfo
 ) -> tuple[dict[str, Any], list[str] | None]:
-    """One row -> (field values present in the row, tags or None). Raises RowError for the first bad field."""
+    """One row -> (field values present in the row, tags or None). Raises :class:`RowErrors` with every bad
+    field of the row (all of them, so that a person fixes the row once).
+
+    Business-card columns become ``values["_card"]`` (consent basis ``business_card`` from the exchange date,
+    applied by :func:`_flush` only where the row or the prospect has no consent yet) and ``values["_opt_out"]``.
+    The field chain is inline (not a function per field): this loop is most of an import's time.
+    """
     values: dict[str, Any] = {}
     tags: list[str] | None = None
+    errors: list[RowError] | None = None
     for index, name in columns:
         raw = cells[index] if index < len(cells) else None
-        if name == "email":
-            values["email"] = parse_email(raw)
-            continue
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
-            continue
-        if name == "temperature":
-            values[name] = parse_word(raw, TEMPERATURE_WORDS, TEMPERATURES, name)
-        elif name == "stage":
-            values[name] = parse_word(raw, STAGE_WORDS, STAGES, name)
-        elif name == "rank":
-            text = cell_text(raw).upper()
-            if text not in RANKS:
-                raise RowError(name, text, "is not one of A, B, C")
-            values[name] = text
-        elif name == "consent_basis":
-            values[name] = parse_word(raw, CONSENT_WORDS, CONSENT_BASES, name)
-        elif name == "score":
-            try:
-                values[name] = float(cell_text(raw).replace(",", ""))
-            except ValueError:
-                raise RowError(name, cell_text(raw), "is not a number") from None
-        elif name.startswith("strength_"):
-            text = cell_text(raw)
-            if text not in ("0", "1", "2", "3"):
-                raise RowError(name, text, "must be 0, 1, 2 or 3")
-            values[name] = int(text)
-        elif name in ("last_contact_at", "consent_at"):
-            values[name] = parse_datetime(raw, zone, name)
-        elif name == "next_action_due":
-            values[name] = parse_date(raw, name)
-        elif name == "time_zone":
-            text = cell_text(raw)
-            try:
-                zoneinfo.ZoneInfo(text)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                raise RowError(name, text, 'is not a time zone (use names like "Asia/Tokyo")') from None
-            values[name] = text
-        elif name == "language":
-            text = cell_text(raw).lower()
-            values[name] = {"日本語": "ja", "japanese": "ja", "英語": "en", "english": "en"}.get(text, text)[:8]
-        elif name == "tags":
-            tags = sorted({t.strip() for t in _TAG_SPLIT.split(cell_text(raw)) if t.strip()})
-        else:
-            values[name] = cell_text(raw)
+        try:
+            if name == "email":
+                values["email"] = parse_email(raw)
+                continue
+            if raw is None or (isinstance(raw, str) and not raw.strip()):
+                continue
+            if name == "temperature":
+                values[name] = parse_word(raw, TEMPERATURE_WORDS, TEMPERATURES, name)
+            elif name == "stage":
+                values[name] = parse_word(raw, STAGE_WORDS, STAGES, name)
+            elif name == "rank":
+                text = cell_text(raw).upper()
+                if text not in RANKS:
+                    raise RowError(name, text, "is not one of A, B, C")
+                values[name] = text
+            elif name == "consent_basis":
+                values[name] = parse_word(raw, CONSENT_WORDS, CONSENT_BASES, name)
+            elif name == "score":
+                try:
+                    values[name] = float(cell_text(raw).replace(",", ""))
+                except ValueError:
+                    raise RowError(name, cell_text(raw), "is not a number") from None
+            elif name.startswith("strength_"):
+                text = cell_text(raw)
+                if text not in ("0", "1", "2", "3"):
+                    raise RowError(name, text, "must be 0, 1, 2 or 3")
+                values[name] = int(text)
+            elif name in ("last_contact_at", "consent_at", "card_exchanged_at"):
+                values[name] = parse_datetime(raw, zone, name)
+            elif name == "next_action_due":
+                values[name] = parse_date(raw, name)
+            elif name == "time_zone":
+                text = cell_text(raw)
+                try:
+                    zoneinfo.ZoneInfo(text)
+                except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                    raise RowError(name, text, 'is not a time zone (use names like "Asia/Tokyo")') from None
+                values[name] = text
+            elif name == "language":
+                text = cell_text(raw).lower()
+                values[name] = {"日本語": "ja", "japanese": "ja", "英語": "en", "english": "en"}.get(text, text)[:8]
+            elif name == "postal_code":
+                values[name] = parse_postal_code(cell_text(raw))
+            elif name == "address_line":
+                prefecture, rest = split_prefecture(cell_text(raw))
+                values[name] = rest[:300]
+                if prefecture:
+                    values.setdefault("prefecture", prefecture)
+            elif name == "postal_status":
+                values[name] = _postal_status(cell_text(raw))
+            elif name == "tags":
+                tags = sorted({t.strip() for t in _TAG_SPLIT.split(cell_text(raw)) if t.strip()})
+            elif name == "opt_out":
+                values[name] = parse_word(raw, OPT_OUT_WORDS, ("○", "1", "配信停止", "(blank)"), name) == "yes"
+            elif name == "mail_ok":
+                values[name] = parse_word(raw, MAIL_OK_WORDS, ("可", "不可", "○", "×"), name) == "yes"
+            else:
+                values[name] = cell_text(raw)
+        except RowError as exc:
+            errors = [*(errors or []), exc]
+    if errors:
+        raise RowErrors(errors)
+    if _DERIVED_KEYS & values.keys():
+        _card_fields(values)
     attributes = {}
     for index, header in extras:
         raw = cells[index] if index < len(cells) else None
@@ -233,6 +321,28 @@ def parse_row(
     if attributes:
         values["attributes"] = attributes
     return values, tags
+
+
+def _card_fields(values: dict[str, Any]) -> None:
+    """Turn the business-card columns of a parsed row into what is stored (see :func:`parse_row`)."""
+    family, given = values.pop("family_name", ""), values.pop("given_name", "")
+    if (family or given) and not values.get("name"):
+        values["name"] = f"{family} {given}".strip()
+    exchanged = values.pop("card_exchanged_at", None)
+    if exchanged is not None:
+        if values.get("consent_basis") == "unknown":  # "不明" next to an exchange date: the date says more
+            del values["consent_basis"]
+        values["_card"] = {"consent_basis": "business_card", "consent_source": "名刺交換", "consent_at": exchanged}
+    opt_out = values.pop("opt_out", None)
+    mail_ok = values.pop("mail_ok", None)
+    if opt_out or mail_ok is False:
+        values["_opt_out"] = True
+
+
+def has_email_column(headers: list[str], overrides: dict[str, str] | None = None) -> bool:
+    """Whether a row of cells looks like the header row: one of its cells names the e-mail column."""
+    by_key = {header_key(k): v for k, v in (overrides or {}).items()}
+    return any((by_key.get(k) or _ALIAS_INDEX.get(k)) == "email" for k in map(header_key, headers) if k)
 
 
 def map_columns(headers: list[str], overrides: dict[str, str]) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
@@ -273,6 +383,18 @@ def map_columns(headers: list[str], overrides: dict[str, str]) -> tuple[list[tup
     return columns, extras
 
 
+def _postal_status(text: str) -> str:
+    """A 郵送不要-style column: yes / 1 / ○ / 不要 / stop -> "opted_out"; no / empty / 可 -> "" (post welcome)."""
+    word = text.strip().lower()
+    if word in ("", "0", "no", "false", "いいえ", "×", "可", "ok", "要"):
+        return ""
+    if word in ("1", "yes", "true", "はい", "○", "〇", "不要", "stop", "opted_out", "停止"):
+        return "opted_out"
+    if word in ("returned", "宛先不明"):  # as `prospects export` writes a postal bounce, so it round-trips
+        return "returned"
+    raise RowError("postal_status", text, "is not yes/no (e.g. 不要 or 空欄)")
+
+
 _COMPARED = (
     "name",
     "company",
@@ -292,6 +414,12 @@ _COMPARED = (
     "consent_basis",
     "consent_source",
     "consent_at",
+    "postal_code",
+    "prefecture",
+    "address_line",
+    "building",
+    "department",
+    "postal_status",
     *[f"strength_{s}" for s in STRENGTHS],
 )
 
@@ -321,9 +449,18 @@ def _new_row(values: dict[str, Any], now: datetime) -> dict[str, Any]:
         "status_changed_at": None,
         "paused_until": None,
         "frequency_factor": 1.0,
+        "postal_code": "",
+        "prefecture": "",
+        "address_line": "",
+        "building": "",
+        "department": "",
+        "postal_status": "",
         **{f"strength_{s}": 0 for s in STRENGTHS},
     }
-    row.update(values)
+    row.update({k: v for k, v in values.items() if not k.startswith("_")})
+    for name, value in values.get("_card", {}).items():
+        if name not in values:
+            row[name] = value
     row["created_at"] = row["updated_at"] = now
     return row
 
@@ -331,8 +468,11 @@ def _new_row(values: dict[str, Any], now: datetime) -> dict[str, Any]:
 def _changes(existing: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """What a re-import changes. Consent never goes back to unknown; attributes merge."""
     out: dict[str, Any] = {}
+    card = values.get("_card")
+    if card and "consent_basis" not in values and existing.get("consent_basis") == "unknown":
+        values = {**{k: v for k, v in card.items() if k not in values}, **values}
     for name, value in values.items():
-        if name == "email":
+        if name == "email" or name.startswith("_"):
             continue
         if name == "consent_basis" and value == "unknown":
             continue
@@ -343,6 +483,10 @@ def _changes(existing: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]
             continue
         if existing.get(name) != value:
             out[name] = value
+    # Post came back from the old address (宛先不明); a corrected address makes post worth trying again.
+    moved = any(name in out for name in ("postal_code", "prefecture", "address_line", "building"))
+    if moved and existing.get("postal_status") == "returned" and "postal_status" not in values:
+        out["postal_status"] = ""
     return out
 
 
@@ -358,8 +502,10 @@ class _Batch:
     rows: list[tuple[int, dict[str, Any], list[str] | None]] = field(default_factory=list)
     first: dict[str, int] = field(default_factory=dict)
     written: bytearray = field(default_factory=bytearray)
+    #: The suppression source of an opt-out in this file (``import:<file name>``).
+    source: str = "import"
     #: The file's name, for the consent records of its rows (``<file>:<row>``).
-    source: str = ""
+    file: str = ""
 
     def mark(self, ids: Iterable[int]) -> None:
         for i in ids:
@@ -371,6 +517,34 @@ class _Batch:
     def marked(self, i: int) -> bool:
         byte = i >> 3
         return byte < len(self.written) and bool(self.written[byte] & (1 << (i & 7)))
+
+
+def _opt_out(conn: Connection, emails: list[str], existing_ids: list[int], source: str, now: datetime) -> set[int]:
+    """Honour the opt-out column: a suppression for each address (kept even if the prospect is deleted), and
+    status ``unsubscribed`` for the existing active prospects among them. Returns the ids whose status changed.
+
+    Not an event through :func:`nurture.track.record_events`: nurture did not see the person opt out, the file
+    says they did at some time before; the suppression row (``source`` names the file) is the record."""
+    if not emails:
+        return set()
+    add_suppressions(conn, {e: "unsubscribed" for e in emails}, source=source, at=now)
+    if not existing_ids:
+        return set()
+    changed = set(
+        conn.execute(select(Prospect.id).where(Prospect.id.in_(existing_ids), Prospect.status == "active")).scalars()
+    )
+    if changed:
+        conn.execute(
+            update(Prospect)
+            .where(Prospect.id.in_(changed))
+            .values(
+                status="unsubscribed",
+                status_reason="opted out (opt-out column of the imported file)",
+                status_changed_at=now,
+                updated_at=now,
+            )
+        )
+    return changed
 
 
 def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetime) -> None:
@@ -388,6 +562,8 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
     seen_existing: list[int] = []
     # Consent given in this file (a new prospect with a basis, or a basis changed): one consent record per row.
     consents: list[tuple[str, int | None, dict[str, Any], int]] = []
+    opt_outs: list[str] = []
+    opt_out_ids: list[int] = []
     for number, values, tags in batch.rows:
         email = values["email"]
         current = existing.get(email)
@@ -400,6 +576,12 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
                 summary.suppressed += 1
                 continue
             row = _new_row(values, now)
+            if values.get("_opt_out"):
+                opt_outs.append(email)
+                if not reason:
+                    row["status"] = "unsubscribed"
+                    row["status_reason"] = "opted out (opt-out column of the imported file)"
+                    row["status_changed_at"] = now
             if reason:  # suppressed but the row was deleted: come back suppressed, never active
                 row["status"] = {"unsubscribed": "unsubscribed", "bounced": "bounced", "complained": "complained"}.get(
                     reason, "unsubscribed"
@@ -416,7 +598,10 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
             summary.created += 1
             continue
         changes = _changes(current, values)
-        if (values.get("consent_basis") or current["consent_basis"]) == "unknown":
+        if values.get("_opt_out"):
+            opt_outs.append(email)
+            opt_out_ids.append(current["id"])
+        if (changes.get("consent_basis") or current["consent_basis"]) == "unknown":
             summary.no_consent += 1
         if tags is not None:
             retag[current["id"]] = tags
@@ -475,7 +660,7 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
                     basis=row["consent_basis"],
                     given_at=row.get("consent_at") or now,
                     source_kind="import",
-                    source=f"{batch.source}:{number}"
+                    source=f"{batch.file}:{number}"
                     + (f" ({row['consent_source']})" if row.get("consent_source") else ""),
                 ),
             )
@@ -486,6 +671,10 @@ def _flush(conn: Connection, batch: _Batch, summary: ImportSummary, now: datetim
     tag_only = [pid for pid in tag_changed if pid not in updated_ids]
     if tag_only:
         conn.execute(update(Prospect).where(Prospect.id.in_(tag_only)).values(updated_at=now))
+    opted = _opt_out(conn, opt_outs, opt_out_ids, batch.source, now)
+    summary.opted_out += len(opt_outs)
+    updated_ids |= opted
+    tag_only = [pid for pid in tag_only if pid not in opted]
     summary.updated += len(updated_ids) + len(tag_only)
     summary.unchanged += len(seen_existing) - len(updated_ids) - len(tag_only)
     batch.rows.clear()
@@ -502,23 +691,34 @@ def import_file(
     sheet: str | None = None,
     skip_invalid: bool = False,
     dry_run: bool = False,
+    header_row: int | None = None,
     progress: Any = None,
 ) -> ImportSummary:
     """Import a CSV/XLSX file of prospects; see the module docstring for the contract.
 
-    ``progress``, if given, is called with the number of rows read so far (every batch).
+    The header row is ``header_row`` (numbered as in Excel) or else the first of the first rows that has an
+    e-mail column (title rows above it are skipped). ``progress``, if given, is called with the number of rows
+    read so far (every batch).
     """
-    table = read_table(path, encoding=encoding, sheet=sheet)
-    columns, extras = map_columns(table.headers, mapping or {})
+    overrides = mapping or {}
+    table = read_table(
+        path,
+        encoding=encoding,
+        sheet=sheet,
+        header_row=header_row,
+        find_header=lambda h: has_email_column(h, overrides),
+    )
+    columns, extras = map_columns(table.headers, overrides)
     zone = zoneinfo.ZoneInfo(default_time_zone)
     summary = ImportSummary(
         dry_run=dry_run,
         encoding=table.encoding,
         mapping={table.headers[i]: f for i, f in columns},
         attributes=[h for _, h in extras],
+        header_row=table.header_row,
     )
     now = clock.now()
-    batch = _Batch(source=Path(path).name)
+    batch = _Batch(source=f"import:{Path(path).name}"[:200], file=Path(path).name)
     read = 0
     with engine.connect() as conn:
         transaction = conn.begin()
@@ -527,8 +727,8 @@ def import_file(
                 read += 1
                 try:
                     values, tags = parse_row(cells, columns, extras, zone)
-                except RowError as exc:
-                    summary.rejected.append(Rejected(number, exc.field, str(exc.value), exc.reason))
+                except RowErrors as exc:
+                    summary.rejected += [Rejected(number, e.field, str(e.value), e.reason) for e in exc.errors]
                     continue
                 email = values["email"]
                 if email in batch.first:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.core import clock
@@ -42,8 +42,8 @@ LIST_COLUMNS = (
 )
 
 
-def list_prospects(
-    engine: Engine,
+def filtered(
+    stmt: Select,
     *,
     temperature: Iterable[str] = (),
     industry: Iterable[str] = (),
@@ -53,13 +53,12 @@ def list_prospects(
     status: Iterable[str] = (),
     stale_days: int | None = None,
     tag: str | None = None,
-    limit: int | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Prospects matching every given filter, streamed in e-mail order.
+) -> Select:
+    """``stmt`` (a select over prospects) narrowed by the filters of ``prospects list`` (and ``export``): each
+    given filter must hold; several values of one filter are alternatives.
 
     ``stale_days``: no contact for at least that many days, or never contacted (SEEDS 001: follow-up leaks).
     """
-    stmt = select(*[getattr(Prospect, c) for c in LIST_COLUMNS], Prospect.id).order_by(Prospect.email)
     for column, wanted in (
         ("temperature", temperature),
         ("industry", industry),
@@ -76,6 +75,13 @@ def list_prospects(
         stmt = stmt.where(or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at <= cutoff))
     if tag:
         stmt = stmt.where(Prospect.id.in_(select(ProspectTag.prospect_id).where(ProspectTag.tag == tag)))
+    return stmt
+
+
+def list_prospects(engine: Engine, *, limit: int | None = None, **filters: Any) -> Iterator[dict[str, Any]]:
+    """Prospects matching every given filter (:func:`filtered`), streamed in e-mail order."""
+    stmt = filtered(select(*[getattr(Prospect, c) for c in LIST_COLUMNS], Prospect.id), **filters)
+    stmt = stmt.order_by(Prospect.email)
     if limit:
         stmt = stmt.limit(limit)
     with engine.connect() as conn:
@@ -83,14 +89,26 @@ def list_prospects(
             yield {c: getattr(row, c) for c in LIST_COLUMNS}
 
 
+def erased_address(email: str) -> str:
+    """What an erased prospect's ``email`` becomes (:func:`nurture.people.operator.erase`): the address hash,
+    which is also its suppression key, and nothing readable."""
+    return f"{email_hash(address_key(email))}@erased.invalid"
+
+
 def get_prospect(engine: Engine, email: str) -> dict[str, Any]:
-    """Every field of one prospect plus its tags; NotFound if there is none."""
+    """Every field of one prospect plus its tags; NotFound if there is none. An erased person is found by the
+    address they had (its hash is all that is kept): ``erased`` is True and the personal fields are empty."""
     key = address_key(email)
     with engine.connect() as conn:
         row = conn.execute(select(Prospect.__table__).where(Prospect.email == key)).mappings().first()
         if row is None:
+            row = (
+                conn.execute(select(Prospect.__table__).where(Prospect.email == erased_address(key))).mappings().first()
+            )
+        if row is None:
             raise NotFound(f"no prospect with address {email!r}", hint="see `nurture prospects list`")
         data = dict(row)
+        data["erased"] = data["status"] == "erased"
         data["tags"] = sorted(
             conn.execute(select(ProspectTag.tag).where(ProspectTag.prospect_id == data["id"])).scalars()
         )

@@ -79,10 +79,14 @@ class Content:
 
 @dataclass(frozen=True)
 class Allowance:
-    """A phrase the information-only check lets through in this campaign, and the written reason why."""
+    """A reviewed exception to the information-only check, with the written reason why: a ``phrase`` it lets
+    through, or a ``rule`` id (a shipped or user rule, or ``ja-model``/``en-model``) whose findings it lets
+    through; ``item`` limits it to one content item (by key)."""
 
-    phrase: str
     reason: str
+    phrase: str = ""
+    rule: str = ""
+    item: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,12 @@ class Campaign:
     #: The topic people choose on the sign-up form and the preferences page ("" = none: for everyone mailable);
     #: also set on ``segment.topic``, which is how segment selection honours prospects' choices.
     topic: str = ""
+    #: "email" (``nurture send``) or "postal" (``nurture postal run``: a printed newsletter, about every 90 days).
+    channel: Literal["email", "postal"] = "email"
+    #: This campaign's share among a prospect's campaigns when ``[cadence] share = "weights"`` (nurture.plan.share).
+    weight: float = 1.0
+    #: The campaign a prospect continues with once this one's content has run out for them ("" = none).
+    fallback: str = ""
 
     @property
     def items(self) -> tuple[ContentItem, ...]:
@@ -153,6 +163,9 @@ class _FileTable:
     allow: list[dict[str, Any]] = field(default_factory=list)
     tracking: dict[str, Any] = field(default_factory=dict)
     topic: str = ""
+    channel: Literal["email", "postal"] = "email"
+    weight: float = 1.0
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -399,6 +412,15 @@ def load_campaign(path: Path, config: Config) -> Campaign:
     for key in ("from_address", "reply_to"):
         if isinstance(data.get(key), str) and data[key]:
             _check_identity_address(data[key], (key,), problems)
+    weight = data.get("weight", 1.0)
+    if isinstance(weight, (int, float)) and not isinstance(weight, bool) and not 0 < weight <= 1000:
+        problems.add(("weight",), f"weight {weight} must be more than 0 (and at most 1000); 1 is an equal share")
+    fallback = data.get("fallback", "")
+    if isinstance(fallback, str) and fallback and (not NAME.match(fallback) or fallback == name):
+        problems.add(
+            ("fallback",),
+            f'fallback "{fallback}" must be the name of another campaign (lower-case letters, digits and "-")',
+        )
     if isinstance(data.get("from_name"), str) and any(c in data["from_name"] for c in "\r\n\0"):
         problems.add(("from_name",), "from_name must not contain line breaks")
 
@@ -410,6 +432,9 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         segment = dataclasses.replace(segment, topic=topic.strip())
     raw_cadence = build(_CadenceTable, section("cadence", dict), ("cadence",), problems)
     cadence = _resolve_cadence(raw_cadence, config, problems) if raw_cadence is not None else Cadence()
+    if top is not None and top.channel == "postal" and raw_cadence is not None and raw_cadence.interval_days is None:
+        # A postal newsletter's own rhythm (SEEDS: every three months), not the e-mail interval of [cadence].
+        cadence = dataclasses.replace(cadence, interval_days=config.postal.interval_days)
 
     content_raw = build(_ContentTable, section("content", dict), ("content",), problems)
     items: list[ContentItem] = []
@@ -429,12 +454,12 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         raw = build(Allowance, table, ("allow", index), problems) if isinstance(table, dict) else None
         if raw is None:
             continue
-        if not raw.phrase.strip():
-            problems.add(("allow", index, "phrase"), "allow.phrase is empty")
+        if not raw.phrase.strip() and not raw.rule.strip():
+            problems.add(("allow", index), 'an [[allow]] needs phrase = "…" or rule = "rule-id"')
         elif not raw.reason.strip():
             problems.add(
                 ("allow", index, "reason"),
-                f'allow "{raw.phrase}": write the reason this phrase is informational here (reason = "…")',
+                f'allow "{raw.phrase or raw.rule}": write the reason this is informational here (reason = "…")',
             )
         else:
             allow.append(raw)
@@ -459,6 +484,9 @@ def load_campaign(path: Path, config: Config) -> Campaign:
         tracking=tracking,
         path=Path(path),
         topic=segment.topic,
+        channel=top.channel,
+        weight=float(top.weight),
+        fallback=top.fallback,
     )
 
 
@@ -491,16 +519,21 @@ def load_each(config: Config) -> list[CampaignFile]:
     return out
 
 
-def load_campaigns(config: Config, names: list[str] | None = None) -> list[Campaign]:
+def load_campaigns(
+    config: Config, names: list[str] | None = None, *, broken: list[str] | None = None
+) -> list[Campaign]:
     """Load the campaigns (all, or those called ``names``), sorted by priority (highest first), then name.
 
     Problems in any file that is needed are raised together as one ConfigError; a name nobody has is
     NotFound listing the available ones. With ``names``, a broken file that cannot be the one asked for
-    (its file name differs and its name could be read) does not stop the others.
+    (its file name differs and its name could be read) does not stop the others. With ``broken`` (a list),
+    nothing is raised for broken files: their ``file:line: ...`` problems are appended to it and the good
+    campaigns returned (``nurture send`` skips a broken file and sends the others); campaigns sharing a name
+    are all left out then, since which one is meant cannot be known.
     """
     files = load_each(config)
     loaded = [campaign for _, campaign, _ in files if campaign is not None]
-    broken = {path: error for path, _, error in files if error is not None}
+    unloadable = {path: error for path, _, error in files if error is not None}
     messages: list[str] = []
     first_seen: dict[str, Campaign] = {}
     for campaign in loaded:
@@ -510,20 +543,30 @@ def load_campaigns(config: Config, names: list[str] | None = None) -> list[Campa
                 f'{display_path(campaign.path)}: duplicate campaign name "{campaign.name}" '
                 f"(also in {display_path(other.path)}); names must be unique"
             )
+    known = {c.name for c in loaded}
+    for campaign in loaded:
+        if campaign.fallback and campaign.fallback not in known:
+            messages.append(
+                f'{display_path(campaign.path)}: fallback "{campaign.fallback}" is not a campaign '
+                f"(campaigns: {', '.join(sorted(known))})"
+            )
     if names:
         wanted = set(names)
         missing = wanted - {c.name for c in loaded}
-        relevant = [e for p, e in broken.items() if p.stem in wanted or missing]
+        relevant = [e for p, e in unloadable.items() if p.stem in wanted or missing]
         messages = [m for m in messages if any(f'"{n}"' in m for n in wanted)]
     else:
         missing = set()
-        relevant = list(broken.values())
+        relevant = list(unloadable.values())
     for error in relevant:
         messages.extend(error_lines(error))
-    if messages:
+    if messages and broken is not None:
+        broken.extend(messages)
+        loaded = [c for c in loaded if not any(f'"{c.name}"' in m and "duplicate" in m for m in messages)]
+    elif messages:
         head = messages[0] if len(messages) == 1 else f"{len(messages)} problems:\n  " + "\n  ".join(messages)
         raise ConfigError(head)
-    if missing:
+    if missing and not (broken is not None and messages):  # else the one asked for is likely a broken file
         available = (
             ", ".join(sorted(c.name for c in loaded)) or f"none (no *.toml in {display_path(config.campaigns_dir)})"
         )

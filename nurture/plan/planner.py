@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, case, func, select, true
 from sqlalchemy.engine import Connection
 
 from nurture.core import clock
 from nurture.core.config import Config
 from nurture.plan import cadence as calendar
 from nurture.plan.campaigns import Campaign, ContentItem
-from nurture.plan.segments import mailable_reason, segment_clauses
+from nurture.plan.segments import campaign_clauses, mailable_reason
+from nurture.plan.share import Contender, Mailed, choose
 from nurture.store import db
 from nurture.store.models import CampaignState, Delivery, Prospect
 from nurture.store.states import MAILED_STATES, DeliveryState, PlanOutcome
@@ -68,10 +69,15 @@ class Decision:
     item_key: str = ""
     subject: str = ""
     not_before: datetime | None = None
+    #: The campaign whose content ran out, when this decision is for its ``fallback`` campaign.
+    via: str = ""
+    #: Nothing left to send to this prospect here (its fallback's content too, when ``via`` is set).
+    exhausted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "campaign": self.campaign,
+            "via": self.via or None,
             "email": self.email,
             "outcome": self.outcome,
             "reason": self.reason,
@@ -105,7 +111,7 @@ def paused_campaigns(engine: Engine) -> dict[str, str]:
         }
 
 
-def _campaign_window_reason(campaign: Campaign, now: datetime) -> str | None:
+def campaign_window_reason(campaign: Campaign, now: datetime) -> str | None:
     local = now.astimezone(campaign.cadence.zone).date()
     if campaign.cadence.start and local < campaign.cadence.start:
         return f"campaign starts on {campaign.cadence.start.isoformat()}"
@@ -114,18 +120,19 @@ def _campaign_window_reason(campaign: Campaign, now: datetime) -> str | None:
     return None
 
 
-def _member_batches(engine: Engine, campaign: Campaign, now: datetime) -> Iterator[Sequence[Any]]:
-    """Segment members (mailable or not: the dry run says why not) in keyset batches of PLAN_BATCH."""
-    clauses = segment_clauses(campaign.segment, now)
+def _member_batches(engine: Engine, selection: Any) -> Iterator[Sequence[Any]]:
+    """Members of a campaign's ``selection`` (:func:`selections`; mailable or not: the dry run says why not) in
+    keyset batches of PLAN_BATCH."""
     last = 0
     while True:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(*MEMBER_COLUMNS).where(*clauses, Prospect.id > last).order_by(Prospect.id).limit(PLAN_BATCH)
+                select(*MEMBER_COLUMNS).where(selection, Prospect.id > last).order_by(Prospect.id).limit(PLAN_BATCH)
             ).all()
-        if not rows:
+        if rows:
+            yield rows
+        if len(rows) < PLAN_BATCH:  # a short batch is the last one: no query for an empty one
             return
-        yield rows
         last = rows[-1].id
 
 
@@ -160,14 +167,26 @@ def history_of(conn: Connection, campaign: Campaign, rows: Sequence[Any]) -> His
         )
     ):
         h.last_any[pid] = (at, name)
-    for pid, key, state, at in conn.execute(
-        select(Delivery.prospect_id, Delivery.item_key, Delivery.state, when).where(
-            Delivery.campaign == campaign.name, Delivery.prospect_id.in_(ids)
-        )
-    ):
-        h.items.setdefault(pid, {})[key] = (state, at)
+    h.items = _items_of(conn, [campaign.name], ids).get(campaign.name, {})
     h.suppressed = suppression_reasons(conn, (r.email for r in rows))
     return h
+
+
+def _items_of(
+    conn: Connection, campaigns: Sequence[str], ids: Sequence[int]
+) -> dict[str, dict[int, dict[str, tuple[str, datetime]]]]:
+    """Per campaign, per prospect, the deliveries by item key: (state, when)."""
+    when = func.coalesce(Delivery.sent_at, Delivery.created_at)
+    items: dict[str, dict[int, dict[str, tuple[str, datetime]]]] = {}
+    if not campaigns:
+        return items
+    for name, pid, key, state, at in conn.execute(
+        select(Delivery.campaign, Delivery.prospect_id, Delivery.item_key, Delivery.state, when).where(
+            Delivery.campaign.in_(campaigns), Delivery.prospect_id.in_(ids)
+        )
+    ):
+        items.setdefault(name, {}).setdefault(pid, {})[key] = (state, at)
+    return items
 
 
 def _next_item(campaign: Campaign, row: Any, received: dict[str, tuple[str, datetime]]) -> ContentItem | str:
@@ -203,7 +222,9 @@ def decide(
     reason = mailable_reason(row, now, suppression=history.suppressed.get(row.email))
     if reason:
         return Decision(outcome=PlanOutcome.SKIPPED, reason=reason, **base)
-    zone = ZoneInfo(row.time_zone) if row.time_zone else campaign.cadence.zone
+    # A prospect without a zone lives in the workspace's zone, not the campaign's (an English campaign's New York
+    # calendar says nothing about where a prospect whose zone was never recorded reads their mail).
+    zone = ZoneInfo(row.time_zone or config.default_time_zone)
     received = history.items.get(row.id, {})
     queued = [k for k, (state, _) in received.items() if state == DeliveryState.PENDING]
     if queued:
@@ -228,12 +249,19 @@ def decide(
             1 for at in mailed if (a := at.astimezone(zone)).year == local_now.year and a.month == local_now.month
         )
         if this_month >= cap:
-            return Decision(outcome=PlanOutcome.DEFERRED, reason=f"monthly cap of {cap} reached", **base)
+            first = local_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            next_month = (first + timedelta(days=32)).replace(day=1)
+            return Decision(
+                outcome=PlanOutcome.DEFERRED,
+                reason=f"monthly cap of {cap} reached",
+                not_before=next_month.astimezone(now.tzinfo),
+                **base,
+            )
     gap = timedelta(days=config.cadence.min_gap_days)
     if row.id in planned_elsewhere:
         return Decision(
             outcome=PlanOutcome.DEFERRED,
-            reason=f"cadence gap: due in {planned_elsewhere[row.id]} (higher priority) this run",
+            reason=f"cadence gap: due in {planned_elsewhere[row.id]} this run (planned first)",
             not_before=now + gap,
             **base,
         )
@@ -249,12 +277,198 @@ def decide(
         )
     item = _next_item(campaign, row, received)
     if isinstance(item, str):
-        return Decision(outcome=PlanOutcome.SKIPPED, reason=item, **base)
+        return Decision(outcome=PlanOutcome.SKIPPED, reason=item, exhausted=item.startswith(EXHAUSTED), **base)
     why_not_now = calendar.is_send_time(now.astimezone(zone), campaign.cadence)
     if why_not_now:
         nxt = calendar.next_send_time(now, campaign.cadence, zone)
         return Decision(outcome=PlanOutcome.DEFERRED, reason=why_not_now, item_key=item.key, not_before=nxt, **base)
     return Decision(outcome=PlanOutcome.SEND, item_key=item.key, subject=item.subject, **base)
+
+
+#: Reasons of :func:`decide` that mean "this campaign has nothing left for this prospect" (a ``fallback`` continues).
+EXHAUSTED = ("content exhausted", "sequence finished")
+
+
+def is_exhausted(decision: Decision) -> bool:
+    return decision.outcome == PlanOutcome.SKIPPED and decision.exhausted
+
+
+def mailed_by_campaign(conn: Connection, ids: Sequence[int], now: datetime) -> dict[int, dict[str, Mailed]]:
+    """Per prospect and campaign: the latest mail and the mails of the last share.WINDOW_DAYS (for sharing)."""
+    from nurture.plan.share import WINDOW_DAYS
+
+    when = func.coalesce(Delivery.sent_at, Delivery.created_at)
+    since = now - timedelta(days=WINDOW_DAYS)
+    out: dict[int, dict[str, Mailed]] = {}
+    for pid, name, last, recent in conn.execute(
+        select(
+            Delivery.prospect_id,
+            Delivery.campaign,
+            func.max(when),
+            func.sum(case((when >= since, 1), else_=0)),
+        )
+        .where(Delivery.prospect_id.in_(ids), Delivery.state.in_(MAILED_STATES))
+        .group_by(Delivery.prospect_id, Delivery.campaign)
+    ):
+        out.setdefault(pid, {})[name] = Mailed(last, int(recent or 0))
+    return out
+
+
+@dataclass
+class Round:
+    """What the planner knows about one batch of prospects across every campaign in play, so that one member's
+    decision can look at their other campaigns: whose turn it is (``[cadence] share``) and where they continue
+    when a campaign's content runs out (``fallback``).
+
+    ``members``: per campaign, the ids of the batch it selects; ``histories``: per campaign, :class:`History`;
+    ``mailed``: per prospect, per campaign, :class:`Mailed` (only when the policy needs it)."""
+
+    config: Config
+    now: datetime
+    campaigns: dict[str, Campaign]
+    planned_elsewhere: dict[int, str]
+    members: dict[str, set[int]] = field(default_factory=dict)
+    histories: dict[str, History] = field(default_factory=dict)
+    mailed: dict[int, dict[str, Mailed]] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        conn: Connection,
+        config: Config,
+        campaigns: dict[str, Campaign],
+        rows: Sequence[Any],
+        now: datetime,
+        planned_elsewhere: dict[int, str],
+        *,
+        selected_by: str | None = None,
+        selects: dict[str, Any] | None = None,
+    ) -> Round:
+        """The round of ``rows``; ``selected_by``: the campaign whose segment query produced them (all members).
+        Four set-based queries whatever the number of campaigns: memberships, mails per campaign, items,
+        suppressions. ``selects``: per campaign, its selection as one SQL condition (:func:`selections`; built
+        here when not given)."""
+        r = cls(config, now, campaigns, planned_elsewhere)
+        ids = [row.id for row in rows]
+        if selected_by is not None:
+            r.members[selected_by] = set(ids)
+        sharing = config.cadence.share != "priority" and len(campaigns) > 1
+        others = [c for n, c in campaigns.items() if n != selected_by]
+        if others and (sharing or any(c.fallback for c in campaigns.values())):
+            selects = selects or selections(config, campaigns.values(), now)
+            flags = [case((selects[c.name], 1), else_=0).label(f"m{i}") for i, c in enumerate(others)]
+            for found in conn.execute(select(Prospect.id, *flags).where(Prospect.id.in_(ids))):
+                for i, c in enumerate(others):
+                    if found._mapping[f"m{i}"]:
+                        r.members.setdefault(c.name, set()).add(found.id)
+        r.load_histories(conn, rows)
+        return r
+
+    def load_histories(self, conn: Connection, rows: Sequence[Any]) -> None:
+        """The :class:`History` of each campaign selecting any of ``rows`` (and of fallback campaigns, which
+        continue for prospects outside their segment), and :attr:`mailed`: one query each for the mails per
+        campaign, the items and the suppressions."""
+        ids = [r.id for r in rows]
+        fallbacks = {c.fallback for c in self.campaigns.values() if c.fallback}
+        names = [n for n in self.campaigns if n in fallbacks or self.members.get(n)]
+        self.mailed = mailed_by_campaign(conn, ids, self.now)
+        last_any: dict[int, tuple[datetime, str]] = {}
+        for pid, per in self.mailed.items():
+            for name, m in per.items():
+                if m.last is not None and (pid not in last_any or m.last > last_any[pid][0]):
+                    last_any[pid] = (m.last, name)
+        suppressed = suppression_reasons(conn, (r.email for r in rows))
+        items = _items_of(conn, names, ids)
+        for name in names:
+            self.histories[name] = History(last_any=last_any, items=items.get(name, {}), suppressed=suppressed)
+
+    def decide(self, campaign: Campaign, row: Any, seen: tuple[str, ...] = ()) -> Decision:
+        """:func:`decide` for ``campaign``; where its content has run out and it names a ``fallback`` the prospect
+        is not selected by anyway, the fallback's decision (``via`` the exhausted campaign)."""
+        history = self.histories.get(campaign.name) or History()
+        decision = decide(self.config, campaign, row, history, self.now, self.planned_elsewhere)
+        nxt = self.campaigns.get(campaign.fallback) if campaign.fallback else None
+        if not is_exhausted(decision) or not campaign.fallback or campaign.fallback in seen + (campaign.name,):
+            return decision
+        if nxt is None:
+            return replace(decision, reason=f"{decision.reason}; fallback {campaign.fallback} is not running")
+        if row.id in self.members.get(nxt.name, ()):
+            return replace(decision, reason=f"{decision.reason}; continues in {nxt.name}", exhausted=False)
+        if nxt.name not in self.histories:
+            return decision  # not loaded: cannot happen when Round.load saw the fallback
+        after = self.decide(nxt, row, seen + (campaign.name,))
+        if after.outcome == PlanOutcome.SEND:
+            return replace(after, via=seen[0] if seen else campaign.name)
+        return replace(
+            after,
+            via=seen[0] if seen else campaign.name,
+            reason=f"{campaign.name}: {decision.reason}; fallback {after.campaign}: {after.reason}",
+        )
+
+    def final(self, campaign: Campaign, row: Any) -> Decision:
+        """:meth:`decide`, then sharing: when other campaigns would mail this prospect now too, only the one
+        whose turn it is (:func:`nurture.plan.share.choose`) sends; the others are deferred by the gap."""
+        decision = self.decide(campaign, row)
+        if decision.outcome != PlanOutcome.SEND or self.config.cadence.share == "priority":
+            return decision
+        contenders = {decision.campaign: decision}
+        for name, other in self.campaigns.items():
+            if name == campaign.name or row.id not in self.members.get(name, ()):
+                continue
+            theirs = self.decide(other, row)
+            if theirs.outcome == PlanOutcome.SEND and theirs.campaign not in contenders:
+                contenders[theirs.campaign] = theirs
+        if len(contenders) == 1:
+            return decision
+        policy = self.config.cadence.share
+        turn = choose(
+            policy,
+            [
+                Contender(n, self.campaigns[n].priority, self.campaigns[n].weight)
+                for n in contenders
+                if n in self.campaigns
+            ],
+            self.mailed.get(row.id, {}),
+        )
+        if turn == decision.campaign:
+            return decision
+        gap = timedelta(days=self.config.cadence.min_gap_days)
+        return Decision(
+            campaign=campaign.name,
+            prospect_id=row.id,
+            email=row.email,
+            outcome=PlanOutcome.DEFERRED,
+            reason=f"shared: {turn}'s turn this time ({policy}); this one after the "
+            f"{self.config.cadence.min_gap_days:g}-day gap",
+            item_key=decision.item_key,
+            not_before=self.now + gap,
+        )
+
+
+def selections(config: Config, campaigns: Iterable[Campaign], now: datetime) -> dict[str, Any]:
+    """Per campaign, who it selects as one SQL condition (built once per run: building them costs more than
+    running them)."""
+    return {c.name: and_(true(), *campaign_clauses(c, now, config.workspace.language)) for c in campaigns}
+
+
+def in_play(engine: Engine, campaigns: Iterable[Campaign], sink: PlanSink, now: datetime) -> list[Campaign]:
+    """The campaigns that may plan now (active in their file, not paused by the error budget, within their
+    dates); the sink is told why each other one is left out."""
+    paused = paused_campaigns(engine)
+    chosen = []
+    for campaign in campaigns:
+        if campaign.status != "active":
+            sink.note(f'{campaign.name}: paused in its file (status = "{campaign.status}")')
+            continue
+        if campaign.name in paused:
+            sink.campaign_paused(campaign.name, paused[campaign.name])
+            continue
+        window = campaign_window_reason(campaign, now)
+        if window:
+            sink.note(f"{campaign.name}: {window}")
+            continue
+        chosen.append(campaign)
+    return chosen
 
 
 def plan(
@@ -274,47 +488,35 @@ def plan(
     deliveries were planned (``send`` decisions; at most ``limit``).
 
     ``progress(campaign, members_decided_in_this_batch, planned_so_far)`` is called after each batch; ``pause``
-    seconds are slept after each batch (SQLite: lets waiting senders take the write lock)."""
+    seconds are slept after each batch that queued mail (SQLite: lets waiting senders take the write lock)."""
     now = clock.now()
-    paused = paused_campaigns(engine)
+    playing = in_play(engine, campaigns, sink, now)
+    by_name = {c.name: c for c in playing}
+    selects = selections(config, playing, now)
     planned_elsewhere: dict[int, str] = {}
     planned = 0
-    for campaign in campaigns:
-        if campaign.status != "active":
-            sink.note(f'{campaign.name}: paused in its file (status = "{campaign.status}")')
-            continue
-        if campaign.name in paused:
-            sink.campaign_paused(campaign.name, paused[campaign.name])
-            continue
-        window = _campaign_window_reason(campaign, now)
-        if window:
-            sink.note(f"{campaign.name}: {window}")
-            continue
-        for rows in _member_batches(engine, campaign, now):
+    for campaign in playing:
+        for rows in _member_batches(engine, selects[campaign.name]):
             with db.transaction(engine, immediate=True) as session:
                 conn = session.connection()
                 db.plan_lock(conn)
-                history = history_of(conn, campaign, rows)
+                rnd = Round.load(
+                    conn, config, by_name, rows, now, planned_elsewhere, selected_by=campaign.name, selects=selects
+                )
                 new_rows = []
                 for row in rows:
-                    decision = decide(config, campaign, row, history, now, planned_elsewhere)
+                    decision = rnd.final(campaign, row)
                     if decision.outcome == PlanOutcome.SEND and limit is not None and planned >= limit:
-                        decision = Decision(
-                            campaign=campaign.name,
-                            prospect_id=row.id,
-                            email=row.email,
-                            outcome=PlanOutcome.DEFERRED,
-                            reason="--limit reached",
-                            item_key=decision.item_key,
-                        )
+                        decision = replace(decision, outcome=PlanOutcome.DEFERRED, reason="--limit reached")
                     if decision.outcome == PlanOutcome.SEND:
                         planned += 1
+                        target = by_name[decision.campaign]
                         if dry_run:
-                            planned_elsewhere[row.id] = campaign.name
+                            planned_elsewhere[row.id] = target.name
                         else:
                             new_rows.append(
                                 {
-                                    "campaign": campaign.name,
+                                    "campaign": target.name,
                                     "prospect_id": row.id,
                                     "item_key": decision.item_key,
                                     "state": DeliveryState.PENDING,
@@ -330,13 +532,13 @@ def plan(
                                     "created_at": now,
                                     "sent_at": None,
                                     "updated_at": now,
-                                    "language": campaign.language,
+                                    "language": target.language,
                                 }
                             )
                     sink.tally(decision, keep=keep_decisions)
                 db.insert_rows(conn, _DELIVERIES, new_rows, ignore_conflicts_on=["campaign", "prospect_id", "item_key"])
             if progress:
                 progress(campaign.name, len(rows), planned)
-            if pause:
+            if pause and new_rows:  # only a batch that queued mail gives the senders something to claim
                 time.sleep(pause)
     return planned

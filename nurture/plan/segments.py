@@ -20,6 +20,7 @@ streams it (keyset on ``Prospect.id``) and never loads everyone.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -309,28 +310,74 @@ def topic_clause(topic: str) -> ColumnElement[bool]:
     return ~exists().where(row.prospect_id == Prospect.id, excluding)
 
 
-def segment_clauses(segment: Segment, now: datetime) -> list[ColumnElement[bool]]:
-    """The segment's own conditions plus its default exclusions (no next action, no customers) and, for a campaign
-    with a topic, the prospects' topic choices (:func:`topic_clause`)."""
-    clauses = [condition_clause(c, now) for c in segment.conditions]
+def labeled_segment_clauses(segment: Segment, now: datetime) -> list[tuple[str, ColumnElement[bool]]]:
+    """:func:`segment_clauses`, each with what it says in words (for "why does no campaign select X")."""
+    clauses = [(c.describe(), condition_clause(c, now)) for c in segment.conditions]
     if segment.topic:
-        clauses.append(topic_clause(segment.topic))
+        clauses.append((f"topic {segment.topic}", topic_clause(segment.topic)))
     if not segment.include_pending_next_action:
         # A next action (text or due date) makes the prospect short-term: followed by that action (SEEDS 000).
-        clauses.append(and_(func.coalesce(Prospect.next_action, "") == "", Prospect.next_action_due.is_(None)))
+        clauses.append(
+            (
+                "pending next action",
+                and_(func.coalesce(Prospect.next_action, "") == "", Prospect.next_action_due.is_(None)),
+            )
+        )
     if not segment.include_customers:
-        clauses.append(Prospect.stage != "customer")
+        clauses.append(("customer", Prospect.stage != "customer"))
     return clauses
 
 
-def segment_select(campaign: Any, now: datetime) -> Select:
-    """``SELECT prospects.id`` of the mailable members of ``campaign`` (a Campaign, or a bare Segment) at ``now``.
+def segment_clauses(segment: Segment, now: datetime) -> list[ColumnElement[bool]]:
+    """The segment's own conditions plus its default exclusions (no next action, no customers)."""
+    return [clause for _, clause in labeled_segment_clauses(segment, now)]
+
+
+def language_clause(language: str, default_language: str) -> ColumnElement[bool]:
+    """Prospects who read ``language`` (``ja`` also matches ``ja-JP``); a prospect without a language is read as
+    ``default_language`` (the workspace's, ``[workspace] language``), so an English campaign does not select a
+    Japanese prospect whose language was never recorded."""
+    column = func.coalesce(Prospect.language, "")
+    own = or_(column == language, column.like(f"{language}-%"))
+    return or_(own, column == "") if language == default_language else own
+
+
+def labeled_campaign_clauses(
+    campaign: Any, now: datetime, default_language: str | None
+) -> list[tuple[str, ColumnElement[bool]]]:
+    """:func:`labeled_segment_clauses` of a campaign plus its language (:func:`language_clause`;
+    ``default_language`` None: no language condition, as for a bare Segment)."""
+    segment = campaign if isinstance(campaign, Segment) else campaign.segment
+    clauses = labeled_segment_clauses(segment, now)
+    if default_language is not None and not isinstance(campaign, Segment):
+        clauses.append((f"language {campaign.language}", language_clause(campaign.language, default_language)))
+    return clauses
+
+
+def campaign_clauses(campaign: Any, now: datetime, default_language: str | None) -> list[ColumnElement[bool]]:
+    """The clauses of :func:`labeled_campaign_clauses`: who the campaign selects (before mailability)."""
+    return [clause for _, clause in labeled_campaign_clauses(campaign, now, default_language)]
+
+
+def segment_select(campaign: Any, now: datetime, default_language: str | None = None) -> Select:
+    """``SELECT prospects.id`` of the mailable members of ``campaign`` (a Campaign, or a bare Segment) at ``now``;
+    with ``default_language`` (``config.workspace.language``) a Campaign also selects by its language.
 
     One statement, portable between SQLite and PostgreSQL, unordered: add ``.order_by(Prospect.id)`` and a
     keyset ``.where(Prospect.id > last_id)`` to stream it in batches.
     """
-    segment = campaign if isinstance(campaign, Segment) else campaign.segment
-    return select(Prospect.id).where(*mailable_clauses(now), *segment_clauses(segment, now), not_suppressed())
+    clauses = campaign_clauses(campaign, now, default_language)
+    return select(Prospect.id).where(*mailable_clauses(now), *clauses, not_suppressed())
+
+
+def status_text(status: str, reason: str | None) -> str:
+    """``unsubscribed (web)``: a prospect's status with its reason said once. Recorded reasons may repeat
+    the status and name the event's source and type (``unsubscribed (web:unsubscribed)``): the status is
+    not repeated and the source alone is kept."""
+    if not reason:
+        return status
+    text = reason if reason.startswith(status) else f"{status} ({reason})"
+    return re.sub(r"\(([a-z0-9_.-]+):[a-z_]+\)", r"(\1)", text)
 
 
 def mailable_reason(prospect: Prospect, now: datetime, *, suppression: str | None = None) -> str | None:
@@ -338,7 +385,7 @@ def mailable_reason(prospect: Prospect, now: datetime, *, suppression: str | Non
     for dry-run output. ``suppression`` is the reason from
     :func:`nurture.store.suppression.suppression_reasons` when the caller looked."""
     if prospect.status != "active":
-        return f"{prospect.status}" + (f" ({prospect.status_reason})" if prospect.status_reason else "")
+        return status_text(prospect.status, prospect.status_reason)
     if (prospect.consent_basis or "unknown") == "unknown":
         return "no consent on record (consent_basis unknown)"
     if suppression:

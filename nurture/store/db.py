@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, RootTransaction, Select, Table, create_engine, event, text
+from sqlalchemy import Connection, Engine, RootTransaction, Select, Table, create_engine, event, func, literal, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -282,3 +283,20 @@ def require_schema(engine: Engine) -> None:
 def ping(engine: Engine) -> None:
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def days_since(engine: Engine, column: Any, now: datetime) -> Any:
+    """``now - column`` in days as a SQL number (reports compare it with per-row cadence intervals): interval
+    arithmetic differs between the databases, so it lives here."""
+    if engine.dialect.name == "postgresql":
+        return func.extract("epoch", literal(now) - column) / 86400.0
+    return func.julianday(now.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")) - func.julianday(column)
+
+
+def json_array_elements(engine: Engine, column: Any) -> Any:
+    """The elements of a JSON array column as a table with one column ``value`` (join it laterally), e.g. the
+    event ids of ``score_changes.event_ids``: ``jsonb_array_elements_text`` on PostgreSQL, ``json_each`` on
+    SQLite. Cast ``value`` to the type wanted."""
+    if engine.dialect.name == "postgresql":
+        return func.jsonb_array_elements_text(column).table_valued("value").lateral()
+    return func.json_each(column).table_valued("value")

@@ -117,6 +117,9 @@ class Prospect(Base):
     engagement_score: Mapped[float] = mapped_column(Float, server_default="0")
     #: When scoring last looked at this prospect (online or the decay pass): decay is computed from here.
     scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The colleague group scoring puts the prospect in (``nurture.score.model.company_key``; "" = none), written
+    #: when the prospect is scored (0010).
+    company_key: Mapped[str] = mapped_column(String(200), server_default="", index=True)
     owner: Mapped[str] = mapped_column(String(200), default="")
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_action: Mapped[str] = mapped_column(Text, default="")
@@ -136,6 +139,16 @@ class Prospect(Base):
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)
     status_reason: Mapped[str] = mapped_column(String(200), default="")
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The postal address (0013): 郵便番号 as NNN-NNNN, 都道府県, 市区町村・番地, 建物名, 部署. Complete when the
+    #: code, prefecture and address line are set (nurture.postal.addresses).
+    postal_code: Mapped[str] = mapped_column(String(16), server_default="")
+    prefecture: Mapped[str] = mapped_column(String(16), server_default="")
+    address_line: Mapped[str] = mapped_column(String(300), server_default="")
+    building: Mapped[str] = mapped_column(String(200), server_default="")
+    department: Mapped[str] = mapped_column(String(200), server_default="")
+    #: "" (post welcome), "opted_out" (asked for no post) or "returned" (宛先不明: a postal bounce, set by the
+    #: ``postal_returned`` event). Either stops postal newsletters, not e-mail.
+    postal_status: Mapped[str] = mapped_column(String(16), server_default="")
     #: Set from the preferences page: no nurture mail before this instant.
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Set from the preferences page: multiplies the campaign interval (1 = as planned, 2 = half as often).
@@ -411,4 +424,42 @@ class ConsentRecord(Base):
         Index("ix_consent_records_prospect", "prospect_id"),
         Index("ix_consent_records_email", "email"),
         Index("ix_consent_records_given", "given_at"),
+    )
+
+
+class PostalBatch(Base):
+    """One printing of a postal campaign (``nurture postal run``): the recipients were chosen and the labels, the
+    vendor CSV and the issue written; ``mailed_on`` is set by ``nurture postal mailed`` (until then nobody in
+    the batch counts as reached, and they are not chosen again)."""
+
+    __tablename__ = "postal_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    mailed_on: Mapped[date | None] = mapped_column(Date)
+    out_dir: Mapped[str] = mapped_column(Text, default="")
+
+
+class PostalRecipient(Base):
+    """One addressee of a batch with the address as printed (a snapshot: later edits do not change what was
+    mailed). ``code`` (e.g. ``P12-0034``) is printed small on the label and in the vendor CSV, so returned mail
+    is matched back without guessing. ``delivery_id`` links the touch recorded when the batch is mailed."""
+
+    __tablename__ = "postal_recipients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("postal_batches.id", ondelete="CASCADE"))
+    prospect_id: Mapped[int] = mapped_column(ForeignKey("prospects.id", ondelete="CASCADE"))
+    item_key: Mapped[str] = mapped_column(String(100))
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    address: Mapped[dict] = mapped_column(JSONType, default=dict)
+    delivery_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("batch_id", "prospect_id", name="uq_postal_recipients_batch_prospect"),
+        Index("ix_postal_recipients_prospect", "prospect_id"),
     )

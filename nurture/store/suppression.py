@@ -10,9 +10,10 @@ registered on every connection by :mod:`nurture.store.db`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -74,3 +75,52 @@ def suppression_reasons(conn: Any, emails: Iterable[str]) -> dict[str, str]:
 def suppression_reason(session: Session, email: str) -> str | None:
     """The suppression reason recorded for ``email`` (unsubscribed, bounced, ...), or None."""
     return session.scalar(select(Suppression.reason).where(Suppression.email_hash == email_hash(email)))
+
+
+def add_suppressions(conn: Any, reasons: dict[str, str], *, source: str, at: datetime) -> int:
+    """Suppress each address of ``reasons`` (address -> reason) that is not suppressed yet; an existing entry
+    keeps its first reason and source. Returns how many entries are new. Set-based: one SELECT and one INSERT per
+    call (a previous tool's list can hold hundreds of thousands of addresses: callers pass batches)."""
+    by_hash = {email_hash(e): r for e, r in reasons.items()}
+    if not by_hash:
+        return 0
+    existing: set[str] = set()
+    hashes = list(by_hash)
+    for start in range(0, len(hashes), 1000):
+        existing.update(
+            conn.execute(
+                select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes[start : start + 1000]))
+            ).scalars()
+        )
+    new = [
+        {"email_hash": h, "reason": r, "source": source[:200], "created_at": at}
+        for h, r in by_hash.items()
+        if h not in existing
+    ]
+    if new:
+        conn.execute(insert(Suppression), new)
+    return len(new)
+
+
+def remove_suppression(conn: Any, email: str) -> str | None:
+    """Delete the suppression entry of ``email``; returns the reason it had, or None if there was none."""
+    digest = email_hash(email)
+    reason = conn.execute(select(Suppression.reason).where(Suppression.email_hash == digest)).scalar()
+    if reason is not None:
+        conn.execute(delete(Suppression).where(Suppression.email_hash == digest))
+    return reason
+
+
+def mark_erased(conn: Any, email: str, *, at: datetime) -> None:
+    """Make ``email``'s entry say ``erased`` (created if missing): import never brings the address back, and the
+    entry is all that is left of the person (GDPR Art. 17)."""
+    digest = email_hash(email)
+    found = conn.execute(
+        update(Suppression)
+        .where(Suppression.email_hash == digest)
+        .values(reason="erased", source="operator:erase", created_at=at)
+    ).rowcount
+    if not found:
+        conn.execute(
+            insert(Suppression).values(email_hash=digest, reason="erased", source="operator:erase", created_at=at)
+        )

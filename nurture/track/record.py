@@ -18,6 +18,7 @@ event               effect
 ``delivered``       likewise reconciles an ``unknown`` delivery
 ``paused``          prospect.paused_until = ``data["paused_until"]`` (ISO 8601)
 ``frequency_changed`` prospect.frequency_factor = ``data["frequency_factor"]``
+``postal_returned`` prospect.postal_status = ``returned`` (宛先不明): no more post; e-mail is not affected
 others              recorded only (opened, clicked, offline events, ``unknown`` raw provider types)
 ==================  ===========================================================================================
 
@@ -70,6 +71,7 @@ from nurture.track.vocabulary import (
     FREQUENCY_CHANGED,
     OPENED,
     PAUSED,
+    POSTAL_RETURNED,
     SENT,
     SUPPRESSING,
     NewEvent,
@@ -367,6 +369,13 @@ def _preferences(conn: Connection, events: list[NewEvent]) -> None:
                 update(Prospect)
                 .where(Prospect.id == e.prospect_id)
                 .values(paused_until=parse_instant(until) if until else None, updated_at=clock.now())
+            )
+        elif e.type == POSTAL_RETURNED:
+            # A postal bounce stops post to this address (not e-mail); an opt-out from post stays an opt-out.
+            conn.execute(
+                update(Prospect)
+                .where(Prospect.id == e.prospect_id, Prospect.postal_status == "")
+                .values(postal_status="returned", updated_at=clock.now())
             )
         elif e.type == FREQUENCY_CHANGED:
             conn.execute(

@@ -20,6 +20,8 @@ offline types            ``seminar_attended``, ``document_downloaded``, ``replie
 ``inquired``             a person asked to be contacted (the form's free text in ``data["text"]``): a handoff
 ``postal_mailed``        a postal newsletter was mailed to the prospect (``data["batch"]``)
 ``postal_returned``      a postal newsletter came back undeliverable (宛先不明): suppresses post for the address
+``won``                  a deal was won (``nurture prospects won``): ``data["amount"]``, ``data["term"]`` short|long
+``referred``             the prospect (a client) referred someone: ``data["referred"]`` (the address)
 ``unknown``              a provider event nurture has no meaning for; the raw payload is in ``data["raw"]``
 =======================  ======================================================================================
 
@@ -53,6 +55,8 @@ SIGNED_UP = "signed_up"
 INQUIRED = "inquired"
 POSTAL_MAILED = "postal_mailed"
 POSTAL_RETURNED = "postal_returned"
+WON = "won"
+REFERRED = "referred"
 #: A provider event nurture has no meaning for; the raw payload is in ``data["raw"]``.
 UNKNOWN = "unknown"
 
@@ -75,6 +79,8 @@ TYPES = (
     INQUIRED,
     POSTAL_MAILED,
     POSTAL_RETURNED,
+    WON,
+    REFERRED,
     UNKNOWN,
 )
 #: Event -> the prospect status (and suppression reason) it implies.
@@ -91,6 +97,7 @@ class Source(StrEnum):
     IMPORT = "import"  # nurture events import
     SEND = "send"  # the sending engine (a provider refused the mail while sending)
     SMTP = "smtp"  # the sending engine, from an SMTP server's answer
+    OPERATOR = "operator"  # a person at the command line (nurture suppress, nurture suppressions import)
 
 
 SOURCES: tuple[Source, ...] = tuple(Source)

@@ -21,6 +21,8 @@ path                       method  behaviour (module)
                                    (GET: confirm button; POST: confirms)
 ``/webhooks/sendgrid``     POST    signed SendGrid Event Webhook (webhooks)
 ``/healthz``               GET     200 ``{"status": "ok"}`` when the database answers, else 503 (app)
+``/metrics``               GET     Prometheus metrics: hits, events by type and label, webhook batches, queue
+                                   depth, deliveries by state (metrics); keep it off the public proxy
 =========================  ======  ========================================================================
 
 Every database write goes through :func:`nurture.track.record_events`. Opens and clicks are queued in an
@@ -55,10 +57,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from nurture import score
 from nurture.core.config import Config
 from nurture.store import db
 from nurture.track import EventBuffer, set_source_window
-from nurture.web import hot, optout, pages, subscribe, webhooks
+from nurture.web import hot, metrics, optout, pages, subscribe, webhooks
 from nurture.web.limits import BodyLimit, BodyTooLarge, too_large
 from nurture.web.periodic import Job, Periodic, jobs_for
 from nurture.web.site import Pages, Site
@@ -80,6 +83,7 @@ def create_app(
     The campaign files are loaded now, for ``/v``; one that does not load is logged and skipped.
     """
     secret = config.tracking_secret()
+    score.configure(config)  # every recorded event is scored with the configured rules (each worker process)
     engine = engine or db.engine_for(config.database_url)
     set_source_window(timedelta(minutes=config.tracking.source_window_minutes))
     site = Site(
@@ -98,7 +102,9 @@ def create_app(
         *subscribe.routes(site),
         *webhooks.routes(site),
         Route("/healthz", functools.partial(healthz, site), methods=["GET"]),
+        *metrics.routes(engine),
     ]
+    metrics.watch_buffer(site.buffer)
     periodic = Periodic(engine, config, jobs_for(config) if jobs is None else jobs)
     return Starlette(
         routes=routes,

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from nurture.compose import links as tracking
 from nurture.core import clock
 from nurture.track import CLICKED, OPENED, EventBuffer, NewEvent, Source
+from nurture.web.metrics import HITS
 from nurture.web.site import NO_STORE, Site
 
 #: The smallest transparent GIF (43 bytes).
@@ -44,6 +45,7 @@ class HotPaths:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             path: str = scope["path"]
             if path.startswith("/o/"):
+                HITS.opens += 1  # the event loop's thread only: no lock needed
                 parts = tracking.verify(self.secret, tracking.OPEN, path[3:].removesuffix(".gif"), self.previous)
                 if parts and len(parts) == 1 and parts[0].isdigit():
                     queue_hit(self.buffer, scope, OPENED, int(parts[0]), Source.PIXEL, "", {})
@@ -53,6 +55,7 @@ class HotPaths:
             if path.startswith("/c/"):
                 parts = tracking.verify(self.secret, tracking.CLICK, path[3:], self.previous)
                 if parts and len(parts) == 3 and parts[0].isdigit() and tracking.is_safe_target(parts[2]):
+                    HITS.clicks += 1
                     index = parts[1]
                     queue_hit(
                         self.buffer,

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from nurture import score
 from nurture.core.config import Config
+from nurture.notify.notices import notify_due
 from nurture.people.signup import purge_pending
 
 log = logging.getLogger("nurture.serve")
@@ -34,10 +36,21 @@ class Job:
 
 def jobs_for(config: Config) -> list[Job]:
     """The periodic jobs of a server with ``config``. Each package that needs one adds it here."""
-    jobs: list[Job] = []
+    rules = score.rules.for_config(config)
+    jobs = [
+        # Notices to sales leave within one interval of the handoff (15 s by default: well inside the minute).
+        Job("handoff-notices", config.handoff.interval_seconds, notify_due),
+        Job("score-decay", rules.decay_every_minutes * 60, _decay),
+    ]
     if config.subscribe.enabled:
         jobs.append(Job("signup-purge", 3600.0, lambda engine, _config: purge_pending(engine)))
     return jobs
+
+
+def _decay(engine: Engine, config: Config) -> object:
+    """The decay pass: rescore everyone at now with the configured rules; demotions become history ("decay").
+    Safe in several processes: each chunk locks its rows, and rows already scored later are left alone."""
+    return score.recompute(engine, score.current_rules(), cause="decay")
 
 
 class Periodic:

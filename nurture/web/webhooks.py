@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from nurture.track import record_events
 from nurture.track.webhooks import WEBHOOKS, Webhook, WebhookRejected, make_webhook
+from nurture.web.metrics import WEBHOOK_BATCHES
 from nurture.web.site import Site
 
 log = logging.getLogger(__name__)
@@ -31,22 +32,28 @@ async def receive(site: Site, webhook: Webhook, request: Request) -> Response:
     try:
         events = webhook.events(request.headers, body)
     except RecursionError:  # a parser or normaliser that recursed too deep on a hostile body
+        WEBHOOK_BATCHES.labels(webhook.name, "unusable").inc()
         return PlainTextResponse("body is nested too deeply", status_code=400)
     except WebhookRejected as exc:
         log.warning("%s webhook refused (%s): %s", webhook.name, exc.status, exc.reason)
+        WEBHOOK_BATCHES.labels(webhook.name, "refused").inc()
         return PlainTextResponse(exc.reason, status_code=exc.status)
     except Exception as exc:  # a signed body the normaliser cannot read: the provider's bug, not ours to retry
         log.warning("%s webhook body not usable: %s: %s", webhook.name, type(exc).__name__, str(exc)[:200])
+        WEBHOOK_BATCHES.labels(webhook.name, "unusable").inc()
         return PlainTextResponse(f"body cannot be used: {type(exc).__name__}", status_code=400)
     try:
         result = await run_in_threadpool(record_events, site.engine, events)
     except Exception as exc:
         if not unrecordable(exc):
+            WEBHOOK_BATCHES.labels(webhook.name, "unavailable").inc()
             return unavailable(webhook, events, exc)
+        WEBHOOK_BATCHES.labels(webhook.name, "unrecordable").inc()
         # The database refuses these values (out of range, NUL in text ...): a retry would fail the same way.
         reason = str(getattr(exc, "orig", None) or exc).split("\n", 1)[0][:200]
         log.warning("%s webhook batch of %d events not recordable: %s", webhook.name, len(events), reason)
         return PlainTextResponse(f"events cannot be recorded: {reason}", status_code=422)
+    WEBHOOK_BATCHES.labels(webhook.name, "recorded").inc()
     return JSONResponse({"received": len(events), "inserted": result.inserted, "duplicates": result.duplicates})
 
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 import dkim
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nurture.compose.message import (
     DkimKey,
@@ -24,7 +26,7 @@ from nurture.compose.message import (
 )
 from nurture.core import clock
 from nurture.core import config as config_mod
-from nurture.core.errors import ConfigError, HeaderInjectionError
+from nurture.core.errors import ConfigError, HeaderInjectionError, HeaderTooLongError, InputError
 
 LONG_JA_SUBJECT = (
     "株式会社テスト様へ：今月の製造業トピックス 2026年11月号 — supply chain & DX "
@@ -345,3 +347,43 @@ def test_encoded_words_split_on_character_boundaries(text, max_bytes):
     assert "".join(c.decode("utf-8") for c in chunks) == text  # each chunk decodes alone: whole characters
     assert all(len(c) <= max_bytes for c in chunks)
     assert all(len(c) + len(n.decode("utf-8")[0].encode()) > max_bytes for c, n in itertools.pairwise(chunks))
+
+
+# -- every header line within 998 characters (RFC 5322 2.1.1), whatever the data ---------------------------------
+
+_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(["A", " ", "株", "-"]), min_size=1, max_size=3000
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(subject=_TEXT, name=_TEXT)
+def test_every_header_line_fits_998_and_subject_and_names_survive(subject, name):
+    """Subjects and display names of any length and script fold to lines of at most 998 characters (a long
+    ASCII word of a subject as encoded-words), and decode back to the same text."""
+    if not subject.strip():
+        subject = "x" + subject
+    data = build_mime(make(subject=subject, to_name=name, from_name=name))
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert max(len(line) for line in head) <= 998
+    assert all(line.strip() for line in head)  # a fold never leaves a line of white space only
+    assert parse(data)["Subject"] == subject
+
+
+def test_what_cannot_be_folded_is_refused_for_that_mail():
+    with pytest.raises(HeaderTooLongError, match="at most 254"):
+        build_mime(make(to_address="a" * 300 + "@example.com"))
+    with pytest.raises(HeaderTooLongError, match="cannot be folded"):
+        build_mime(make(extra_headers={"X-Long": "x" * 1200}))
+
+
+def test_text_that_cannot_be_encoded_is_refused_for_that_mail():
+    with pytest.raises(HeaderInjectionError, match="not valid Unicode"):
+        build_mime(make(to_name="Yamada \udcff"))
+    with pytest.raises(InputError, match="body cannot be encoded as UTF-8"):
+        build_mime(make(html="<p>\udcff</p>"))
+
+
+def test_a_5000_character_name_is_not_a_5004_byte_line():
+    data = build_mime(make(to_name="N" * 5000))
+    assert max(len(line) for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")) <= 78

@@ -104,7 +104,7 @@ def test_sandbox_refuses_python_internals_with_a_clear_error(tdir):
     (tdir / "t" / "evil.mjml").write_text(
         ARTICLE.format(lang="ja", body="<p>{{ ''.__class__.__mro__ }}</p>"), encoding="utf-8"
     )
-    with pytest.raises(ConfigError, match=r"templates/t/evil\.mjml: template refused by the sandbox"):
+    with pytest.raises(ConfigError, match=r"templates/t/evil\.mjml:\d+: template refused by the sandbox"):
         render(Renderer(tdir), item("t/evil.mjml"))
     with pytest.raises(ConfigError, match="sandbox"):
         render(Renderer(tdir), item(subject="{{ ''.__class__.__subclasses__() }}"))
@@ -114,10 +114,21 @@ def test_unknown_variable_names_the_file(tdir):
     (tdir / "t" / "typo.mjml").write_text(
         ARTICLE.format(lang="ja", body="<p>{{ prospect.nmae }}</p>"), encoding="utf-8"
     )
-    with pytest.raises(ConfigError, match=r"templates/t/typo\.mjml: .*nmae"):
+    with pytest.raises(ConfigError, match=r'templates/t/typo\.mjml:12: .*nmae.* \(did you mean "prospect\.name"\?\)'):
         render(Renderer(tdir), item("t/typo.mjml"))
-    with pytest.raises(ConfigError, match=r"subject of t/a\.mjml: .*compnay"):
+    with pytest.raises(ConfigError, match=r'subject of item "k": .*compnay.*did you mean "prospect\.company"'):
         render(Renderer(tdir), item(subject="{{ prospect.compnay }}"))
+
+
+@pytest.mark.parametrize("single_pass", [True, False])
+def test_a_runtime_error_names_the_file_and_line_not_a_traceback(tdir, single_pass):
+    """{{ 1 / 0 }} (any exception a template raises while rendering) is a ConfigError naming the author's
+    file and line, whichever way the template is rendered."""
+    (tdir / "t" / "zero.mjml").write_text(ARTICLE.format(lang="ja", body="<p>{{ 1 / 0 }}</p>"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"templates/t/zero\.mjml:12: template error: ZeroDivisionError"):
+        render(Renderer(tdir, single_pass=single_pass), item("t/zero.mjml"))
+    with pytest.raises(ConfigError, match=r'subject of item "k": template error: ZeroDivisionError'):
+        render(Renderer(tdir, single_pass=single_pass), item(subject="{{ 1 / 0 }}"))
 
 
 @pytest.mark.parametrize("name", ["x\r\nBcc: victim@example.com", "x\nY", "x\x00"])
@@ -323,7 +334,8 @@ def test_shipped_samples_are_information_only(name, language, identity):
     for it in loaded.content.items:
         out = renderer.render(it, build_context(config, loaded, it, {"name": "A", "company": "B"}, URLS))
         findings = check_message(out, language=language, allow=loaded.allow, source=it.key)
-        assert findings == [], (it.key, findings)
+        # No rule fires; the pitch model may warn about a sentence (shown, not blocking), never fail one.
+        assert all(f.severity == "warning" and f.rule.endswith("-model") for f in findings), (it.key, findings)
 
 
 @pytest.mark.slow

@@ -23,20 +23,21 @@ def test_a_bug_in_a_sender_process_keeps_its_traceback(two_processes, smtp_serve
     """Not a user's mistake but a bug: the child's traceback reaches the parent, in its log and in the error it
     raises, instead of a one-line message without a trace of where it happened."""
 
-    def exploding_build(self, *args, **kw):
+    def exploding_load(*args, **kw):
         raise RuntimeError("the template engine exploded")
 
-    monkeypatch.setattr(worker.MessageBuilder, "build", exploding_build)  # inherited by the forked children
+    # A bug outside one mail's handling (one mail's failures, even a bug's, stay with that mail: test_isolation)
+    monkeypatch.setattr(worker.claims, "load_claimed", exploding_load)  # inherited by the forked children
     with (
         caplog.at_level(logging.ERROR, logger="nurture.deliver.processes"),
         pytest.raises(SenderProcessError, match="RuntimeError: the template engine exploded") as err,
     ):
         send_api(two_processes)
     assert "Traceback (most recent call last)" in err.value.remote_traceback
-    assert "in exploding_build" in err.value.remote_traceback  # the child's own frames
-    assert "in exploding_build" in str(err.value)  # a crash report of the parent shows them too
+    assert "in exploding_load" in err.value.remote_traceback  # the child's own frames
+    assert "in exploding_load" in str(err.value)  # a crash report of the parent shows them too
     logged = [r.getMessage() for r in caplog.records if r.name == "nurture.deliver.processes"]
-    assert any("in exploding_build" in message and "RuntimeError" in message for message in logged)
+    assert any("in exploding_load" in message and "RuntimeError" in message for message in logged)
     assert smtp_server.messages == [] and {d.state for d in deliveries(two_processes)} == {"pending"}
 
 

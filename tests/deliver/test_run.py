@@ -66,7 +66,7 @@ def test_a_dry_run_reports_blocked_campaigns_and_plans_only_the_others(ws, runne
     assert list(report.blocked) == ["beta"]
     assert [(d.campaign, d.outcome) for d in report.decisions] == [("alpha", "send")]
     result = runner.invoke(main, ["send", "--dry-run"], catch_exceptions=False)
-    assert result.exit_code == 1 and "campaign beta was not sent" in result.output
+    assert result.exit_code == 3 and "campaign beta was not sent" in result.output  # 3: a campaign skipped
     assert "would send  alpha" in result.output and deliveries(ws) == [] and smtp_server.messages == []
 
 

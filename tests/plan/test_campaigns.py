@@ -308,3 +308,22 @@ def test_readme_documents_every_key():
     keys |= set(FIELDS) | set(FLAGS) | set(OPERATORS)
     missing = sorted(k for k in keys if k not in example)
     assert missing == [], f"campaigns/README.md does not explain: {missing}"
+
+
+def test_weight_and_fallback_load_and_are_checked(ws):
+    c = load_campaign(
+        write(ws, GOOD.replace("priority = 10\n", 'priority = 10\nweight = 2\nfallback = "ever"\n')),
+        configuration.load(),
+    )
+    assert (c.weight, c.fallback) == (2.0, "ever")
+    plain = load_campaign(write(ws, GOOD), configuration.load())
+    assert (plain.weight, plain.fallback) == (1.0, "")
+    found = problems(ws, GOOD.replace("priority = 10\n", 'priority = 10\nweight = 0\nfallback = "mfg-insights"\n'))
+    assert any(":5: weight 0 must be more than 0" in p for p in found), found
+    assert any(':6: fallback "mfg-insights" must be the name of another campaign' in p for p in found), found
+
+
+def test_a_fallback_nobody_has_is_an_error_listing_the_campaigns(ws):
+    write(ws, GOOD.replace("priority = 10\n", 'priority = 10\nfallback = "evergreen"\n'))
+    with pytest.raises(ConfigError, match=r'fallback "evergreen" is not a campaign \(campaigns: mfg-insights\)'):
+        load_campaigns(configuration.load())

@@ -217,6 +217,10 @@ def test_mailable_reason_per_prospect():
 
     assert mailable_reason(p(), NOW) is None
     assert mailable_reason(p(status="unsubscribed", status_reason="one-click"), NOW) == "unsubscribed (one-click)"
+    # the reason as track.record writes it: said once, with its source (not "unsubscribed (unsubscribed (web:...))")
+    web = p(status="unsubscribed", status_reason="unsubscribed (web:unsubscribed)")
+    assert mailable_reason(web, NOW) == "unsubscribed (web)"
+    assert mailable_reason(p(status="bounced", status_reason="bounced (smtp:bounced)"), NOW) == "bounced (smtp)"
     assert mailable_reason(p(consent_basis="unknown"), NOW) == "no consent on record (consent_basis unknown)"
     assert mailable_reason(p(), NOW, suppression="bounced") == "suppressed (bounced)"
     assert mailable_reason(p(paused_until=NOW + timedelta(days=3)), NOW) == "paused by the prospect until 2026-11-27"

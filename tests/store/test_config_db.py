@@ -39,7 +39,7 @@ def test_unknown_key_and_wrong_type_name_key_and_line(tmp_path):
     text = str(err.value)
     assert f'{path}:5: unknown key "min_gap_dayz" in [cadence] (did you mean "min_gap_days"?)' in text
     assert f"{path}:6: cadence.interval_days must be a number" in text
-    assert "throttle.per_second must be > 0" in text
+    assert f"{path}:8: [throttle] per_second = 0 is out of range: use more than 0" in text
 
 
 def test_invalid_toml_names_line(tmp_path):
@@ -106,3 +106,54 @@ def test_init_twice_and_schema_matches_models(db_url, runner, tmp_path, monkeypa
     for table in Base.metadata.sorted_tables:
         migrated = {c["name"] for c in inspector.get_columns(table.name)}
         assert migrated == {c.name for c in table.columns}, table.name
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "[delivery]\nretry_base_seconds = 0",
+            "[delivery] retry_base_seconds = 0 is out of range: use 1 to 86400 seconds",
+        ),
+        ("[delivery]\nretry_base_seconds = -5", "[delivery] retry_base_seconds = -5 is out of range"),
+        ("[delivery]\nerror_budget = 0", "[delivery] error_budget = 0 is out of range: use 1 to 1000000"),
+        ("[smtp]\nport = 70000", "[smtp] port = 70000 is out of range: use 1 to 65535"),
+        ("[throttle]\nconcurrency = 0", "[throttle] concurrency = 0 is out of range: use 1 to 256"),
+        ("[cadence]\ninterval_days = 0", "[cadence] interval_days = 0 is out of range: use more than 0"),
+        ('[throttle]\ndomains = { "gmail.com" = -1 }', '[throttle] domains "gmail.com" = -1 is out of range'),
+        ("[throttle.warmup]\ngrowth = 0.5", "[throttle.warmup] growth = 0.5 is out of range: use 1 to 10"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_at_load_with_file_line_and_key(tmp_path, setting, message):
+    path = tmp_path / "nurture.toml"
+    path.write_text(f"# settings\n{setting}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert str(err.value).startswith(f"{path}:3: {message}")
+
+
+def test_every_numeric_setting_has_a_documented_range():
+    """A new number in the config gets a valid range (tomlschema.bounded) and says it in config.example.toml."""
+    text = (REPO / "config.example.toml").read_text(encoding="utf-8")
+
+    def walk(cls):
+        hints = typing.get_type_hints(cls)
+        for item in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[item.name]):
+                walk(hints[item.name])
+            elif hints[item.name] in (int, float):
+                assert "range" in item.metadata, f"{cls.__name__}.{item.name} has no range"
+                low, high, above = item.metadata["range"]
+                line = re.search(rf"^{item.name}\s*=.*#\s*([\[(][^\]]*\])", text, re.M)
+                assert line, f"config.example.toml does not give the range of {item.name}"
+
+    walk(config.Config)
+
+
+def test_the_removed_smtp_connections_says_what_to_do(tmp_path):
+    path = tmp_path / "nurture.toml"
+    path.write_text("[smtp]\nconnections = 2\n", encoding="utf-8")
+    with pytest.raises(
+        ConfigError, match=r"nurture\.toml:2: \[smtp\] connections was removed: .*\[throttle\] concurrency"
+    ):
+        config.load(path)

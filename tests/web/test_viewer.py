@@ -28,7 +28,7 @@ def config():
 def test_renders_an_item_without_tracking_and_escapes_prospect_data():
     cfg = config()
     viewer = MailViewer.load(cfg)
-    assert set(viewer.campaigns) == {"mfg-insights", "saas-ops-digest"}
+    assert set(viewer.campaigns) == {"mfg-insights", "postal-quarterly", "saas-ops-digest"}
     urls = tracking.urls_for(cfg, 7, 3)
     html = viewer.render("mfg-insights", "labor-shortage", PROSPECT, urls)
     assert html is not None and "鈴木&lt;精機&gt;" in html and urls["unsubscribe"] in html

@@ -1,8 +1,10 @@
-"""The default, safe sender: every message becomes ``<outbox>/<delivery id>.eml`` and nothing leaves the machine.
+"""The default, safe sender: every message becomes ``<outbox>/<delivery id>-<campaign>-<item>.eml`` (e.g.
+``42-mfg-insights-mfg-01.eml``: findable by campaign and item with ``ls``) and nothing leaves the machine.
 
 The file is written to a temporary name in the same folder and renamed into place (``os.replace`` is atomic
 on POSIX and Windows), so a reader never sees half a message and a crash leaves at most a stray ``.tmp``.
-Naming the file after the delivery id makes a retry overwrite its earlier attempt instead of duplicating it.
+Naming the file after the delivery id (whose campaign and item never change) makes a retry overwrite its earlier
+attempt instead of duplicating it. Names hold only ``A-Z a-z 0-9 . _ -``: anything else becomes ``_``.
 The bytes are exactly what the SMTP sender would transmit (DKIM-signed when a key is configured), so any mail
 client opens them and ``spamassassin < file.eml`` checks them.
 """
@@ -10,6 +12,7 @@ client opens them and ``spamassassin < file.eml`` checks them.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -17,6 +20,13 @@ from nurture.compose.message import DkimKey, OutgoingMessage, build_mime, messag
 from nurture.core.config import Config
 from nurture.core.errors import SenderConfigError, TemporarySendError
 from nurture.deliver.senders.base import Sender, SendResult
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _safe(part: str) -> str:
+    """A file-name part: safe characters only, no leading dot, at most 60 characters."""
+    return _UNSAFE.sub("_", part).lstrip(".")[:60] or "_"
 
 
 class OutboxSender(Sender):
@@ -42,13 +52,15 @@ class OutboxSender(Sender):
                 hint="point [outbox] path at a writable folder",
             ) from None
 
-    def path_for(self, delivery_id: int) -> Path:
-        return self.folder / f"{delivery_id}.eml"
+    def path_for(self, delivery_id: int, campaign: str = "", item_key: str = "") -> Path:
+        """``<delivery id>-<campaign>-<item>.eml`` (parts that are empty are left out)."""
+        parts = [str(delivery_id)] + [_safe(p) for p in (campaign, item_key) if p]
+        return self.folder / ("-".join(parts) + ".eml")
 
     def send(self, msg: OutgoingMessage) -> SendResult:
         data = build_mime(msg, self.dkim)
         self.open()
-        target = self.path_for(msg.delivery_id)
+        target = self.path_for(msg.delivery_id, msg.campaign, msg.item_key)
         tmp_name = None
         try:
             fd, tmp_name = tempfile.mkstemp(prefix=f".{msg.delivery_id}.", suffix=".tmp", dir=self.folder)

@@ -1,7 +1,7 @@
 """Sign-up with double opt-in: pending subscriptions, the topics a prospect chose, and consent records.
 
 Revision ID: 0012
-Revises: 0005
+Revises: 0010
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from nurture.store.models import JSONType, UTCDateTime
 
 revision = "0012"
-down_revision = "0005"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

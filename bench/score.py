@@ -1,0 +1,238 @@
+"""Benchmark of scoring: the full recompute (``nurture score``) and one event applied online, against a bare
+baseline in the same run (recording the same events with no scoring listener).
+
+    /work/venv/bin/python bench/score.py                                    # SQLite, 100k prospects / 1M events
+    /work/venv/bin/python bench/score.py --database postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+        --prospects 1000000 --events 10000000
+
+A fresh database (a SQLite file, or a fresh schema on PostgreSQL) is migrated and filled fast with set-based
+inserts: prospects in companies of three, events spread over 180 days (opens and clicks labelled human /
+machine / unknown, seminars, replies, unsubscribes). Then:
+
+- ``recompute (first)``: every prospect scored from its events and written (everyone changes);
+- ``recompute (again)``: the decay pass's steady state a minute later (only what decayed is written);
+- ``online``: record_events of one human click for a random prospect, with and without the scoring listener;
+  the difference is what scoring adds to recording one event (median and p99 of ``--online`` calls).
+
+Targets (issue 10): PostgreSQL recompute of 1M prospects / 10M events < 60 s; one event < 1 ms added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import create_engine, insert, text
+
+from nurture import score
+from nurture.core import clock
+from nurture.store import db
+from nurture.store.models import Event, Prospect
+from nurture.track import record, record_events
+from nurture.track.vocabulary import NewEvent
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+KINDS = [
+    ("opened", "machine", 0.9),
+    ("opened", "human", 0.7),
+    ("opened", "unknown", 0.5),
+    ("clicked", "human", 0.7),
+    ("clicked", "machine", 0.9),
+    ("opened", "machine", 0.9),
+    ("sent", "unknown", 0.5),
+    ("seminar_attended", "unknown", 0.5),
+    ("replied", "unknown", 0.5),
+    ("unsubscribed", "unknown", 0.5),
+]
+WEIGHTS = [30, 20, 10, 12, 8, 10, 8, 1, 0.7, 0.3]
+
+
+def fill(engine, prospects: int, events: int, chunk: int = 50_000) -> None:
+    rng = random.Random(7)
+    industries = ["製造業", "物流", "小売", "IT", ""]
+    titles = ["部長", "課長", "代表取締役", "manager", "", "主任"]
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        for start in range(0, prospects, chunk):
+            rows = [
+                {
+                    "email": f"p{i}@firm{i // 3}.example.jp",
+                    "name": "",
+                    "company": f"会社{i // 3}",
+                    "title": titles[i % len(titles)],
+                    "industry": industries[i % len(industries)],
+                    "temperature": "cold",
+                    "stage": "MQL",
+                    "rank": "C",
+                    "score": 0.0,
+                    "owner": "",
+                    "next_action": "",
+                    "time_zone": "",
+                    "language": "ja" if i % 2 else "en",
+                    "attributes": {},
+                    "consent_basis": "business_card",
+                    "consent_source": "bench",
+                    "status": "active",
+                    "status_reason": "",
+                    "frequency_factor": 1.0,
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                    "strength_existing_business": 0,
+                    "strength_empathy": i % 4,
+                    "strength_contribution": 0,
+                    "strength_multiple_contacts": 0,
+                    "strength_decision_maker": i % 3,
+                    "strength_invested": 0,
+                }
+                for i in range(start, min(prospects, start + chunk))
+            ]
+            conn.execute(insert(Prospect), rows)
+        first = conn.execute(text("select min(id) from prospects")).scalar_one()
+    print(f"  filled {prospects:,} prospects in {time.perf_counter() - t0:.1f} s", flush=True)
+    t0 = time.perf_counter()
+    done = 0
+    while done < events:
+        n = min(chunk, events - done)
+        kinds = rng.choices(KINDS, WEIGHTS, k=n)
+        rows = [
+            {
+                "type": kind,
+                "prospect_id": first + rng.randrange(prospects),
+                "delivery_id": None,
+                "campaign": "bench",
+                "item_key": "2026-11",
+                "occurred_at": NOW - timedelta(seconds=rng.randrange(180 * 86400)),
+                "recorded_at": NOW,
+                "source": "bench",
+                "label": label,
+                "confidence": confidence,
+                "rule": "bench",
+                "url": "",
+                "user_agent": "",
+                "ip": "",
+                "dedup_key": None,
+                "data": {},
+            }
+            for kind, label, confidence in kinds
+        ]
+        with engine.begin() as conn:
+            conn.execute(insert(Event), rows)
+        done += n
+        if done % 1_000_000 == 0 or done == events:
+            print(f"  filled {done:,} events ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def online(engine, prospects: int, calls: int) -> None:
+    with engine.connect() as conn:
+        first = conn.execute(text("select min(id) from prospects")).scalar_one()
+    rng = random.Random(11)
+
+    def run(label: str) -> list[float]:
+        times = []
+        cpu0 = time.process_time()
+        for _ in range(calls):
+            pid = first + rng.randrange(prospects)
+            e = NewEvent(
+                "clicked",
+                clock.now() - timedelta(minutes=5),
+                "bench",
+                prospect_id=pid,
+                label="human",
+                confidence=0.7,
+                rule="bench",
+            )
+            t0 = time.perf_counter()
+            record_events(engine, [e])
+            times.append((time.perf_counter() - t0) * 1000)
+        cpu = (time.process_time() - cpu0) * 1000 / calls
+        times.sort()
+        print(
+            f"  {label:<38} median {statistics.median(times):7.3f} ms   p99 {times[int(len(times) * 0.99)]:7.3f} ms"
+            f"   CPU {cpu:6.3f} ms/event",
+            flush=True,
+        )
+        cpus.append(cpu)
+        return times
+
+    cpus: list[float] = []
+
+    record.remove_listener(score.on_events)
+    run("record_events, no scoring (warm-up)")
+    bare = run("record_events, no scoring (baseline)")
+    record.add_listener(score.on_events)
+    scored = run("record_events + online scoring")
+    added = statistics.median(scored) - statistics.median(bare)
+    print(
+        f"  => scoring adds {added:.3f} ms per event (median wall; target < 1 ms), "
+        f"{cpus[2] - cpus[1]:.3f} ms of this process's CPU (the wall time includes waiting for the shared CPUs)",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", help="database URL (default: a fresh SQLite file); PostgreSQL: a new schema")
+    parser.add_argument("--prospects", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--online", type=int, default=500, help="single-event calls per online round")
+    parser.add_argument(
+        "--colleague-points",
+        type=float,
+        help="override [fit] colleague_points (0: no colleague groups, so one event rescores one prospect)",
+    )
+    args = parser.parse_args()
+    url = args.database or f"sqlite:///{tempfile.mkdtemp(prefix='nurture-bench-')}/score.db"
+    schema = None
+    if url.startswith("postgresql"):
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(url)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    print(
+        f"scoring bench: {args.prospects:,} prospects / {args.events:,} events on {url.split(':')[0]}; "
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs (shared, busy)"
+    )
+    engine = db.engine_for(url)
+    try:
+        db.upgrade(engine)
+        fill(engine, args.prospects, args.events)
+        rules = score.configure()
+        if args.colleague_points is not None:
+            fit = dataclasses.replace(rules.fit, colleague_points=args.colleague_points)
+            rules = score.configure(rules=dataclasses.replace(rules, fit=fit))
+        with clock.frozen(NOW):
+            t0, c0 = time.perf_counter(), time.process_time()
+            first = score.recompute(engine, rules, cause="rules")
+            took, cpu = time.perf_counter() - t0, time.process_time() - c0
+            print(
+                f"  recompute (first)   {took:7.1f} s (CPU {cpu:.1f} s)  {first.prospects:,} prospects, "
+                f"{first.updated:,} written, {len(first.changes):,} rank/stage changes, {first.handoffs:,} handoffs"
+            )
+        with clock.frozen(NOW + timedelta(minutes=10)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            again = score.recompute(engine, rules, cause="decay")
+            print(
+                f"  recompute (decay, 10 min later) {time.perf_counter() - t0:7.1f} s (CPU "
+                f"{time.process_time() - c0:.1f} s)  {again.updated:,} written"
+            )
+        with clock.frozen(NOW + timedelta(minutes=20)):
+            online(engine, args.prospects, args.online)
+    finally:
+        engine.dispose()
+        if schema:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Address labels: one prospect's address as the lines a Japanese label prints, and A4 label sheets as HTML
+(turned into PDF by :mod:`nurture.postal.pdf`). Pure: no database, no files.
+
+Japanese business addressing (宛名書き): 〒 code, prefecture and street, building, company, department, then the
+person with their title before the name and 様 after it. 御中 goes after an organisation only when no person is
+named (to the department if there is one, else to the company) — never 様 and 御中 together. An address abroad
+(a code with letters, no Japanese prefecture) is printed in Western order without an honorific.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nurture.people.addresses import PREFECTURES
+
+
+@dataclass(frozen=True)
+class LabelLayout:
+    """A label sheet: ``columns`` x ``rows`` labels of ``width`` x ``height`` mm on A4, the first one ``left``
+    and ``top`` mm from the sheet's corner, ``gap_x``/``gap_y`` mm between labels, text ``font_pt`` points."""
+
+    name: str
+    description: str
+    columns: int
+    rows: int
+    width: float
+    height: float
+    left: float
+    top: float
+    gap_x: float = 0.0
+    gap_y: float = 0.0
+    font_pt: float = 9.5
+    padding: float = 4.0
+
+    @property
+    def per_sheet(self) -> int:
+        return self.columns * self.rows
+
+
+#: The common A4 sheets (the sizes of the usual 12- and 24-label products sold in Japan).
+LAYOUTS: dict[str, LabelLayout] = {
+    "a4-12": LabelLayout("a4-12", "A4, 2 x 6 labels of 86.4 x 42.3 mm", 2, 6, 86.4, 42.3, 18.6, 21.6),
+    "a4-24": LabelLayout(
+        "a4-24", "A4, 3 x 8 labels of 66.0 x 33.9 mm", 3, 8, 66.0, 33.9, 6.0, 12.9, font_pt=7.5, padding=2.5
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Address:
+    """What a label needs of a prospect (a snapshot of its postal fields)."""
+
+    postal_code: str
+    prefecture: str
+    address_line: str
+    building: str = ""
+    company: str = ""
+    department: str = ""
+    title: str = ""
+    name: str = ""
+
+    @property
+    def japanese(self) -> bool:
+        return self.prefecture in PREFECTURES or not any(c.isalpha() and c.isascii() for c in self.postal_code)
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def honorific(address: Address) -> str:
+    """様 for a named person, else 御中 for the organisation ("" abroad)."""
+    if not address.japanese:
+        return ""
+    return "様" if address.name.strip() else "御中"
+
+
+def label_lines(address: Address) -> list[str]:
+    """The lines of the label, top to bottom, with the honorific placed (see the module docstring)."""
+    a = address
+    if not a.japanese:
+        person = ", ".join(p for p in (a.name, a.title) if p)
+        lines = [person, a.company, a.department, a.address_line, a.building, f"{a.prefecture} {a.postal_code}"]
+        return [line.strip() for line in lines if line and line.strip()]
+    lines = [f"〒{a.postal_code}", f"{a.prefecture}{a.address_line}"]
+    if a.building:
+        lines.append(a.building)
+    if a.name.strip():
+        lines += [x for x in (a.company, a.department) if x]
+        lines.append(" ".join(x for x in (a.title, a.name, "様") if x))
+    else:
+        orgs = [x for x in (a.company, a.department) if x]
+        if orgs:
+            orgs[-1] += " 御中"
+        lines += orgs
+    return lines
+
+
+def sheets_html(addresses: Sequence[tuple[str, Address]], layout: LabelLayout, font_family: str) -> str:
+    """A4 label sheets for ``(code, address)`` pairs in order, as one HTML document (one page per sheet). The
+    code is printed small in the corner of each label so that returned mail can be matched back."""
+    pages = []
+    for start in range(0, len(addresses), layout.per_sheet):
+        cells = []
+        for index, (code, address) in enumerate(addresses[start : start + layout.per_sheet]):
+            row, column = divmod(index, layout.columns)
+            x = layout.left + column * (layout.width + layout.gap_x)
+            y = layout.top + row * (layout.height + layout.gap_y)
+            lines = label_lines(address)
+            longest = max((len(line) for line in lines), default=0)
+            fits = (layout.width - 2 * layout.padding) / (layout.font_pt * 0.3528 * 1.05)  # full-width chars
+            size = layout.font_pt if longest <= fits else max(5.5, layout.font_pt * fits / longest)
+            body = "".join(
+                f'<div class="{"name" if i == len(lines) - 1 else "line"}">{html.escape(line)}</div>'
+                for i, line in enumerate(lines)
+            )
+            cells.append(
+                f'<div class="label" style="left:{x:.2f}mm;top:{y:.2f}mm;font-size:{size:.2f}pt">'
+                f'{body}<div class="code">{html.escape(code)}</div></div>'
+            )
+        pages.append(f'<section class="sheet">{"".join(cells)}</section>')
+    css = f"""
+@page {{ size: A4; margin: 0; }}
+html, body {{ margin: 0; padding: 0; }}
+body {{ font-family: "{html.escape(font_family)}", "Noto Sans CJK JP", sans-serif; color: #000; }}
+.sheet {{ position: relative; width: 210mm; height: 297mm; page-break-after: always; overflow: hidden; }}
+.sheet:last-child {{ page-break-after: auto; }}
+.label {{ position: absolute; box-sizing: border-box; width: {layout.width}mm; height: {layout.height}mm;
+  padding: {layout.padding}mm {layout.padding + 1}mm; line-height: 1.35; overflow: hidden; }}
+.line {{ white-space: nowrap; overflow: hidden; }}
+.name {{ margin-top: 0.8mm; font-size: 1.15em; white-space: nowrap; overflow: hidden; }}
+.code {{ position: absolute; right: {layout.padding}mm; bottom: 1.2mm; font-size: 5.5pt; color: #555; }}
+"""
+    head = f'<!doctype html><html lang="ja"><head><meta charset="utf-8"><style>{css}</style></head>'
+    return f"{head}<body>{''.join(pages)}</body></html>"

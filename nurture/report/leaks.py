@@ -1,0 +1,250 @@
+"""``nurture report leaks``: the weekly review of SEEDS 001/004 — who fell through the cracks.
+
+Sections (each a count plus the first ``--limit`` prospects, worst first):
+
+- ``not_contacted``: active prospects with neither a personal contact (``last_contact_at``) nor a mail sent in
+  the last ``--stale-days`` days (default 90), hottest and best ranked first;
+- ``overdue``: next actions whose due date has passed (short-term prospects nobody followed);
+- ``never_mailed``: prospects no mail was ever sent to, with the first reason why, in the planner's order:
+  the status (unsubscribed, bounced, ...), no consent on record, suppressed address, paused by the person,
+  a pending next action (short-term: followed by that action, not by nurture), in no active campaign's segment,
+  or ``waiting`` (in a segment, not yet due);
+- ``silent``: members of an active campaign whose last mail of it is older than its cadence promises
+  (interval for their temperature x their frequency factor, plus 7 days of slack);
+- ``unacknowledged``: handoffs still open, oldest first.
+
+Campaign definitions come from :mod:`nurture.plan` (segments as SQL); everything is one statement per section.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, and_, case, exists, false, func, literal, or_, select
+
+from nurture.core.config import Config
+from nurture.plan.campaigns import Campaign
+from nurture.plan.segments import mailable_clauses, segment_clauses
+from nurture.report.model import Params, Report, Section
+from nurture.store import db
+from nurture.store.models import Delivery, Handoff, Prospect
+from nurture.store.states import DeliveryState
+from nurture.store.suppression import not_suppressed
+
+SLACK_DAYS = 7
+#: The lists show the first (worst) 1,000 unless --limit says otherwise: at a million prospects a list of every
+#: one not contacted would be unreadable; the counts are exact.
+LIST_LIMIT = 1000
+_MAILED = [DeliveryState.SENT, DeliveryState.UNKNOWN]
+_WHO = ["email", "name", "company", "owner", "temperature", "rank"]
+
+
+def _filters(params: Params) -> list[Any]:
+    out = []
+    if params.industries:
+        out.append(Prospect.industry.in_(params.industries))
+    if params.owners:
+        out.append(Prospect.owner.in_(params.owners))
+    return out
+
+
+def _people(conn: Any, query: Any, params: Params, *, one_pass: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """The first ``limit`` rows (default :data:`LIST_LIMIT`) and how many there are.
+
+    Two statements by default: a window count beside the rows makes PostgreSQL sort and anti-join every
+    candidate (16 s at a million prospects), while a bare COUNT hash-joins in parallel and the limited list stops
+    after ``limit`` rows. ``one_pass`` (a window count) for queries whose every row must be aggregated anyway
+    (the "silent" list groups a campaign's deliveries): one pass instead of two."""
+    if one_pass:
+        found = conn.execute(query.add_columns(func.count().over().label("_total")).limit(params.limit or LIST_LIMIT))
+        out = [dict(r._mapping) for r in found]
+        total = out[0]["_total"] if out else 0
+        for r in out:
+            del r["_total"]
+        return out, total
+    total = conn.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    rows = conn.execute(query.limit(params.limit or LIST_LIMIT))
+    return [dict(r._mapping) for r in rows], total
+
+
+def build(engine: Engine, params: Params, config: Config, campaigns: list[Campaign]) -> Report:
+    now = params.until
+    report = Report("leaks", "Follow-up leaks", params)
+    active = [c for c in campaigns if c.status == "active"]
+    who = [getattr(Prospect, c) for c in _WHO]
+    base = [Prospect.status == "active", *_filters(params)]
+
+    rank_order = case((Prospect.rank == "A", 0), (Prospect.rank == "B", 1), else_=2)
+    temp_order = case((Prospect.temperature == "hot", 0), (Prospect.temperature == "warm", 1), else_=2)
+    cutoff = now - timedelta(days=params.stale_days)
+    with engine.connect() as conn:
+        recent_mail = exists().where(
+            Delivery.prospect_id == Prospect.id, Delivery.state.in_(_MAILED), Delivery.sent_at >= cutoff
+        )
+        q = (
+            select(*who, Prospect.id.label("_id"), Prospect.last_contact_at)
+            .where(
+                *base,
+                or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at < cutoff),
+                ~recent_mail,
+            )
+            .order_by(temp_order, rank_order, Prospect.last_contact_at.nulls_first(), Prospect.id)
+        )
+        rows, total = _people(conn, q, params)
+        # The latest mail of the rows shown only (a correlated subquery would run for every candidate row).
+        ids = [r.pop("_id") for r in rows]
+        last = dict(
+            conn.execute(
+                select(Delivery.prospect_id, func.max(Delivery.sent_at))
+                .where(Delivery.prospect_id.in_(ids), Delivery.state.in_(_MAILED))
+                .group_by(Delivery.prospect_id)
+            ).all()
+        )
+        for pid, r in zip(ids, rows, strict=True):
+            r["last_mail_at"] = last.get(pid)
+        report.sections.append(
+            Section(
+                "not_contacted",
+                f"Not contacted for {params.stale_days} days (no personal contact, no mail)",
+                [*_WHO, "last_contact_at", "last_mail_at"],
+                rows,
+                total,
+            )
+        )
+        today = now.astimezone(ZoneInfo(params.time_zone)).date()
+        q = (
+            select(*who, Prospect.next_action, Prospect.next_action_due)
+            .where(*base, Prospect.next_action_due < today)
+            .order_by(Prospect.next_action_due, Prospect.id)
+        )
+        rows, total = _people(conn, q, params)
+        for r in rows:
+            r["days_overdue"] = (today - r["next_action_due"]).days
+        report.sections.append(
+            Section(
+                "overdue",
+                "Overdue next actions",
+                [*_WHO, "next_action", "next_action_due", "days_overdue"],
+                rows,
+                total,
+            )
+        )
+        in_segment = or_(*(and_(*segment_clauses(c.segment, now)) for c in active)) if active else false()
+        pending_action = or_(func.coalesce(Prospect.next_action, "") != "", Prospect.next_action_due.is_not(None))
+        reason = case(
+            (Prospect.status != "active", Prospect.status),
+            (Prospect.consent_basis == "unknown", literal("no consent")),
+            (~not_suppressed(), literal("suppressed")),
+            (and_(Prospect.paused_until.is_not(None), Prospect.paused_until > now), literal("paused")),
+            (and_(pending_action, ~in_segment), literal("next action pending")),
+            (~in_segment, literal("in no segment")),
+            else_=literal("waiting"),
+        ).label("reason")
+        never = ~exists().where(Delivery.prospect_id == Prospect.id, Delivery.state.in_(_MAILED))
+        counts = conn.execute(
+            select(reason, func.count()).where(never, *_filters(params)).group_by(reason).order_by(reason)
+        ).all()
+        report.sections.append(
+            Section(
+                "never_mailed",
+                "Never mailed, and why",
+                ["reason", "prospects"],
+                [{"reason": r, "prospects": n} for r, n in sorted(counts, key=lambda rn: (-rn[1], rn[0]))],
+            )
+        )
+        silent: list[dict[str, Any]] = []
+        silent_total = 0
+        for c in active:
+            sent = (
+                select(Delivery.prospect_id, func.max(Delivery.sent_at).label("at"))
+                .where(Delivery.campaign == c.name, Delivery.state.in_(_MAILED))
+                .group_by(Delivery.prospect_id)
+                .subquery()
+            )
+            by_temperature = c.cadence.interval_by_temperature
+            interval: Any = (
+                case(
+                    *((Prospect.temperature == t, d) for t, d in by_temperature.items()), else_=c.cadence.interval_days
+                )
+                if by_temperature
+                else literal(c.cadence.interval_days)  # CASE needs at least one WHEN
+            )
+            days = (interval * func.coalesce(Prospect.frequency_factor, 1.0) + SLACK_DAYS).label("promised_days")
+            age = db.days_since(engine, sent.c.at, now)
+            q = (
+                select(*who, literal(c.name).label("campaign"), sent.c.at.label("last_mail_at"), days)
+                .join(sent, sent.c.prospect_id == Prospect.id)
+                .where(*mailable_clauses(now), *segment_clauses(c.segment, now), *_filters(params), age > days)
+                .order_by(sent.c.at, Prospect.id)
+            )
+            rows, total = _people(conn, q, params, one_pass=True)
+            silent.extend(rows)
+            silent_total += total
+        report.sections.append(
+            Section(
+                "silent",
+                "Silent longer than the cadence promises",
+                [*_WHO, "campaign", "last_mail_at", "promised_days"],
+                silent[: params.limit or LIST_LIMIT],
+                silent_total,
+            )
+        )
+        hq = (
+            select(
+                Prospect.email,
+                Prospect.name,
+                Prospect.company,
+                Handoff.owner,
+                Handoff.reason,
+                Handoff.created_at,
+                Handoff.notified_at,
+                Handoff.escalated_at,
+            )
+            .join(Prospect, Prospect.id == Handoff.prospect_id)
+            .where(Handoff.state == "open", Handoff.created_at < now)
+            .order_by(Handoff.created_at, Handoff.id)
+        )
+        if params.owners:
+            hq = hq.where(Handoff.owner.in_(params.owners))
+        if params.industries:
+            hq = hq.where(Prospect.industry.in_(params.industries))
+        rows, total = _people(conn, hq, params)
+        for r in rows:
+            r["days_open"] = round((now - r["created_at"]).total_seconds() / 86400, 1)
+        report.sections.append(
+            Section(
+                "unacknowledged",
+                "Handoffs not acknowledged",
+                ["email", "company", "owner", "reason", "created_at", "days_open", "escalated_at"],
+                rows,
+                total,
+            )
+        )
+        # Post that came back (宛先不明): the address needs fixing before the next quarterly issue can reach them.
+        pq = (
+            select(*who, Prospect.postal_code, Prospect.prefecture, Prospect.address_line)
+            .where(*base, Prospect.postal_status == "returned")
+            .order_by(Prospect.updated_at, Prospect.id)
+        )
+        rows, total = _people(conn, pq, params)
+        report.sections.append(
+            Section(
+                "postal_returned",
+                "Post returned: address to fix",
+                [*_WHO, "postal_code", "prefecture", "address_line"],
+                rows,
+                total,
+            )
+        )
+    report.totals = {
+        f"{s.key}_count": (s.total if s.total is not None else sum(r.get("prospects", 0) for r in s.rows))
+        for s in report.sections
+    }
+    for s in report.sections:
+        if s.key == "overdue" and s.total:
+            report.warn(f"{s.total} next action(s) overdue", f"期限切れの次回アクションが {s.total} 件あります")
+        if s.key == "unacknowledged" and s.total:
+            report.warn(f"{s.total} handoff(s) not acknowledged", f"受理されていない引き渡しが {s.total} 件あります")
+    return report

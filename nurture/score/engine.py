@@ -1,0 +1,718 @@
+"""Scoring against the database: :func:`rescore` (a few prospects, inside the caller's transaction: the online
+path) and :func:`recompute` (everyone, in chunks: ``nurture score``, the decay pass and the dry run).
+
+Both evaluate :mod:`nurture.score.model` on the same facts, so they agree exactly. What they write, in the same
+transaction as the events (online) or per chunk (recompute):
+
+- ``prospects``: ``fit_score``, ``engagement_score``, ``score``, ``rank``, ``temperature`` and ``stage`` (the
+  last two unless ``[fields]`` says ``hand``), ``company_key``, ``scored_at``;
+- a :class:`~nurture.store.models.ScoreChange` per changed rank / temperature / stage, with the events that moved
+  the score since the prospect's previous change, the rule names and an explanation in its language;
+- a :class:`~nurture.store.models.Handoff` per crossing to rank A or stage SQL (``change_id`` unique), and one
+  per ``inquired`` event (``event_id`` unique), with ``notice_due_at`` = now for :mod:`nurture.notify`.
+
+Concurrency: the prospect rows are locked (``FOR NO KEY UPDATE`` on PostgreSQL, which does not conflict with the
+key-share locks of event inserts; SQLite's writer lock is already held) in id order before their stored values
+are read, so two workers recording events of one prospect at once see each other's result: one crossing, one
+change row, one handoff.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Row, bindparam, insert, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import BindParameter
+
+from nurture.core import clock
+from nurture.score import explain, model
+from nurture.score.model import Counted, EventFact, ProspectFacts
+from nurture.score.rules import Rules
+from nurture.store import db
+from nurture.store.models import Base, Delivery, Event, Handoff, Prospect, ScoreChange
+
+_PROSPECTS = Base.metadata.tables[Prospect.__tablename__]
+_FACT_COLUMNS = (
+    Prospect.id,
+    Prospect.email,
+    Prospect.company,
+    Prospect.title,
+    Prospect.industry,
+    Prospect.attributes,
+    Prospect.strength_existing_business,
+    Prospect.strength_empathy,
+    Prospect.strength_contribution,
+    Prospect.strength_multiple_contacts,
+    Prospect.strength_decision_maker,
+    Prospect.strength_invested,
+    Prospect.language,
+    Prospect.owner,
+    Prospect.rank,
+    Prospect.temperature,
+    Prospect.stage,
+    Prospect.score,
+    Prospect.fit_score,
+    Prospect.engagement_score,
+    Prospect.company_key,
+    Prospect.scored_at,
+)
+_EVENT_COLUMNS = (
+    Event.id,
+    Event.prospect_id,
+    Event.type,
+    Event.occurred_at,
+    Event.label,
+    Event.confidence,
+    Event.delivery_id,
+    Event.campaign,
+    Event.item_key,
+    Event.recorded_at,
+)
+EPS = 1e-6
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+# Statements built once: building a 22-column SELECT per event cost more than running it.
+_HEADS = select(Prospect.id, Prospect.company, Prospect.email, Prospect.company_key).where(Prospect.id.in_(_IDS))
+_MEMBERS = select(Prospect.id).where(Prospect.company_key.in_(bindparam("keys", expanding=True)))
+_READ = select(*_FACT_COLUMNS).where(Prospect.id.in_(_IDS)).order_by(Prospect.id)
+_LOCK_PG = _READ.with_for_update(key_share=True)
+# No type filter in SQL: with one, SQLite picks the (type, occurred_at) index and reads every open of everyone
+# instead of one prospect's few events; the model ignores the types it has no rule for.
+_EVENTS_OF = select(*_EVENT_COLUMNS).where(Event.prospect_id.in_(_IDS))
+_UPDATE = update(_PROSPECTS).where(_PROSPECTS.c.id == bindparam("pid"))
+_CHANGES = Base.metadata.tables[ScoreChange.__tablename__]
+_HANDOFFS = Base.metadata.tables[Handoff.__tablename__]
+
+
+@dataclass
+class Result:
+    """One prospect scored at ``at``."""
+
+    id: int
+    fit: float
+    fit_parts: dict[str, float]
+    engagement: model.Engagement
+    rank: str
+    temperature: str
+    stage: str
+    company_key: str
+    colleagues: int = 0
+
+    @property
+    def total(self) -> float:
+        return round(self.fit + self.engagement.total, 6)
+
+
+@dataclass
+class Change:
+    """A change of one field, for dry runs and reports."""
+
+    prospect_id: int
+    email: str
+    field: str
+    old: str
+    new: str
+    score_before: float
+    score_after: float
+
+
+@dataclass
+class Summary:
+    """What a recompute did (or would do)."""
+
+    prospects: int = 0
+    updated: int = 0
+    changes: list[Change] = field(default_factory=list)
+    handoffs: int = 0
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for c in self.changes:
+            out[f"{c.field} {c.old}→{c.new}"] += 1
+        return dict(sorted(out.items()))
+
+
+def facts_of(row: Row[Any] | Mapping[str, Any]) -> ProspectFacts:
+    m = row._mapping if isinstance(row, Row) else row
+    return ProspectFacts(
+        id=m["id"],
+        email=m["email"] or "",
+        company=m["company"] or "",
+        title=m["title"] or "",
+        industry=m["industry"] or "",
+        attributes=m["attributes"] or {},
+        strengths={name: m[f"strength_{name}"] or 0 for name in model.STRENGTHS},
+    )
+
+
+def event_fact(row: Row[Any]) -> EventFact:
+    return EventFact(
+        id=row.id,
+        type=row.type,
+        occurred_at=row.occurred_at,
+        label=row.label or "unknown",
+        confidence=float(row.confidence if row.confidence is not None else 0.5),
+        delivery_id=row.delivery_id,
+        campaign=row.campaign or "",
+        item_key=row.item_key or "",
+    )
+
+
+def score_group(
+    facts: Mapping[int, ProspectFacts],
+    engagements: Mapping[int, model.Engagement],
+    group_engaged: Mapping[str, int],
+    current_stage: Mapping[int, str],
+    rules: Rules,
+) -> dict[int, Result]:
+    """Fit and the derived fields for prospects whose engagement is known. ``group_engaged``: company key ->
+    number of engaged prospects in it. A prospect gets colleague points only if it has a counted event itself."""
+    out = {}
+    f = rules.fit
+    for pid, p in facts.items():
+        eng = engagements.get(pid) or model.Engagement()
+        key = model.company_key(p.company, p.email, f)
+        colleagues = 0
+        if key and any(c.why == "counted" for c in eng.counted):
+            n = group_engaged.get(key, 0)
+            me = 1 if eng.total >= f.colleague_engaged_at else 0
+            if n <= f.colleague_group_max:
+                colleagues = n - me
+        fit_total, parts = model.fit(p, rules, colleagues)
+        total = round(fit_total + eng.total, 6)
+        out[pid] = Result(
+            id=pid,
+            fit=fit_total,
+            fit_parts=parts,
+            engagement=eng,
+            rank=model.rank_of(total, rules),
+            temperature=model.temperature_of(eng.total, rules),
+            stage=model.stage_of(total, current_stage.get(pid, "MQL"), rules),
+            company_key=key,
+            colleagues=colleagues,
+        )
+    return out
+
+
+def _lock(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
+    stmt = _LOCK_PG if conn.dialect.name == "postgresql" else _READ
+    return list(conn.execute(stmt, {"ids": sorted(ids)}))
+
+
+def _events_of(conn: Connection, ids: Collection[int], rules: Rules) -> dict[int, list[model.EventLike]]:
+    """The events of ``ids`` by prospect, as rows (the model reads their columns; no copy per event)."""
+    out: dict[int, list[model.EventLike]] = defaultdict(list)
+    if not ids:
+        return out
+    for r in conn.execute(_EVENTS_OF, {"ids": sorted(ids)}):
+        out[r.prospect_id].append(r)
+    return out
+
+
+def rescore(
+    conn: Connection,
+    prospect_ids: Iterable[int],
+    rules: Rules,
+    *,
+    at: datetime | None = None,
+    cause: str = "events",
+    inquiries: Sequence[tuple[int, int]] = (),
+) -> list[Result]:
+    """Score ``prospect_ids`` and their colleagues at ``at`` (default now) inside the caller's transaction; write
+    changes, history and handoffs. ``inquiries``: (prospect id, event id) of ``inquired`` events to hand off."""
+    at = at or clock.now()
+    ids = {int(i) for i in prospect_ids if i}
+    if not ids and not inquiries:
+        return []
+    results: list[Result] = []
+    if ids:
+        f = rules.fit
+        # The colleague groups the prospects are in now (and were in, if a company changed).
+        heads = conn.execute(_HEADS, {"ids": sorted(ids)}).all()
+        keys = {model.company_key(r.company, r.email, f) for r in heads} | {r.company_key for r in heads}
+        keys.discard("")
+        members = set(ids)
+        if keys and f.colleague_points:  # without colleague points nobody's fit depends on anyone else
+            members |= set(conn.execute(_MEMBERS, {"keys": sorted(keys)}).scalars())
+        rows = {r.id: r for r in _lock(conn, members)}
+        events = _events_of(conn, rows, rules)
+        engagements = {pid: model.engagement(events.get(pid, ()), rules, at) for pid in rows}
+        facts = {pid: facts_of(r) for pid, r in rows.items()}
+        group_engaged: dict[str, int] = defaultdict(int)
+        for pid, p in facts.items():
+            key = model.company_key(p.company, p.email, f)
+            if key and engagements[pid].total >= f.colleague_engaged_at:
+                group_engaged[key] += 1
+        scored = score_group(facts, engagements, group_engaged, {pid: r.stage for pid, r in rows.items()}, rules)
+        _write(conn, rows, scored, rules, at, cause)
+        results = list(scored.values())
+    if inquiries:
+        _inquiry_handoffs(conn, inquiries, at)
+    return results
+
+
+def _write(
+    conn: Connection,
+    rows: Mapping[int, Row[Any]],
+    scored: Mapping[int, Result],
+    rules: Rules,
+    at: datetime,
+    cause: str,
+    summary: Summary | None = None,
+    dry_run: bool = False,
+) -> None:
+    updates = []
+    changed_prospects: list[tuple[Row[Any], Result, list[tuple[str, str, str]]]] = []
+    for pid, res in scored.items():
+        row = rows[pid]
+        fields = [("rank", row.rank, res.rank)]
+        temperature = res.temperature if rules.fields.temperature == "derived" else row.temperature
+        stage = res.stage if rules.fields.stage == "derived" else row.stage
+        fields += [("temperature", row.temperature, temperature), ("stage", row.stage, stage)]
+        moved = [(name, old, new) for name, old, new in fields if (old or "") != new]
+        same = (
+            not moved
+            and abs((row.fit_score or 0) - res.fit) < EPS
+            and abs((row.engagement_score or 0) - res.engagement.total) < EPS
+            and abs((row.score or 0) - res.total) < EPS
+            and row.company_key == res.company_key
+        )
+        if summary is not None:
+            summary.prospects += 1
+            for name, old, new in moved:
+                if name in ("rank", "stage"):
+                    summary.changes.append(
+                        Change(pid, row.email, name, old or "", new, float(row.score or 0), res.total)
+                    )
+        if same and cause in ("decay", "rules"):
+            continue  # nothing to write; scored_at moves only when something else does (no 1M-row no-op writes)
+        updates.append(
+            {
+                "pid": pid,
+                "fit_score": res.fit,
+                "engagement_score": res.engagement.total,
+                "score": res.total,
+                "rank": res.rank,
+                "temperature": temperature,
+                "stage": stage,
+                "company_key": res.company_key,
+                "scored_at": at,
+            }
+        )
+        if moved:
+            changed_prospects.append((row, res, moved))
+    if summary is not None:
+        summary.updated += len(updates)
+    if dry_run or not updates:
+        return
+    conn.execute(_UPDATE, updates)
+    if changed_prospects:
+        handoffs = _history(conn, changed_prospects, rules, at, cause)
+        if summary is not None:
+            summary.handoffs += handoffs
+
+
+def _history(
+    conn: Connection,
+    changed: list[tuple[Row[Any], Result, list[tuple[str, str, str]]]],
+    rules: Rules,
+    at: datetime,
+    cause: str,
+) -> int:
+    """Score change rows (+ handoffs) for prospects whose rank / temperature / stage moved. Returns handoffs."""
+    pids = [row.id for row, _, _ in changed]
+    # The events already explained: those named by this prospect's earlier changes (ids grow with time, so
+    # "after the last one named" is "since the previous change", also with a clock that stands still).
+    explained: dict[int, int] = defaultdict(int)
+    for pid, ids in conn.execute(
+        select(ScoreChange.prospect_id, ScoreChange.event_ids).where(ScoreChange.prospect_id.in_(pids))
+    ):
+        if ids:
+            explained[pid] = max(explained[pid], max(ids))
+    deliveries = {
+        c.event.delivery_id
+        for _, res, _ in changed
+        for c in res.engagement.counted
+        if c.event.delivery_id and c.event.id > explained[res.id]
+    }
+    subjects: dict[int, str] = {}
+    if deliveries:
+        subjects = {
+            r.id: r.subject or ""
+            for r in conn.execute(select(Delivery.id, Delivery.subject).where(Delivery.id.in_(deliveries)))
+        }
+    handoffs = 0
+    plain: list[dict[str, Any]] = []
+    digest = rules.digest()
+    for row, res, moved in changed:
+        moving: list[Counted] = (
+            [c for c in res.engagement.counted if c.event.id > explained[row.id]]
+            if cause in ("events", "relabel")
+            else []
+        )
+        said, skipped, details = explain.describe(moving, subjects, row.language or "")
+        rule_names = sorted(
+            {f"events.{c.event.type}" for c in moving if c.why == "counted"}
+            | ({"fit.colleagues"} if res.colleagues else set())
+        )
+        base = {
+            **details,
+            "fit": res.fit_parts,
+            "fit_score": res.fit,
+            "engagement_score": res.engagement.total,
+            "rules_version": rules.version,
+            "rules_digest": digest,
+        }
+        for name, old, new in moved:
+            threshold = _threshold_rule(name, new, old)
+            text = explain.sentence(
+                f"{old or '-'}→{new}",
+                said,
+                skipped,
+                row.language or "",
+                cause=cause,
+                score_before=float(row.score or 0),
+                score_after=res.total,
+                colleagues=res.fit_parts.get("colleagues", 0.0) if cause == "events" and not said else 0.0,
+                version=rules.version,
+            )
+            change = {
+                "prospect_id": row.id,
+                "field": name,
+                "old": old or "",
+                "new": new,
+                "at": at,
+                "cause": cause,
+                "score_before": float(row.score or 0),
+                "score_after": res.total,
+                "event_ids": sorted(c.event.id for c in moving),
+                "rules": [*rule_names, threshold],
+                "explanation": text,
+                "details": base,
+            }
+            reason = {("rank", "A"): "rank_A", ("stage", "SQL"): "stage_SQL"}.get((name, new), "")
+            if not reason:
+                plain.append(change)
+                continue
+            change_id = conn.execute(insert(_CHANGES).returning(_CHANGES.c.id), [change]).scalar_one()
+            conn.execute(
+                insert(_HANDOFFS),
+                [
+                    {
+                        "prospect_id": row.id,
+                        "reason": reason,
+                        "change_id": change_id,
+                        "event_id": None,
+                        "owner": row.owner or "",
+                        "state": "open",
+                        "created_at": at,
+                        "notice_due_at": at,
+                        "notice_attempts": 0,
+                        "notice_error": "",
+                        "decided_by": "",
+                        "verdict_reason": "",
+                    }
+                ],
+            )
+            handoffs += 1
+    if plain:
+        conn.execute(insert(_CHANGES), plain)
+    return handoffs
+
+
+def _threshold_rule(name: str, new: str, old: str) -> str:
+    if name == "rank":
+        level = new if (old or "C") > new else old or "C"  # crossing up names the new rank's threshold
+        return {"A": "thresholds.rank_a", "B": "thresholds.rank_b"}.get(level, "thresholds.rank_b")
+    if name == "temperature":
+        return "thresholds.hot" if "hot" in (new, old) else "thresholds.warm"
+    return "thresholds.sql"
+
+
+def _inquiry_handoffs(conn: Connection, inquiries: Sequence[tuple[int, int]], at: datetime) -> None:
+    owners = dict(
+        conn.execute(select(Prospect.id, Prospect.owner).where(Prospect.id.in_({p for p, _ in inquiries}))).all()
+    )
+    rows = [
+        {
+            "prospect_id": pid,
+            "reason": "inquiry",
+            "event_id": eid,
+            "owner": owners.get(pid) or "",
+            "state": "open",
+            "created_at": at,
+            "notice_due_at": at,
+            "notice_attempts": 0,
+            "notice_error": "",
+            "decided_by": "",
+            "verdict_reason": "",
+        }
+        for pid, eid in inquiries
+        if pid in owners
+    ]
+    if rows:
+        table = Base.metadata.tables[Handoff.__tablename__]
+        conn.execute(db.insert_for(conn, table).on_conflict_do_nothing(index_elements=["event_id"]), rows)
+
+
+# --- everyone -------------------------------------------------------------------------------------------------
+
+
+def all_engagements(conn: Connection, rules: Rules, at: datetime) -> dict[int, model.Engagement]:
+    """Every prospect's engagement at ``at``, streaming the events in prospect order (one pass)."""
+    out: dict[int, model.Engagement] = {}
+    stmt = (
+        select(*_EVENT_COLUMNS)
+        .where(Event.prospect_id.is_not(None), Event.type.in_(sorted(rules.events)))
+        .order_by(Event.prospect_id)
+        .execution_options(yield_per=20000)
+    )
+    current: int | None = None
+    batch: list[model.EventLike] = []
+    for r in conn.execute(stmt):
+        if r.prospect_id != current:
+            if current is not None:
+                out[current] = _slim(model.engagement(batch, rules, at))
+            current, batch = r.prospect_id, []
+        batch.append(r)
+    if current is not None:
+        out[current] = _slim(model.engagement(batch, rules, at))
+    return out
+
+
+_SQL_ENGAGEMENT = """
+WITH r(type, points, half_life, cap, cap_days, per_mail, labelled) AS (VALUES {values}),
+e AS (
+  SELECT ev.id, ev.prospect_id, ev.type, ev.occurred_at, ev.delivery_id,
+         r.points, r.half_life, r.cap, r.cap_days, r.per_mail,
+         CASE WHEN NOT r.labelled THEN 1.0
+              WHEN ev.label = 'human' AND ev.confidence >= :min_confidence THEN :w_human
+              WHEN ev.label = 'machine' THEN :w_machine
+              ELSE :w_unknown END AS w
+  FROM events ev JOIN r ON r.type = ev.type
+  WHERE ev.prospect_id IS NOT NULL
+),
+clicked AS (SELECT DISTINCT delivery_id FROM e WHERE type = 'clicked' AND delivery_id IS NOT NULL AND w > 0),
+e1 AS (
+  SELECT e.* FROM e
+  WHERE e.w > 0 AND NOT (e.type = 'opened' AND e.delivery_id IN (SELECT delivery_id FROM clicked))
+),
+e2 AS (
+  SELECT e1.*, CASE WHEN per_mail > 0 AND delivery_id IS NOT NULL
+                    THEN row_number() OVER (PARTITION BY prospect_id, type, delivery_id ORDER BY occurred_at, id)
+                    ELSE 0 END AS nm
+  FROM e1
+),
+e3 AS (
+  SELECT e2.*, CASE WHEN cap > 0
+                    THEN row_number() OVER (
+                      PARTITION BY prospect_id, type, floor(floor(extract(epoch FROM occurred_at) / 86400) / cap_days)
+                      ORDER BY occurred_at, id)
+                    ELSE 0 END AS nc
+  FROM e2 WHERE nm <= per_mail OR nm = 0
+)
+SELECT prospect_id,
+       sum(points * w * CASE WHEN half_life > 0
+                             THEN power(0.5, greatest(0, extract(epoch FROM (CAST(:at AS timestamptz) - occurred_at))
+                                                          / 86400.0) / half_life)
+                             ELSE 1 END) AS total
+FROM e3 WHERE cap = 0 OR nc <= cap
+GROUP BY prospect_id
+"""
+_COUNTED = model.Counted(model.EventFact(0, "", datetime(1970, 1, 1)), 0.0, "counted", "")
+
+
+def all_engagements_sql(conn: Connection, rules: Rules, at: datetime) -> dict[int, model.Engagement]:
+    """:func:`all_engagements` as one set-based statement (PostgreSQL): the same order, caps, per-mail limits,
+    click-before-open rule, label weights and decay as :func:`nurture.score.model.engagement`, computed by the
+    database over every event at once. Each result carries a placeholder counted event (prospects with none
+    counted are absent), as :func:`_slim` leaves."""
+    params: dict[str, Any] = {
+        "at": at,
+        "min_confidence": rules.labels.human_min_confidence,
+        "w_human": rules.labels.human,
+        "w_machine": rules.labels.machine,
+        "w_unknown": rules.labels.unknown,
+    }
+    values = []
+    for n, (kind, rule) in enumerate(sorted(rules.events.items())):
+        params.update({f"t{n}": kind, f"p{n}": float(rule.points), f"h{n}": float(rule.half_life_days)})
+        values.append(
+            f"(CAST(:t{n} AS varchar), CAST(:p{n} AS float8), CAST(:h{n} AS float8), {int(rule.cap)}, "
+            f"{int(rule.cap_days)}, {int(rule.per_mail)}, {'true' if kind in rules.labels.types else 'false'})"
+        )
+    out = {}
+    for pid, total in conn.execute(text(_SQL_ENGAGEMENT.format(values=", ".join(values))), params):
+        out[pid] = model.Engagement(total=round(float(total), 6), counted=[_COUNTED])
+    return out
+
+
+def _slim(e: model.Engagement) -> model.Engagement:
+    """Keep one counted event (enough for "has a counted event"); the history reloads the rest when needed."""
+    first = next((c for c in e.counted if c.why == "counted"), None)
+    return model.Engagement(total=e.total, counted=[first] if first else [])
+
+
+def recompute(
+    engine: Engine,
+    rules: Rules,
+    *,
+    cause: str = "rules",
+    dry_run: bool = False,
+    chunk: int = 5000,
+    progress: Callable[[int, int], None] | None = None,
+) -> Summary:
+    """Score every prospect from its events at now; write what changed (unless ``dry_run``), chunk by chunk,
+    each chunk in its own transaction with its rows locked. A prospect scored online after the pass started is
+    left alone (its value is newer)."""
+    at = clock.now()
+    f = rules.fit
+    summary = Summary()
+    with engine.connect() as conn:
+        # PostgreSQL computes every engagement in one set-based statement; SQLite streams the events through the
+        # same Python function the online path uses.
+        if conn.dialect.name == "postgresql":
+            engagements = all_engagements_sql(conn, rules, at)
+        else:
+            engagements = all_engagements(conn, rules, at)
+        group_engaged: dict[str, int] = defaultdict(int)
+        total = 0
+        for r in conn.execute(select(Prospect.id, Prospect.company, Prospect.email).execution_options(yield_per=20000)):
+            total += 1
+            key = model.company_key(r.company, r.email, f)
+            eng = engagements.get(r.id)
+            if key and eng is not None and eng.total >= f.colleague_engaged_at:
+                group_engaged[key] += 1
+        if cause == "decay":
+            # Time moves only engagement: a prospect without events has nothing to decay (its colleague points
+            # need a counted event of its own), so the periodic pass reads only those with events.
+            ids = sorted(engagements)
+        else:
+            ids = list(conn.execute(select(Prospect.id).order_by(Prospect.id)).scalars())
+    done = 0
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        with engine.connect() as conn, db.begin(conn, immediate=not dry_run):
+            rows = {r.id: r for r in (_lock(conn, part) if not dry_run else _read(conn, part))}
+            rows = {pid: r for pid, r in rows.items() if r.scored_at is None or r.scored_at <= at}
+            facts = {pid: facts_of(r) for pid, r in rows.items()}
+            scored = score_group(facts, engagements, group_engaged, {pid: r.stage for pid, r in rows.items()}, rules)
+            if not dry_run:
+                # The history explains with the full event list: reload it for the few prospects that move.
+                moving = [
+                    pid
+                    for pid, res in scored.items()
+                    if (res.rank, res.temperature, res.stage)
+                    != (rows[pid].rank, rows[pid].temperature, rows[pid].stage)
+                ]
+                if moving:
+                    full = _events_of(conn, moving, rules)
+                    for pid in moving:
+                        scored[pid].engagement = model.engagement(full.get(pid, ()), rules, at)
+            _write(conn, rows, scored, rules, at, cause, summary, dry_run)
+        done += len(part)
+        if progress:
+            progress(done, total)
+    return summary
+
+
+def _read(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
+    return list(conn.execute(_READ, {"ids": sorted(ids)}))
+
+
+def score_all(conn: Connection, rules: Rules, at: datetime) -> dict[int, Result]:
+    """Every prospect scored at ``at`` from the stored facts and events, writing nothing (tests, dry runs)."""
+    f = rules.fit
+    events: dict[int, list[model.EventLike]] = defaultdict(list)
+    for r in conn.execute(select(*_EVENT_COLUMNS).where(Event.type.in_(sorted(rules.events)))):
+        if r.prospect_id is not None:
+            events[r.prospect_id].append(r)
+    rows = {r.id: r for r in conn.execute(select(*_FACT_COLUMNS))}
+    engagements = {pid: model.engagement(events.get(pid, ()), rules, at) for pid in rows}
+    facts = {pid: facts_of(r) for pid, r in rows.items()}
+    group_engaged: dict[str, int] = defaultdict(int)
+    for pid, p in facts.items():
+        key = model.company_key(p.company, p.email, f)
+        if key and engagements[pid].total >= f.colleague_engaged_at:
+            group_engaged[key] += 1
+    return score_group(facts, engagements, group_engaged, {pid: r.stage for pid, r in rows.items()}, rules)
+
+
+def explain_prospect(conn: Connection, prospect_id: int, rules: Rules, at: datetime) -> dict[str, Any]:
+    """What ``prospects show`` prints: the stored scores, their parts now (fit rules, engagement per type and
+    label, ignored events) and the history of changes, newest first."""
+    row = conn.execute(select(*_FACT_COLUMNS).where(Prospect.id == prospect_id)).one()
+    p = facts_of(row)
+    events = _events_of(conn, [prospect_id], rules).get(prospect_id, [])
+    eng = model.engagement(events, rules, at)
+    key = model.company_key(p.company, p.email, rules.fit)
+    engaged = 0
+    if key:
+        others = list(
+            conn.execute(select(Prospect.id).where(Prospect.company_key == key, Prospect.id != prospect_id)).scalars()
+        )
+        if others:
+            other_events = _events_of(conn, others, rules)
+            engaged = sum(
+                1
+                for o in others
+                if model.engagement(other_events.get(o, ()), rules, at).total >= rules.fit.colleague_engaged_at
+            )
+    me = 1 if eng.total >= rules.fit.colleague_engaged_at else 0
+    scored = score_group(
+        {prospect_id: p}, {prospect_id: eng}, {key: engaged + me} if key else {}, {prospect_id: row.stage}, rules
+    )[prospect_id]
+    per_type: dict[str, dict[str, Any]] = {}
+    for c in eng.counted:
+        t = per_type.setdefault(c.event.type, {"points": 0.0, "counted": 0, "ignored": {}})
+        if c.why == "counted":
+            t["points"] = round(t["points"] + c.points, 3)
+            t["counted"] += 1
+        else:
+            t["ignored"][c.why] = t["ignored"].get(c.why, 0) + 1
+    history = [
+        {
+            "at": h.at,
+            "field": h.field,
+            "old": h.old,
+            "new": h.new,
+            "cause": h.cause,
+            "score_before": h.score_before,
+            "score_after": h.score_after,
+            "explanation": h.explanation,
+            "event_ids": h.event_ids,
+            "rules": h.rules,
+        }
+        for h in conn.execute(
+            select(ScoreChange.__table__).where(ScoreChange.prospect_id == prospect_id).order_by(ScoreChange.id.desc())
+        )
+    ]
+    return {
+        "stored": {
+            "score": row.score,
+            "fit_score": row.fit_score,
+            "engagement_score": row.engagement_score,
+            "rank": row.rank,
+            "temperature": row.temperature,
+            "stage": row.stage,
+            "scored_at": row.scored_at,
+        },
+        "now": {
+            "at": at,
+            "score": scored.total,
+            "fit_score": scored.fit,
+            "engagement_score": scored.engagement.total,
+            "rank": scored.rank,
+            "temperature": scored.temperature,
+            "stage": scored.stage,
+        },
+        "fit_parts": scored.fit_parts,
+        "engagement_parts": per_type,
+        "fields": {"temperature": rules.fields.temperature, "stage": rules.fields.stage},
+        "rules_version": rules.version,
+        "history": history,
+    }

@@ -1,0 +1,127 @@
+"""The tracking server killed mid-load (issue 16, item 4): ``kill -9`` of a real ``nurture serve`` while pixels
+and one-click unsubscribes pour in. Every unsubscribe that got its 200 is in the database (they are written
+before the answer); the ones cut off got no answer, so the mailbox provider retries them, and the retries
+succeed on the restarted server. Opens of the last ~100 ms may be lost: that is documented (nurture.web.app).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+from servers import free_port
+from sqlalchemy import select
+from webserver import SECRET, LiveServer, make_config, seed_delivery, seed_prospect
+
+from nurture.compose import links as tracking
+from nurture.store.models import Event, Prospect, Suppression, email_hash
+from nurture.web import create_app
+
+ONE_CLICK = {"content": b"List-Unsubscribe=One-Click", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+
+
+def _start_server(tmp_path, db_url: str, port: int) -> subprocess.Popen:
+    (tmp_path / "nurture.toml").write_text(
+        f'[database]\nurl = "{db_url}"\n\n[tracking]\nsecret = "{SECRET}"\nbase_url = "http://127.0.0.1:{port}"\n',
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nurture", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(proc.communicate()[0].decode()) from None
+            time.sleep(0.05)
+
+
+def test_kill_9_mid_load_loses_no_answered_unsubscribe(engine, db_url, tmp_path):
+    rng = random.Random(16)
+    port = free_port()
+    config = make_config(db_url, f"http://127.0.0.1:{port}")
+    n = 60
+    people = []
+    for i in range(n):
+        pid = seed_prospect(engine, f"u{i}@example.co.jp")
+        did = seed_delivery(engine, pid, item_key=f"i{i}")
+        unsubscribe = tracking.list_unsubscribe_headers(config, did, pid)["List-Unsubscribe"].split(">")[0][1:]
+        people.append((pid, f"u{i}@example.co.jp", unsubscribe, tracking.urls_for(config, did, pid)["open_pixel"]))
+    rng.shuffle(people)
+    proc = _start_server(tmp_path, db_url, port)
+    answered: list[int] = []  # prospects whose unsubscribe got its 200
+    unanswered: list[tuple[int, str, str, str]] = []
+    stop = threading.Event()
+    opens = [0]
+
+    def pixels() -> None:  # the load the unsubscribes arrive in
+        with httpx.Client(timeout=2) as client:
+            while not stop.is_set():
+                try:
+                    client.get(people[rng.randrange(n)][3])
+                    opens[0] += 1
+                except httpx.HTTPError:
+                    return
+
+    loaders = [threading.Thread(target=pixels, daemon=True) for _ in range(3)]
+    for t in loaders:
+        t.start()
+    kill_after = rng.randrange(n // 4, 3 * n // 4)
+
+    def unsubscribe() -> None:
+        with httpx.Client(timeout=5) as client:
+            for person in people:
+                try:
+                    r = client.post(person[2], **ONE_CLICK)
+                except httpx.HTTPError:
+                    unanswered.append(person)
+                    continue
+                assert r.status_code == 200, r.text
+                answered.append(person[0])
+
+    clickers = [threading.Thread(target=unsubscribe, daemon=True)]
+    clickers[0].start()
+    deadline = time.monotonic() + 60
+    while len(answered) < kill_after and time.monotonic() < deadline:
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    clickers[0].join(30)
+    stop.set()
+    for t in loaders:
+        t.join(5)
+    assert proc.returncode == -signal.SIGKILL
+    assert kill_after <= len(answered) < n and unanswered, "the kill must land mid-load"
+    assert opens[0] > 0
+
+    with engine.connect() as conn:
+        unsubscribed = set(conn.scalars(select(Prospect.id).where(Prospect.status == "unsubscribed")))
+        recorded = set(conn.scalars(select(Event.prospect_id).where(Event.type == "unsubscribed")))
+        hashes = set(conn.scalars(select(Suppression.email_hash)))
+    assert set(answered) <= unsubscribed and set(answered) <= recorded, "an answered unsubscribe was lost"
+    by_id = {p[0]: p[1] for p in people}
+    assert {email_hash(by_id[pid]) for pid in answered} <= hashes
+
+    # The provider retries what got no answer; the restarted server takes them (and the repeats are harmless).
+    with LiveServer(lambda base: create_app(make_config(db_url, base), engine=engine, jobs=[])) as server:
+        for _pid, _, url, _ in unanswered:
+            r = httpx.post(url.replace(f"http://127.0.0.1:{port}", server.url), **ONE_CLICK)
+            assert r.status_code == 200
+    with engine.connect() as conn:
+        unsubscribed = set(conn.scalars(select(Prospect.id).where(Prospect.status == "unsubscribed")))
+    assert unsubscribed == {p[0] for p in people}
