@@ -228,6 +228,7 @@ class Explained:
 
 
 def _explain_everyone(engine: Engine, config: Config, campaigns: list[Campaign]) -> Explained:
+    campaigns = [c for c in campaigns if c.channel == "email"]  # post has its own dry run (nurture postal run)
     now = clock.now()
     with engine.connect() as conn:
         found = list(silent_prospects(conn, campaigns, config, now))

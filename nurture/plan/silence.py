@@ -130,7 +130,10 @@ def silent_prospects(
 ) -> Iterator[SilentProspect]:
     """The mailable prospects that ``campaigns`` (the active ones, within their dates) will not mail, in id
     order, each with why; only those of ``kinds``. Streams in batches of :data:`BATCH`; writes nothing."""
-    playing = [c for c in campaigns if c.status == "active" and campaign_window_reason(c, now) is None]
+    # E-mail campaigns only: a postal campaign's rhythm and reach are nurture.postal's (``postal run --dry-run``).
+    playing = [
+        c for c in campaigns if c.channel == "email" and c.status == "active" and campaign_window_reason(c, now) is None
+    ]
     by_name = {c.name: c for c in playing}
     labeled = {c.name: labeled_campaign_clauses(c, now, config.workspace.language) for c in playing}
     columns = [

@@ -134,7 +134,7 @@ def test_a_relay_failing_half_its_commands_with_4xx_delivers_everything_in_the_e
     (ws / "campaigns" / "beta.toml").unlink()
     (ws / "campaigns" / "alpha.toml").write_text(FLAKY_CAMPAIGN, encoding="utf-8")
     write_config(ws, db_url, smtp_server.port, record_batch=4)
-    edit(ws / "nurture.toml", "retry_base_seconds = 60", "retry_base_seconds = 1\nmax_attempts = 200")
+    edit(ws / "nurture.toml", "retry_base_seconds = 60", "retry_base_seconds = 1\nmax_attempts = 100")
     edit(ws / "nurture.toml", "error_budget = 5", "error_budget = 100000")  # a flaky relay is not a broken one
     n = 12
     add_prospects(ws, [f"f{i}@example.com,F{i},Co,製造業,warm,opt_in" for i in range(n)])

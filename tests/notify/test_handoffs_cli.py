@@ -88,7 +88,7 @@ def test_the_job_in_a_running_server_sends_the_notice_within_the_interval(engine
     config = make_config(
         db_url, "http://127.0.0.1", handoff={"mail": False, "webhook_url": sendgrid_server.url, "interval_seconds": 1.0}
     )
-    assert [job.name for job in jobs_for(config)] == ["handoff-notices"]
+    assert "handoff-notices" in [job.name for job in jobs_for(config)]
     with LiveServer(lambda base: create_app(with_sections(config, tracking={"base_url": base}), engine=engine)):
         time.sleep(0.2)  # the job's first pass ran on an empty table
         made = time.monotonic()
