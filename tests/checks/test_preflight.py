@@ -119,6 +119,32 @@ def test_unreachable_base_urls(url):
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.1",  # browsers read these numeric hosts as IPv4 (WHATWG URL): all are 127.0.0.1
+        "https://0x7f000001",
+        "https://2130706433",
+        "https://0177.0.0.1",
+        "https://10.1",
+        "https://t.minato-seiki.internal",  # ICANN's private-use TLD (2024)
+        "https://t.home.arpa",  # RFC 8375
+        "https://t.minato-seiki.co.jp?utm=x",  # links are base_url + "/u/...": a query or fragment breaks them all
+        "https://t.minato-seiki.co.jp#top",
+        "https://user:pw@t.minato-seiki.co.jp",  # credentials in every link of every mail
+    ],
+)
+def test_base_urls_that_only_look_public(url):
+    assert "[tracking] base_url" in keys(good(tracking={"base_url": url}))
+
+
+def test_a_public_base_url_with_a_path_or_port_passes():
+    assert keys(good(tracking={"base_url": "https://www.minato-seiki.co.jp/nurture/"})) == []
+    assert keys(good(tracking={"base_url": "https://t.minato-seiki.co.jp:8443"})) == []
+    assert keys(good(tracking={"base_url": "https://8.8.8.8"})) == []
+    assert keys(good(tracking={"base_url": "https://t1.minato-seiki.co.jp"})) == []
+
+
+@pytest.mark.parametrize(
     "secret", ["", "short-but-random-Xq9", "change-me-please-change-me-please-0", "a" * 40, "0123" * 10]
 )
 def test_placeholder_or_short_secrets(secret):
