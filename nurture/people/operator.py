@@ -13,7 +13,8 @@ Contracts:
   a basis of ``unknown``. One transaction.
 - :func:`erase`: deletion on request (GDPR Art. 17, APPI 35): the prospect's personal fields are emptied, its
   address replaced by ``<sha256>@erased.invalid`` (:func:`erased_address`), its tags deleted, and the personal
-  fields of its events (ip, user agent, the query of the URL, data) and deliveries (subject, error text) cleared;
+  fields of its events (ip, user agent, the query of the URL, data), deliveries (subject, error text) and printed
+  postal labels (the address snapshot) cleared;
   the suppression entry says ``erased`` so that no import brings the person back. Counts (sends, opens) survive
   for the reports. One transaction.
 - :func:`import_suppressions`: a previous tool's list (plain addresses, Mailchimp's unsubscribed or cleaned
@@ -46,6 +47,7 @@ from nurture.store.models import (
     Delivery,
     Event,
     Handoff,
+    PostalRecipient,
     Prospect,
     ProspectTag,
     email_hash,
@@ -447,6 +449,12 @@ def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any
                 time_zone="",
                 language="",
                 attributes={},
+                postal_code="",
+                prefecture="",
+                address_line="",
+                building="",
+                department="",
+                postal_status="",
                 consent_basis="unknown",
                 consent_source="",
                 consent_at=None,
@@ -469,6 +477,8 @@ def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any
                     .values(ip="", user_agent="", url=url, data={})
                 )
         conn.execute(update(Delivery).where(Delivery.prospect_id == pid).values(subject="", error=""))
+        # The labels printed for them keep their code (a batch still counts its pieces) but not the address.
+        conn.execute(update(PostalRecipient).where(PostalRecipient.prospect_id == pid).values(address={}))
         result["unlinked_events_cleared"] = _clear_unlinked_events(conn, key)
         conn.execute(update(Handoff).where(Handoff.prospect_id == pid).values(verdict_reason="", notice_error=""))
     return result
