@@ -53,7 +53,7 @@ def test_long_lines_stay_inside_their_label(layout, tmp_path: Path):
         top = (sheet.top + row * (sheet.height + sheet.gap_y)) * MM
         right, bottom = left + sheet.width * MM, top + sheet.height * MM
         mine = [w for w in words if left - 1 <= w[0] < right and top - 1 <= w[1] < bottom]
-        for x0, y0, x1, y1, word in mine:
+        for _x0, _y0, x1, y1, word in mine:
             assert x1 <= right - 1 and y1 <= bottom - 1, f"{layout}: {word!r} runs past the label's edge"
         printed = "".join(w[4] for w in mine)
         for line in label_lines(address):
