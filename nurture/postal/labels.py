@@ -4,7 +4,8 @@
 Japanese business addressing (宛名書き): 〒 code, prefecture and street, building, company, department, then the
 person with their title before the name and 様 after it. 御中 goes after an organisation only when no person is
 named (to the department if there is one, else to the company) — never 様 and 御中 together. An address abroad
-(a code with letters, no Japanese prefecture) is printed in Western order without an honorific.
+(a code with letters, no Japanese prefecture) or one written in Latin letters (an address in Japan written in
+English) is printed in Western order without an honorific.
 """
 
 from __future__ import annotations
@@ -64,7 +65,15 @@ class Address:
 
     @property
     def japanese(self) -> bool:
-        return self.prefecture in PREFECTURES or not any(c.isalpha() and c.isascii() for c in self.postal_code)
+        """Whether the label is written the Japanese way: a Japanese prefecture, or else a code without letters
+        and an address not written in Latin letters alone (``Tokyo`` / ``1-12-32 Akasaka, Minato-ku`` is an
+        address in Japan written in English: Western order)."""
+        if self.prefecture in PREFECTURES:
+            return True
+        if any(c.isalpha() and c.isascii() for c in self.postal_code):
+            return False
+        written = self.prefecture + self.address_line
+        return not written or not written.isascii()
 
     def as_dict(self) -> dict[str, str]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

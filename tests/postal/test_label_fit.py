@@ -66,3 +66,27 @@ def test_the_addressee_is_the_larger_line_in_either_order():
     western = sheets_html([("P2", ENGLISH)], LAYOUTS["a4-12"], "Noto Sans CJK JP")
     assert '<div class="name">Alexandra Montgomery-Fitzwilliam, Vice President, Procurement</div>' in western
     assert '<div class="line">London SW1A 1AA</div>' in western
+
+
+def test_an_address_in_japan_written_in_english_is_printed_in_western_order():
+    jane = Address(
+        postal_code="107-6090",
+        prefecture="Tokyo",
+        address_line="1-12-32 Akasaka, Minato-ku",
+        building="Ark Mori Building 25F",
+        company="Global Widgets K.K.",
+        department="Procurement",
+        title="Director",
+        name="Jane Doe",
+    )
+    assert label_lines(jane) == [
+        "Jane Doe, Director",
+        "Global Widgets K.K.",
+        "Procurement",
+        "1-12-32 Akasaka, Minato-ku",
+        "Ark Mori Building 25F",
+        "Tokyo 107-6090",
+    ]
+    # the same building in Japanese keeps Japanese order, also without a prefecture column
+    taro = Address(postal_code="107-6090", prefecture="", address_line="港区赤坂1-12-32", name="山田 太郎")
+    assert label_lines(taro)[-1] == "山田 太郎 様"
