@@ -11,7 +11,8 @@ into people's inboxes, one :class:`Problem` each:
   ``List-Unsubscribe``), ``localhost``, a private, loopback, link-local or otherwise non-global IP address (also in
   the short numeric forms browsers accept: ``127.1``, ``0x7f000001``), a query, fragment or credentials, or a
   documentation domain;
-- a tracking secret that is a placeholder or shorter than :data:`MIN_SECRET_LENGTH` characters;
+- a tracking secret that is a placeholder or shorter than :data:`MIN_SECRET_LENGTH` characters, or a previous
+  secret (still verifying old links) that is a placeholder or shorter than 16;
 - ``[dkim] domain`` that does not align with the From domain under DMARC relaxed alignment (RFC 7489 3.1.1: the
   organizational domains, found with the Public Suffix List, must be equal), so the signature would not count.
 
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 SAFE_SENDERS = ("outbox", "memory")
 #: A real send needs a secret at least this long (``secrets.token_urlsafe(32)`` makes 43 characters).
 MIN_SECRET_LENGTH = 32
+#: A previous secret shorter than this (the minimum the config ever accepted) is refused.
+MIN_PREVIOUS_SECRET_LENGTH = 16
 #: The values ``config.example.toml`` ships in ``[identity]`` (a test keeps them in step with the file).
 EXAMPLE_IDENTITY = {
     "organization": "株式会社サンプル製作所",
@@ -214,6 +217,25 @@ def _secret_problems(config: Config) -> list[Problem]:
         out.append(Problem(key, f"is {len(secret)} characters; real sends need at least {MIN_SECRET_LENGTH}", hint))
     if placeholder_secret(secret):
         out.append(Problem(key, "looks like a placeholder, not a random secret", hint))
+    # Every previous secret still verifies tokens: a guessable one lets anybody forge opt-out and preference
+    # links. Older links may have been signed with a secret of the load-time minimum (16), not the 32 asked here.
+    olds = [s.strip() for s in config.tracking.previous_secrets if s.strip()]
+    for number, old in enumerate(olds, 1):
+        weak = (
+            f"is {len(old)} characters"
+            if len(old) < MIN_PREVIOUS_SECRET_LENGTH
+            else "looks like a placeholder"
+            if placeholder_secret(old)
+            else ""
+        )
+        if weak:
+            out.append(
+                Problem(
+                    "[tracking] previous_secrets",
+                    f"no. {number} of {len(olds)} {weak}: links it verifies can be forged",
+                    "drop it (links it signed then get the page where a person stops mail by address)",
+                )
+            )
     return out
 
 

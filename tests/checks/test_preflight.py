@@ -217,3 +217,17 @@ def test_check_and_preview_say_which_secret_signs_their_links(tour, runner, monk
     result = runner.invoke(main, ["preview", "mfg-insights", "--out", str(tour / "p.html")])
     assert result.exit_code == 0, result.output
     assert "placeholder" not in result.output and "signed with your [tracking] secret" in result.output
+
+
+@pytest.mark.parametrize("old", ["short", "change-me-please-change-me-please", "x" * 40])
+def test_a_weak_previous_secret_is_refused_too(old):
+    # Tokens signed with any previous secret still verify: a guessable one lets anybody forge opt-out links.
+    problems = preflight.preflight_problems(
+        good(tracking={"previous_secrets": ["Pq7wE2rT9yU4iO1pA6sD3fG8hJ5kL0zX", old]})
+    )
+    assert [p.key for p in problems] == ["[tracking] previous_secrets"]
+    assert "no. 2" in problems[0].message and old not in str(problems[0])  # never print a secret
+
+
+def test_strong_previous_secrets_pass():
+    assert keys(good(tracking={"previous_secrets": ["Pq7wE2rT9yU4iO1pA6sD3fG8hJ5kL0zX", "  "]})) == []
