@@ -204,3 +204,16 @@ def test_postal_campaigns_are_not_emailed_and_errors_are_clear(postal_ws, runner
     assert wrong.exit_code != 0 and "not a postal campaign: mfg-insights" in wrong.output
     missing = run(runner, "postal", "mailed", "99")
     assert missing.exit_code != 0 and "no postal batch 99" in missing.output
+
+
+def test_mailed_refuses_a_future_date_and_a_second_different_date(postal_ws, runner, tmp_path):
+    assert run(runner, "postal", "run", "--out", str(tmp_path / "print")).exit_code == 0
+    future = run(runner, "postal", "mailed", "1", "--date", "2031-01-01")
+    assert future.exit_code != 0 and "error:" in future.output and "2031-01-01" in future.output
+    assert "Traceback" not in future.output
+    assert run(runner, "postal", "mailed", "1", "--date", "2026-12-01").exit_code == 0
+    assert run(runner, "postal", "mailed", "1", "--date", "2026-12-01").exit_code == 0  # the same day: idempotent
+    other = run(runner, "postal", "mailed", "1", "--date", "2026-11-20")
+    assert other.exit_code != 0 and "already marked mailed on 2026-12-01" in other.output
+    listing = __import__("json").loads(run(runner, "postal", "batches", "--json").output)
+    assert listing[0]["mailed_on"] == "2026-12-01"  # what the deliveries and events say, too
