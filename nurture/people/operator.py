@@ -360,6 +360,8 @@ def unsuppress(engine: Engine, email: str, *, consent: str, source: str, dry_run
                 if "bounced" in (was, row.status)
                 else "the person reported a mail as spam: be sure they asked for mail again"
                 if "complained" in (was, row.status)
+                else "was not suppressed: only the consent was replaced"
+                if was is None and row.status == "active"
                 else ""
             ),
         }

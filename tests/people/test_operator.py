@@ -267,3 +267,16 @@ def test_erase_clears_the_postal_address_and_the_printed_snapshots(ws, eng, runn
     assert snapshot == ({}, "P1-0001")  # the batch still counts the label, but no longer says whose it was
     show = cli(runner, "prospects", "show", "taro@example.co.jp")
     assert "生産技術部" not in show.output and "虎ノ門" not in show.output
+
+
+def test_unsuppress_of_someone_never_suppressed_says_so(ws, eng, runner):
+    result = runner.invoke(
+        main, ["unsuppress", "hanako@example.co.jp", "--consent", "opt_in", "--source", "x"], catch_exceptions=False
+    )
+    assert result.exit_code == 0
+    assert "active again" not in result.output and "keeps being mailed" in result.output
+    assert "warning: was not suppressed: only the consent was replaced" in result.output
+    data = json.loads(
+        cli(runner, "unsuppress", "hanako@example.co.jp", "--consent", "opt_in", "--source", "y", "--json").output
+    )
+    assert data["warning"].startswith("was not suppressed")
