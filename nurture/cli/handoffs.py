@@ -147,7 +147,7 @@ def _print_list(
 @pass_app
 def ack(app: App, email: str, by: str, note: str) -> None:
     """Record that sales took over EMAIL's open handoff (stops its escalation)."""
-    ids = decide(app.engine(), email, "acknowledged", by=by, reason=note)
+    ids = decide(app.engine(), email, "acknowledged", by=by, reason=note, zone=app.config.cadence.time_zone)
     click.echo(f"acknowledged {email.strip().lower()} (handoff {', '.join(map(str, ids))})")
 
 
@@ -158,7 +158,7 @@ def ack(app: App, email: str, by: str, note: str) -> None:
 @pass_app
 def reject(app: App, email: str, reason: str, by: str) -> None:
     """Record that sales declined EMAIL's open handoff, and why (the handoffs report measures the threshold)."""
-    ids = decide(app.engine(), email, "rejected", by=by, reason=reason)
+    ids = decide(app.engine(), email, "rejected", by=by, reason=reason, zone=app.config.cadence.time_zone)
     click.echo(f"rejected {email.strip().lower()} (handoff {', '.join(map(str, ids))}): {reason.strip()}")
 
 

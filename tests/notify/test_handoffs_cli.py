@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from handoff_seed import T0, handoff, seed_handoff, with_sections
 from webserver import LiveServer, make_config, seed_prospect
@@ -55,6 +56,8 @@ def test_list_ack_reject_record_the_verdict(runner, workspace):
     again = runner.invoke(main, ["handoffs", "ack", "a@example.com"])
     assert again.exit_code == 1 and "error: a@example.com: the last handoff is already acknowledged" in again.output
     assert "Traceback" not in again.output
+    local = (T0 + timedelta(minutes=25)).astimezone(ZoneInfo("Asia/Tokyo"))  # as the list shows times
+    assert f"(by 佐藤 at {local:%Y-%m-%d %H:%M} (Asia/Tokyo))" in again.output
     missing = runner.invoke(main, ["handoffs", "ack", "who@example.com"])
     assert missing.exit_code == 1 and "error: no prospect who@example.com" in missing.output
     blank = runner.invoke(main, ["handoffs", "reject", "a@example.com", "--reason", "  "])
