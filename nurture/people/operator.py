@@ -421,7 +421,13 @@ def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any
         pid = conn.execute(select(Prospect.id).where(Prospect.email == key)).scalar()
         if pid is None:
             already = conn.execute(select(Prospect.id).where(Prospect.email == erased_address(key))).scalar()
-            result["outcome"] = "already erased" if already is not None else "not a prospect: address suppressed"
+            result["outcome"] = (
+                "already erased"
+                if already is not None
+                else "not a prospect: address would be suppressed"
+                if dry_run
+                else "not a prospect: address suppressed"
+            )
             result.update(events_cleared=0, deliveries_cleared=0)
             if not dry_run:
                 mark_erased(conn, key, at=now)
@@ -431,7 +437,8 @@ def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any
         deliveries = conn.execute(
             select(func.count()).select_from(Delivery).where(Delivery.prospect_id == pid)
         ).scalar_one()
-        result.update(outcome="erased", events_cleared=len(events), deliveries_cleared=deliveries)
+        outcome = "would be erased" if dry_run else "erased"
+        result.update(outcome=outcome, events_cleared=len(events), deliveries_cleared=deliveries)
         if dry_run:
             return result
         mark_erased(conn, key, at=now)

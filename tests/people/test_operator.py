@@ -173,6 +173,7 @@ def test_erase_keeps_only_the_hash_and_blocks_reimport(ws, eng, runner):
         )
     dry = cli(runner, "erase", "taro@example.co.jp", "--dry-run", "--json")
     assert json.loads(dry.output)["events_cleared"] == 1 and row(eng, "taro@example.co.jp") is not None
+    assert json.loads(dry.output)["outcome"] == "would be erased"  # not "erased": nothing was
 
     result = cli(runner, "erase", "Taro@Example.co.jp")
     assert result.exit_code == 0, result.output
