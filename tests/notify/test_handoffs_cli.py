@@ -104,3 +104,13 @@ def test_the_job_in_a_running_server_sends_the_notice_within_the_interval(engine
     assert took <= 1.0 + 2.0, f"the notice took {took:.2f} s with a 1 s interval"
     assert sendgrid_server.requests[0].json["handoff"]["handoff"]["id"] == hid
     assert handoff(engine, hid).notified_at is not None
+
+
+def test_digest_for_an_owner_nobody_has_is_an_error(runner, workspace):
+    engine = _init(runner, workspace)
+    seed_prospect(engine, "a@example.com", owner="佐藤")
+    typo = runner.invoke(main, ["digest", "--owner", "佐籐", "--dry-run"])
+    assert typo.exit_code == 1 and typo.output.startswith('error: no prospect or handoff has the owner "佐籐"')
+    assert "佐藤" in typo.output  # the owners that exist are named
+    assert runner.invoke(main, ["digest", "--owner", "佐藤", "--dry-run"]).exit_code == 0
+    assert runner.invoke(main, ["digest", "--owner", "", "--dry-run"]).exit_code == 0  # nobody's prospects
