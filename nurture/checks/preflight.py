@@ -8,9 +8,11 @@ into people's inboxes, one :class:`Problem` each:
   require the *real* sender's name, address and contact), or any address or URL there on a documentation domain
   (``example.*``, RFC 2606 / RFC 6761: ``.example``, ``.test``, ``.invalid``, ``.localhost``);
 - ``[tracking] base_url`` that recipients cannot reach: not https (Gmail and Yahoo want an https one-click
-  ``List-Unsubscribe``), ``localhost``, a private, loopback, link-local or otherwise non-global IP address, or a
+  ``List-Unsubscribe``), ``localhost``, a private, loopback, link-local or otherwise non-global IP address (also in
+  the short numeric forms browsers accept: ``127.1``, ``0x7f000001``), a query, fragment or credentials, or a
   documentation domain;
-- a tracking secret that is a placeholder or shorter than :data:`MIN_SECRET_LENGTH` characters;
+- a tracking secret that is a placeholder or shorter than :data:`MIN_SECRET_LENGTH` characters, or a previous
+  secret (still verifying old links) that is a placeholder or shorter than 16;
 - ``[dkim] domain`` that does not align with the From domain under DMARC relaxed alignment (RFC 7489 3.1.1: the
   organizational domains, found with the Public Suffix List, must be equal), so the signature would not count.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 SAFE_SENDERS = ("outbox", "memory")
 #: A real send needs a secret at least this long (``secrets.token_urlsafe(32)`` makes 43 characters).
 MIN_SECRET_LENGTH = 32
+#: A previous secret shorter than this (the minimum the config ever accepted) is refused.
+MIN_PREVIOUS_SECRET_LENGTH = 16
 #: The values ``config.example.toml`` ships in ``[identity]`` (a test keeps them in step with the file).
 EXAMPLE_IDENTITY = {
     "organization": "株式会社サンプル製作所",
@@ -51,7 +56,11 @@ _DOMAIN_FIELDS = ("from_address", "reply_to", "inquiry", "website", "unsubscribe
 #: Placeholder secrets: what people type when told "set a secret", and nurture's own preview placeholder.
 _PLACEHOLDER_WORDS = ("change", "secret", "password", "placeholder", "example", "sample", "dummy", "xxxx", "todo")
 #: RFC 2606 / RFC 6761 special-use names that never reach a real mailbox or server.
-_RESERVED_TLDS = ("example", "test", "invalid", "localhost", "local")
+_RESERVED_TLDS = ("example", "test", "invalid", "localhost", "local", "internal")
+#: Private-use names outside the TLD list: RFC 8375's home network domain.
+_RESERVED_SUFFIXES = ("home.arpa",)
+#: A host that browsers read as an IPv4 address (WHATWG URL: the last label is a number, in decimal, octal or hex).
+_NUMERIC_LAST_LABEL = re.compile(r"^(?:0[xX][0-9a-fA-F]*|[0-9]+)$")
 _DOMAIN_IN_TEXT = re.compile(r"(?:@|://)([A-Za-z0-9.-]+\.[A-Za-z]{2,})|\b((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})\b")
 
 
@@ -75,9 +84,11 @@ def is_real_sender(config: Config) -> bool:
 def documentation_domain(host: str) -> bool:
     """Whether ``host`` is a name reserved for documentation or testing: ``example.<any suffix>`` (example.com,
     example.co.jp ...) and its subdomains, or anything under ``.example``, ``.test``, ``.invalid``, ``.localhost``,
-    ``.local``."""
+    ``.local``, ``.internal`` (ICANN's private-use TLD) and ``home.arpa`` (RFC 8375)."""
     labels = host.lower().rstrip(".").split(".")
     if not labels or labels[-1] in _RESERVED_TLDS:
+        return True
+    if any(".".join(labels[-len(s.split(".")) :]) == s for s in _RESERVED_SUFFIXES):
         return True
     if "example" not in labels:  # skips loading the suffix list for nearly every real domain
         return False
@@ -155,16 +166,34 @@ def _base_url_problems(config: Config) -> list[Problem]:
     if not host:
         out.append(Problem(key, f"{url!r} has no host name", hint))
         return out
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        out.append(Problem(key, f"{url!r} has a query or fragment: links are this URL + /u/..., so all break", hint))
+    if parts.username is not None or parts.password is not None:
+        out.append(Problem(key, f"{url!r} carries a user name or password, which every mail would show", hint))
+    address = _ip_address(host)
     if address is not None:
         if not address.is_global:
             out.append(Problem(key, f"{url!r} points at {host}, a private, loopback or link-local address", hint))
     elif host.lower().rstrip(".") == "localhost" or documentation_domain(host):
         out.append(Problem(key, f"{url!r} points at {host}, which recipients cannot reach", hint))
     return out
+
+
+def _ip_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address a browser would connect to for ``host``, or None for a name. Besides the dotted quad and IPv6,
+    browsers read ``127.1``, ``0x7f000001``, ``2130706433`` and ``0177.0.0.1`` as IPv4 (WHATWG URL's IPv4 parser,
+    like ``inet_aton``), so those must not slip past as names."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if not labels or not _NUMERIC_LAST_LABEL.match(labels[-1]):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
+    except (OSError, ValueError):
+        return ipaddress.IPv4Address("0.0.0.0")  # a number browsers refuse as an address: unreachable anyway
 
 
 def placeholder_secret(secret: str) -> bool:
@@ -188,6 +217,25 @@ def _secret_problems(config: Config) -> list[Problem]:
         out.append(Problem(key, f"is {len(secret)} characters; real sends need at least {MIN_SECRET_LENGTH}", hint))
     if placeholder_secret(secret):
         out.append(Problem(key, "looks like a placeholder, not a random secret", hint))
+    # Every previous secret still verifies tokens: a guessable one lets anybody forge opt-out and preference
+    # links. Older links may have been signed with a secret of the load-time minimum (16), not the 32 asked here.
+    olds = [s.strip() for s in config.tracking.previous_secrets if s.strip()]
+    for number, old in enumerate(olds, 1):
+        weak = (
+            f"is {len(old)} characters"
+            if len(old) < MIN_PREVIOUS_SECRET_LENGTH
+            else "looks like a placeholder"
+            if placeholder_secret(old)
+            else ""
+        )
+        if weak:
+            out.append(
+                Problem(
+                    "[tracking] previous_secrets",
+                    f"no. {number} of {len(olds)} {weak}: links it verifies can be forged",
+                    "drop it (links it signed then get the page where a person stops mail by address)",
+                )
+            )
     return out
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import click
 
 from nurture import track as store
@@ -78,6 +81,7 @@ def list_(app: App, email: str | None, types: tuple[str, ...], limit: int, as_js
     if not rows:
         click.echo("no events")
         return
+    zone = ZoneInfo(app.config.cadence.time_zone)
     relabelled = False
     for r in rows:
         relabelled = relabelled or bool(r["relabeled_at"] and r["type"] in ("opened", "clicked"))
@@ -86,11 +90,23 @@ def list_(app: App, email: str | None, types: tuple[str, ...], limit: int, as_js
         if label and r["relabeled_at"]:
             label += "*"  # relabelled after it was stored (a source caught later); the footnote says so
         click.echo(
-            f"{r['occurred_at'][:19]}  {r['type']:<19} {r['email'] or '-':<30} {r['campaign']:<16} "
+            f"{_local(r['occurred_at'], zone)}  {r['type']:<19} {r['email'] or '-':<30} {r['campaign']:<16} "
             f"{label:<32} {what}".rstrip()
         )
     if relabelled:
         click.echo("* relabelled after it was stored: its source was caught as a machine (honeypot, burst, gateway)")
+    click.echo(f"times in {zone.key} ([cadence] time_zone)")
+
+
+def _local(value: str, zone: ZoneInfo) -> str:
+    """An ISO time from the store as ``YYYY-MM-DD HH:MM`` in ``zone`` (stored times are UTC)."""
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return value[:16]
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 COMMANDS = [events]

@@ -17,6 +17,7 @@ from rich.table import Table
 from nurture.cli.app import App, pass_app
 from nurture.cli.output import dump_json
 from nurture.core import clock
+from nurture.core.errors import InputError
 from nurture.notify import decide, list_handoffs, notify_due, run_digest
 from nurture.notify.handoffs import REASONS, STATES
 
@@ -147,7 +148,7 @@ def _print_list(
 @pass_app
 def ack(app: App, email: str, by: str, note: str) -> None:
     """Record that sales took over EMAIL's open handoff (stops its escalation)."""
-    ids = decide(app.engine(), email, "acknowledged", by=by, reason=note)
+    ids = decide(app.engine(), email, "acknowledged", by=by, reason=note, zone=app.config.cadence.time_zone)
     click.echo(f"acknowledged {email.strip().lower()} (handoff {', '.join(map(str, ids))})")
 
 
@@ -158,7 +159,7 @@ def ack(app: App, email: str, by: str, note: str) -> None:
 @pass_app
 def reject(app: App, email: str, reason: str, by: str) -> None:
     """Record that sales declined EMAIL's open handoff, and why (the handoffs report measures the threshold)."""
-    ids = decide(app.engine(), email, "rejected", by=by, reason=reason)
+    ids = decide(app.engine(), email, "rejected", by=by, reason=reason, zone=app.config.cadence.time_zone)
     click.echo(f"rejected {email.strip().lower()} (handoff {', '.join(map(str, ids))}): {reason.strip()}")
 
 
@@ -194,6 +195,8 @@ def digest(app: App, owner: str | None, dry_run: bool, html_dir: str | None, as_
     """Mail each owner their weekly digest: open and new handoffs, prospects who moved up, overdue next actions and
     prospects not contacted for [digest] no_contact_days. For cron, e.g. Mondays 08:00:
     `0 8 * * 1 cd /srv/nurture && nurture digest`."""
+    if owner:
+        _require_owner(app, owner)
     mails = run_digest(app.engine(), app.config, owner=owner, dry_run=dry_run, include_empty=owner is not None)
     if html_dir:
         from pathlib import Path
@@ -219,6 +222,26 @@ def digest(app: App, owner: str | None, dry_run: bool, html_dir: str | None, as_
     failed = [m for m in mails if m.status == "failed"]
     if failed:
         raise SystemExit(1)
+
+
+def _require_owner(app: App, owner: str) -> None:
+    """A typo in --owner would print (or mail) an empty digest to nobody: refuse an owner that no prospect or
+    handoff has and that ``[handoff] owners`` does not map, naming the owners there are."""
+    from sqlalchemy import select, union
+
+    from nurture.store.models import Handoff, Prospect
+
+    if owner in app.config.handoff.owners:
+        return
+    with app.engine().connect() as conn:
+        known = set(conn.execute(union(select(Prospect.owner), select(Handoff.owner))).scalars())
+    if owner in known:
+        return
+    names = sorted(n for n in known | set(app.config.handoff.owners) if n)
+    raise InputError(
+        f'no prospect or handoff has the owner "{owner}"',
+        hint=f"owners: {', '.join(names[:20])}" if names else "no prospect has an owner yet",
+    )
 
 
 COMMANDS = [handoffs, digest]

@@ -95,8 +95,13 @@ def unsuppress_(app: App, email: str, consent: str, source: str, dry_run: bool, 
         return
     was = result["was_suppressed"] or "not suppressed"
     verb = "would be" if dry_run else "is"
+    done = (
+        f"{verb} active again"
+        if result["was_suppressed"] or result["status_before"] != "active"
+        else f"{'would keep' if dry_run else 'keeps'} being mailed"
+    )
     click.echo(
-        f"{result['email']} ({was}, status {result['status_before']}) {verb} active again; consent {consent} "
+        f"{result['email']} ({was}, status {result['status_before']}) {done}; consent {consent} "
         f"from {result['consent_source']}" + (" — dry run, nothing written" if dry_run else "")
     )
     if result["warning"]:

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -305,7 +306,14 @@ def export(
       nurture prospects export --encoding cp932 --temperature hot --out hot.csv
     """
     if fmt is None:
-        fmt = "xlsx" if out and out.lower().endswith((".xlsx", ".xlsm")) else "csv"
+        suffix = Path(out).suffix.lower() if out and out != "-" else ""
+        if suffix not in ("", ".csv", ".txt", ".xlsx"):
+            # A CSV in list.xls or list.pdf (or .xlsx bytes in .xlsm) is a file Excel refuses to open.
+            raise InputError(
+                f"{out}: nurture writes .csv or .xlsx, not {suffix}",
+                hint="name the file .csv or .xlsx, or say --format csv|xlsx",
+            )
+        fmt = "xlsx" if suffix == ".xlsx" else "csv"
     if as_json and not out:
         raise InputError("--json needs --out FILE (the CSV itself goes to stdout otherwise)")
     zone = app.config.cadence.time_zone

@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
@@ -87,11 +88,11 @@ def list_handoffs(
     return out
 
 
-def decide(engine: Engine, email: str, verdict: str, *, by: str = "", reason: str = "") -> list[int]:
+def decide(engine: Engine, email: str, verdict: str, *, by: str = "", reason: str = "", zone: str = "UTC") -> list[int]:
     """Record ``verdict`` (``acknowledged`` or ``rejected``) on the prospect's open handoffs; returns their ids.
 
     Raises NotFound when there is no such prospect, InputError when it has no open handoff (saying what its last
-    handoff's state is) or when a rejection has no reason."""
+    handoff's state is, its time in ``zone``) or when a rejection has no reason."""
     if verdict not in ("acknowledged", "rejected"):
         raise ValueError(verdict)
     if verdict == "rejected" and not reason.strip():
@@ -120,7 +121,11 @@ def decide(engine: Engine, email: str, verdict: str, *, by: str = "", reason: st
                 raise InputError(f"{address} has not been handed over to sales", hint="see `nurture handoffs`")
             raise InputError(
                 f"{address}: the last handoff is already {last.state}"
-                + (f" (by {last.decided_by} at {last.decided_at:%Y-%m-%d %H:%M} UTC)" if last.decided_at else ""),
+                + (
+                    f" (by {last.decided_by} at {last.decided_at.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} ({zone}))"
+                    if last.decided_at
+                    else ""
+                ),
                 hint="nothing to record; a new handoff is made at the next crossing",
             )
         # state = 'open' in the WHERE: a verdict recorded meanwhile by someone else is not overwritten.

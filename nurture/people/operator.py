@@ -13,7 +13,8 @@ Contracts:
   a basis of ``unknown``. One transaction.
 - :func:`erase`: deletion on request (GDPR Art. 17, APPI 35): the prospect's personal fields are emptied, its
   address replaced by ``<sha256>@erased.invalid`` (:func:`erased_address`), its tags deleted, and the personal
-  fields of its events (ip, user agent, the query of the URL, data) and deliveries (subject, error text) cleared;
+  fields of its events (ip, user agent, the query of the URL, data), deliveries (subject, error text) and printed
+  postal labels (the address snapshot) cleared;
   the suppression entry says ``erased`` so that no import brings the person back. Counts (sends, opens) survive
   for the reports. One transaction.
 - :func:`import_suppressions`: a previous tool's list (plain addresses, Mailchimp's unsubscribed or cleaned
@@ -46,6 +47,7 @@ from nurture.store.models import (
     Delivery,
     Event,
     Handoff,
+    PostalRecipient,
     Prospect,
     ProspectTag,
     email_hash,
@@ -358,6 +360,8 @@ def unsuppress(engine: Engine, email: str, *, consent: str, source: str, dry_run
                 if "bounced" in (was, row.status)
                 else "the person reported a mail as spam: be sure they asked for mail again"
                 if "complained" in (was, row.status)
+                else "was not suppressed: only the consent was replaced"
+                if was is None and row.status == "active"
                 else ""
             ),
         }
@@ -417,7 +421,13 @@ def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any
         pid = conn.execute(select(Prospect.id).where(Prospect.email == key)).scalar()
         if pid is None:
             already = conn.execute(select(Prospect.id).where(Prospect.email == erased_address(key))).scalar()
-            result["outcome"] = "already erased" if already is not None else "not a prospect: address suppressed"
+            result["outcome"] = (
+                "already erased"
+                if already is not None
+                else "not a prospect: address would be suppressed"
+                if dry_run
+                else "not a prospect: address suppressed"
+            )
             result.update(events_cleared=0, deliveries_cleared=0)
             if not dry_run:
                 mark_erased(conn, key, at=now)
@@ -427,7 +437,8 @@ def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any
         deliveries = conn.execute(
             select(func.count()).select_from(Delivery).where(Delivery.prospect_id == pid)
         ).scalar_one()
-        result.update(outcome="erased", events_cleared=len(events), deliveries_cleared=deliveries)
+        outcome = "would be erased" if dry_run else "erased"
+        result.update(outcome=outcome, events_cleared=len(events), deliveries_cleared=deliveries)
         if dry_run:
             return result
         mark_erased(conn, key, at=now)
@@ -447,6 +458,12 @@ def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any
                 time_zone="",
                 language="",
                 attributes={},
+                postal_code="",
+                prefecture="",
+                address_line="",
+                building="",
+                department="",
+                postal_status="",
                 consent_basis="unknown",
                 consent_source="",
                 consent_at=None,
@@ -469,6 +486,8 @@ def erase(engine: Engine, email: str, *, dry_run: bool = False) -> dict[str, Any
                     .values(ip="", user_agent="", url=url, data={})
                 )
         conn.execute(update(Delivery).where(Delivery.prospect_id == pid).values(subject="", error=""))
+        # The labels printed for them keep their code (a batch still counts its pieces) but not the address.
+        conn.execute(update(PostalRecipient).where(PostalRecipient.prospect_id == pid).values(address={}))
         result["unlinked_events_cleared"] = _clear_unlinked_events(conn, key)
         conn.execute(update(Handoff).where(Handoff.prospect_id == pid).values(verdict_reason="", notice_error=""))
     return result

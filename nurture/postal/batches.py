@@ -168,7 +168,8 @@ def _reader() -> Prospect:
 
 def mark_mailed(engine: Engine, config: Config, batch_id: int, on: date | None = None) -> dict[str, Any]:
     """Record that batch ``batch_id`` went to the post on ``on`` (default today in [cadence] time_zone): a sent
-    delivery (sender ``postal``) and a ``postal_mailed`` event per recipient. Idempotent."""
+    delivery (sender ``postal``) and a ``postal_mailed`` event per recipient. Idempotent for the same date; a date
+    in the future, or a second, different date, is refused (InputError)."""
     zone = ZoneInfo(config.cadence.time_zone)
     now = clock.now()
     day = on or now.astimezone(zone).date()
@@ -179,6 +180,19 @@ def mark_mailed(engine: Engine, config: Config, batch_id: int, on: date | None =
         batch = conn.execute(select(PostalBatch).where(PostalBatch.id == batch_id)).first()
         if batch is None:
             raise NotFound(f"no postal batch {batch_id}", hint="nurture postal batches lists them")
+        today = now.astimezone(zone).date()
+        if day > today:
+            raise InputError(
+                f"batch {batch_id}: --date {day} is in the future (today is {today} in {zone.key})",
+                hint="mark the batch once it is at the post office",
+            )
+        # The touches (deliveries, events) of a batch are recorded once: a second, different date would change
+        # what `postal batches` says but not when e-mail was held back.
+        if batch.mailed_on is not None and batch.mailed_on != day:
+            raise InputError(
+                f"batch {batch_id} was already marked mailed on {batch.mailed_on}; not changed to {day}",
+                hint="the postal touches were recorded with that date",
+            )
         recipients = conn.execute(select(PostalRecipient).where(PostalRecipient.batch_id == batch_id)).all()
     rows = [
         {

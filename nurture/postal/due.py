@@ -123,7 +123,7 @@ def _decide(
     if row.postal_status == "opted_out":
         return no("asked for no post")
     if row.postal_status == "returned":
-        return no("returned mail on record (address unknown): fix the address, then clear it")
+        return no("returned mail on record (address unknown): import the corrected address, which clears it")
     if row.status in ("unsubscribed", "complained") and config.postal.email_optout_stops_post:
         return no(f"{row.status} from e-mail ([postal] email_optout_stops_post)")
     if row.paused_until is not None and row.paused_until > now:

@@ -4,12 +4,14 @@
 Japanese business addressing (宛名書き): 〒 code, prefecture and street, building, company, department, then the
 person with their title before the name and 様 after it. 御中 goes after an organisation only when no person is
 named (to the department if there is one, else to the company) — never 様 and 御中 together. An address abroad
-(a code with letters, no Japanese prefecture) is printed in Western order without an honorific.
+(a code with letters, no Japanese prefecture) or one written in Latin letters (an address in Japan written in
+English) is printed in Western order without an honorific.
 """
 
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,7 +65,15 @@ class Address:
 
     @property
     def japanese(self) -> bool:
-        return self.prefecture in PREFECTURES or not any(c.isalpha() and c.isascii() for c in self.postal_code)
+        """Whether the label is written the Japanese way: a Japanese prefecture, or else a code without letters
+        and an address not written in Latin letters alone (``Tokyo`` / ``1-12-32 Akasaka, Minato-ku`` is an
+        address in Japan written in English: Western order)."""
+        if self.prefecture in PREFECTURES:
+            return True
+        if any(c.isalpha() and c.isascii() for c in self.postal_code):
+            return False
+        written = self.prefecture + self.address_line
+        return not written or not written.isascii()
 
     def as_dict(self) -> dict[str, str]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -97,6 +107,41 @@ def label_lines(address: Address) -> list[str]:
     return lines
 
 
+#: Type is never set smaller than this (points): below it a long line wraps instead.
+MIN_FONT_PT = 5.0
+_PT_MM = 25.4 / 72
+_LINE_HEIGHT = 1.35
+_NAME_SCALE = 1.15
+
+
+def _em_width(text: str) -> float:
+    """The width of ``text`` in em: full-width (CJK) characters 1 em, ASCII about 0.6 em (a safe estimate for
+    Noto Sans CJK's proportional Latin)."""
+    return sum(0.6 if ch.isascii() else 1.0 for ch in text)
+
+
+def fitting_size(lines: Sequence[str], layout: LabelLayout, name_index: int = -1) -> float:
+    """The largest type size (points, the layout's size at most, in 0.25 pt steps) at which ``lines``, each
+    wrapped to the label's width where too long, fit the label's height; :data:`MIN_FONT_PT` when none does.
+    Long lines wrap before the type shrinks, so a long company name stays readable and is never cut off. The
+    line at ``name_index`` (the addressee) is printed 1.15 times larger."""
+    width = (layout.width - 2 * (layout.padding + 1)) * 0.97  # mm, with a little room for the estimate
+    # The code in the corner sits 1.2 mm from the bottom and is about 2 mm tall: keep text above it.
+    height = layout.height - layout.padding - max(layout.padding, 3.4) - 0.8  # 0.8: the name's top margin
+    size = layout.font_pt
+    name_index %= max(1, len(lines))
+    while size > MIN_FONT_PT:
+        needed = 0.0
+        for i, line in enumerate(lines):
+            pt = size * (_NAME_SCALE if i == name_index else 1.0)
+            rows = max(1, math.ceil(_em_width(line) * pt * _PT_MM / width))
+            needed += rows * pt * _PT_MM * _LINE_HEIGHT
+        if needed <= height:
+            return size
+        size -= 0.25
+    return MIN_FONT_PT
+
+
 def sheets_html(addresses: Sequence[tuple[str, Address]], layout: LabelLayout, font_family: str) -> str:
     """A4 label sheets for ``(code, address)`` pairs in order, as one HTML document (one page per sheet). The
     code is printed small in the corner of each label so that returned mail can be matched back."""
@@ -108,11 +153,10 @@ def sheets_html(addresses: Sequence[tuple[str, Address]], layout: LabelLayout, f
             x = layout.left + column * (layout.width + layout.gap_x)
             y = layout.top + row * (layout.height + layout.gap_y)
             lines = label_lines(address)
-            longest = max((len(line) for line in lines), default=0)
-            fits = (layout.width - 2 * layout.padding) / (layout.font_pt * 0.3528 * 1.05)  # full-width chars
-            size = layout.font_pt if longest <= fits else max(5.5, layout.font_pt * fits / longest)
+            name_index = len(lines) - 1 if address.japanese else 0  # Western order: the addressee comes first
+            size = fitting_size(lines, layout, name_index)
             body = "".join(
-                f'<div class="{"name" if i == len(lines) - 1 else "line"}">{html.escape(line)}</div>'
+                f'<div class="{"name" if i == name_index else "line"}">{html.escape(line)}</div>'
                 for i, line in enumerate(lines)
             )
             cells.append(
@@ -128,8 +172,8 @@ body {{ font-family: "{html.escape(font_family)}", "Noto Sans CJK JP", sans-seri
 .sheet:last-child {{ page-break-after: auto; }}
 .label {{ position: absolute; box-sizing: border-box; width: {layout.width}mm; height: {layout.height}mm;
   padding: {layout.padding}mm {layout.padding + 1}mm; line-height: 1.35; overflow: hidden; }}
-.line {{ white-space: nowrap; overflow: hidden; }}
-.name {{ margin-top: 0.8mm; font-size: 1.15em; white-space: nowrap; overflow: hidden; }}
+.line, .name {{ overflow-wrap: anywhere; }}
+.name {{ margin-top: 0.8mm; font-size: 1.15em; }}
 .code {{ position: absolute; right: {layout.padding}mm; bottom: 1.2mm; font-size: 5.5pt; color: #555; }}
 """
     head = f'<!doctype html><html lang="ja"><head><meta charset="utf-8"><style>{css}</style></head>'

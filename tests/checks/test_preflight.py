@@ -119,6 +119,32 @@ def test_unreachable_base_urls(url):
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.1",  # browsers read these numeric hosts as IPv4 (WHATWG URL): all are 127.0.0.1
+        "https://0x7f000001",
+        "https://2130706433",
+        "https://0177.0.0.1",
+        "https://10.1",
+        "https://t.minato-seiki.internal",  # ICANN's private-use TLD (2024)
+        "https://t.home.arpa",  # RFC 8375
+        "https://t.minato-seiki.co.jp?utm=x",  # links are base_url + "/u/...": a query or fragment breaks them all
+        "https://t.minato-seiki.co.jp#top",
+        "https://user:pw@t.minato-seiki.co.jp",  # credentials in every link of every mail
+    ],
+)
+def test_base_urls_that_only_look_public(url):
+    assert "[tracking] base_url" in keys(good(tracking={"base_url": url}))
+
+
+def test_a_public_base_url_with_a_path_or_port_passes():
+    assert keys(good(tracking={"base_url": "https://www.minato-seiki.co.jp/nurture/"})) == []
+    assert keys(good(tracking={"base_url": "https://t.minato-seiki.co.jp:8443"})) == []
+    assert keys(good(tracking={"base_url": "https://8.8.8.8"})) == []
+    assert keys(good(tracking={"base_url": "https://t1.minato-seiki.co.jp"})) == []
+
+
+@pytest.mark.parametrize(
     "secret", ["", "short-but-random-Xq9", "change-me-please-change-me-please-0", "a" * 40, "0123" * 10]
 )
 def test_placeholder_or_short_secrets(secret):
@@ -191,3 +217,17 @@ def test_check_and_preview_say_which_secret_signs_their_links(tour, runner, monk
     result = runner.invoke(main, ["preview", "mfg-insights", "--out", str(tour / "p.html")])
     assert result.exit_code == 0, result.output
     assert "placeholder" not in result.output and "signed with your [tracking] secret" in result.output
+
+
+@pytest.mark.parametrize("old", ["short", "change-me-please-change-me-please", "x" * 40])
+def test_a_weak_previous_secret_is_refused_too(old):
+    # Tokens signed with any previous secret still verify: a guessable one lets anybody forge opt-out links.
+    problems = preflight.preflight_problems(
+        good(tracking={"previous_secrets": ["Pq7wE2rT9yU4iO1pA6sD3fG8hJ5kL0zX", old]})
+    )
+    assert [p.key for p in problems] == ["[tracking] previous_secrets"]
+    assert "no. 2" in problems[0].message and old not in str(problems[0])  # never print a secret
+
+
+def test_strong_previous_secrets_pass():
+    assert keys(good(tracking={"previous_secrets": ["Pq7wE2rT9yU4iO1pA6sD3fG8hJ5kL0zX", "  "]})) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from handoff_seed import T0, handoff, seed_handoff, with_sections
 from webserver import LiveServer, make_config, seed_prospect
@@ -55,6 +56,8 @@ def test_list_ack_reject_record_the_verdict(runner, workspace):
     again = runner.invoke(main, ["handoffs", "ack", "a@example.com"])
     assert again.exit_code == 1 and "error: a@example.com: the last handoff is already acknowledged" in again.output
     assert "Traceback" not in again.output
+    local = (T0 + timedelta(minutes=25)).astimezone(ZoneInfo("Asia/Tokyo"))  # as the list shows times
+    assert f"(by 佐藤 at {local:%Y-%m-%d %H:%M} (Asia/Tokyo))" in again.output
     missing = runner.invoke(main, ["handoffs", "ack", "who@example.com"])
     assert missing.exit_code == 1 and "error: no prospect who@example.com" in missing.output
     blank = runner.invoke(main, ["handoffs", "reject", "a@example.com", "--reason", "  "])
@@ -101,3 +104,13 @@ def test_the_job_in_a_running_server_sends_the_notice_within_the_interval(engine
     assert took <= 1.0 + 2.0, f"the notice took {took:.2f} s with a 1 s interval"
     assert sendgrid_server.requests[0].json["handoff"]["handoff"]["id"] == hid
     assert handoff(engine, hid).notified_at is not None
+
+
+def test_digest_for_an_owner_nobody_has_is_an_error(runner, workspace):
+    engine = _init(runner, workspace)
+    seed_prospect(engine, "a@example.com", owner="佐藤")
+    typo = runner.invoke(main, ["digest", "--owner", "佐籐", "--dry-run"])
+    assert typo.exit_code == 1 and typo.output.startswith('error: no prospect or handoff has the owner "佐籐"')
+    assert "佐藤" in typo.output  # the owners that exist are named
+    assert runner.invoke(main, ["digest", "--owner", "佐藤", "--dry-run"]).exit_code == 0
+    assert runner.invoke(main, ["digest", "--owner", "", "--dry-run"]).exit_code == 0  # nobody's prospects

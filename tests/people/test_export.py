@@ -171,3 +171,17 @@ def test_cell_text_undoes_the_defusing_only():
     assert cell_text("'=1+2") == "=1+2"
     assert cell_text("'plain") == "'plain"
     assert cell_text("l'=x") == "l'=x"
+
+
+@pytest.mark.parametrize("name", ["list.pdf", "list.xls", "list.xlsm"])
+def test_export_refuses_a_file_name_it_would_write_the_wrong_format_into(ws, runner, name):
+    # A CSV silently written into list.xls (or list.pdf), or xlsx bytes into .xlsm, will not open in Excel.
+    result = cli(runner, "prospects", "export", "--out", name)
+    assert result.exit_code != 0 and result.output.startswith(f"error: {name}") and not (ws / name).exists()
+    assert cli(runner, "prospects", "export", "--out", name, "--format", "csv").exit_code == 0  # said on purpose
+
+
+def test_export_format_follows_csv_txt_xlsx_and_bare_names(ws, runner):
+    for name in ("a.csv", "a.txt", "a", "a.XLSX"):
+        assert cli(runner, "prospects", "export", "--out", name).exit_code == 0, name
+    assert (ws / "a.XLSX").read_bytes()[:2] == b"PK" and (ws / "a").read_bytes()[:3] == b"\xef\xbb\xbf"

@@ -14,7 +14,16 @@ from nurture.cli.main import main
 from nurture.core import clock, config
 from nurture.people.queries import erased_address
 from nurture.store import db
-from nurture.store.models import Delivery, Event, Prospect, ProspectTag, Suppression, email_hash
+from nurture.store.models import (
+    Delivery,
+    Event,
+    PostalBatch,
+    PostalRecipient,
+    Prospect,
+    ProspectTag,
+    Suppression,
+    email_hash,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LIST = (
@@ -164,6 +173,7 @@ def test_erase_keeps_only_the_hash_and_blocks_reimport(ws, eng, runner):
         )
     dry = cli(runner, "erase", "taro@example.co.jp", "--dry-run", "--json")
     assert json.loads(dry.output)["events_cleared"] == 1 and row(eng, "taro@example.co.jp") is not None
+    assert json.loads(dry.output)["outcome"] == "would be erased"  # not "erased": nothing was
 
     result = cli(runner, "erase", "Taro@Example.co.jp")
     assert result.exit_code == 0, result.output
@@ -226,3 +236,48 @@ def test_suppressions_import_mailchimp_sendgrid_and_plain_list(ws, eng, runner):
     )
     refused = cli(runner, "suppressions", "import", "subscribed_members_export.csv")
     assert refused.exit_code == 1 and "subscribed contacts" in refused.output
+
+
+def test_erase_clears_the_postal_address_and_the_printed_snapshots(ws, eng, runner):
+    (ws / "post.csv").write_text(
+        "メールアドレス,氏名,会社名,部署,郵便番号,都道府県,住所,建物名,郵送不要\n"
+        "taro@example.co.jp,山田 太郎,株式会社山田製作所,生産技術部,〒105-0001,東京都,港区虎ノ門9-9-9,虎ノ門ビル5F,○\n",
+        encoding="utf-8",
+    )
+    assert cli(runner, "prospects", "import", "post.csv").exit_code == 0
+    taro = row(eng, "taro@example.co.jp")
+    assert taro["postal_code"] == "105-0001" and taro["building"] == "虎ノ門ビル5F"
+    now = clock.now()
+    with eng.begin() as conn:
+        conn.execute(insert(PostalBatch).values(id=1, campaign="postal", created_at=now))
+        conn.execute(
+            insert(PostalRecipient).values(
+                batch_id=1,
+                prospect_id=taro["id"],
+                item_key="2026-q4",
+                code="P1-0001",
+                address={"name": "山田 太郎", "company": "株式会社山田製作所", "address_line": "港区虎ノ門9-9-9"},
+            )
+        )
+    assert cli(runner, "erase", "taro@example.co.jp").exit_code == 0
+    gone = row(eng, erased_address("taro@example.co.jp"))
+    personal = ("postal_code", "prefecture", "address_line", "building", "department", "postal_status")
+    assert {k: gone[k] for k in personal} == dict.fromkeys(personal, "")
+    with eng.connect() as conn:
+        (snapshot,) = conn.execute(select(PostalRecipient.address, PostalRecipient.code)).all()
+    assert snapshot == ({}, "P1-0001")  # the batch still counts the label, but no longer says whose it was
+    show = cli(runner, "prospects", "show", "taro@example.co.jp")
+    assert "生産技術部" not in show.output and "虎ノ門" not in show.output
+
+
+def test_unsuppress_of_someone_never_suppressed_says_so(ws, eng, runner):
+    result = runner.invoke(
+        main, ["unsuppress", "hanako@example.co.jp", "--consent", "opt_in", "--source", "x"], catch_exceptions=False
+    )
+    assert result.exit_code == 0
+    assert "active again" not in result.output and "keeps being mailed" in result.output
+    assert "warning: was not suppressed: only the consent was replaced" in result.output
+    data = json.loads(
+        cli(runner, "unsuppress", "hanako@example.co.jp", "--consent", "opt_in", "--source", "y", "--json").output
+    )
+    assert data["warning"].startswith("was not suppressed")

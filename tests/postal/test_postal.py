@@ -215,3 +215,30 @@ def test_stop_post_for_one_person_and_undo(postal_ws, runner):
     assert run(runner, "postal", "stop", "--undo", "taro@yamada.example.jp").exit_code == 0
     plan = __import__("json").loads(run(runner, "postal", "run", "--dry-run", "--json").output)[0]
     assert plan["recipients"] == 4
+
+
+def test_mailed_refuses_a_future_date_and_a_second_different_date(postal_ws, runner, tmp_path):
+    assert run(runner, "postal", "run", "--out", str(tmp_path / "print")).exit_code == 0
+    future = run(runner, "postal", "mailed", "1", "--date", "2031-01-01")
+    assert future.exit_code != 0 and "error:" in future.output and "2031-01-01" in future.output
+    assert "Traceback" not in future.output
+    assert run(runner, "postal", "mailed", "1", "--date", "2026-12-01").exit_code == 0
+    assert run(runner, "postal", "mailed", "1", "--date", "2026-12-01").exit_code == 0  # the same day: idempotent
+    other = run(runner, "postal", "mailed", "1", "--date", "2026-11-20")
+    assert other.exit_code != 0 and "already marked mailed on 2026-12-01" in other.output
+    listing = __import__("json").loads(run(runner, "postal", "batches", "--json").output)
+    assert listing[0]["mailed_on"] == "2026-12-01"  # what the deliveries and events say, too
+
+
+def test_returned_mail_says_how_to_clear_it_and_a_corrected_import_does(postal_ws, runner, tmp_path):
+    assert run(runner, "postal", "run", "--out", str(tmp_path / "print")).exit_code == 0
+    assert run(runner, "postal", "mailed", "1").exit_code == 0
+    (postal_ws / "ret.csv").write_text("メールアドレス\ntaro@yamada.example.jp\n", encoding="utf-8")
+    assert run(runner, "postal", "returned", "ret.csv").exit_code == 0
+    dry = run(runner, "postal", "run", "--dry-run")
+    assert "import the corrected address" in dry.output  # not "then clear it", which no command does
+    (postal_ws / "moved.csv").write_text(
+        "メールアドレス,郵便番号,住所\ntaro@yamada.example.jp,105-0001,東京都港区虎ノ門1-1-1\n", encoding="utf-8"
+    )
+    assert run(runner, "prospects", "import", "moved.csv").exit_code == 0
+    assert "import the corrected address" not in run(runner, "postal", "run", "--dry-run").output
