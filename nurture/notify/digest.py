@@ -14,14 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from nurture.core import clock
 from nurture.core.config import Config
+from nurture.core.errors import NurtureError
 from nurture.notify import render
 from nurture.notify.channels import DIGEST_CAMPAIGN, ChannelError, send_mail
 from nurture.notify.owners import recipient
+from nurture.plan.campaigns import load_campaigns
+from nurture.plan.silence import silent_prospects
 from nurture.report.owner_digest import digest_owners, owner_digest
+from nurture.store.models import Prospect
 
 
 @dataclass
@@ -81,6 +85,7 @@ def run_digest(
             )
             for o in owners
         ]
+        _add_silent(conn, config, digests, until, d.max_rows)
     for index, digest in enumerate(digests, start=1):
         who = recipient(config, digest.owner)
         data = digest.as_dict()
@@ -114,3 +119,37 @@ def run_digest(
         except ChannelError as exc:
             mail.status, mail.detail = "failed", str(exc)
     return out
+
+
+def _add_silent(conn: Any, config: Config, digests: list[Any], now: datetime, limit: int) -> None:
+    """Each owner's mailable prospects that nurture is not mailing, with why (the same answer as ``nurture send
+    --dry-run``, :func:`nurture.plan.silence.silent_prospects`), so nobody goes silent without sales hearing."""
+    if not digests:
+        return
+    try:
+        campaigns = [c for c in load_campaigns(config) if c.channel == "email"]
+    except NurtureError:
+        return  # a broken campaign file is `nurture check`'s to report; the rest of the digest still goes
+    found = list(silent_prospects(conn, campaigns, config, now, kinds=("exhausted", "window", "overdue")))
+    if not found:
+        return
+    ids = [f.prospect_id for f in found]
+    people = {
+        r.id: r
+        for r in conn.execute(
+            select(Prospect.id, Prospect.owner, Prospect.name, Prospect.company).where(Prospect.id.in_(ids))
+        )
+    }
+    for digest in digests:
+        mine = [f for f in found if people[f.prospect_id].owner == digest.owner]
+        digest.silent = [
+            {
+                "email": f.email,
+                "name": people[f.prospect_id].name,
+                "company": people[f.prospect_id].company,
+                "kind": f.kind,
+                "reason": f.reason,
+            }
+            for f in mine[:limit]
+        ]
+        digest.counts["silent"] = len(mine)

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, func, select
 from nurture.core.config import Config
 from nurture.people.addresses import is_complete
 from nurture.plan.campaigns import Campaign, ContentItem
-from nurture.plan.segments import segment_clauses
+from nurture.plan.segments import campaign_clauses
 from nurture.postal.labels import Address
 from nurture.store.models import Delivery, PostalBatch, PostalRecipient, Prospect
 from nurture.store.states import MAILED_STATES
@@ -87,10 +87,12 @@ def _address(row: Any) -> Address:
 
 
 def postal_decisions(engine: Engine, config: Config, campaign: Campaign, now: datetime) -> list[PostalDecision]:
-    """A decision for every member of the campaign's segment, in prospect id order (three queries)."""
+    """A decision for every member of the campaign's segment, in prospect id order (three queries). Members are
+    chosen as for e-mail: the segment, the topic, and the campaign's language (a prospect without one reads the
+    workspace's), so an English reader is not sent the Japanese issue."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(*_COLUMNS).where(*segment_clauses(campaign.segment, now)).order_by(Prospect.id)
+            select(*_COLUMNS).where(*campaign_clauses(campaign, now, config.workspace.language)).order_by(Prospect.id)
         ).all()
         received: dict[int, dict[str, datetime]] = {}
         when = func.coalesce(Delivery.sent_at, Delivery.created_at)

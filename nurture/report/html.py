@@ -168,6 +168,7 @@ LABELS = {
     "Silent longer than the cadence promises": "約束の間隔より長く送っていない",
     "Handoffs not acknowledged": "受理されていない引き渡し",
     "Post returned: address to fix": "郵送物が戻った宛先（住所の修正が必要）",
+    "Mailable but not mailed, and why": "送れるのに届いていない見込み客と理由",
     "Conversion by cohort": "コホート別の成約",
     "Cumulative conversion (%) by months since entry": "登録からの月数別 累積成約率（%）",
     "Per client": "顧客別",

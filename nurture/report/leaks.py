@@ -27,6 +27,7 @@ from sqlalchemy import Engine, and_, case, exists, false, func, literal, or_, se
 from nurture.core.config import Config
 from nurture.plan.campaigns import Campaign
 from nurture.plan.segments import mailable_clauses, segment_clauses
+from nurture.plan.silence import silent_prospects
 from nurture.report.model import Params, Report, Section
 from nurture.store import db
 from nurture.store.models import Delivery, Handoff, Prospect
@@ -220,6 +221,36 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
                 ["email", "company", "owner", "reason", "created_at", "days_open", "escalated_at"],
                 rows,
                 total,
+            )
+        )
+        # Why nurture is silent towards people it could mail (nurture.plan.silence, the same answer as
+        # `nurture send --dry-run`): content run out in which campaign, a send window no scheduled run reaches,
+        # or overdue with each campaign's current reason (monthly cap, cadence gap ...).
+        silent_kinds = ("exhausted", "window", "overdue")
+        found = list(silent_prospects(conn, campaigns, config, now, kinds=silent_kinds))
+        if params.owners or params.industries:
+            keep = set(
+                conn.execute(
+                    select(Prospect.id).where(Prospect.id.in_([f.prospect_id for f in found]), *_filters(params))
+                ).scalars()
+            )
+            found = [f for f in found if f.prospect_id in keep]
+        report.sections.append(
+            Section(
+                "silent_why",
+                "Mailable but not mailed, and why",
+                ["email", "kind", "reason", "campaigns", "last_mailed_at"],
+                [
+                    {
+                        "email": f.email,
+                        "kind": f.kind,
+                        "reason": f.reason,
+                        "campaigns": ", ".join(f.campaigns),
+                        "last_mailed_at": f.last_mailed_at,
+                    }
+                    for f in found[: params.limit or LIST_LIMIT]
+                ],
+                len(found),
             )
         )
         # Post that came back (宛先不明): the address needs fixing before the next quarterly issue can reach them.

@@ -51,6 +51,9 @@ class OwnerDigest:
     open_handoffs: list[dict[str, Any]] = field(default_factory=list)
     new_handoffs: list[dict[str, Any]] = field(default_factory=list)
     moved_up: list[dict[str, Any]] = field(default_factory=list)
+    #: Mailable prospects nurture is not mailing, with why (nurture.plan.silence; filled by the caller, who
+    #: has the campaigns): content run out, a window never reached, overdue.
+    silent: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -68,6 +71,7 @@ class OwnerDigest:
             "open_handoffs": self.open_handoffs,
             "new_handoffs": self.new_handoffs,
             "moved_up": self.moved_up,
+            "silent": self.silent,
         }
 
 

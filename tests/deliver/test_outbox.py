@@ -82,3 +82,23 @@ def test_file_names_say_campaign_and_item_in_safe_characters(tmp_path):
     sender.send(make(9, item_key="../秋号 v2"))
     sender.send(make(10, item_key=""))
     assert sorted(os.listdir(tmp_path)) == ["10-mfg.eml", "9-mfg-_v2.eml"]
+
+
+def test_mails_of_no_delivery_never_replace_each_other(tmp_path):
+    """The /stop and /subscribe confirmations have no delivery (id 0): each keeps its own file, named by its
+    Message-ID, where they used to overwrite one another."""
+    sender = OutboxSender(tmp_path, fsync=False)
+    for n in range(3):
+        msg = OutgoingMessage(
+            delivery_id=0,
+            campaign="unsubscribe-confirmation",
+            to_address=f"p{n}@example.com",
+            from_address="n@example.jp",
+            subject="配信停止の確認",
+            html="<p>本文</p>",
+            text="本文",
+            message_id=f"<nurture.stop.{n:016x}@example.jp>",
+        )
+        sender.send(msg)
+    names = sorted(p.name for p in tmp_path.glob("*.eml"))
+    assert len(names) == 3 and names[0] == "0-unsubscribe-confirmation-nurture.stop.0000000000000000.eml"

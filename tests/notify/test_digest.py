@@ -252,3 +252,47 @@ def test_digest_and_notice_render_in_headless_chromium(engine, db_url, tmp_path)
         shutil.copy(shot, Path(keep) / shot.name)
         for name, html in pages.items():
             (Path(keep) / f"{name}.html").write_text(html, encoding="utf-8")
+
+
+def test_the_digest_names_who_hears_nothing_and_why(engine, db_url):
+    """Issue 18: a prospect whose campaign has run out of content is in the owner's digest with the reason."""
+    from nurture.store.models import Delivery
+
+    with clock.frozen(T0 - timedelta(days=60)):
+        pid = seed_prospect(engine, "quiet@example.co.jp", owner="佐藤", language="ja")
+    keys = [
+        "labor-shortage",
+        "logistics-2024",
+        "energy-saving",
+        "quality-records",
+        "subsidies",
+        "bcp",
+        "heat-illness",
+    ]
+    at = NOW - timedelta(days=45)  # all seven items, long enough ago for no cap or gap to be the reason
+    with engine.begin() as conn:
+        conn.execute(
+            Delivery.__table__.insert(),
+            [
+                dict(
+                    campaign="mfg-insights",
+                    prospect_id=pid,
+                    item_key=k,
+                    state="sent",
+                    sent_at=at,
+                    created_at=at,
+                    updated_at=at,
+                    subject="s",
+                )
+                for k in keys
+            ],
+        )
+    repo = Path(__file__).resolve().parents[2]
+    config = make_config(db_url, "https://news.example.com", root=repo, handoff=HANDOFF)
+    with clock.frozen(NOW):
+        mails = run_digest(engine, config, owner="佐藤", dry_run=True, include_empty=True)
+    (mail,) = mails
+    silent = mail.data["silent"]
+    assert [(s["email"], s["kind"]) for s in silent] == [("quiet@example.co.jp", "exhausted")]
+    assert "mfg-insights" in silent[0]["reason"] and mail.data["counts"]["silent"] == 1
+    assert mail.rendered is not None and "送れるのに届いていない" in mail.rendered.html

@@ -242,3 +242,13 @@ def test_returned_mail_says_how_to_clear_it_and_a_corrected_import_does(postal_w
     )
     assert run(runner, "prospects", "import", "moved.csv").exit_code == 0
     assert "import the corrected address" not in run(runner, "postal", "run", "--dry-run").output
+
+
+def test_an_english_reader_is_not_sent_the_japanese_issue(postal_ws, runner):
+    engine = db.engine_for(__import__("nurture.core.config", fromlist=["load"]).load(None).database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            Prospect.__table__.update().where(Prospect.email == "taro@yamada.example.jp").values(language="en")
+        )
+    plan = __import__("json").loads(run(runner, "postal", "run", "--dry-run", "--json").output)[0]
+    assert "taro@yamada.example.jp" not in {d["email"] for d in plan["due"]} and plan["recipients"] == 3

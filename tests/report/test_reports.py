@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from nurture.cli.main import main
 from nurture.core import clock
 from nurture.report.render import cell
 from nurture.store import db
-from nurture.store.models import Prospect
+from nurture.store.models import Delivery, Prospect
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reports.md"
 
@@ -163,6 +164,36 @@ def test_post_that_came_back_is_a_leak(ws, runner, db_url):
     assert pick(data["postal_returned"], "email", "postal_code", "prefecture") == [
         {"email": "client@mfg.example.jp", "postal_code": "100-0005", "prefecture": "東京都"}
     ]
+
+
+def test_leaks_say_why_a_mailable_prospect_hears_nothing(ws, runner, db_url):
+    """Issue 18: someone whose content has run out is named with the campaign (nurture.plan.silence)."""
+    assert report_json(runner, "leaks")["silent_why"] == []
+    engine = db.engine_for(db_url)
+    keys = ["postmortems", "slos", "backups", "email-authentication", "patch-priorities"]
+    at = history.NOW - timedelta(days=60)
+    with engine.begin() as conn:
+        # An English reader (without a language, the workspace's ja applies and the English campaign skips them).
+        conn.execute(Prospect.__table__.update().where(Prospect.id == 3).values(language="en"))
+        conn.execute(
+            Delivery.__table__.insert(),
+            [
+                dict(
+                    campaign="saas-ops-digest",
+                    prospect_id=3,
+                    item_key=key,
+                    state="sent",
+                    sent_at=at,
+                    created_at=at,
+                    updated_at=at,
+                    subject="s",
+                )
+                for key in keys
+            ],
+        )
+    data = report_json(runner, "leaks")
+    (row,) = [r for r in data["silent_why"] if r["email"] == "bob@ops.example.com"]
+    assert row["kind"] == "exhausted" and "saas-ops-digest" in row["reason"] + row["campaigns"]
 
 
 def test_leaks_finds_each_kind_of_leak(ws, runner):

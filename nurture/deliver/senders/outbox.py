@@ -52,15 +52,19 @@ class OutboxSender(Sender):
                 hint="point [outbox] path at a writable folder",
             ) from None
 
-    def path_for(self, delivery_id: int, campaign: str = "", item_key: str = "") -> Path:
-        """``<delivery id>-<campaign>-<item>.eml`` (parts that are empty are left out)."""
+    def path_for(self, delivery_id: int, campaign: str = "", item_key: str = "", message_id: str = "") -> Path:
+        """``<delivery id>-<campaign>-<item>.eml`` (parts that are empty are left out). A mail that belongs to no
+        delivery (id 0: the confirmation mails of /stop and /subscribe) adds its Message-ID's unique part, so two
+        such mails never share a file (one would silently replace the other)."""
         parts = [str(delivery_id)] + [_safe(p) for p in (campaign, item_key) if p]
+        if delivery_id <= 0 and message_id:
+            parts.append(_safe(message_id.strip("<>").split("@", 1)[0]))
         return self.folder / ("-".join(parts) + ".eml")
 
     def send(self, msg: OutgoingMessage) -> SendResult:
         data = build_mime(msg, self.dkim)
         self.open()
-        target = self.path_for(msg.delivery_id, msg.campaign, msg.item_key)
+        target = self.path_for(msg.delivery_id, msg.campaign, msg.item_key, msg.message_id)
         tmp_name = None
         try:
             fd, tmp_name = tempfile.mkstemp(prefix=f".{msg.delivery_id}.", suffix=".tmp", dir=self.folder)
