@@ -77,8 +77,11 @@ def test_kill_9_mid_load_loses_no_answered_unsubscribe(engine, db_url, tmp_path)
                     opens[0] += 1
                 except httpx.HTTPError:
                     return
+                # A steady stream, not a flood: on 2 busy cores a flood starved the unsubscribes of the single
+                # SQLite writer and the kill landed after the deadline instead of mid-load (a flaky test).
+                stop.wait(0.005)
 
-    loaders = [threading.Thread(target=pixels, daemon=True) for _ in range(3)]
+    loaders = [threading.Thread(target=pixels, daemon=True) for _ in range(2)]
     for t in loaders:
         t.start()
     kill_after = rng.randrange(n // 4, 3 * n // 4)
@@ -96,7 +99,7 @@ def test_kill_9_mid_load_loses_no_answered_unsubscribe(engine, db_url, tmp_path)
 
     clickers = [threading.Thread(target=unsubscribe, daemon=True)]
     clickers[0].start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while len(answered) < kill_after and time.monotonic() < deadline:
         time.sleep(0.001)
     proc.send_signal(signal.SIGKILL)
