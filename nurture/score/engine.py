@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, bindparam, insert, select, text, update
+from sqlalchemy import Engine, Row, bindparam, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
@@ -76,16 +76,38 @@ _EVENT_COLUMNS = (
 EPS = 1e-6
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 # Statements built once: building a 22-column SELECT per event cost more than running it.
-_HEADS = select(Prospect.id, Prospect.company, Prospect.email, Prospect.company_key).where(Prospect.id.in_(_IDS))
 _MEMBERS = select(Prospect.id).where(Prospect.company_key.in_(bindparam("keys", expanding=True)))
 _READ = select(*_FACT_COLUMNS).where(Prospect.id.in_(_IDS)).order_by(Prospect.id)
 _LOCK_PG = _READ.with_for_update(key_share=True)
+# The prospects of ``ids`` and everyone in their stored colleague groups, in one statement (the online path's
+# common case: nobody's company changed since they were last scored).
+_GROUP_READ = (
+    select(*_FACT_COLUMNS)
+    .where(
+        or_(
+            Prospect.id.in_(_IDS),
+            Prospect.company_key.in_(
+                select(Prospect.company_key)
+                .where(Prospect.id.in_(bindparam("ids2", expanding=True)), Prospect.company_key != "")
+                .scalar_subquery()
+            ),
+        )
+    )
+    .order_by(Prospect.id)
+)
+_GROUP_LOCK_PG = _GROUP_READ.with_for_update(key_share=True)
+_EXPLAINED = select(ScoreChange.prospect_id, ScoreChange.event_ids).where(ScoreChange.prospect_id.in_(_IDS))
+_SUBJECTS = select(Delivery.id, Delivery.subject).where(Delivery.id.in_(_IDS))
+_OWNERS = select(Prospect.id, Prospect.owner).where(Prospect.id.in_(_IDS))
 # No type filter in SQL: with one, SQLite picks the (type, occurred_at) index and reads every open of everyone
 # instead of one prospect's few events; the model ignores the types it has no rule for.
 _EVENTS_OF = select(*_EVENT_COLUMNS).where(Event.prospect_id.in_(_IDS))
 _UPDATE = update(_PROSPECTS).where(_PROSPECTS.c.id == bindparam("pid"))
 _CHANGES = Base.metadata.tables[ScoreChange.__tablename__]
 _HANDOFFS = Base.metadata.tables[Handoff.__tablename__]
+_INSERT_CHANGE = insert(_CHANGES)
+_INSERT_CHANGE_ID = insert(_CHANGES).returning(_CHANGES.c.id)
+_INSERT_HANDOFF = insert(_HANDOFFS)
 
 
 @dataclass
@@ -203,6 +225,12 @@ def _lock(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
     return list(conn.execute(stmt, {"ids": sorted(ids)}))
 
 
+def _lock_group(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
+    stmt = _GROUP_LOCK_PG if conn.dialect.name == "postgresql" else _GROUP_READ
+    ordered = sorted(ids)
+    return list(conn.execute(stmt, {"ids": ordered, "ids2": ordered}))
+
+
 def _events_of(conn: Connection, ids: Collection[int], rules: Rules) -> dict[int, list[model.EventLike]]:
     """The events of ``ids`` by prospect, as rows (the model reads their columns; no copy per event)."""
     out: dict[int, list[model.EventLike]] = defaultdict(list)
@@ -231,14 +259,19 @@ def rescore(
     results: list[Result] = []
     if ids:
         f = rules.fit
-        # The colleague groups the prospects are in now (and were in, if a company changed).
-        heads = conn.execute(_HEADS, {"ids": sorted(ids)}).all()
-        keys = {model.company_key(r.company, r.email, f) for r in heads} | {r.company_key for r in heads}
-        keys.discard("")
-        members = set(ids)
-        if keys and f.colleague_points:  # without colleague points nobody's fit depends on anyone else
-            members |= set(conn.execute(_MEMBERS, {"keys": sorted(keys)}).scalars())
-        rows = {r.id: r for r in _lock(conn, members)}
+        if f.colleague_points:
+            # One read (and lock) of the prospects and their stored colleague groups; a prospect whose company
+            # changed since it was last scored also brings its new group (a second read, rare).
+            rows = {r.id: r for r in _lock_group(conn, ids)}
+            stored = {r.company_key for r in rows.values()}
+            fresh_keys = {model.company_key(rows[i].company, rows[i].email, f) for i in ids if i in rows}
+            fresh_keys -= stored | {""}
+            if fresh_keys:
+                more = set(conn.execute(_MEMBERS, {"keys": sorted(fresh_keys)}).scalars()) - set(rows)
+                if more:  # lock again in id order: the whole set, so the order holds across both reads
+                    rows = {r.id: r for r in _lock(conn, set(rows) | more)}
+        else:  # without colleague points nobody's fit depends on anyone else
+            rows = {r.id: r for r in _lock(conn, ids)}
         events = _events_of(conn, rows, rules)
         engagements = {pid: model.engagement(events.get(pid, ()), rules, at) for pid in rows}
         facts = {pid: facts_of(r) for pid, r in rows.items()}
@@ -328,9 +361,7 @@ def _history(
     # The events already explained: those named by this prospect's earlier changes (ids grow with time, so
     # "after the last one named" is "since the previous change", also with a clock that stands still).
     explained: dict[int, int] = defaultdict(int)
-    for pid, ids in conn.execute(
-        select(ScoreChange.prospect_id, ScoreChange.event_ids).where(ScoreChange.prospect_id.in_(pids))
-    ):
+    for pid, ids in conn.execute(_EXPLAINED, {"ids": pids}):
         if ids:
             explained[pid] = max(explained[pid], max(ids))
     deliveries = {
@@ -341,10 +372,7 @@ def _history(
     }
     subjects: dict[int, str] = {}
     if deliveries:
-        subjects = {
-            r.id: r.subject or ""
-            for r in conn.execute(select(Delivery.id, Delivery.subject).where(Delivery.id.in_(deliveries)))
-        }
+        subjects = {r.id: r.subject or "" for r in conn.execute(_SUBJECTS, {"ids": sorted(deliveries)})}
     handoffs = 0
     plain: list[dict[str, Any]] = []
     digest = rules.digest()
@@ -398,9 +426,9 @@ def _history(
             if not reason:
                 plain.append(change)
                 continue
-            change_id = conn.execute(insert(_CHANGES).returning(_CHANGES.c.id), [change]).scalar_one()
+            change_id = conn.execute(_INSERT_CHANGE_ID, [change]).scalar_one()
             conn.execute(
-                insert(_HANDOFFS),
+                _INSERT_HANDOFF,
                 [
                     {
                         "prospect_id": row.id,
@@ -420,7 +448,7 @@ def _history(
             )
             handoffs += 1
     if plain:
-        conn.execute(insert(_CHANGES), plain)
+        conn.execute(_INSERT_CHANGE, plain)
     return handoffs
 
 
@@ -434,9 +462,7 @@ def _threshold_rule(name: str, new: str, old: str) -> str:
 
 
 def _inquiry_handoffs(conn: Connection, inquiries: Sequence[tuple[int, int]], at: datetime) -> None:
-    owners = dict(
-        conn.execute(select(Prospect.id, Prospect.owner).where(Prospect.id.in_({p for p, _ in inquiries}))).all()
-    )
+    owners = dict(conn.execute(_OWNERS, {"ids": sorted({p for p, _ in inquiries})}).all())
     rows = [
         {
             "prospect_id": pid,
