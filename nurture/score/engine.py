@@ -32,7 +32,7 @@ from sqlalchemy.sql.elements import BindParameter
 from nurture.core import clock
 from nurture.score import explain, model
 from nurture.score.model import Counted, EventFact, ProspectFacts
-from nurture.score.rules import Rules
+from nurture.score.rules import Fit, Rules
 from nurture.store import db
 from nurture.store.models import Base, Delivery, Event, Handoff, Prospect, ScoreChange
 
@@ -103,6 +103,17 @@ _OWNERS = select(Prospect.id, Prospect.owner).where(Prospect.id.in_(_IDS))
 # instead of one prospect's few events; the model ignores the types it has no rule for.
 _EVENTS_OF = select(*_EVENT_COLUMNS).where(Event.prospect_id.in_(_IDS))
 _UPDATE = update(_PROSPECTS).where(_PROSPECTS.c.id == bindparam("pid"))
+_UPDATE_PG_FLOATS = ("fit_score", "engagement_score", "score")
+_UPDATE_PG_TEXTS = ("rank", "temperature", "stage", "company_key")
+_UPDATE_PG = text(
+    "UPDATE prospects AS p SET "
+    + ", ".join(f"{c} = v.{c}" for c in (*_UPDATE_PG_FLOATS, *_UPDATE_PG_TEXTS))
+    + ", scored_at = :at FROM unnest(CAST(:pid AS bigint[]), "
+    + ", ".join(f"CAST(:{c} AS float8[])" for c in _UPDATE_PG_FLOATS)
+    + ", "
+    + ", ".join(f"CAST(:{c} AS text[])" for c in _UPDATE_PG_TEXTS)
+    + f") AS v(pid, {', '.join((*_UPDATE_PG_FLOATS, *_UPDATE_PG_TEXTS))}) WHERE p.id = v.pid"
+)
 _CHANGES = Base.metadata.tables[ScoreChange.__tablename__]
 _HANDOFFS = Base.metadata.tables[Handoff.__tablename__]
 _INSERT_CHANGE = insert(_CHANGES)
@@ -190,21 +201,33 @@ def score_group(
     group_engaged: Mapping[str, int],
     current_stage: Mapping[int, str],
     rules: Rules,
+    fit_cache: dict[tuple[Any, ...], tuple[float, dict[str, float]]] | None = None,
+    key_memo: dict[tuple[str, str], str] | None = None,
 ) -> dict[int, Result]:
     """Fit and the derived fields for prospects whose engagement is known. ``group_engaged``: company key ->
-    number of engaged prospects in it. A prospect gets colleague points only if it has a counted event itself."""
+    number of engaged prospects in it. A prospect gets colleague points only if it has a counted event itself.
+    ``fit_cache`` (the recompute's): fit is a pure function of the columns it reads and the colleague count, and
+    most prospects share those, so it is computed once per distinct combination. ``keys``: company keys already
+    by (company, e-mail domain), filled as it goes (see :func:`_company_key`)."""
     out = {}
     f = rules.fit
     for pid, p in facts.items():
         eng = engagements.get(pid) or model.Engagement()
-        key = model.company_key(p.company, p.email, f)
+        key = model.company_key(p.company, p.email, f) if key_memo is None else _company_key(p, key_memo, f)
         colleagues = 0
         if key and any(c.why == "counted" for c in eng.counted):
             n = group_engaged.get(key, 0)
             me = 1 if eng.total >= f.colleague_engaged_at else 0
             if n <= f.colleague_group_max:
                 colleagues = n - me
-        fit_total, parts = model.fit(p, rules, colleagues)
+        if fit_cache is None:
+            fit_total, parts = model.fit(p, rules, colleagues)
+        else:
+            memo = (p.industry, p.title, model.employees(p.attributes, f), tuple(p.strengths.items()), colleagues)
+            hit = fit_cache.get(memo)
+            if hit is None:
+                hit = fit_cache[memo] = model.fit(p, rules, colleagues)
+            fit_total, parts = hit
         total = round(fit_total + eng.total, 6)
         out[pid] = Result(
             id=pid,
@@ -342,7 +365,19 @@ def _write(
         summary.updated += len(updates)
     if dry_run or not updates:
         return
-    conn.execute(_UPDATE, updates)
+    if conn.dialect.name == "postgresql":
+        # One statement, not one per row (a recompute chunk is 5,000): the columns go as arrays, joined by id.
+        conn.execute(
+            _UPDATE_PG,
+            {
+                "at": at,
+                "pid": [u["pid"] for u in updates],
+                **{name: [float(u[name]) for u in updates] for name in _UPDATE_PG_FLOATS},
+                **{name: [u[name] for u in updates] for name in _UPDATE_PG_TEXTS},
+            },
+        )
+    else:
+        conn.execute(_UPDATE, updates)
     if changed_prospects:
         handoffs = _history(conn, changed_prospects, rules, at, cause)
         if summary is not None:
@@ -606,10 +641,11 @@ def recompute(
         else:
             engagements = all_engagements(conn, rules, at)
         group_engaged: dict[str, int] = defaultdict(int)
+        key_memo: dict[tuple[str, str], str] = {}
         total = 0
         for r in conn.execute(select(Prospect.id, Prospect.company, Prospect.email).execution_options(yield_per=20000)):
             total += 1
-            key = model.company_key(r.company, r.email, f)
+            key = _company_key(r, key_memo, f)
             eng = engagements.get(r.id)
             if key and eng is not None and eng.total >= f.colleague_engaged_at:
                 group_engaged[key] += 1
@@ -620,15 +656,25 @@ def recompute(
         else:
             ids = list(conn.execute(select(Prospect.id).order_by(Prospect.id)).scalars())
     done = 0
+    fit_cache: dict[tuple[Any, ...], tuple[float, dict[str, float]]] = {}
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         with engine.connect() as conn, db.begin(conn, immediate=not dry_run):
             rows = {r.id: r for r in (_lock(conn, part) if not dry_run else _read(conn, part))}
             rows = {pid: r for pid, r in rows.items() if r.scored_at is None or r.scored_at <= at}
             facts = {pid: facts_of(r) for pid, r in rows.items()}
-            scored = score_group(facts, engagements, group_engaged, {pid: r.stage for pid, r in rows.items()}, rules)
-            if not dry_run:
+            scored = score_group(
+                facts,
+                engagements,
+                group_engaged,
+                {pid: r.stage for pid, r in rows.items()},
+                rules,
+                fit_cache=fit_cache,
+                key_memo=key_memo,
+            )
+            if not dry_run and cause in ("events", "relabel"):
                 # The history explains with the full event list: reload it for the few prospects that move.
+                # (Decay and rules changes name no events, so their passes need no reload.)
                 moving = [
                     pid
                     for pid, res in scored.items()
@@ -644,6 +690,17 @@ def recompute(
         if progress:
             progress(done, total)
     return summary
+
+
+def _company_key(p: Any, memo: dict[tuple[str, str], str], f: Fit) -> str:
+    """:func:`model.company_key` of ``p`` (a row or facts with company and email), memoised by (company, e-mail
+    domain): colleagues share both, so a recompute normalises each company name once, not once per prospect."""
+    company, email = p.company or "", p.email or ""
+    name = (company, email.rsplit("@", 1)[-1] if "@" in email else "")
+    key = memo.get(name)
+    if key is None:
+        key = memo[name] = model.company_key(company, email, f)
+    return key
 
 
 def _read(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:

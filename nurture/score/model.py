@@ -196,7 +196,7 @@ def _best(text: str, table: Sequence[Points]) -> tuple[float, str]:
     return best
 
 
-def _employees(attributes: Mapping[str, Any], fit: Fit) -> int | None:
+def employees(attributes: Mapping[str, Any], fit: Fit) -> int | None:
     for key in fit.size_attributes:
         value = attributes.get(key)
         if value in (None, ""):
@@ -233,7 +233,7 @@ def fit(p: ProspectFacts, rules: Rules, engaged_colleagues: int) -> tuple[float,
     points, word = _best(p.industry, f.industries)
     if points:
         parts[f"industry:{word}"] = points
-    size = _employees(p.attributes, f)
+    size = employees(p.attributes, f)
     if size is not None:
         for band in f.sizes:
             if size >= band.min and (not band.max or size < band.max):
