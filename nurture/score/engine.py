@@ -228,14 +228,21 @@ def score_group(
             me = 1 if eng.total >= f.colleague_engaged_at else 0
             if n <= f.colleague_group_max:
                 colleagues = n - me
-        if fit_cache is None:
-            fit_total, parts = model.fit(p, rules, colleagues)
-        else:
-            memo = (p.industry, p.title, model.employees(p.attributes, f), tuple(p.strengths.items()), colleagues)
-            hit = fit_cache.get(memo)
-            if hit is None:
-                hit = fit_cache[memo] = model.fit(p, rules, colleagues)
-            fit_total, parts = hit
+        cache = _ONLINE_FIT if fit_cache is None else fit_cache
+        memo = (
+            rules.digest(),
+            p.industry,
+            p.title,
+            model.employees(p.attributes, f),
+            tuple(p.strengths.items()),
+            colleagues,
+        )
+        hit = cache.get(memo)
+        if hit is None:
+            if len(cache) >= _ONLINE_FIT_MAX and fit_cache is None:
+                cache.clear()
+            hit = cache[memo] = model.fit(p, rules, colleagues)
+        fit_total, parts = hit
         total = round(fit_total + eng.total, 6)
         out[pid] = Result(
             id=pid,
@@ -249,6 +256,12 @@ def score_group(
             colleagues=colleagues,
         )
     return out
+
+
+# Fit by (rules digest, the columns fit reads, colleagues) for the online path, across events: the same few
+# industries, titles, sizes and strengths recur, and matching them is regex work. Cleared when full.
+_ONLINE_FIT: dict[tuple[Any, ...], tuple[float, dict[str, float]]] = {}
+_ONLINE_FIT_MAX = 20_000
 
 
 def _lock(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
