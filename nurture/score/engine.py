@@ -103,7 +103,19 @@ _GROUP_READ = (
     )
     .order_by(Prospect.id)
 )
-_GROUP_LOCK_PG = _GROUP_READ.with_for_update(key_share=True)
+# On PostgreSQL an IN (subquery) inside an OR makes a sequential scan of prospects; ARRAY(subquery) is computed
+# once first, so both arms use their index (a BitmapOr).
+_GROUP_LOCK_PG = (
+    select(*_FACT_COLUMNS)
+    .where(
+        text(
+            "prospects.id = ANY(:id_array) OR prospects.company_key = ANY(ARRAY(SELECT g.company_key FROM prospects"
+            " AS g WHERE g.id = ANY(:id_array) AND g.company_key <> ''))"
+        ).bindparams(bindparam("id_array", type_=ARRAY(Prospect.id.type)))
+    )
+    .order_by(Prospect.id)
+    .with_for_update(key_share=True)
+)
 _EXPLAINED = select(ScoreChange.prospect_id, ScoreChange.event_ids).where(ScoreChange.prospect_id.in_(_IDS))
 _SUBJECTS = select(Delivery.id, Delivery.subject).where(Delivery.id.in_(_IDS))
 _OWNERS = select(Prospect.id, Prospect.owner).where(Prospect.id.in_(_IDS))
@@ -271,9 +283,10 @@ def _lock(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
 
 
 def _lock_group(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
-    stmt = _GROUP_LOCK_PG if conn.dialect.name == "postgresql" else _GROUP_READ
     ordered = sorted(ids)
-    return list(conn.execute(stmt, {"ids": ordered, "ids2": ordered}))
+    if conn.dialect.name == "postgresql":
+        return list(conn.execute(_GROUP_LOCK_PG, {"id_array": ordered}))
+    return list(conn.execute(_GROUP_READ, {"ids": ordered, "ids2": ordered}))
 
 
 def _events_of(conn: Connection, ids: Collection[int], rules: Rules) -> dict[int, list[model.EventLike]]:
