@@ -72,7 +72,6 @@ _EVENT_COLUMNS = (
     Event.delivery_id,
     Event.campaign,
     Event.item_key,
-    Event.recorded_at,
 )
 EPS = 1e-6
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
