@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from nurture.core.config import Config
+from nurture.score import model
 from nurture.score import rules as rules_module
 from nurture.score.engine import Result, Summary, explain_prospect, recompute, rescore, score_all
 from nurture.score.rules import Rules
@@ -52,7 +53,13 @@ def on_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     rules = _rules
     fresh = [r for r in rows if r.get("prospect_id") and not r.get("relabeled")]
     relabeled = [r for r in rows if r.get("prospect_id") and r.get("relabeled")]
-    ids = {r["prospect_id"] for r in fresh if r.get("type") in rules.events}
+    # Events that cannot move any score (no rule, or a label weighted 0) rescore nobody: skipping them keeps
+    # every stored value equal to a recompute at its scored_at, since the model ignores them the same way.
+    ids = {
+        r["prospect_id"]
+        for r in fresh
+        if model.can_count(r.get("type") or "", r.get("label"), r.get("confidence"), rules)
+    }
     inquiries = [r for r in fresh if r.get("type") == "inquired"]
     pairs: list[tuple[int, int]] = []
     for r in inquiries:

@@ -25,14 +25,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, bindparam, insert, select, text, update
+from sqlalchemy import Engine, Row, any_, bindparam, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
 from nurture.core import clock
 from nurture.score import explain, model
 from nurture.score.model import Counted, EventFact, ProspectFacts
-from nurture.score.rules import Rules
+from nurture.score.rules import Fit, Rules
 from nurture.store import db
 from nurture.store.models import Base, Delivery, Event, Handoff, Prospect, ScoreChange
 
@@ -71,21 +72,72 @@ _EVENT_COLUMNS = (
     Event.delivery_id,
     Event.campaign,
     Event.item_key,
-    Event.recorded_at,
 )
 EPS = 1e-6
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 # Statements built once: building a 22-column SELECT per event cost more than running it.
-_HEADS = select(Prospect.id, Prospect.company, Prospect.email, Prospect.company_key).where(Prospect.id.in_(_IDS))
 _MEMBERS = select(Prospect.id).where(Prospect.company_key.in_(bindparam("keys", expanding=True)))
 _READ = select(*_FACT_COLUMNS).where(Prospect.id.in_(_IDS)).order_by(Prospect.id)
-_LOCK_PG = _READ.with_for_update(key_share=True)
+# PostgreSQL gets the ids as one array parameter: an IN list of a 5,000-id recompute chunk cost more to render
+# and parse than the lock itself.
+_LOCK_PG = (
+    select(*_FACT_COLUMNS)
+    .where(Prospect.id == any_(bindparam("id_array", type_=ARRAY(Prospect.id.type))))
+    .order_by(Prospect.id)
+    .with_for_update(key_share=True)
+)
+# The prospects of ``ids`` and everyone in their stored colleague groups, in one statement (the online path's
+# common case: nobody's company changed since they were last scored).
+_GROUP_READ = (
+    select(*_FACT_COLUMNS)
+    .where(
+        or_(
+            Prospect.id.in_(_IDS),
+            Prospect.company_key.in_(
+                select(Prospect.company_key)
+                .where(Prospect.id.in_(bindparam("ids2", expanding=True)), Prospect.company_key != "")
+                .scalar_subquery()
+            ),
+        )
+    )
+    .order_by(Prospect.id)
+)
+# On PostgreSQL an IN (subquery) inside an OR makes a sequential scan of prospects; ARRAY(subquery) is computed
+# once first, so both arms use their index (a BitmapOr).
+_GROUP_LOCK_PG = (
+    select(*_FACT_COLUMNS)
+    .where(
+        text(
+            "prospects.id = ANY(:id_array) OR prospects.company_key = ANY(ARRAY(SELECT g.company_key FROM prospects"
+            " AS g WHERE g.id = ANY(:id_array) AND g.company_key <> ''))"
+        ).bindparams(bindparam("id_array", type_=ARRAY(Prospect.id.type)))
+    )
+    .order_by(Prospect.id)
+    .with_for_update(key_share=True)
+)
+_EXPLAINED = select(ScoreChange.prospect_id, ScoreChange.event_ids).where(ScoreChange.prospect_id.in_(_IDS))
+_SUBJECTS = select(Delivery.id, Delivery.subject).where(Delivery.id.in_(_IDS))
+_OWNERS = select(Prospect.id, Prospect.owner).where(Prospect.id.in_(_IDS))
 # No type filter in SQL: with one, SQLite picks the (type, occurred_at) index and reads every open of everyone
 # instead of one prospect's few events; the model ignores the types it has no rule for.
 _EVENTS_OF = select(*_EVENT_COLUMNS).where(Event.prospect_id.in_(_IDS))
 _UPDATE = update(_PROSPECTS).where(_PROSPECTS.c.id == bindparam("pid"))
+_UPDATE_PG_FLOATS = ("fit_score", "engagement_score", "score")
+_UPDATE_PG_TEXTS = ("rank", "temperature", "stage", "company_key")
+_UPDATE_PG = text(
+    "UPDATE prospects AS p SET "
+    + ", ".join(f"{c} = v.{c}" for c in (*_UPDATE_PG_FLOATS, *_UPDATE_PG_TEXTS))
+    + ", scored_at = :at FROM unnest(CAST(:pid AS bigint[]), "
+    + ", ".join(f"CAST(:{c} AS float8[])" for c in _UPDATE_PG_FLOATS)
+    + ", "
+    + ", ".join(f"CAST(:{c} AS text[])" for c in _UPDATE_PG_TEXTS)
+    + f") AS v(pid, {', '.join((*_UPDATE_PG_FLOATS, *_UPDATE_PG_TEXTS))}) WHERE p.id = v.pid"
+)
 _CHANGES = Base.metadata.tables[ScoreChange.__tablename__]
 _HANDOFFS = Base.metadata.tables[Handoff.__tablename__]
+_INSERT_CHANGE = insert(_CHANGES)
+_INSERT_CHANGE_ID = insert(_CHANGES).returning(_CHANGES.c.id)
+_INSERT_HANDOFF = insert(_HANDOFFS)
 
 
 @dataclass
@@ -168,21 +220,40 @@ def score_group(
     group_engaged: Mapping[str, int],
     current_stage: Mapping[int, str],
     rules: Rules,
+    fit_cache: dict[tuple[Any, ...], tuple[float, dict[str, float]]] | None = None,
+    key_memo: dict[tuple[str, str], str] | None = None,
 ) -> dict[int, Result]:
     """Fit and the derived fields for prospects whose engagement is known. ``group_engaged``: company key ->
-    number of engaged prospects in it. A prospect gets colleague points only if it has a counted event itself."""
+    number of engaged prospects in it. A prospect gets colleague points only if it has a counted event itself.
+    ``fit_cache`` (the recompute's): fit is a pure function of the columns it reads and the colleague count, and
+    most prospects share those, so it is computed once per distinct combination. ``keys``: company keys already
+    by (company, e-mail domain), filled as it goes (see :func:`_company_key`)."""
     out = {}
     f = rules.fit
     for pid, p in facts.items():
         eng = engagements.get(pid) or model.Engagement()
-        key = model.company_key(p.company, p.email, f)
+        key = model.company_key(p.company, p.email, f) if key_memo is None else _company_key(p, key_memo, f)
         colleagues = 0
         if key and any(c.why == "counted" for c in eng.counted):
             n = group_engaged.get(key, 0)
             me = 1 if eng.total >= f.colleague_engaged_at else 0
             if n <= f.colleague_group_max:
                 colleagues = n - me
-        fit_total, parts = model.fit(p, rules, colleagues)
+        cache = _ONLINE_FIT if fit_cache is None else fit_cache
+        memo = (
+            rules.digest(),
+            p.industry,
+            p.title,
+            model.employees(p.attributes, f),
+            tuple(p.strengths.items()),
+            colleagues,
+        )
+        hit = cache.get(memo)
+        if hit is None:
+            if len(cache) >= _ONLINE_FIT_MAX and fit_cache is None:
+                cache.clear()
+            hit = cache[memo] = model.fit(p, rules, colleagues)
+        fit_total, parts = hit
         total = round(fit_total + eng.total, 6)
         out[pid] = Result(
             id=pid,
@@ -198,9 +269,23 @@ def score_group(
     return out
 
 
+# Fit by (rules digest, the columns fit reads, colleagues) for the online path, across events: the same few
+# industries, titles, sizes and strengths recur, and matching them is regex work. Cleared when full.
+_ONLINE_FIT: dict[tuple[Any, ...], tuple[float, dict[str, float]]] = {}
+_ONLINE_FIT_MAX = 20_000
+
+
 def _lock(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
-    stmt = _LOCK_PG if conn.dialect.name == "postgresql" else _READ
-    return list(conn.execute(stmt, {"ids": sorted(ids)}))
+    if conn.dialect.name == "postgresql":
+        return list(conn.execute(_LOCK_PG, {"id_array": sorted(ids)}))
+    return list(conn.execute(_READ, {"ids": sorted(ids)}))
+
+
+def _lock_group(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
+    ordered = sorted(ids)
+    if conn.dialect.name == "postgresql":
+        return list(conn.execute(_GROUP_LOCK_PG, {"id_array": ordered}))
+    return list(conn.execute(_GROUP_READ, {"ids": ordered, "ids2": ordered}))
 
 
 def _events_of(conn: Connection, ids: Collection[int], rules: Rules) -> dict[int, list[model.EventLike]]:
@@ -231,14 +316,19 @@ def rescore(
     results: list[Result] = []
     if ids:
         f = rules.fit
-        # The colleague groups the prospects are in now (and were in, if a company changed).
-        heads = conn.execute(_HEADS, {"ids": sorted(ids)}).all()
-        keys = {model.company_key(r.company, r.email, f) for r in heads} | {r.company_key for r in heads}
-        keys.discard("")
-        members = set(ids)
-        if keys and f.colleague_points:  # without colleague points nobody's fit depends on anyone else
-            members |= set(conn.execute(_MEMBERS, {"keys": sorted(keys)}).scalars())
-        rows = {r.id: r for r in _lock(conn, members)}
+        if f.colleague_points:
+            # One read (and lock) of the prospects and their stored colleague groups; a prospect whose company
+            # changed since it was last scored also brings its new group (a second read, rare).
+            rows = {r.id: r for r in _lock_group(conn, ids)}
+            stored = {r.company_key for r in rows.values()}
+            fresh_keys = {model.company_key(rows[i].company, rows[i].email, f) for i in ids if i in rows}
+            fresh_keys -= stored | {""}
+            if fresh_keys:
+                more = set(conn.execute(_MEMBERS, {"keys": sorted(fresh_keys)}).scalars()) - set(rows)
+                if more:  # lock again in id order: the whole set, so the order holds across both reads
+                    rows = {r.id: r for r in _lock(conn, set(rows) | more)}
+        else:  # without colleague points nobody's fit depends on anyone else
+            rows = {r.id: r for r in _lock(conn, ids)}
         events = _events_of(conn, rows, rules)
         engagements = {pid: model.engagement(events.get(pid, ()), rules, at) for pid in rows}
         facts = {pid: facts_of(r) for pid, r in rows.items()}
@@ -265,7 +355,7 @@ def _write(
     summary: Summary | None = None,
     dry_run: bool = False,
 ) -> None:
-    updates = []
+    updates: list[dict[str, Any]] = []
     changed_prospects: list[tuple[Row[Any], Result, list[tuple[str, str, str]]]] = []
     for pid, res in scored.items():
         row = rows[pid]
@@ -309,7 +399,19 @@ def _write(
         summary.updated += len(updates)
     if dry_run or not updates:
         return
-    conn.execute(_UPDATE, updates)
+    if conn.dialect.name == "postgresql":
+        # One statement, not one per row (a recompute chunk is 5,000): the columns go as arrays, joined by id.
+        conn.execute(
+            _UPDATE_PG,
+            {
+                "at": at,
+                "pid": [u["pid"] for u in updates],
+                **{name: [float(u[name]) for u in updates] for name in _UPDATE_PG_FLOATS},
+                **{name: [u[name] for u in updates] for name in _UPDATE_PG_TEXTS},
+            },
+        )
+    else:
+        conn.execute(_UPDATE, updates)
     if changed_prospects:
         handoffs = _history(conn, changed_prospects, rules, at, cause)
         if summary is not None:
@@ -328,9 +430,7 @@ def _history(
     # The events already explained: those named by this prospect's earlier changes (ids grow with time, so
     # "after the last one named" is "since the previous change", also with a clock that stands still).
     explained: dict[int, int] = defaultdict(int)
-    for pid, ids in conn.execute(
-        select(ScoreChange.prospect_id, ScoreChange.event_ids).where(ScoreChange.prospect_id.in_(pids))
-    ):
+    for pid, ids in conn.execute(_EXPLAINED, {"ids": pids}):
         if ids:
             explained[pid] = max(explained[pid], max(ids))
     deliveries = {
@@ -341,10 +441,7 @@ def _history(
     }
     subjects: dict[int, str] = {}
     if deliveries:
-        subjects = {
-            r.id: r.subject or ""
-            for r in conn.execute(select(Delivery.id, Delivery.subject).where(Delivery.id.in_(deliveries)))
-        }
+        subjects = {r.id: r.subject or "" for r in conn.execute(_SUBJECTS, {"ids": sorted(deliveries)})}
     handoffs = 0
     plain: list[dict[str, Any]] = []
     digest = rules.digest()
@@ -398,9 +495,9 @@ def _history(
             if not reason:
                 plain.append(change)
                 continue
-            change_id = conn.execute(insert(_CHANGES).returning(_CHANGES.c.id), [change]).scalar_one()
+            change_id = conn.execute(_INSERT_CHANGE_ID, [change]).scalar_one()
             conn.execute(
-                insert(_HANDOFFS),
+                _INSERT_HANDOFF,
                 [
                     {
                         "prospect_id": row.id,
@@ -420,7 +517,7 @@ def _history(
             )
             handoffs += 1
     if plain:
-        conn.execute(insert(_CHANGES), plain)
+        conn.execute(_INSERT_CHANGE, plain)
     return handoffs
 
 
@@ -434,9 +531,7 @@ def _threshold_rule(name: str, new: str, old: str) -> str:
 
 
 def _inquiry_handoffs(conn: Connection, inquiries: Sequence[tuple[int, int]], at: datetime) -> None:
-    owners = dict(
-        conn.execute(select(Prospect.id, Prospect.owner).where(Prospect.id.in_({p for p, _ in inquiries}))).all()
-    )
+    owners = dict(conn.execute(_OWNERS, {"ids": sorted({p for p, _ in inquiries})}).all())
     rows = [
         {
             "prospect_id": pid,
@@ -580,10 +675,11 @@ def recompute(
         else:
             engagements = all_engagements(conn, rules, at)
         group_engaged: dict[str, int] = defaultdict(int)
+        key_memo: dict[tuple[str, str], str] = {}
         total = 0
         for r in conn.execute(select(Prospect.id, Prospect.company, Prospect.email).execution_options(yield_per=20000)):
             total += 1
-            key = model.company_key(r.company, r.email, f)
+            key = _company_key(r, key_memo, f)
             eng = engagements.get(r.id)
             if key and eng is not None and eng.total >= f.colleague_engaged_at:
                 group_engaged[key] += 1
@@ -594,15 +690,25 @@ def recompute(
         else:
             ids = list(conn.execute(select(Prospect.id).order_by(Prospect.id)).scalars())
     done = 0
+    fit_cache: dict[tuple[Any, ...], tuple[float, dict[str, float]]] = {}
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         with engine.connect() as conn, db.begin(conn, immediate=not dry_run):
             rows = {r.id: r for r in (_lock(conn, part) if not dry_run else _read(conn, part))}
             rows = {pid: r for pid, r in rows.items() if r.scored_at is None or r.scored_at <= at}
             facts = {pid: facts_of(r) for pid, r in rows.items()}
-            scored = score_group(facts, engagements, group_engaged, {pid: r.stage for pid, r in rows.items()}, rules)
-            if not dry_run:
+            scored = score_group(
+                facts,
+                engagements,
+                group_engaged,
+                {pid: r.stage for pid, r in rows.items()},
+                rules,
+                fit_cache=fit_cache,
+                key_memo=key_memo,
+            )
+            if not dry_run and cause in ("events", "relabel"):
                 # The history explains with the full event list: reload it for the few prospects that move.
+                # (Decay and rules changes name no events, so their passes need no reload.)
                 moving = [
                     pid
                     for pid, res in scored.items()
@@ -618,6 +724,17 @@ def recompute(
         if progress:
             progress(done, total)
     return summary
+
+
+def _company_key(p: Any, memo: dict[tuple[str, str], str], f: Fit) -> str:
+    """:func:`model.company_key` of ``p`` (a row or facts with company and email), memoised by (company, e-mail
+    domain): colleagues share both, so a recompute normalises each company name once, not once per prospect."""
+    company, email = p.company or "", p.email or ""
+    name = (company, email.rsplit("@", 1)[-1] if "@" in email else "")
+    key = memo.get(name)
+    if key is None:
+        key = memo[name] = model.company_key(company, email, f)
+    return key
 
 
 def _read(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:

@@ -100,6 +100,17 @@ def _weight(label: str, rules: Rules) -> float:
     return float(getattr(rules.labels, label))
 
 
+def can_count(kind: str, label: str | None, confidence: float | None, rules: Rules) -> bool:
+    """Whether an event of ``kind`` with this label can move anything: a type without a rule, or a label class
+    whose weight is 0 (e.g. machine opens), gives no points, takes no cap or per-mail slot, proves no open and
+    is not a counted event, so the score of everyone stays what it was at any instant (the online path skips
+    rescoring for it; exactness holds because the model ignores such events the same way)."""
+    if kind not in rules.events:
+        return False
+    e = EventFact(0, kind, _EPOCH, label or "unknown", float(confidence if confidence is not None else 0.5))
+    return _weight(_label_class(e, rules), rules) > 0
+
+
 def engagement(events: Iterable[EventLike], rules: Rules, at: datetime) -> Engagement:
     """The engagement score at ``at`` from ``events`` (any order; those after ``at`` count as age 0)."""
     ordered = sorted((e for e in events if e.type in rules.events), key=lambda e: (e.occurred_at, e.id))
@@ -185,7 +196,7 @@ def _best(text: str, table: Sequence[Points]) -> tuple[float, str]:
     return best
 
 
-def _employees(attributes: Mapping[str, Any], fit: Fit) -> int | None:
+def employees(attributes: Mapping[str, Any], fit: Fit) -> int | None:
     for key in fit.size_attributes:
         value = attributes.get(key)
         if value in (None, ""):
@@ -222,7 +233,7 @@ def fit(p: ProspectFacts, rules: Rules, engaged_colleagues: int) -> tuple[float,
     points, word = _best(p.industry, f.industries)
     if points:
         parts[f"industry:{word}"] = points
-    size = _employees(p.attributes, f)
+    size = employees(p.attributes, f)
     if size is not None:
         for band in f.sizes:
             if size >= band.min and (not band.max or size < band.max):

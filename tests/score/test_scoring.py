@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from nurture import score
 from nurture.core import clock
 from nurture.core.errors import ConfigError
+from nurture.score import model as scoring_model
 from nurture.score import rules as scoring_rules
 from nurture.store.models import Event
 
@@ -312,3 +313,20 @@ def test_the_shipped_example_loads_and_equals_the_defaults():
     example = Path(__file__).resolve().parents[2] / "scoring.example.toml"
     loaded = scoring_rules.load(example)
     assert loaded.digest() == scoring_rules.DEFAULT.digest()
+
+
+def test_events_that_cannot_count_rescore_nobody(engine, configured):
+    """A machine open (weight 0) and a type without a rule leave the row untouched (no rescoring work, same
+    scored_at); a human click still rescores, and the property test checks the result stays exact."""
+    pid = prospect(engine, "skip@firm.example.jp", company="スキップ株式会社")
+    did = mail(engine, pid)
+    record(engine, human("clicked", pid=pid, did=did))
+    before = row(engine, pid)
+    assert before.scored_at is not None
+    with clock.frozen(T0 + timedelta(hours=1)):
+        record(engine, machine("opened", pid=pid, did=did), event("sent", pid=pid, did=did))
+        assert row(engine, pid).scored_at == before.scored_at
+        record(engine, event("opened", pid=pid, did=did, label="unknown", confidence=0.5))
+        assert row(engine, pid).scored_at != before.scored_at
+    assert scoring_model.can_count("opened", "machine", 0.95, configured) is False
+    assert scoring_model.can_count("opened", None, None, configured) is True
