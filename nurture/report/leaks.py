@@ -27,16 +27,13 @@ from sqlalchemy import Engine, and_, case, exists, false, func, literal, or_, se
 from nurture.core.config import Config
 from nurture.plan.campaigns import Campaign
 from nurture.plan.segments import mailable_clauses, segment_clauses
-from nurture.report.model import Params, Report, Section
+from nurture.report.model import LIST_LIMIT, Params, Report, Section
 from nurture.store import db
 from nurture.store.models import Delivery, Handoff, Prospect
 from nurture.store.states import DeliveryState
 from nurture.store.suppression import not_suppressed
 
 SLACK_DAYS = 7
-#: The lists show the first (worst) 1,000 unless --limit says otherwise: at a million prospects a list of every
-#: one not contacted would be unreadable; the counts are exact.
-LIST_LIMIT = 1000
 _MAILED = [DeliveryState.SENT, DeliveryState.UNKNOWN]
 _WHO = ["email", "name", "company", "owner", "temperature", "rank"]
 
