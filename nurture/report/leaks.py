@@ -166,16 +166,16 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
             # Join the members to their mails of the campaign, then aggregate: aggregating the campaign's mails
             # per prospect first grouped every recipient (800k at a million prospects, spilling to disk) although
             # the segment keeps a fraction of them. Grouped by the primary key, so the prospect's columns follow.
-            last = func.max(Delivery.sent_at)
+            last_mail = func.max(Delivery.sent_at)
             mailed = and_(Delivery.prospect_id == Prospect.id, Delivery.campaign == c.name, Delivery.state.in_(_MAILED))
             q = (
-                select(*who, literal(c.name).label("campaign"), last.label("last_mail_at"), days)
+                select(*who, literal(c.name).label("campaign"), last_mail.label("last_mail_at"), days)
                 .select_from(Prospect)
                 .join(Delivery, mailed)
                 .where(*mailable_clauses(now), *segment_clauses(c.segment, now), *_filters(params))
                 .group_by(Prospect.id)
-                .having(db.days_since(engine, last, now) > days)
-                .order_by(last, Prospect.id)
+                .having(db.days_since(engine, last_mail, now) > days)
+                .order_by(last_mail, Prospect.id)
             )
             rows, total = _people(conn, q, params, one_pass=True)
             silent.extend(rows)
