@@ -89,7 +89,23 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
             )
             .order_by(temp_order, rank_order, Prospect.last_contact_at.nulls_first(), Prospect.id)
         )
-        rows, total = _people(conn, q, params)
+        total = conn.scalar(select(func.count()).select_from(q.order_by(None).subquery())) or 0
+        # The list sorts narrow rows (id and sort keys) and fetches the columns of the rows shown only: sorting
+        # every candidate's wide row spilled to disk at a million prospects.
+        clauses = (*base, or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at < cutoff), ~recent_mail)
+        narrow = (
+            select(Prospect.id.label("nid"), temp_order.label("t"), rank_order.label("r"), Prospect.last_contact_at)
+            .where(*clauses)
+            .order_by(temp_order, rank_order, Prospect.last_contact_at.nulls_first(), Prospect.id)
+            .limit(params.limit or LIST_LIMIT)
+            .subquery()
+        )
+        shown = (
+            select(*who, Prospect.id.label("_id"), Prospect.last_contact_at)
+            .join(narrow, narrow.c.nid == Prospect.id)
+            .order_by(narrow.c.t, narrow.c.r, narrow.c.last_contact_at.nulls_first(), Prospect.id)
+        )
+        rows = [dict(r._mapping) for r in conn.execute(shown)]
         # The latest mail of the rows shown only (a correlated subquery would run for every candidate row).
         ids = [r.pop("_id") for r in rows]
         last = dict(
