@@ -5,10 +5,12 @@ own schema, once (``--keep`` reuses it on the next run): prospects spread over 5
 years of entry; two deliveries per prospect of the sample campaigns (mfg-insights for 製造業, saas-ops-digest
 for the others) over the last year; opens, clicks and provider events with human / machine / unknown labels over
 the last year (so a 4-week report reads ~1/13 of them); score changes naming 3 events each; handoffs; wins and
-referrals. Then times each report (JSON build, the default 4-week period; conversion: 24 months) against a bare
-baseline in the same run: ``SELECT count(*)`` over the period's events.
+referrals. The events are stored in time order, as tracking appends them in production (``--random-order``
+scatters a period's events over the whole table: every period scan then reads all of it). Then times each
+report (JSON build, the default 4-week period; conversion: 24 months) against a bare baseline in the same run:
+``SELECT count(*)`` over the period's events.
 
-Run: /work/venv/bin/python bench/report.py [--prospects 1000000] [--events 10000000] [--keep]
+Run: /work/venv/bin/python bench/report.py [--prospects 1000000] [--events 10000000] [--keep] [--random-order]
 (needs NURTURE_TEST_POSTGRES_URL or --url; the machine is shared: say so with the figures).
 """
 
@@ -35,7 +37,7 @@ NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 YEAR = 365 * 86400
 
 
-def generate(conn, prospects: int, events: int) -> None:
+def generate(conn, prospects: int, events: int, time_ordered: bool) -> None:
     now = NOW.isoformat()
     steps = [
         (
@@ -86,7 +88,8 @@ def generate(conn, prospects: int, events: int) -> None:
                            'deferred','unsubscribed'])[1 + i % 10] AS t,
                     (ARRAY['human','human','machine','unknown','human'])[1 + (i / 10) % 5] AS l,
                     timestamptz '{now}' - ((i::bigint * 2654435761) % {YEAR}) * interval '1 second' AS ts
-                  FROM generate_series(1, {events}) AS i) s""",
+                  FROM generate_series(1, {events}) AS i) s
+            {"ORDER BY ts" if time_ordered else ""}""",
         ),
         (
             "won / referred",
@@ -140,10 +143,15 @@ def main() -> None:
     parser.add_argument("--url", default=os.environ.get("NURTURE_TEST_POSTGRES_URL", ""))
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the generated schema")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--random-order",
+        action="store_true",
+        help="store the events in random time order (default: in time order, as tracking appends them)",
+    )
     args = parser.parse_args()
     if not args.url.startswith("postgresql"):
         raise SystemExit("a PostgreSQL URL is needed: --url or NURTURE_TEST_POSTGRES_URL")
-    schema = f"bench_report_{args.prospects}_{args.events}"
+    schema = f"bench_report_{args.prospects}_{args.events}{'' if args.random_order else '_t'}"
     admin = create_engine(args.url)
     with admin.begin() as conn:
         exists = conn.scalar(text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": schema})
@@ -156,7 +164,7 @@ def main() -> None:
         print(f"generating {args.prospects:,} prospects, {args.events:,} events in schema {schema}", flush=True)
         start = time.perf_counter()
         with engine.begin() as conn:
-            generate(conn, args.prospects, args.events)
+            generate(conn, args.prospects, args.events, not args.random_order)
         print(f"  total generation: {time.perf_counter() - start:.1f} s", flush=True)
     folder = REPO
     (folder / ".bench-report.toml").write_text(f'[database]\nurl = "{url}"\n', encoding="utf-8")

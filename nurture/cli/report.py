@@ -56,7 +56,11 @@ def params_for(
 @click.option("--campaign", multiple=True, help="Only this campaign (repeatable).")
 @click.option("--industry", multiple=True, help="Only prospects of this industry (repeatable).")
 @click.option("--owner", multiple=True, help="Only prospects (or handoffs) of this owner (repeatable).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N rows in the per-prospect lists.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="At most N rows in the per-prospect lists (leaks and the ranks moves: 1,000 unless given).",
+)
 @click.option("--section", help="CSV: the section to write (default: the report's first).")
 @click.option("--language", type=click.Choice(["ja", "en"]), help="HTML language (default: ja in Asia/Tokyo, else en).")
 @click.option(

@@ -28,16 +28,13 @@ from nurture.core.config import Config
 from nurture.plan.campaigns import Campaign
 from nurture.plan.segments import mailable_clauses, segment_clauses
 from nurture.plan.silence import silent_prospects
-from nurture.report.model import Params, Report, Section
+from nurture.report.model import LIST_LIMIT, Params, Report, Section
 from nurture.store import db
 from nurture.store.models import Delivery, Handoff, Prospect
 from nurture.store.states import DeliveryState
 from nurture.store.suppression import not_suppressed
 
 SLACK_DAYS = 7
-#: The lists show the first (worst) 1,000 unless --limit says otherwise: at a million prospects a list of every
-#: one not contacted would be unreadable; the counts are exact.
-LIST_LIMIT = 1000
 _MAILED = [DeliveryState.SENT, DeliveryState.UNKNOWN]
 _WHO = ["email", "name", "company", "owner", "temperature", "rank"]
 
@@ -93,7 +90,23 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
             )
             .order_by(temp_order, rank_order, Prospect.last_contact_at.nulls_first(), Prospect.id)
         )
-        rows, total = _people(conn, q, params)
+        total = conn.scalar(select(func.count()).select_from(q.order_by(None).subquery())) or 0
+        # The list sorts narrow rows (id and sort keys) and fetches the columns of the rows shown only: sorting
+        # every candidate's wide row spilled to disk at a million prospects.
+        clauses = (*base, or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at < cutoff), ~recent_mail)
+        narrow = (
+            select(Prospect.id.label("nid"), temp_order.label("t"), rank_order.label("r"), Prospect.last_contact_at)
+            .where(*clauses)
+            .order_by(temp_order, rank_order, Prospect.last_contact_at.nulls_first(), Prospect.id)
+            .limit(params.limit or LIST_LIMIT)
+            .subquery()
+        )
+        shown = (
+            select(*who, Prospect.id.label("_id"), Prospect.last_contact_at)
+            .join(narrow, narrow.c.nid == Prospect.id)
+            .order_by(narrow.c.t, narrow.c.r, narrow.c.last_contact_at.nulls_first(), Prospect.id)
+        )
+        rows = [dict(r._mapping) for r in conn.execute(shown)]
         # The latest mail of the rows shown only (a correlated subquery would run for every candidate row).
         ids = [r.pop("_id") for r in rows]
         last = dict(
@@ -158,12 +171,6 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
         silent: list[dict[str, Any]] = []
         silent_total = 0
         for c in active:
-            sent = (
-                select(Delivery.prospect_id, func.max(Delivery.sent_at).label("at"))
-                .where(Delivery.campaign == c.name, Delivery.state.in_(_MAILED))
-                .group_by(Delivery.prospect_id)
-                .subquery()
-            )
             by_temperature = c.cadence.interval_by_temperature
             interval: Any = (
                 case(
@@ -173,12 +180,19 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
                 else literal(c.cadence.interval_days)  # CASE needs at least one WHEN
             )
             days = (interval * func.coalesce(Prospect.frequency_factor, 1.0) + SLACK_DAYS).label("promised_days")
-            age = db.days_since(engine, sent.c.at, now)
+            # Join the members to their mails of the campaign, then aggregate: aggregating the campaign's mails
+            # per prospect first grouped every recipient (800k at a million prospects, spilling to disk) although
+            # the segment keeps a fraction of them. Grouped by the primary key, so the prospect's columns follow.
+            last_mail = func.max(Delivery.sent_at)
+            mailed = and_(Delivery.prospect_id == Prospect.id, Delivery.campaign == c.name, Delivery.state.in_(_MAILED))
             q = (
-                select(*who, literal(c.name).label("campaign"), sent.c.at.label("last_mail_at"), days)
-                .join(sent, sent.c.prospect_id == Prospect.id)
-                .where(*mailable_clauses(now), *segment_clauses(c.segment, now), *_filters(params), age > days)
-                .order_by(sent.c.at, Prospect.id)
+                select(*who, literal(c.name).label("campaign"), last_mail.label("last_mail_at"), days)
+                .select_from(Prospect)
+                .join(Delivery, mailed)
+                .where(*mailable_clauses(now), *segment_clauses(c.segment, now), *_filters(params))
+                .group_by(Prospect.id)
+                .having(db.days_since(engine, last_mail, now) > days)
+                .order_by(last_mail, Prospect.id)
             )
             rows, total = _people(conn, q, params, one_pass=True)
             silent.extend(rows)

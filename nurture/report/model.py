@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
+#: The long per-prospect lists (leaks, the ranks report's moves) show the first 1,000 unless --limit says
+#: otherwise: at a million prospects a list of every one would be unreadable (and slow to build); counts are exact.
+LIST_LIMIT = 1000
+
 
 @dataclass(frozen=True)
 class Params:

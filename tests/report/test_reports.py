@@ -116,6 +116,16 @@ def test_ranks_lists_each_move_with_its_events_human_and_machine_apart(ws, runne
     assert len(report_json(runner, "ranks", "--since", "2025-12-01")["moves"]) == 5
 
 
+def test_ranks_lists_the_newest_moves_up_to_the_default_cap_and_counts_them_all(ws, runner, monkeypatch):
+    everything = report_json(runner, "ranks")
+    monkeypatch.setattr("nurture.report.ranks.LIST_LIMIT", 2)  # 1,000 in use: a month at 1M prospects has ~40k
+    capped = report_json(runner, "ranks")
+    assert capped["moves"] == everything["moves"][:2]  # the newest two
+    assert capped["moves_total"] == everything["moves_total"] == 4
+    assert (capped["transitions"], capped["items"]) == (everything["transitions"], everything["items"])
+    assert len(report_json(runner, "ranks", "--limit", "3")["moves"]) == 3  # --limit still wins
+
+
 CAMPAIGN_ROW = {
     "campaign": "mfg-insights",
     "item": "labor-shortage",
