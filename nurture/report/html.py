@@ -155,6 +155,13 @@ LABELS = {
     "never_mailed_count": "未送信",
     "silent_count": "沈黙",
     "unacknowledged_count": "未受理",
+    "silent_why_count": "届いていない",
+    "postal_returned_count": "郵送の戻り",
+    "kind": "種類",
+    "last_mailed_at": "最終送信",
+    "postal_code": "郵便番号",
+    "prefecture": "都道府県",
+    "address_line": "住所",
     # sections
     "Moves (newest first)": "変化の一覧（新しい順）",
     "Transition matrix": "遷移の集計",
