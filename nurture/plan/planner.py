@@ -189,18 +189,26 @@ def _items_of(
     return items
 
 
-def _next_item(campaign: Campaign, row: Any, received: dict[str, tuple[str, datetime]]) -> ContentItem | str:
-    """The item this prospect gets next, or the reason there is none.
+def items_in_order(campaign: Campaign, row: Any) -> list[ContentItem]:
+    """The items ``row`` (a prospect with ``id`` and ``industry``) may get, in the order they are offered.
 
-    Sequence: the first item in file order not yet received. Pool: the same never-repeat rule, but each
-    prospect starts at a different place in the pool (by id), so one send spreads across the items.
+    Sequence: file order. Pool: the same never-repeat rule, but each prospect starts at a different place in the
+    pool (by id), so one send spreads across the items. Items limited to other industries are left out. Shared
+    by e-mail and post (nurture.postal.due).
     """
     items = [it for it in campaign.items if not it.industries or row.industry in it.industries]
-    if not items:
-        return f"no item for industry {row.industry or '(none)'}"
-    if campaign.content.mode == "pool":
+    if campaign.content.mode == "pool" and items:
         start = row.id % len(items)
         items = items[start:] + items[:start]
+    return items
+
+
+def _next_item(campaign: Campaign, row: Any, received: dict[str, tuple[str, datetime]]) -> ContentItem | str:
+    """The item this prospect gets next (the first of :func:`items_in_order` not yet received), or the reason
+    there is none."""
+    items = items_in_order(campaign, row)
+    if not items:
+        return f"no item for industry {row.industry or '(none)'}"
     for item in items:
         if item.key not in received:
             return item

@@ -27,6 +27,7 @@ from sqlalchemy import Engine, func, select
 from nurture.core.config import Config
 from nurture.people.addresses import is_complete
 from nurture.plan.campaigns import Campaign, ContentItem
+from nurture.plan.planner import items_in_order
 from nurture.plan.segments import campaign_clauses
 from nurture.postal.labels import Address
 from nurture.store.models import Delivery, PostalBatch, PostalRecipient, Prospect
@@ -148,10 +149,7 @@ def _decide(
         due = max(received.values()) + timedelta(days=campaign.cadence.interval_for(row.temperature) * factor)
         if now < due:
             return no(f"not due until {due.astimezone(campaign.cadence.zone).date().isoformat()}")
-    items = [it for it in campaign.items if not it.industries or row.industry in it.industries]
-    if campaign.content.mode == "pool" and items:
-        start = row.id % len(items)
-        items = items[start:] + items[:start]
+    items = items_in_order(campaign, row)
     item = next((it for it in items if it.key not in received), None)
     if item is None:
         return no("every issue received" if items else "no issue for this industry")

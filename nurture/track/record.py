@@ -471,17 +471,13 @@ def _caught_sources(conn: Connection, fresh: list[NewEvent]) -> Relabels:
     # No filter on type here: the catching rules label only opens and clicks, and a type filter would tempt the
     # planner onto ix_events_type_time (every hit of every recipient in the window) instead of the partial index.
     in_window = (Event.prospect_id.in_(prospects), Event.occurred_at >= since, Event.occurred_at <= until)
-    catchers = conn.execute(
-        select(
-            Event.id, Event.prospect_id, Event.ip, Event.user_agent, Event.label, Event.rule, Event.occurred_at
-        ).where(*in_window, text(CATCHING_WHERE), Event.label == botdetect.MACHINE)
-    ).all()
+    # The columns botdetect.caught_hits reads, in its order, for both reads.
+    hit = select(Event.id, Event.prospect_id, Event.ip, Event.user_agent, Event.label, Event.rule, Event.occurred_at)
+    catchers = conn.execute(hit.where(*in_window, text(CATCHING_WHERE), Event.label == botdetect.MACHINE)).all()
     if not catchers:
         return relabels
     suspects = conn.execute(
-        select(
-            Event.id, Event.prospect_id, Event.ip, Event.user_agent, Event.label, Event.rule, Event.occurred_at
-        ).where(
+        hit.where(
             *in_window[1:],
             Event.prospect_id.in_({r.prospect_id for r in catchers}),
             Event.type.in_((OPENED, CLICKED)),
