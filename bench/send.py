@@ -102,10 +102,10 @@ processes = {processes}
 [smtp]
 host = "127.0.0.1"
 port = {port}
-messages_per_connection = 1000000
+messages_per_connection = 100000
 [throttle]
-per_second = 1000000
-default_domain_per_second = 1000000
+per_second = 100000
+default_domain_per_second = 0
 concurrency = {concurrency}
 [tracking]
 base_url = "https://t.bench.example.co.jp"
