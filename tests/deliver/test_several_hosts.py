@@ -4,9 +4,9 @@ machines; only the database is shared. Whatever the timing, every due prospect g
 the relay of the host whose report counts it.
 
 Planning is serialised by the database's lock (an advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and
-a delivery is unique per (campaign, prospect, item); claims skip rows another host has leased. Both databases
-run (a SQLite file shared by processes on one machine stands in for a network disk nobody should use, but the
-rules hold there too).
+a delivery is unique per (campaign, prospect, item); claims skip rows another host has leased. Runs on
+PostgreSQL, the database several machines share (tests/deliver/test_sending.py has two senders of one folder on
+both databases).
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ def _send(folder: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 def test_three_hosts_with_their_own_configs_and_relays_never_send_twice(ws, tmp_path, db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several machines share a PostgreSQL server")
     n = 90
     add_prospects(ws, [f"h{i}@example.com,H{i},Co,{'製造業' if i % 2 else '物流'},warm,opt_in" for i in range(n)])
     relays = [SmtpTestServer() for _ in range(3)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import time
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ from sqlalchemy import func, select
 from webserver import LiveServer, make_config, seed_delivery, seed_prospect
 
 from nurture import track
+from nurture.core import clock
 from nurture.core.errors import ConfigError
 from nurture.store.models import Delivery, Event, Prospect, Suppression, email_hash
 from nurture.track.webhooks import WebhookRejected
@@ -32,7 +32,7 @@ PRIVATE, PUBLIC = key_pair()
 
 
 def signed_headers(body: bytes, *, private=PRIVATE, timestamp: int | None = None) -> dict[str, str]:
-    ts = str(int(time.time()) if timestamp is None else timestamp)
+    ts = str(int(clock.now().timestamp()) if timestamp is None else timestamp)
     signature = private.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
     return {
         SIGNATURE_HEADER: base64.b64encode(signature).decode(),
@@ -222,9 +222,9 @@ def test_bad_signatures_and_replays_are_refused(hook, engine, case):
     elif case == "missing headers":
         headers = {"Content-Type": "application/json"}
     elif case == "stale":
-        headers = signed_headers(body, timestamp=int(time.time()) - 301)
+        headers = signed_headers(body, timestamp=int(clock.now().timestamp()) - 301)
     elif case == "future":
-        headers = signed_headers(body, timestamp=int(time.time()) + 3600)
+        headers = signed_headers(body, timestamp=int(clock.now().timestamp()) + 3600)
     elif case == "not a number":
         headers[TIMESTAMP_HEADER] = "yesterday"
     elif case == "body changed":
@@ -238,7 +238,7 @@ def test_bad_signatures_and_replays_are_refused(hook, engine, case):
 
 def test_a_fresh_timestamp_within_the_window_is_accepted(hook, engine):
     body = json.dumps([sg_event("delivered", 999, "x@example.com", 1)]).encode()
-    r = hook(None, body=body, headers=signed_headers(body, timestamp=int(time.time()) - 250))
+    r = hook(None, body=body, headers=signed_headers(body, timestamp=int(clock.now().timestamp()) - 250))
     assert r.status_code == 200
 
 

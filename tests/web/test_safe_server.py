@@ -25,6 +25,7 @@ from sqlalchemy import select
 from webserver import LiveServer, make_config, seed_delivery, seed_prospect
 
 from nurture.compose import links as tracking
+from nurture.core import clock
 from nurture.deliver.senders import memory
 from nurture.store import db
 from nurture.store.models import Base, Event, Prospect
@@ -41,7 +42,7 @@ PUBLIC = base64.b64encode(
 
 
 def signed(body: bytes) -> dict[str, str]:
-    ts = str(int(time.time()))
+    ts = str(int(clock.now().timestamp()))
     signature = PRIVATE.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
     return {SIGNATURE_HEADER: base64.b64encode(signature).decode(), TIMESTAMP_HEADER: ts}
 
