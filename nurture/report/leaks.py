@@ -242,8 +242,8 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
         # or overdue with each campaign's current reason (monthly cap, cadence gap ...).
         # Exact counts per kind in one statement; the planner's wording only for the rows shown (it takes
         # ~0.3 ms a prospect: minutes at a million). See nurture.report.silent_why.
-        counts = silent_why.kind_counts(conn, campaigns, config, now, _filters(params))
-        shown = silent_why.first_rows(conn, campaigns, config, now, params.limit or LIST_LIMIT, _filters(params))
+        kinds = silent_why.kind_counts(conn, campaigns, config, now, _filters(params))
+        named = silent_why.first_rows(conn, campaigns, config, now, params.limit or LIST_LIMIT, _filters(params))
         report.sections.append(
             Section(
                 "silent_why",
@@ -257,9 +257,9 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
                         "campaigns": ", ".join(f.campaigns),
                         "last_mailed_at": f.last_mailed_at,
                     }
-                    for f in shown
+                    for f in named
                 ],
-                sum(counts.values()),
+                sum(kinds.values()),
             )
         )
         # Post that came back (宛先不明): the address needs fixing before the next quarterly issue can reach them.
