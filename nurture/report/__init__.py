@@ -28,7 +28,8 @@ KINDS = ("ranks", "campaigns", "leaks", "conversion", "referrals", "handoffs", "
 #: JIT off: the report statements are estimated expensive (a JSON array of event ids is guessed at 100 elements,
 #: a period scan at the whole table), so PostgreSQL compiled them, which cost 1.3-2.7 s of 3.6-10 s each at a
 #: million prospects, more than it saved. work_mem: the period's events (770k rows at 10M events) are sorted
-#: once per GROUPING SET and per count(DISTINCT); at the default 4 MB every sort spilled to disk (300 MB written).
+#: once per GROUPING SET and per count(DISTINCT); at the default 4 MB every sort spilled to disk (300 MB written),
+#: and their bitmap would be lossy, so PostgreSQL read all 10M events instead of using ix_events_type_time.
 #: The figures are in ARCHITECTURE.md ("Report queries at a million prospects").
 PG_SETTINGS = {"jit": "off", "work_mem": "48MB"}
 
