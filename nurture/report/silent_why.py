@@ -103,8 +103,10 @@ def kind_counts(
         for c in play
     }
     chosen = [*mailable_clauses(now), *where, or_(*(m == 1 for m in members.values())), not_suppressed()]
-    # The distinct zones are a handful: what depends on the zone is decided in Python once for each.
-    zones = sorted(set(conn.execute(select(zone).where(*chosen).distinct()).scalars()))
+    # The distinct zones are a handful: what depends on the zone is decided in Python once for each. Those of
+    # every prospect (a zone no member has adds a CASE branch that never matches): asking for the members' only
+    # evaluated every segment and hashed every address first (1.1 s at a million prospects, for one zone).
+    zones = sorted(set(conn.execute(select(zone).distinct()).scalars()))
     runs = schedule.runs_in_week(config, now)
     d = aliased(Delivery)
     when = func.coalesce(d.sent_at, d.created_at)
