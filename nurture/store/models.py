@@ -84,6 +84,8 @@ CATCHING_RULES = (
     "sg_machine_open",
 )
 CATCHING_WHERE = "rule IN ({})".format(", ".join(f"'{r}'" for r in CATCHING_RULES))
+#: The events the campaigns report's open rate looks up by delivery (ix_events_human_opens, 0016).
+HUMAN_OPENS_WHERE = "type = 'opened' AND label = 'human'"
 
 
 def email_hash(email: str) -> str:
@@ -276,6 +278,15 @@ class Event(Base):
             "occurred_at",
             sqlite_where=text(CATCHING_WHERE),
             postgresql_where=text(CATCHING_WHERE),
+        ),
+        # "Was this mail opened by a person before t?" for each mail of a period (report campaigns' open rate):
+        # one index-only probe per mail instead of every event of the mail from the heap (0016).
+        Index(
+            "ix_events_human_opens",
+            "delivery_id",
+            "occurred_at",
+            sqlite_where=text(HUMAN_OPENS_WHERE),
+            postgresql_where=text(HUMAN_OPENS_WHERE),
         ),
     )
 
