@@ -128,7 +128,9 @@ def newer_items(batch: str) -> None:
         model = fit(old, language)
         tallies = {"check": Tally(), "rules alone": Tally(), "model alone": Tally()}
         judge(new, language, model, tallies)
-        print(f"  {language}: {len(old)} earlier items, {len(new)} later; thresholds {model.error_at}/{model.veto_below}")
+        print(
+            f"  {language}: {len(old)} earlier items, {len(new)} later; thresholds {model.error_at}/{model.veto_below}"
+        )
         for name, tally in tallies.items():
             print(f"    {name:<12} {tally.line()}")
 
