@@ -46,16 +46,14 @@ from nurture.compose.html_text import html_to_text
 ESCALATE_AT = 3
 #: The category of a finding made by the pitch model rather than a rule.
 MODEL_CATEGORY = "pitch"
-#: The pitch model's probability for a sentence (or its paragraph) from which it reports an error on its own
-#: (only for a sentence with an offer cue or a rule hit, see _ADDRESSED); from MODEL_WARN_AT a warning. Below
-#: RULE_VETO_BELOW a shipped rule's error in that sentence is reported as a warning: the sentence reads as
-#: information (an association's event fee, a price *rise*, the law on 期間限定 wording). Chosen from the
-#: figures of bench/content.py (held-out folds, and the older whole mails): a newsletter has 20-40 sentences,
-#: so an error from the model alone needs a confident model. English is stricter: on the older English
-#: informational mails 0.8 failed 4 of 15, 0.9 fails 2; Japanese none at either.
-MODEL_ERROR_AT = {"ja": 0.8, "en": 0.9}
+#: From this pitch probability the model reports a warning for a sentence (or its paragraph). Its error
+#: threshold and the probability below which a shipped rule's error is only a warning (the sentence reads as
+#: information: an association's event fee, a price *rise*, the law on 期間限定 wording) are the model's own
+#: ``error_at`` and ``veto_below``, chosen inside its training items (nurture.checks.fit).
 MODEL_WARN_AT = 0.7
-RULE_VETO_BELOW = 0.1
+#: A text of more sentences than this is a whole mail, judged with the model's ``mail_error_at`` (the corpus
+#: items the item threshold is chosen on have at most 8 sentences).
+MAIL_SENTENCES = 8
 
 
 @dataclass(frozen=True)
@@ -320,22 +318,6 @@ def _model_for(model: dict[str, PitchModel] | None, language: str | None, text: 
 
 
 _JAPANESE = re.compile("[\u3041-\u30ff\u4e00-\u9fff]")
-_ADDRESSED = (
-    "rule:",
-    "cue:self",
-    "cue:reader",
-    "cue:request",
-    "cue:offer",
-    "cue:free",
-    "cue:discount",
-    "cue:money",
-    "cue:guarantee",
-    "cue:referral",
-    "cue:switch",
-    "cue:upsell",
-    "cue:preorder",
-    "cue:testimonial",
-)
 
 
 def _evidence_text(ev: Evidence) -> str:
@@ -343,6 +325,8 @@ def _evidence_text(ev: Evidence) -> str:
     if ev.feature.startswith(("rule:", "cue:")):
         kind, name = ev.feature.split(":", 1)
         return f"{kind} {name} {ev.weight:+.2f}"
+    if ev.feature.startswith("#"):  # characters of English words
+        return f'"{ev.feature[1:].strip()}" {ev.weight:+.2f}'
     return f'"{ev.feature}" {ev.weight:+.2f}'
 
 
@@ -382,6 +366,76 @@ def _model_phrase(unit: _Unit, score: Score, joined: str) -> tuple[int, int]:
     return lo, hi
 
 
+def _scored_units(
+    jt: str, prepared: str, hits: list[_Hit], model: PitchModel
+) -> tuple[list[_Unit], list[tuple[_Unit, list[_Unit]]]]:
+    """The sentences of ``jt`` (joined text; ``prepared`` is its :func:`prepare` form) and its paragraphs of
+    more than one sentence, each with its pitch probability; the shipped rules' ``hits`` are features of the
+    sentence (and paragraph) they fall in."""
+    sentences: list[_Unit] = []
+    paragraphs: list[tuple[_Unit, list[_Unit]]] = []
+    hits_of_cues = cue_hits(prepared, model.language)
+    cue_starts = [pos for pos, _ in hits_of_cues]
+
+    def cues_in(a: int, b: int) -> set[str]:
+        lo, hi = bisect.bisect_left(cue_starts, a), bisect.bisect_left(cue_starts, b)
+        return cue_pairs(name for _, name in hits_of_cues[lo:hi])
+
+    for p0, p1 in _spans(jt, _PARAGRAPH):
+        inner = []
+        for s0, s1 in _spans(jt[p0:p1], SENTENCE_BOUNDARY):
+            feats = features(prepared[p0 + s0 : p0 + s1], model.language)
+            inner.append(_Unit(p0 + s0, p0 + s1, feats, cues_in(p0 + s0, p0 + s1)))
+        sentences.extend(inner)
+        if len(inner) > 1 and p1 - p0 <= _MAX_UNIT:
+            para = _Unit(
+                p0,
+                p1,
+                set().union(*(u.feats for u in inner)),
+                cues_in(p0, p1),
+            )
+            paragraphs.append((para, inner))
+            for u in inner:
+                u.paragraph = para
+    starts = [u.start for u in sentences]
+    for h in hits:
+        if _builtin(h.rule) and sentences:
+            unit = sentences[max(0, bisect.bisect_right(starts, h.start) - 1)]
+            unit.dense.add(f"rule:{h.rule.id}")
+            if unit.paragraph is not None:
+                unit.paragraph.dense.add(f"rule:{h.rule.id}")
+    for u in sentences:
+        u.p = model.probability(u.feats, u.dense)
+    for para, _inner in paragraphs:
+        para.p = model.probability(para.feats, para.dense)
+    return sentences, paragraphs
+
+
+def pitch_probability(text: str, language: str, model: PitchModel) -> float:
+    """The item-level score of ``text``: the highest pitch probability of any of its sentences or paragraphs
+    (the model's own error on an item is exactly this score >= ``model.error_at``)."""
+    jt = _Joined(lower_ascii(unicodedata.normalize("NFKC", text or ""))).text
+    rules = tuple(r for r in load_rules().for_language(language) if _builtin(r))
+    sentences, paragraphs = _scored_units(jt, prepare(jt), _hits(jt, rules), model)
+    units = sentences + [para for para, _ in paragraphs]
+    return max((u.p for u in units), default=0.0)
+
+
+def rule_errors(text: str, language: str, model: PitchModel) -> list[tuple[float, bool]]:
+    """Each error a rule (or the escalation of soft signals) reports in ``text`` before the model's veto:
+    (the pitch probability of its sentence, whether the veto may turn it into a warning). With
+    :func:`pitch_probability` this is all an item's verdict depends on, for any ``error_at``/``veto_below``."""
+    never = dataclasses.replace(model, error_at=2.0, mail_error_at=2.0, veto_below=0.0)
+    rules = load_rules()
+    vetoable = {r.id for r in rules.for_language(language) if _builtin(r) and r.severity == "error"}
+    found = check_text(text, language=language, rules=rules, model={language: never})
+    return [
+        (f.score if f.score is not None else 1.0, f.rule in vetoable)
+        for f in found
+        if f.severity == "error" and f.rule != f"{language}-model"
+    ]
+
+
 def _findings(
     text: str,
     rules: tuple[Rule, ...],
@@ -416,40 +470,7 @@ def _findings(
     paragraphs: list[tuple[_Unit, list[_Unit]]] = []
     prepared = prepare(jt) if model is not None else ""
     if model is not None:
-        hits_of_cues = cue_hits(prepared, model.language)
-        cue_starts = [pos for pos, _ in hits_of_cues]
-
-        def cues_in(a: int, b: int) -> set[str]:
-            lo, hi = bisect.bisect_left(cue_starts, a), bisect.bisect_left(cue_starts, b)
-            return cue_pairs(name for _, name in hits_of_cues[lo:hi])
-
-        for p0, p1 in _spans(jt, _PARAGRAPH):
-            inner = []
-            for s0, s1 in _spans(jt[p0:p1], SENTENCE_BOUNDARY):
-                feats = features(prepared[p0 + s0 : p0 + s1], model.language)
-                inner.append(_Unit(p0 + s0, p0 + s1, feats, cues_in(p0 + s0, p0 + s1)))
-            sentences.extend(inner)
-            if len(inner) > 1 and p1 - p0 <= _MAX_UNIT:
-                para = _Unit(
-                    p0,
-                    p1,
-                    set().union(*(u.feats for u in inner)),
-                    cues_in(p0, p1),
-                )
-                paragraphs.append((para, inner))
-                for u in inner:
-                    u.paragraph = para
-        starts = [u.start for u in sentences]
-        for h in hits:
-            if _builtin(h.rule) and sentences:
-                unit = sentences[max(0, bisect.bisect_right(starts, h.start) - 1)]
-                unit.dense.add(f"rule:{h.rule.id}")
-                if unit.paragraph is not None:
-                    unit.paragraph.dense.add(f"rule:{h.rule.id}")
-        for u in sentences:
-            u.p = model.probability(u.feats, u.dense)
-        for para, _inner in paragraphs:
-            para.p = model.probability(para.feats, para.dense)
+        sentences, paragraphs = _scored_units(jt, prepared, hits, model)
     starts = [u.start for u in sentences]
 
     def unit_of(pos: int) -> _Unit | None:
@@ -464,7 +485,7 @@ def _findings(
         hit_unit = unit_of(hit.start)
         p = hit_unit.judged if hit_unit is not None else None
         score = hit_unit.score(model, prepared) if hit_unit is not None and model is not None else None
-        if severity == "error" and p is not None and p < RULE_VETO_BELOW and _builtin(r):
+        if severity == "error" and model is not None and p is not None and p < model.veto_below and _builtin(r):
             severity = "warning"
             why += (
                 f" [この文は情報提供として読まれるため警告にとどめます（判定モデル p={p:.2f}）]"
@@ -494,20 +515,17 @@ def _findings(
         out.append(finding)
     if model is not None:
         rule_id = f"{model.language}-model"
-        pitched = [u for u in sentences if u.p >= MODEL_WARN_AT and id(u) not in explained]
+        error_at = model.mail_error_at if len(sentences) > MAIL_SENTENCES else model.error_at
+        flag_at = min(MODEL_WARN_AT, error_at)
+        pitched = [u for u in sentences if u.p >= flag_at and id(u) not in explained]
         for para, inner in paragraphs:
-            if para.p >= MODEL_WARN_AT and not any(u.p >= MODEL_WARN_AT or id(u) in explained for u in inner):
+            if para.p >= flag_at and not any(u.p >= flag_at or id(u) in explained for u in inner):
                 pitched.append(para)
         for unit in pitched:
             score = unit.score(model, prepared)
-            # The model alone fails a mail only for a sentence with a cue of an offer (self, reader, request,
-            # offer, free, discount, money, guarantee, ...) or a rule hit: third-person prose about on-call
-            # weeks or SLO minutes is not an offer however its words score. Such a sentence gets a warning.
-            addressed = any(f.startswith(_ADDRESSED) for f in unit.dense)
             lo, hi = _model_phrase(unit, score, jt)
             line, phrase = where(lo, hi)
-            error_at = MODEL_ERROR_AT.get(model.language, 0.9)
-            severity = "error" if score.probability >= error_at and addressed else "warning"
+            severity = "error" if score.probability >= error_at else "warning"
             finding = Finding(
                 source,
                 line,

@@ -4,16 +4,18 @@ hard line wraps, the shipped model in step with what it is trained from."""
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 
 import pytest
 
 from nurture.checks import content
 from nurture.checks.content import check_text
+from nurture.checks.fit import ERROR_GRID, MAIL_GRID, VETO_GRID, choose_mail_threshold, choose_thresholds, fit, folds
 from nurture.checks.model import (
     CORPUS_DIR,
+    ERROR_AT,
     MODEL_FILE,
+    VETO_BELOW,
     load_model,
     read_corpus,
     saved_digest,
@@ -23,21 +25,11 @@ from nurture.checks.model import (
 
 LANGUAGES = ("ja", "en")
 
-# Held-out floors asserted here (5-fold, seed 14; bench/content.py prints the same protocol). They are what
-# the check reaches today with a margin, not issue 14's targets (recall and precision >= 0.95), which it does
-# not reach yet: see bench/RESULTS.md.
-FLOORS = {"ja": (0.75, 0.93), "en": (0.58, 0.93)}  # (recall, precision) of errors on held-out items
-
-
-def _folds(rows, k, seed):
-    rng = random.Random(seed)
-    out = [[] for _ in range(k)]
-    for label in ("salesy", "informational"):
-        group = [r for r in rows if r["label"] == label]
-        rng.shuffle(group)
-        for i, row in enumerate(group):
-            out[i % k].append(row)
-    return out
+# Held-out floors asserted here: 2-fold (seed 14), a model trained on one half judging the other with the
+# default thresholds of model.py (fixed, chosen on nothing), so the test stays a few seconds. They are what
+# that protocol reaches today with a margin. The measurement of issue 14's targets (recall and precision
+# >= 0.95) is bench/content.py: 5-fold, thresholds chosen by inner cross-validation inside the training folds.
+FLOORS = {"ja": (0.92, 0.87), "en": (0.88, 0.87)}  # (recall, precision) of errors on held-out items
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -76,14 +68,14 @@ def test_corpus_is_large_labelled_and_varied(language):
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_held_out_recall_and_precision(language):
-    """5-fold: the model is trained on four folds only and the check (rules + that model) judges the fifth;
+    """2-fold: the model is trained on one half only and the check (rules + that model) judges the other;
     an item counts as caught when it gets an error."""
     rows = read_corpus(language)
     tp = fp = fn = 0
-    folds = _folds(rows, 5, 14)
-    for i, test in enumerate(folds):
-        training = [r for j, fold in enumerate(folds) if j != i for r in fold]
-        model = train(content.training_docs(training, language), language)
+    halves = folds(rows, 2, 14)
+    for i, test in enumerate(halves):
+        model = train(content.training_docs(halves[1 - i], language), language)
+        assert (model.error_at, model.veto_below) == (ERROR_AT, VETO_BELOW)
         for row in test:
             flagged = bool(content.errors(check_text(row["text"], language=language, model={language: model})))
             salesy = row["label"] == "salesy"
@@ -98,6 +90,28 @@ def test_held_out_recall_and_precision(language):
         bool(content.errors(check_text(r["text"], language=language, model={}))) for r in rows if r["label"] == "salesy"
     )
     assert recall > rules_tp / (tp + fn) + 0.3
+
+
+def test_thresholds_are_chosen_from_the_items_given():
+    """choose_thresholds keeps the pair with the best min(recall, precision); the mail threshold is higher
+    than the item one when informational items score high now and then (a mail has 25 chances)."""
+    items = [(0.9, []), (0.7, []), (0.45, [(0.35, True)]), (0.6, []), (0.2, [(0.01, True)]), (0.1, [])]
+    salesy = [True, True, True, False, False, False]
+    # 3 of 3 caught (a rule error at p=0.35 stands), not the 0.6 item; the rule error at p=0.01 is vetoed
+    assert choose_thresholds(items, salesy) == (0.7, 0.05)
+    info = [0.05 * (i % 12) for i in range(60)]  # informational scores 0 .. 0.55
+    scores = info + [0.97] * 30
+    labels = [False] * 60 + [True] * 30
+    assert choose_mail_threshold(scores, labels, 14) > 0.55
+
+
+def test_fit_trains_on_the_rows_given_and_carries_its_thresholds():
+    rows = [r for r in read_corpus("ja") if r.get("batch") != "s5"][:120]
+    model = fit(rows, "ja", inner=2)
+    assert model.error_at in ERROR_GRID and model.veto_below in VETO_GRID
+    assert model.error_at <= model.mail_error_at <= MAIL_GRID[-1]
+    shipped = load_model()["ja"]
+    assert shipped.error_at in ERROR_GRID and shipped.mail_error_at >= shipped.error_at
 
 
 def test_shipped_model_is_trained_from_the_current_corpus_cues_and_rules():
@@ -117,7 +131,7 @@ def test_every_model_finding_says_where_and_why():
     assert found, check_text(text, language="ja")
     for f in found:
         assert f.line in (3, 4) and f.phrase and f.phrase.replace(" ", "") in text.replace("\n", "")
-        assert f.score is not None and f.score >= content.MODEL_ERROR_AT["ja"]
+        assert f.score is not None and f.score >= load_model()["ja"].error_at
         assert f.evidence and "p=" in f.why and "根拠" in f.why
         assert f.category == content.MODEL_CATEGORY and f.severity == "error"
     english = check_text("Over 900 shops have already switched. Don't get left behind — upgrade today.", language="en")
