@@ -645,13 +645,15 @@ def _plan_due(
     the higher one now and the other after the gap, as in the full scan), then each prospect's new bound is
     stored with the batch's pending rows, in one transaction."""
     by_name = {c.name: c for c in playing}
-    selects = selections(config, playing, now)
     with db.transaction(engine, immediate=True) as session:
         conn = session.connection()
         db.plan_lock(conn)
         due.start(conn, config, playing, now)
         ids = due.due_ids(conn, now)
         sink.waiting(due.waiting(conn, now) if playing else 0)
+    if not ids:
+        return 0  # the no-op run: not even the segment clauses are built
+    selects = selections(config, playing, now)
     # Per campaign, whether it selects the row: one query fetches the batch and every membership.
     flags = [case((selects[c.name], 1), else_=0).label(f"m{i}") for i, c in enumerate(playing)]
     planned = 0
