@@ -36,6 +36,7 @@ from nurture.plan.segments import campaign_clauses, mailable_reason
 from nurture.plan.share import Contender, Mailed, choose
 from nurture.store import db
 from nurture.store.models import CampaignState, Delivery, Prospect
+from nurture.store.sql import among
 from nurture.store.states import MAILED_STATES, DeliveryState, PlanOutcome
 from nurture.store.suppression import suppression_reasons
 
@@ -190,7 +191,7 @@ def _items_of(
         return items
     for name, pid, key, state, at in conn.execute(
         select(Delivery.campaign, Delivery.prospect_id, Delivery.item_key, Delivery.state, when).where(
-            Delivery.campaign.in_(campaigns), Delivery.prospect_id.in_(ids)
+            Delivery.campaign.in_(campaigns), among(conn.dialect, Delivery.prospect_id, ids)
         )
     ):
         items.setdefault(name, {}).setdefault(pid, {})[key] = (state, at)
@@ -343,7 +344,7 @@ def mailed_by_campaign(conn: Connection, ids: Sequence[int], now: datetime) -> d
             func.max(when),
             func.sum(case((when >= since, 1), else_=0)),
         )
-        .where(Delivery.prospect_id.in_(ids), Delivery.state.in_(MAILED_STATES))
+        .where(among(conn.dialect, Delivery.prospect_id, ids), Delivery.state.in_(MAILED_STATES))
         .group_by(Delivery.prospect_id, Delivery.campaign)
     ):
         out.setdefault(pid, {})[name] = Mailed(last, int(recent or 0))
@@ -692,7 +693,7 @@ def _plan_due(
                         rnd.queued(target.name, row.id, decision.item_key)
                     bounds[row.id] = min(bounds[row.id], recheck_at(decision, now))
                     sink.tally(decision, keep=keep)
-            db.insert_rows(conn, _DELIVERIES, new_rows, ignore_conflicts_on=["campaign", "prospect_id", "item_key"])
+            db.insert_columns(conn, _DELIVERIES, new_rows, ignore_conflicts_on=["campaign", "prospect_id", "item_key"])
             due.store(conn, bounds)
         if progress:
             progress("due prospects", len(rows), planned)
