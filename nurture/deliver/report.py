@@ -41,7 +41,8 @@ class Report:
     """
 
     planned: int = 0
-    #: Prospects the planner did not look at: nothing can be due for them yet (nurture.plan.due).
+    #: Prospects the planner did not look at: nothing can be due for them yet (nurture.plan.due; from the row
+    #: estimate on PostgreSQL above 10,000 prospects).
     not_due: int = 0
     sent: int = 0
     deferred: Counter[str] = field(default_factory=Counter)

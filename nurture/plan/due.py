@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 
 from nurture.core.config import Config
 from nurture.plan.campaigns import Campaign
+from nurture.store import db
 from nurture.store.models import PlanState, Prospect
 
 #: "Not before anything changes": the bound of a decision only a change of the prospect or the rules can undo.
@@ -84,7 +85,8 @@ def membership_changes_at(campaigns: Iterable[Campaign], row: Any, now: datetime
 
 
 def store(conn: Connection, bounds: dict[int, datetime]) -> None:
-    """Write the bounds of one planned batch (one statement on PostgreSQL, one prepared executemany on SQLite).
+    """Write the bounds of one planned batch (one statement on PostgreSQL, one prepared executemany through
+    :class:`nurture.store.db.Bulk` on SQLite).
 
     Writing ``next_plan_at`` alone fires none of the triggers (they watch other columns)."""
     if not bounds:
@@ -98,10 +100,8 @@ def store(conn: Connection, bounds: dict[int, datetime]) -> None:
             {"ids": list(bounds), "ats": list(bounds.values())},
         )
         return
-    conn.execute(
-        update(Prospect).where(Prospect.id == bindparam("pid")).values(next_plan_at=bindparam("at")),
-        [{"pid": pid, "at": at} for pid, at in bounds.items()],
-    )
+    stmt = update(Prospect).where(Prospect.id == bindparam("pid")).values(next_plan_at=bindparam("at"))
+    db.Bulk(stmt, conn.dialect, ["at", "pid"]).run(conn, [{"pid": pid, "at": at} for pid, at in bounds.items()])
 
 
 def due_ids(conn: Connection, now: datetime) -> list[int]:
@@ -109,6 +109,18 @@ def due_ids(conn: Connection, now: datetime) -> list[int]:
     return sorted(conn.scalars(select(Prospect.id).where(due_clause(now))))
 
 
-def waiting(conn: Connection, now: datetime) -> int:
-    """How many prospects are not looked at because nothing can be due for them yet."""
+def waiting(conn: Connection, now: datetime, looked: int) -> int:
+    """How many prospects are not looked at because nothing can be due for them yet (``looked``: how many are).
+
+    On PostgreSQL above :data:`EXACT_BELOW` prospects: the table's row estimate (kept by autovacuum and ANALYZE)
+    less ``looked``, since an exact count reads every row (1.2 s at 1M, more than the rest of a no-op run);
+    exact otherwise."""
+    if conn.dialect.name == "postgresql":
+        estimate = conn.scalar(text("SELECT reltuples FROM pg_class WHERE oid = CAST('prospects' AS regclass)"))
+        if estimate is not None and estimate >= EXACT_BELOW:
+            return max(0, int(estimate) - looked)
     return conn.scalar(select(func.count()).where(Prospect.next_plan_at > now)) or 0
+
+
+#: Below this many prospects the not-due count is exact on PostgreSQL too.
+EXACT_BELOW = 10_000

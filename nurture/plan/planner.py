@@ -651,7 +651,7 @@ def _plan_due(
         db.plan_lock(conn)
         due.start(conn, config, playing, now)
         ids = due.due_ids(conn, now)
-        sink.waiting(due.waiting(conn, now) if playing else 0)
+        sink.waiting(due.waiting(conn, now, len(ids)) if playing else 0)
     if not ids:
         return 0  # the no-op run: not even the segment clauses are built
     selects = selections(config, playing, now)
