@@ -79,7 +79,7 @@ def membership_changes_at(campaigns: Iterable[Campaign], row: Any, now: datetime
             for condition in campaign.segment.conditions:
                 if condition.field == "last_contact":
                     flip = row.last_contact_at + timedelta(days=float(condition.value))
-                    if now < flip < at:
+                    if now <= flip < at:  # at the instant itself it has yet to flip: look again
                         at = flip
     return at
 
