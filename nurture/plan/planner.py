@@ -10,6 +10,10 @@ both decide that one prospect is due in two campaigns. Pending rows count as "ma
 how a prospect due in two campaigns gets the higher-priority one now and the other later (deferred, never
 dropped). Each batch is committed on its own, so senders may claim it at once (:mod:`nurture.deliver`).
 
+A real run (:func:`plan` without ``dry_run``/``limit``) looks only at the prospects who may be due: those whose
+stored lower bound ``next_plan_at`` has come (:mod:`nurture.plan.due`), a batch of them at a time, every campaign
+deciding for its members among them in priority order; each prospect's new bound is stored with the batch.
+
 The planner sends nothing and knows nothing of sending: it writes pending rows and tells a :class:`PlanSink`
 what it decided (the sending run's report is one). It does not run the campaign check either: the caller passes
 only the campaigns it may send (:func:`nurture.deliver.send` runs the check first).
