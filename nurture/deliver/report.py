@@ -41,6 +41,9 @@ class Report:
     """
 
     planned: int = 0
+    #: Prospects the planner did not look at: nothing can be due for them yet (nurture.plan.due; from the row
+    #: estimate on PostgreSQL above 10,000 prospects).
+    not_due: int = 0
     sent: int = 0
     deferred: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
@@ -86,6 +89,10 @@ class Report:
         with self._lock:
             self.paused[campaign] = reason
 
+    def waiting(self, count: int) -> None:
+        with self._lock:
+            self.not_due += count
+
     @property
     def skipped_campaigns(self) -> bool:
         """Whether a campaign or campaign file was left out of this run (blocked or broken)."""
@@ -108,6 +115,7 @@ class Report:
         return {
             "dry_run": self.dry_run,
             "planned": self.planned,
+            "not_due": self.not_due,
             "sent": self.sent,
             "deferred": dict(self.deferred),
             "skipped": dict(self.skipped),

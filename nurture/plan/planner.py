@@ -10,6 +10,10 @@ both decide that one prospect is due in two campaigns. Pending rows count as "ma
 how a prospect due in two campaigns gets the higher-priority one now and the other later (deferred, never
 dropped). Each batch is committed on its own, so senders may claim it at once (:mod:`nurture.deliver`).
 
+A real run (:func:`plan` without ``dry_run``/``limit``) looks only at the prospects who may be due: those whose
+stored lower bound ``next_plan_at`` has come (:mod:`nurture.plan.due`), a batch of them at a time, every campaign
+deciding for its members among them in priority order; each prospect's new bound is stored with the batch.
+
 The planner sends nothing and knows nothing of sending: it writes pending rows and tells a :class:`PlanSink`
 what it decided (the sending run's report is one). It does not run the campaign check either: the caller passes
 only the campaigns it may send (:func:`nurture.deliver.send` runs the check first).
@@ -30,11 +34,13 @@ from sqlalchemy.engine import Connection
 from nurture.core import clock
 from nurture.core.config import Config
 from nurture.plan import cadence as calendar
+from nurture.plan import due
 from nurture.plan.campaigns import Campaign, ContentItem
 from nurture.plan.segments import campaign_clauses, mailable_reason
 from nurture.plan.share import Contender, Mailed, choose
 from nurture.store import db
 from nurture.store.models import CampaignState, Delivery, Prospect
+from nurture.store.sql import among
 from nurture.store.states import MAILED_STATES, DeliveryState, PlanOutcome
 from nurture.store.suppression import suppression_reasons
 
@@ -73,6 +79,9 @@ class Decision:
     via: str = ""
     #: Nothing left to send to this prospect here (its fallback's content too, when ``via`` is set).
     exhausted: bool = False
+    #: For a send, or a mail already queued: the earliest next mail of ``campaign`` (the queued mail leaves now or
+    #: later, and the interval follows it). With ``not_before``, what :func:`recheck_at` reads.
+    next_due: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +107,10 @@ class PlanSink(Protocol):
 
     def campaign_paused(self, campaign: str, reason: str) -> None:
         """A campaign left out because the error budget paused it (``nurture resume`` lifts it)."""
+
+    def waiting(self, count: int) -> None:
+        """How many prospects the run did not look at because nothing can be due for them yet
+        (:mod:`nurture.plan.due`)."""
 
 
 def paused_campaigns(engine: Engine) -> dict[str, str]:
@@ -182,7 +195,7 @@ def _items_of(
         return items
     for name, pid, key, state, at in conn.execute(
         select(Delivery.campaign, Delivery.prospect_id, Delivery.item_key, Delivery.state, when).where(
-            Delivery.campaign.in_(campaigns), Delivery.prospect_id.in_(ids)
+            Delivery.campaign.in_(campaigns), among(conn.dialect, Delivery.prospect_id, ids)
         )
     ):
         items.setdefault(name, {}).setdefault(pid, {})[key] = (state, at)
@@ -234,13 +247,15 @@ def decide(
     # calendar says nothing about where a prospect whose zone was never recorded reads their mail).
     zone = ZoneInfo(row.time_zone or config.default_time_zone)
     received = history.items.get(row.id, {})
+    interval = interval_of(campaign, row)
     queued = [k for k, (state, _) in received.items() if state == DeliveryState.PENDING]
     if queued:
         return Decision(
-            outcome=PlanOutcome.SKIPPED, reason=f"already queued: item {queued[0]} waits to be sent", **base
+            outcome=PlanOutcome.SKIPPED,
+            reason=f"already queued: item {queued[0]} waits to be sent",
+            next_due=now + interval,
+            **base,
         )
-    factor = row.frequency_factor if row.frequency_factor and row.frequency_factor > 0 else 1.0
-    interval = timedelta(days=campaign.cadence.interval_for(row.temperature) * factor)
     # A failed attempt counts for this campaign's interval (no re-mailing right after a refusal), not for the
     # global gap, which is about mail that reached the person.
     mailed = [at for state, at in received.values() if state in MAILED_STATES or state == DeliveryState.FAILED]
@@ -290,7 +305,25 @@ def decide(
     if why_not_now:
         nxt = calendar.next_send_time(now, campaign.cadence, zone)
         return Decision(outcome=PlanOutcome.DEFERRED, reason=why_not_now, item_key=item.key, not_before=nxt, **base)
-    return Decision(outcome=PlanOutcome.SEND, item_key=item.key, subject=item.subject, **base)
+    return Decision(outcome=PlanOutcome.SEND, item_key=item.key, subject=item.subject, next_due=now + interval, **base)
+
+
+def interval_of(campaign: Campaign, row: Any) -> timedelta:
+    """The campaign's interval for this prospect: by temperature, times their frequency factor (preferences)."""
+    factor = row.frequency_factor if row.frequency_factor and row.frequency_factor > 0 else 1.0
+    return timedelta(days=campaign.cadence.interval_for(row.temperature) * factor)
+
+
+def recheck_at(decision: Decision, now: datetime) -> datetime:
+    """When ``decision`` can change by the clock alone (:mod:`nurture.plan.due`): its ``not_before`` (not due
+    until, the gap, quiet hours, the monthly cap), the next mail after a send or a queued mail, else never (not
+    mailable, sequence finished, no item: only a change of the prospect or of the rules undoes those). A
+    deferral without a time (``--limit``) is looked at again next run."""
+    if decision.not_before is not None:
+        return decision.not_before
+    if decision.next_due is not None:
+        return decision.next_due
+    return due.NEVER if decision.outcome == PlanOutcome.SKIPPED else now
 
 
 #: Reasons of :func:`decide` that mean "this campaign has nothing left for this prospect" (a ``fallback`` continues).
@@ -315,7 +348,7 @@ def mailed_by_campaign(conn: Connection, ids: Sequence[int], now: datetime) -> d
             func.max(when),
             func.sum(case((when >= since, 1), else_=0)),
         )
-        .where(Delivery.prospect_id.in_(ids), Delivery.state.in_(MAILED_STATES))
+        .where(among(conn.dialect, Delivery.prospect_id, ids), Delivery.state.in_(MAILED_STATES))
         .group_by(Delivery.prospect_id, Delivery.campaign)
     ):
         out.setdefault(pid, {})[name] = Mailed(last, int(recent or 0))
@@ -389,6 +422,17 @@ class Round:
         items = _items_of(conn, names, ids)
         for name in names:
             self.histories[name] = History(last_any=last_any, items=items.get(name, {}), suppressed=suppressed)
+
+    def queued(self, campaign: str, prospect_id: int, item_key: str) -> None:
+        """A mail this round queued: later decisions of the round see it as the pending row it becomes (what
+        the next batch would read back from the database)."""
+        mailed = self.mailed.setdefault(prospect_id, {})
+        before = mailed.get(campaign)
+        mailed[campaign] = Mailed(self.now, (before.recent if before else 0) + 1)
+        for history in self.histories.values():  # one shared ``last_any``; the items of ``campaign`` only
+            history.last_any[prospect_id] = (self.now, campaign)
+        if campaign in self.histories:
+            self.histories[campaign].items.setdefault(prospect_id, {})[item_key] = (DeliveryState.PENDING, self.now)
 
     def decide(self, campaign: Campaign, row: Any, seen: tuple[str, ...] = ()) -> Decision:
         """:func:`decide` for ``campaign``; where its content has run out and it names a ``fallback`` the prospect
@@ -490,15 +534,73 @@ def plan(
     keep_decisions: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     pause: float = 0.0,
+    full_scan: bool = False,
 ) -> int:
-    """Decide for every segment member of every campaign; insert pending deliveries (not in a dry run), one
-    committed batch at a time (senders may claim each batch as soon as it is committed). Returns how many
-    deliveries were planned (``send`` decisions; at most ``limit``).
+    """Decide for every segment member of every campaign who may be due; insert pending deliveries (not in a
+    dry run), one committed batch at a time (senders may claim each batch as soon as it is committed). Returns
+    how many deliveries were planned (``send`` decisions; at most ``limit``).
+
+    A real run looks only at the prospects whose stored ``next_plan_at`` has come (:mod:`nurture.plan.due`;
+    ``sink.waiting`` is told how many others there are) and stores the new bounds. A dry run, a run with a
+    ``limit`` (which takes campaigns in priority order over all their members) and ``full_scan`` (the reference
+    the tests and bench/plan.py compare with) decide every member and leave the stored bounds alone.
 
     ``progress(campaign, members_decided_in_this_batch, planned_so_far)`` is called after each batch; ``pause``
     seconds are slept after each batch that queued mail (SQLite: lets waiting senders take the write lock)."""
     now = clock.now()
     playing = in_play(engine, campaigns, sink, now)
+    if dry_run or full_scan or limit is not None:
+        return _plan_all(
+            engine,
+            config,
+            playing,
+            sink,
+            now,
+            dry_run=dry_run,
+            limit=limit,
+            keep=keep_decisions,
+            progress=progress,
+            pause=pause,
+        )
+    return _plan_due(engine, config, playing, sink, now, keep=keep_decisions, progress=progress, pause=pause)
+
+
+def _pending_row(campaign: Campaign, prospect_id: int, item_key: str, now: datetime) -> dict[str, Any]:
+    return {
+        "campaign": campaign.name,
+        "prospect_id": prospect_id,
+        "item_key": item_key,
+        "state": DeliveryState.PENDING,
+        "error": "",
+        "subject": "",
+        "sender": "",
+        "message_id": "",
+        "provider_message_id": "",
+        "attempts": 0,
+        "claimed_by": "",
+        "lease_until": None,
+        "next_attempt_at": None,
+        "created_at": now,
+        "sent_at": None,
+        "updated_at": now,
+        "language": campaign.language,
+    }
+
+
+def _plan_all(
+    engine: Engine,
+    config: Config,
+    playing: list[Campaign],
+    sink: PlanSink,
+    now: datetime,
+    *,
+    dry_run: bool,
+    limit: int | None,
+    keep: bool,
+    progress: Callable[[str, int, int], None] | None,
+    pause: float,
+) -> int:
+    """Every member of each campaign in turn, highest priority first (the full scan)."""
     by_name = {c.name: c for c in playing}
     selects = selections(config, playing, now)
     planned_elsewhere: dict[int, str] = {}
@@ -522,31 +624,83 @@ def plan(
                         if dry_run:
                             planned_elsewhere[row.id] = target.name
                         else:
-                            new_rows.append(
-                                {
-                                    "campaign": target.name,
-                                    "prospect_id": row.id,
-                                    "item_key": decision.item_key,
-                                    "state": DeliveryState.PENDING,
-                                    "error": "",
-                                    "subject": "",
-                                    "sender": "",
-                                    "message_id": "",
-                                    "provider_message_id": "",
-                                    "attempts": 0,
-                                    "claimed_by": "",
-                                    "lease_until": None,
-                                    "next_attempt_at": None,
-                                    "created_at": now,
-                                    "sent_at": None,
-                                    "updated_at": now,
-                                    "language": target.language,
-                                }
-                            )
-                    sink.tally(decision, keep=keep_decisions)
+                            new_rows.append(_pending_row(target, row.id, decision.item_key, now))
+                    sink.tally(decision, keep=keep)
                 db.insert_rows(conn, _DELIVERIES, new_rows, ignore_conflicts_on=["campaign", "prospect_id", "item_key"])
             if progress:
                 progress(campaign.name, len(rows), planned)
             if pause and new_rows:  # only a batch that queued mail gives the senders something to claim
                 time.sleep(pause)
+    return planned
+
+
+def _plan_due(
+    engine: Engine,
+    config: Config,
+    playing: list[Campaign],
+    sink: PlanSink,
+    now: datetime,
+    *,
+    keep: bool,
+    progress: Callable[[str, int, int], None] | None,
+    pause: float,
+) -> int:
+    """The prospects who may be due (:mod:`nurture.plan.due`), a batch at a time; in each batch every campaign in
+    turn, highest priority first, decides for its members among them (so a prospect due in two campaigns gets
+    the higher one now and the other after the gap, as in the full scan), then each prospect's new bound is
+    stored with the batch's pending rows, in one transaction."""
+    by_name = {c.name: c for c in playing}
+    with db.transaction(engine, immediate=True) as session:
+        conn = session.connection()
+        db.plan_lock(conn)
+        due.start(conn, config, playing, now)
+        ids = due.due_ids(conn, now)
+        sink.waiting(due.waiting(conn, now, len(ids)) if playing else 0)
+    if not ids:
+        return 0  # the no-op run: not even the segment clauses are built
+    selects = selections(config, playing, now)
+    # Per campaign, whether it selects the row: one query fetches the batch and every membership.
+    flags = [case((selects[c.name], 1), else_=0).label(f"m{i}") for i, c in enumerate(playing)]
+    planned = 0
+    for start in range(0, len(ids), PLAN_BATCH):
+        chunk = ids[start : start + PLAN_BATCH]
+        with db.transaction(engine, immediate=True) as session:
+            conn = session.connection()
+            db.plan_lock(conn)
+            stmt = (
+                select(*MEMBER_COLUMNS, Prospect.last_contact_at, *flags)
+                .where(Prospect.id.between(chunk[0], chunk[-1]), due.due_clause(now))
+                .order_by(Prospect.id)
+            )
+            if conn.dialect.name == "postgresql":
+                # Rows another transaction is changing wait for the next run: their reset of next_plan_at must
+                # not be overwritten by a bound computed from what they were before.
+                stmt = stmt.with_for_update(skip_locked=True, key_share=True, of=Prospect)
+            rows = conn.execute(stmt).all()
+            members = {c.name: {r.id for r in rows if r[len(MEMBER_COLUMNS) + 1 + i]} for i, c in enumerate(playing)}
+            rnd = Round(config, now, by_name, {}, members=members)
+            looked = [r for r in rows if any(r.id in m for m in members.values())]
+            if looked:
+                rnd.load_histories(conn, looked)
+            bounds = {r.id: due.membership_changes_at(playing, r, now) for r in rows}
+            new_rows = []
+            for campaign in playing:
+                mine = members[campaign.name]
+                for row in looked:
+                    if row.id not in mine:
+                        continue
+                    decision = rnd.final(campaign, row)
+                    if decision.outcome == PlanOutcome.SEND:
+                        planned += 1
+                        target = by_name[decision.campaign]
+                        new_rows.append(_pending_row(target, row.id, decision.item_key, now))
+                        rnd.queued(target.name, row.id, decision.item_key)
+                    bounds[row.id] = min(bounds[row.id], recheck_at(decision, now))
+                    sink.tally(decision, keep=keep)
+            db.insert_columns(conn, _DELIVERIES, new_rows, ignore_conflicts_on=["campaign", "prospect_id", "item_key"])
+            due.store(conn, bounds)
+        if progress:
+            progress("due prospects", len(rows), planned)
+        if pause and new_rows:
+            time.sleep(pause)
     return planned

@@ -157,6 +157,46 @@ class Prospect(Base):
     frequency_factor: Mapped[float] = mapped_column(Float, default=1.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The planner's lower bound (0014, nurture.plan.due): no campaign is due for this prospect before it unless
+    #: something about the prospect changes; NULL = unknown (planned at the next run). Triggers reset it to NULL
+    #: when a column of :data:`PLAN_COLUMNS`, a tag, a topic choice or a delivery's fate changes.
+    next_plan_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+#: The prospect columns the planner reads (segments, mailability, cadence, item choice): changing one resets
+#: ``next_plan_at`` (the triggers of migration 0014 list them). Not the scoring bookkeeping (fit/engagement score,
+#: scored_at, company_key), the postal address or ``attributes``, which no segment can read.
+PLAN_COLUMNS = (
+    "email",
+    "status",
+    "consent_basis",
+    "paused_until",
+    "frequency_factor",
+    "time_zone",
+    "language",
+    "temperature",
+    "industry",
+    "rank",
+    "stage",
+    "owner",
+    "score",
+    "company",
+    "title",
+    "last_contact_at",
+    "next_action",
+    "next_action_due",
+)
+
+
+class PlanState(Base):
+    """What the planner remembers between runs (0014): ``fingerprint``, the rules the stored ``next_plan_at``
+    times were computed under (nurture.plan.due). Removing a suppression deletes it (a trigger)."""
+
+    __tablename__ = "plan_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ProspectTag(Base):

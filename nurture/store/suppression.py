@@ -22,6 +22,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import String
 
 from nurture.store.models import Prospect, Suppression, email_hash
+from nurture.store.sql import among
 
 
 class email_sha256(FunctionElement):
@@ -67,7 +68,9 @@ def suppression_reasons(conn: Any, emails: Iterable[str]) -> dict[str, str]:
     return {
         hashes[digest]: reason
         for digest, reason in conn.execute(
-            select(Suppression.email_hash, Suppression.reason).where(Suppression.email_hash.in_(list(hashes)))
+            select(Suppression.email_hash, Suppression.reason).where(
+                among(conn.dialect, Suppression.email_hash, hashes)
+            )
         )
     }
 

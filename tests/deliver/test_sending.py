@@ -58,10 +58,10 @@ def test_send_delivers_exactly_one_mail_per_due_prospect(ws, runner, smtp_server
     assert subject.endswith("様：業界ニュース第1号")
     # Each delivery carries its campaign's language: the tracking server's pages speak it without the campaign file.
     assert {d.language for d in deliveries(ws)} == {"ja"}
-    # Run again at once: nobody is due; nothing is sent twice.
+    # Run again at once: nobody is due, nobody is looked at (nurture.plan.due); nothing is sent twice.
     result, report = send(runner)
     assert report["sent"] == 0 and len(smtp_server.messages) == 3
-    assert report["skipped"] == {"not due yet": 3, "no consent on record": 1}
+    assert report["skipped"] == {} and report["not_due"] == 4
     dry = runner.invoke(main, ["send", "--dry-run"], catch_exceptions=False).output
     assert "not due until 2026-12-08 10:00" in dry
     # Two weeks later the next item of the sequence goes out.
@@ -70,7 +70,7 @@ def test_send_delivers_exactly_one_mail_per_due_prospect(ws, runner, smtp_server
         result, report = send(runner)
     finally:
         monkeypatch.undo()
-    assert report["sent"] == 3
+    assert report["sent"] == 3, report
     assert sorted(d.item_key for d in deliveries(ws) if d.state == "sent") == ["alpha-1"] * 3 + ["alpha-2"] * 3
 
 
@@ -89,8 +89,9 @@ def test_cadence_across_two_campaigns_defers_never_drops(ws, runner, smtp_server
     assert report["sent"] == 1 and deliveries(ws)[0].campaign == "alpha"  # higher priority first
     assert list(report["deferred"]) == ["cadence gap"]
     at(monkeypatch, "2026-12-01T01:00:00+00:00")  # 7 days later: still inside the 10-day global gap
-    result, report = send(runner)
-    assert report["sent"] == 0 and report["deferred"] == {"cadence gap": 1}
+    result, report = send(runner)  # not looked at: nothing can be due before the gap ends (nurture.plan.due)
+    assert report["sent"] == 0 and report["deferred"] == {} and report["not_due"] == 1
+    assert "cadence gap" in runner.invoke(main, ["send", "--dry-run"], catch_exceptions=False).output
     at(monkeypatch, "2026-12-04T01:00:00+00:00")  # 10 days later (Friday): beta's turn; alpha not due (14 d)
     result, report = send(runner)
     assert report["sent"] == 1
@@ -104,12 +105,13 @@ def test_quiet_hours_weekends_and_japanese_holidays(ws, runner, smtp_server, mon
     result, report = send(runner)
     assert report["sent"] == 0 and report["deferred"] == {"holiday": 1}
     assert "勤労感謝の日" in runner.invoke(main, ["send", "--dry-run"], catch_exceptions=False).output
+    # Before the next send time a run does not look at them (nurture.plan.due); the dry run still says why.
     at(monkeypatch, "2026-11-23T23:30:00+00:00")  # Tuesday 08:30 JST
     result, report = send(runner)
-    assert report["sent"] == 0 and any("send hours" in reason for reason in report["deferred"])
-    at(monkeypatch, "2026-11-28T01:00:00+00:00")  # Saturday
-    result, report = send(runner)
-    assert report["sent"] == 0
+    assert report["sent"] == 0 and report["not_due"] == 1
+    assert "send hours" in runner.invoke(main, ["send", "--dry-run"], catch_exceptions=False).output
+    at(monkeypatch, "2026-11-28T01:00:00+00:00")  # Saturday (the dry run: the real clock never runs backwards)
+    assert "not a send day" in runner.invoke(main, ["send", "--dry-run"], catch_exceptions=False).output
     at(monkeypatch, "2026-11-24T00:00:00+00:00")  # Tuesday 09:00 JST
     result, report = send(runner)
     assert report["sent"] == 1 and len(smtp_server.messages) == 1

@@ -18,7 +18,7 @@ from unittest import mock
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from nurture import deliver
 from nurture.core import clock
@@ -26,6 +26,7 @@ from nurture.core import config as configuration
 from nurture.deliver import run as run_module
 from nurture.deliver.senders import memory
 from nurture.people.prospects import import_file
+from nurture.plan import due
 from nurture.plan.campaigns import load_campaigns
 from nurture.store import db
 from nurture.store.models import Delivery, Prospect
@@ -147,7 +148,8 @@ def simulate(folder: Path, start: datetime, end: datetime, on_run: Callable[[dat
 
     Runs in which nothing can change are skipped, which is what keeps a year in seconds: every decision carries
     the instant before which it cannot change (``not_before``: due date, gap, send window, next month for a
-    monthly cap); a prospect just mailed cannot get another mail within ``min_gap_days``. The next run is the
+    monthly cap); a prospect just mailed cannot get another mail within ``min_gap_days``; a prospect the run did
+    not look at cannot be due before their stored ``next_plan_at`` (nurture.plan.due). The next run is the
     first fire at or after the earliest of those, so every run a real schedule would make and in which anything
     could happen is made."""
     cfg = configuration.load(folder / "nurture.toml")
@@ -171,6 +173,11 @@ def simulate(folder: Path, start: datetime, end: datetime, on_run: Callable[[dat
         wake += [t + gap for d in report.decisions if d.outcome == PlanOutcome.SEND]
         if any(d.outcome == PlanOutcome.DEFERRED and d.not_before is None for d in report.decisions):
             wake.append(t + timedelta(minutes=1))
+        # Prospects the run did not look at (nothing can be due for them yet) wake at their stored bound.
+        with engine.connect() as conn:
+            stored = conn.scalar(select(func.min(Prospect.next_plan_at)).where(Prospect.next_plan_at > t))
+        if stored is not None and stored < due.NEVER:
+            wake.append(stored)
         if not wake:
             break
         after = max(min(wake), t + timedelta(minutes=1)).astimezone(zone).replace(tzinfo=None)
