@@ -7,7 +7,7 @@ an operator's SQL) can forget to. ``plan_state`` keeps the fingerprint of the ru
 under; removing a suppression deletes it (the next run then plans everyone).
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0016
 """
 
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from alembic import op
 from nurture.store.models import PLAN_COLUMNS, UTCDateTime
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
