@@ -78,9 +78,14 @@ def on_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
             ).scalar()
         if event_id is not None:
             pairs.append((r["prospect_id"], event_id))
+    again = {r["prospect_id"] for r in relabeled}
     if ids or pairs:
-        rescore(conn, ids, rules, cause="events", inquiries=pairs)
-    again = {r["prospect_id"] for r in relabeled} - ids
+        # A prospect with a relabelled row has all its events folded (new=None): its tally counted the old label.
+        new: dict[int, list[dict[str, Any]]] = {}
+        for r in fresh:
+            new.setdefault(r["prospect_id"], []).append(r)
+        rescore(conn, ids, rules, cause="events", inquiries=pairs, new=new, refold=ids & again)
+    again -= ids
     if again:
         rescore(conn, again, rules, cause="relabel")
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, any_, bindparam, insert, or_, select, text, update
+from sqlalchemy import Engine, Row, and_, any_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import BindParameter, TextClause
 
 from nurture.core import clock
 from nurture.score import explain, model
@@ -115,6 +115,44 @@ _GROUP_LOCK_PG = (
     .order_by(Prospect.id)
     .with_for_update(key_share=True)
 )
+
+
+# Online scoring reads, with each prospect, its stored tally and how many of its events can count (the tally's
+# own count must match it: events recorded while no scoring listener ran are noticed and folded).
+def _countable() -> Any:
+    w = case(
+        (
+            and_(
+                func.coalesce(Event.label, "unknown") == "human",
+                func.coalesce(Event.confidence, 0.5) >= bindparam("minc"),
+            ),
+            bindparam("w_human"),
+        ),
+        (Event.label == "machine", bindparam("w_machine")),
+        else_=bindparam("w_unknown"),
+    )
+    return (
+        select(func.count())
+        .where(
+            Event.prospect_id == Prospect.id,
+            Event.type.in_(bindparam("ctypes", expanding=True)),
+            or_(Event.type.not_in(bindparam("ltypes", expanding=True)), w > 0),
+        )
+        .scalar_subquery()
+        .label("countable")
+    )
+
+
+_ONLINE_COLUMNS = (*_FACT_COLUMNS, Prospect.score_state, _countable())
+_ONLINE_READ = select(*_ONLINE_COLUMNS).where(Prospect.id.in_(_IDS)).order_by(Prospect.id)
+_ONLINE_LOCK_PG = (
+    select(*_ONLINE_COLUMNS)
+    .where(Prospect.id == any_(bindparam("id_array", type_=ARRAY(Prospect.id.type))))
+    .order_by(Prospect.id)
+    .with_for_update(key_share=True)
+)
+_ONLINE_GROUP_READ = _GROUP_READ.with_only_columns(*_ONLINE_COLUMNS)
+_ONLINE_GROUP_LOCK_PG = _GROUP_LOCK_PG.with_only_columns(*_ONLINE_COLUMNS)
 _EXPLAINED = select(ScoreChange.prospect_id, ScoreChange.event_ids).where(ScoreChange.prospect_id.in_(_IDS))
 _SUBJECTS = select(Delivery.id, Delivery.subject).where(Delivery.id.in_(_IDS))
 _OWNERS = select(Prospect.id, Prospect.owner).where(Prospect.id.in_(_IDS))
@@ -124,15 +162,22 @@ _EVENTS_OF = select(*_EVENT_COLUMNS).where(Event.prospect_id.in_(_IDS))
 _UPDATE = update(_PROSPECTS).where(_PROSPECTS.c.id == bindparam("pid"))
 _UPDATE_PG_FLOATS = ("fit_score", "engagement_score", "score")
 _UPDATE_PG_TEXTS = ("rank", "temperature", "stage", "company_key")
-_UPDATE_PG = text(
-    "UPDATE prospects AS p SET "
-    + ", ".join(f"{c} = v.{c}" for c in (*_UPDATE_PG_FLOATS, *_UPDATE_PG_TEXTS))
-    + ", scored_at = :at FROM unnest(CAST(:pid AS bigint[]), "
-    + ", ".join(f"CAST(:{c} AS float8[])" for c in _UPDATE_PG_FLOATS)
-    + ", "
-    + ", ".join(f"CAST(:{c} AS text[])" for c in _UPDATE_PG_TEXTS)
-    + f") AS v(pid, {', '.join((*_UPDATE_PG_FLOATS, *_UPDATE_PG_TEXTS))}) WHERE p.id = v.pid"
-)
+
+
+def _update_pg(texts: Sequence[str]) -> TextClause:
+    return text(
+        "UPDATE prospects AS p SET "
+        + ", ".join(f"{c} = v.{c}" for c in (*_UPDATE_PG_FLOATS, *texts))
+        + ", scored_at = :at FROM unnest(CAST(:pid AS bigint[]), "
+        + ", ".join(f"CAST(:{c} AS float8[])" for c in _UPDATE_PG_FLOATS)
+        + ", "
+        + ", ".join(f"CAST(:{c} AS text[])" for c in texts)
+        + f") AS v(pid, {', '.join((*_UPDATE_PG_FLOATS, *texts))}) WHERE p.id = v.pid"
+    )
+
+
+_UPDATE_PG = _update_pg(_UPDATE_PG_TEXTS)
+_UPDATE_PG_STATE = _update_pg((*_UPDATE_PG_TEXTS, "score_state"))
 _CHANGES = Base.metadata.tables[ScoreChange.__tablename__]
 _HANDOFFS = Base.metadata.tables[Handoff.__tablename__]
 _INSERT_CHANGE = insert(_CHANGES)
@@ -281,11 +326,30 @@ def _lock(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
     return list(conn.execute(_READ, {"ids": sorted(ids)}))
 
 
-def _lock_group(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
+def _countable_params(rules: Rules) -> dict[str, Any]:
+    """The parameters of the ``countable`` column: :func:`model.can_count` in SQL."""
+    labels = rules.labels
+    return {
+        "ctypes": sorted(rules.events),
+        "ltypes": sorted(labels.types),
+        "minc": labels.human_min_confidence,
+        "w_human": float(labels.human),
+        "w_machine": float(labels.machine),
+        "w_unknown": float(labels.unknown),
+    }
+
+
+def _lock_online(conn: Connection, ids: Collection[int], rules: Rules) -> list[Row[Any]]:
+    if conn.dialect.name == "postgresql":
+        return list(conn.execute(_ONLINE_LOCK_PG, {"id_array": sorted(ids), **_countable_params(rules)}))
+    return list(conn.execute(_ONLINE_READ, {"ids": sorted(ids), **_countable_params(rules)}))
+
+
+def _lock_group(conn: Connection, ids: Collection[int], rules: Rules) -> list[Row[Any]]:
     ordered = sorted(ids)
     if conn.dialect.name == "postgresql":
-        return list(conn.execute(_GROUP_LOCK_PG, {"id_array": ordered}))
-    return list(conn.execute(_GROUP_READ, {"ids": ordered, "ids2": ordered}))
+        return list(conn.execute(_ONLINE_GROUP_LOCK_PG, {"id_array": ordered, **_countable_params(rules)}))
+    return list(conn.execute(_ONLINE_GROUP_READ, {"ids": ordered, "ids2": ordered, **_countable_params(rules)}))
 
 
 def _events_of(conn: Connection, ids: Collection[int], rules: Rules) -> dict[int, list[model.EventLike]]:
@@ -306,9 +370,16 @@ def rescore(
     at: datetime | None = None,
     cause: str = "events",
     inquiries: Sequence[tuple[int, int]] = (),
+    new: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+    refold: Collection[int] = (),
 ) -> list[Result]:
     """Score ``prospect_ids`` and their colleagues at ``at`` (default now) inside the caller's transaction; write
-    changes, history and handoffs. ``inquiries``: (prospect id, event id) of ``inquired`` events to hand off."""
+    changes, history and handoffs. ``inquiries``: (prospect id, event id) of ``inquired`` events to hand off.
+
+    ``new``: the event rows just recorded, by prospect (the listener's). A prospect whose stored tally holds
+    all its other events gets them added to it (:func:`model.advance`); everyone else, and everyone when
+    ``new`` is None (a relabel) and those in ``refold`` (a row of theirs was relabelled), has all its events
+    read and folded, and its tally stored afresh."""
     at = at or clock.now()
     ids = {int(i) for i in prospect_ids if i}
     if not ids and not inquiries:
@@ -319,18 +390,17 @@ def rescore(
         if f.colleague_points:
             # One read (and lock) of the prospects and their stored colleague groups; a prospect whose company
             # changed since it was last scored also brings its new group (a second read, rare).
-            rows = {r.id: r for r in _lock_group(conn, ids)}
+            rows = {r.id: r for r in _lock_group(conn, ids, rules)}
             stored = {r.company_key for r in rows.values()}
             fresh_keys = {model.company_key(rows[i].company, rows[i].email, f) for i in ids if i in rows}
             fresh_keys -= stored | {""}
             if fresh_keys:
                 more = set(conn.execute(_MEMBERS, {"keys": sorted(fresh_keys)}).scalars()) - set(rows)
                 if more:  # lock again in id order: the whole set, so the order holds across both reads
-                    rows = {r.id: r for r in _lock(conn, set(rows) | more)}
+                    rows = {r.id: r for r in _lock_online(conn, set(rows) | more, rules)}
         else:  # without colleague points nobody's fit depends on anyone else
-            rows = {r.id: r for r in _lock(conn, ids)}
-        events = _events_of(conn, rows, rules)
-        engagements = {pid: model.engagement(events.get(pid, ()), rules, at) for pid in rows}
+            rows = {r.id: r for r in _lock_online(conn, ids, rules)}
+        engagements, tallies, folded = _online_engagements(conn, rows, new, rules, at, refold)
         facts = {pid: facts_of(r) for pid, r in rows.items()}
         group_engaged: dict[str, int] = defaultdict(int)
         for pid, p in facts.items():
@@ -338,11 +408,76 @@ def rescore(
             if key and engagements[pid].total >= f.colleague_engaged_at:
                 group_engaged[key] += 1
         scored = score_group(facts, engagements, group_engaged, {pid: r.stage for pid, r in rows.items()}, rules)
-        _write(conn, rows, scored, rules, at, cause)
+        # The history names the events that moved a score: those a tally added get their fold now (the totals
+        # stay the tally's, which decided the move).
+        moving = [pid for pid, res in scored.items() if pid not in folded and _moves(rows[pid], res, rules)[2]]
+        if moving:
+            full = _events_of(conn, moving, rules)
+            for pid in moving:
+                total = scored[pid].engagement.total
+                scored[pid].engagement = model.engagement(full.get(pid, ()), rules, at)
+                scored[pid].engagement.total = total
+        _write(conn, rows, scored, rules, at, cause, states={pid: t.dumps() for pid, t in tallies.items()})
         results = list(scored.values())
     if inquiries:
         _inquiry_handoffs(conn, inquiries, at)
     return results
+
+
+def _online_engagements(
+    conn: Connection,
+    rows: Mapping[int, Row[Any]],
+    new: Mapping[int, Sequence[Mapping[str, Any]]] | None,
+    rules: Rules,
+    at: datetime,
+    refold: Collection[int],
+) -> tuple[dict[int, model.Engagement], dict[int, model.Tally], set[int]]:
+    """Each prospect's engagement at ``at`` and its tally after ``new``, from its stored tally where that is
+    exact, else from all its events (those prospects are returned as folded)."""
+    out: dict[int, model.Engagement] = {}
+    tallies: dict[int, model.Tally] = {}
+    fold: list[int] = []
+    for pid, row in rows.items():
+        mine = [] if new is None else [_fact(r) for r in new.get(pid, ())]
+        t = model.Tally.loads(row.score_state, rules) if new is not None and pid not in refold else None
+        if t is not None and all(e.id for e in mine):
+            adding = sum(1 for e in mine if model.can_count(e.type, e.label, e.confidence, rules))
+            if t.events + adding == row.countable:
+                advanced = model.advance(t, mine, rules) if mine else t
+                value = advanced.value(at, rules) if advanced is not None else None
+                if advanced is not None and value is not None:
+                    out[pid] = model.Engagement(total=value, counted=[_COUNTED] if advanced.counted else [])
+                    tallies[pid] = advanced
+                    continue
+        fold.append(pid)
+    if fold:
+        events = _events_of(conn, fold, rules)
+        for pid in fold:
+            mine_all = events.get(pid, ())
+            out[pid] = model.engagement(mine_all, rules, at)
+            tallies[pid] = model.tally(mine_all, rules)
+    return out, tallies, set(fold)
+
+
+def _fact(row: Mapping[str, Any]) -> EventFact:
+    """A recorded row as the model reads it (``id`` 0 when the insert returned none: the tally is not used)."""
+    return EventFact(
+        id=row.get("id") or 0,
+        type=row.get("type") or "",
+        occurred_at=row["occurred_at"],
+        label=row.get("label") or "unknown",
+        confidence=float(row["confidence"] if row.get("confidence") is not None else 0.5),
+        delivery_id=row.get("delivery_id"),
+    )
+
+
+def _moves(row: Row[Any], res: Result, rules: Rules) -> tuple[str, str, list[tuple[str, str, str]]]:
+    """The temperature and stage to write for ``row`` scored as ``res`` (derived, or the row's when set by hand)
+    and the fields that change as (name, old, new)."""
+    temperature = res.temperature if rules.fields.temperature == "derived" else row.temperature
+    stage = res.stage if rules.fields.stage == "derived" else row.stage
+    fields = [("rank", row.rank, res.rank), ("temperature", row.temperature, temperature), ("stage", row.stage, stage)]
+    return temperature, stage, [(name, old, new) for name, old, new in fields if (old or "") != new]
 
 
 def _write(
@@ -354,16 +489,14 @@ def _write(
     cause: str,
     summary: Summary | None = None,
     dry_run: bool = False,
+    states: Mapping[int, str] | None = None,
 ) -> None:
+    """Write the scored values (and ``states``, the prospects' tallies, when given), history and handoffs."""
     updates: list[dict[str, Any]] = []
     changed_prospects: list[tuple[Row[Any], Result, list[tuple[str, str, str]]]] = []
     for pid, res in scored.items():
         row = rows[pid]
-        fields = [("rank", row.rank, res.rank)]
-        temperature = res.temperature if rules.fields.temperature == "derived" else row.temperature
-        stage = res.stage if rules.fields.stage == "derived" else row.stage
-        fields += [("temperature", row.temperature, temperature), ("stage", row.stage, stage)]
-        moved = [(name, old, new) for name, old, new in fields if (old or "") != new]
+        temperature, stage, moved = _moves(row, res, rules)
         same = (
             not moved
             and abs((row.fit_score or 0) - res.fit) < EPS
@@ -391,6 +524,7 @@ def _write(
                 "stage": stage,
                 "company_key": res.company_key,
                 "scored_at": at,
+                **({"score_state": states[pid]} if states is not None else {}),
             }
         )
         if moved:
@@ -401,13 +535,14 @@ def _write(
         return
     if conn.dialect.name == "postgresql":
         # One statement, not one per row (a recompute chunk is 5,000): the columns go as arrays, joined by id.
+        texts = (*_UPDATE_PG_TEXTS, "score_state") if states is not None else _UPDATE_PG_TEXTS
         conn.execute(
-            _UPDATE_PG,
+            _UPDATE_PG_STATE if states is not None else _UPDATE_PG,
             {
                 "at": at,
                 "pid": [u["pid"] for u in updates],
                 **{name: [float(u[name]) for u in updates] for name in _UPDATE_PG_FLOATS},
-                **{name: [u[name] for u in updates] for name in _UPDATE_PG_TEXTS},
+                **{name: [u[name] for u in updates] for name in texts},
             },
         )
     else:

@@ -299,11 +299,11 @@ class Tally:
     """A prospect's engagement as a running state, so a new event costs O(1) instead of a fold over all events.
 
     A function of the events that can count (:func:`can_count`) and the rules (``digest``), not of time:
-    ``sums[type] = (sum of points x weight x 0.5 ** (age at ref / half-life), ref µs)`` of the counted events,
+    ``sums[type] = (sum of points x weight x 0.5 ** (age at ref / half-life), ref µs)`` of the counted events;
     ``caps[type] = (period, slots used, events capped)`` of the latest cap period (capped: at least as many as
-    the fold finds, as opens a later click proved stay in it; only ever used to decline a take-back), ``mails`` by delivery, the
-    (µs, id) of the last event folded (``last``), how many events can count (``events``, checked against the
-    table so events recorded without scoring are noticed) and how many counted (``counted``).
+    the fold finds, as opens a later click proved stay in it; it only ever declines a take-back); ``mails`` by
+    delivery; the (µs, id) of the last event folded (``last``); how many events can count (``events``, checked
+    against the table so events recorded without scoring are noticed) and how many counted (``counted``).
     :meth:`value` gives :func:`engagement`'s total at any instant from ``last`` on (equal to within float
     rounding, well under the 6 decimals both round to)."""
 
@@ -367,7 +367,6 @@ class Tally:
             return None  # unreadable: fold from the events (and store a fresh one)
 
 
-
 def _decay(half_life_days: float, micros: int) -> float:
     """``0.5 ** (age in days / half-life)``, the age computed as :func:`engagement` does."""
     return 0.5 ** (micros / 10**6 / 86400.0 / half_life_days) if half_life_days > 0 else 1.0
@@ -417,7 +416,10 @@ def _take_back_opens(t: Tally, mail: Mail, rules: Rules) -> bool:
             period, used, capped = t.caps.get("opened", (0, 0, 0))
             if capped or any((at // _DAY_US) // rule.cap_days != period for at, _ in mail.opens):
                 return False
-            t.caps["opened"] = (period, used - len(mail.opens), capped)
+            if used > len(mail.opens):
+                t.caps["opened"] = (period, used - len(mail.opens), capped)
+            else:  # an empty period is no period (as a fold that never counted these opens has it)
+                del t.caps["opened"]
         s, ref = t.sums["opened"]
         s -= sum(points * _decay(rule.half_life_days, ref - at) for at, points in mail.opens)
         t.sums["opened"] = (s, ref)

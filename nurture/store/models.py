@@ -120,6 +120,9 @@ class Prospect(Base):
     #: The colleague group scoring puts the prospect in (``nurture.score.model.company_key``; "" = none), written
     #: when the prospect is scored (0010).
     company_key: Mapped[str] = mapped_column(String(200), server_default="", index=True)
+    #: Online scoring's running tally of the engagement (``nurture.score.model.Tally``, JSON; "" = none yet):
+    #: a new event is added to it instead of folding all the prospect's events again (0015).
+    score_state: Mapped[str] = mapped_column(Text, server_default="")
     owner: Mapped[str] = mapped_column(String(200), default="")
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_action: Mapped[str] = mapped_column(Text, default="")
