@@ -120,7 +120,7 @@ _GROUP_LOCK_PG = (
 # Online scoring reads, with each prospect, its stored tally and how many of its events can count (the tally's
 # own count must match it: events recorded while no scoring listener ran are noticed and folded).
 def _countable() -> Any:
-    w = case(
+    weight = case(
         (
             and_(
                 func.coalesce(Event.label, "unknown") == "human",
@@ -131,13 +131,15 @@ def _countable() -> Any:
         (Event.label == "machine", bindparam("w_machine")),
         else_=bindparam("w_unknown"),
     )
+    counts = and_(
+        Event.type.in_(bindparam("ctypes", expanding=True)),
+        or_(Event.type.not_in(bindparam("ltypes", expanding=True)), weight > 0),
+    )
+    # The filter inside the aggregate, not in WHERE: with a type condition there SQLite picks the (type,
+    # occurred_at) index and scans every open of everyone instead of this prospect's few events.
     return (
-        select(func.count())
-        .where(
-            Event.prospect_id == Prospect.id,
-            Event.type.in_(bindparam("ctypes", expanding=True)),
-            or_(Event.type.not_in(bindparam("ltypes", expanding=True)), w > 0),
-        )
+        select(func.count(case((counts, 1))))
+        .where(Event.prospect_id == Prospect.id)
         .scalar_subquery()
         .label("countable")
     )
