@@ -19,6 +19,8 @@ change row, one handoff.
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -758,11 +760,8 @@ GROUP BY prospect_id
 _COUNTED = model.Counted(model.EventFact(0, "", datetime(1970, 1, 1)), 0.0, "counted", "")
 
 
-def all_engagements_sql(conn: Connection, rules: Rules, at: datetime) -> dict[int, model.Engagement]:
-    """:func:`all_engagements` as one set-based statement (PostgreSQL): the same order, caps, per-mail limits,
-    click-before-open rule, label weights and decay as :func:`nurture.score.model.engagement`, computed by the
-    database over every event at once. Each result carries a placeholder counted event (prospects with none
-    counted are absent), as :func:`_slim` leaves."""
+def _engagement_statement(rules: Rules, at: datetime) -> tuple[str, dict[str, Any]]:
+    """The set-based engagement (``prospect_id, total`` unrounded) and its parameters."""
     params: dict[str, Any] = {
         "at": at,
         "min_confidence": rules.labels.human_min_confidence,
@@ -777,8 +776,17 @@ def all_engagements_sql(conn: Connection, rules: Rules, at: datetime) -> dict[in
             f"(CAST(:t{n} AS varchar), CAST(:p{n} AS float8), CAST(:h{n} AS float8), {int(rule.cap)}, "
             f"{int(rule.cap_days)}, {int(rule.per_mail)}, {'true' if kind in rules.labels.types else 'false'})"
         )
+    return _SQL_ENGAGEMENT.format(values=", ".join(values)), params
+
+
+def all_engagements_sql(conn: Connection, rules: Rules, at: datetime) -> dict[int, model.Engagement]:
+    """:func:`all_engagements` as one set-based statement (PostgreSQL): the same order, caps, per-mail limits,
+    click-before-open rule, label weights and decay as :func:`nurture.score.model.engagement`, computed by the
+    database over every event at once. Each result carries a placeholder counted event (prospects with none
+    counted are absent), as :func:`_slim` leaves."""
+    sql, params = _engagement_statement(rules, at)
     out = {}
-    for pid, total in conn.execute(text(_SQL_ENGAGEMENT.format(values=", ".join(values))), params):
+    for pid, total in conn.execute(text(sql), params):
         out[pid] = model.Engagement(total=round(float(total), 6), counted=[_COUNTED])
     return out
 
@@ -803,6 +811,13 @@ def recompute(
     left alone (its value is newer)."""
     at = clock.now()
     f = rules.fit
+    if (
+        engine.dialect.name == "postgresql"
+        and cause in ("rules", "decay")
+        and f.colleague_points >= 0
+        and f.colleagues_max >= 0
+    ):
+        return _recompute_pg(engine, rules, at, cause, dry_run, chunk, progress)
     summary = Summary()
     with engine.connect() as conn:
         # PostgreSQL computes every engagement in one set-based statement; SQLite streams the events through the
@@ -970,3 +985,247 @@ def explain_prospect(conn: Connection, prospect_id: int, rules: Rules, at: datet
         "rules_version": rules.version,
         "history": history,
     }
+
+
+# --- everyone, set-based (PostgreSQL) ---------------------------------------------------------------------------
+
+_PG_DOMAIN = "CASE WHEN position('@' IN p.email) > 0 THEN regexp_replace(p.email, '^.*@', '') ELSE '' END"
+_PG_STRENGTHS = ", ".join(f"coalesce(p.strength_{name}, 0)" for name in model.STRENGTHS)
+_PG_STRENGTH_NAMES = ", ".join(f"s_{name}" for name in model.STRENGTHS)
+# What fit reads, per prospect: the columns that make its "combination" (fit is computed once per combination
+# and colleague count, in Python, by the same function the online path uses).
+_PG_COMBO = "coalesce(p.industry, '') AS industry, coalesce(p.title, '') AS title, {sizes} AS sizes, " + ", ".join(
+    f"coalesce(p.strength_{name}, 0) AS s_{name}" for name in model.STRENGTHS
+)
+_PG_COMBO_JOIN = " AND ".join(
+    f"f.{c} = o.{c}" for c in ("industry", "title", "sizes", *(f"s_{n}" for n in model.STRENGTHS))
+)
+
+
+def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Load ``rows`` into a temporary table with COPY (psycopg), the fastest way in."""
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[union-attr]
+        for row in rows:
+            copy.write_row(row)
+
+
+def _recompute_pg(
+    engine: Engine,
+    rules: Rules,
+    at: datetime,
+    cause: str,
+    dry_run: bool,
+    chunk: int,
+    progress: Callable[[int, int], None] | None,
+) -> Summary:
+    """:func:`recompute` for ``rules`` and ``decay`` on PostgreSQL, set-based: the engagement of everyone in one
+    grouped statement, company keys and fit computed in Python once per distinct company / combination of the
+    columns fit reads (loaded with COPY), the rest (colleagues, totals, rank, temperature, stage, what changed)
+    in SQL into a temporary table, then written with one ``UPDATE ... FROM`` per id range (rows locked in id
+    order first, as the online path locks them, so the two never deadlock). The history of the prospects that
+    moved is written by :func:`_history`, as on the other path. Totals are rounded to 6 decimals by the
+    database (equal to the Python path's to 1e-6, as the set-based engagement is)."""
+    f, t = rules.fit, rules.thresholds
+    summary = Summary()
+    cmax = max(1, math.ceil(f.colleagues_max / f.colleague_points)) if f.colleague_points > 0 else 1
+    sizes = "ARRAY[" + ", ".join(f"p.attributes ->> CAST(:a{i} AS text)" for i in range(len(f.size_attributes))) + "]"
+    sizes = sizes if f.size_attributes else "CAST(ARRAY[] AS text[])"
+    size_params = {f"a{i}": name for i, name in enumerate(f.size_attributes)}
+    with engine.connect() as conn:
+        conn.execute(text("SET LOCAL work_mem = '256MB'"))
+        eng_sql, eng_params = _engagement_statement(rules, at)
+        conn.execute(
+            text(
+                "CREATE TEMP TABLE s_eng AS SELECT prospect_id, CAST(round(CAST(total AS numeric), 6) AS float8)"
+                f" AS total FROM ({eng_sql}) AS x"
+            ),
+            eng_params,
+        )
+        conn.execute(text("CREATE TEMP TABLE s_keys (company text, domain text, key text)"))
+        conn.execute(
+            text(
+                "CREATE TEMP TABLE s_fit (industry text, title text, sizes text[], "
+                + ", ".join(f"s_{n} integer" for n in model.STRENGTHS)
+                + ", c integer, fit float8, parts text)"
+            )
+        )
+        pairs = conn.execute(text(f"SELECT DISTINCT coalesce(p.company, ''), {_PG_DOMAIN} FROM prospects AS p")).all()
+        _copy(
+            conn,
+            "s_keys",
+            ("company", "domain", "key"),
+            ((c, d, model.company_key(c, f"x@{d}", f)) for c, d in pairs),
+        )
+        fits: dict[tuple[Any, ...], tuple[float, dict[str, float]]] = {}
+        for combo in conn.execute(
+            text(f"SELECT DISTINCT {_PG_COMBO.format(sizes=sizes)} FROM prospects AS p"), size_params
+        ):
+            industry, title, texts, *levels = combo
+            attributes = {k: v for k, v in zip(f.size_attributes, texts or (), strict=False) if v is not None}
+            facts = ProspectFacts(
+                0,
+                industry=industry,
+                title=title,
+                attributes=attributes,
+                strengths=dict(zip(model.STRENGTHS, levels, strict=True)),
+            )
+            for c in range(cmax + 1):
+                fits[(industry, title, tuple(texts or ()), *levels, c)] = model.fit(facts, rules, c)
+        _copy(
+            conn,
+            "s_fit",
+            ("industry", "title", "sizes", *(f"s_{n}" for n in model.STRENGTHS), "c", "fit", "parts"),
+            ((*key[:2], list(key[2]), *key[3:], fit, json.dumps(parts)) for key, (fit, parts) in fits.items()),
+        )
+        conn.execute(text("ANALYZE s_eng; ANALYZE s_keys; ANALYZE s_fit"))
+        params = {
+            **size_params,
+            "at": at,
+            "engaged_at": f.colleague_engaged_at,
+            "group_max": f.colleague_group_max,
+            "cmax": cmax,
+            "rank_a": t.rank_a,
+            "rank_b": t.rank_b,
+            "hot": t.hot,
+            "warm": t.warm,
+            "sql": t.sql,
+            "eps": EPS,
+        }
+        conn.execute(
+            text(
+                _PG_SCORE.format(
+                    sizes=sizes,
+                    combo=_PG_COMBO.format(sizes=sizes),
+                    domain=_PG_DOMAIN,
+                    join=_PG_COMBO_JOIN,
+                    demoted="'MQL'" if t.sql_demotes else "'SQL'",
+                    temperature="o.temperature_new" if rules.fields.temperature == "derived" else "o.temperature",
+                    stage="o.stage_new" if rules.fields.stage == "derived" else "o.stage",
+                )
+            ),
+            params,
+        )
+        conn.execute(text("CREATE INDEX ON s_out (id)"))
+        conn.execute(text("ANALYZE s_out"))
+        conn.commit()
+        summary.prospects = conn.execute(text("SELECT count(*) FROM s_out")).scalar_one()
+        for r in conn.execute(
+            text(
+                "SELECT id, email, rank, rank_new, stage, stage_w, score, total FROM s_out"
+                " WHERE coalesce(rank, '') <> rank_new OR coalesce(stage, '') IS DISTINCT FROM stage_w ORDER BY id"
+            )
+        ):
+            if (r.rank or "") != r.rank_new:
+                summary.changes.append(
+                    Change(r.id, r.email, "rank", r.rank or "", r.rank_new, float(r.score or 0), r.total)
+                )
+            if (r.stage or "") != r.stage_w:
+                summary.changes.append(
+                    Change(r.id, r.email, "stage", r.stage or "", r.stage_w, float(r.score or 0), r.total)
+                )
+        if dry_run:
+            summary.updated = conn.execute(text("SELECT count(*) FROM s_out WHERE NOT same")).scalar_one()
+            conn.commit()
+        else:
+            bounds = conn.execute(text("SELECT min(id), max(id) FROM s_out WHERE NOT same")).one()
+            low, high = bounds if bounds[0] is not None else (0, -1)
+            conn.commit()
+            step = max(chunk, 1) * 10
+            for start in range(low, high + 1, step):
+                end = start + step - 1
+                with conn.begin():
+                    conn.execute(
+                        text(
+                            "SELECT p.id FROM prospects AS p JOIN s_out AS o ON o.id = p.id WHERE NOT o.same"
+                            " AND p.id BETWEEN :lo AND :hi ORDER BY p.id FOR NO KEY UPDATE OF p"
+                        ),
+                        {"lo": start, "hi": end},
+                    )
+                    written = list(conn.execute(text(_PG_WRITE), {"lo": start, "hi": end, "at": at}).scalars())
+                    summary.updated += len(written)
+                    moved = [
+                        r
+                        for r in conn.execute(
+                            text("SELECT * FROM s_out WHERE id = ANY(:ids) AND moved ORDER BY id"), {"ids": written}
+                        )
+                    ]
+                    changed = []
+                    for r in moved:
+                        fit, parts = fits[
+                            (
+                                r.industry,
+                                r.title,
+                                tuple(r.sizes or ()),
+                                *(getattr(r, f"s_{n}") for n in model.STRENGTHS),
+                                r.c,
+                            )
+                        ]
+                        res = Result(
+                            r.id,
+                            fit,
+                            parts,
+                            model.Engagement(total=r.eng, counted=[_COUNTED] if r.has else []),
+                            r.rank_new,
+                            r.temperature_new,
+                            r.stage_new,
+                            r.key,
+                            r.colleagues,
+                        )
+                        changed.append((r, res, _moves(r, res, rules)[2]))
+                    for i in range(0, len(changed), 5000):
+                        summary.handoffs += _history(conn, changed[i : i + 5000], rules, at, cause)
+                if progress:
+                    progress(min(end, high) - low + 1, high - low + 1)
+        conn.execute(text("DROP TABLE IF EXISTS s_eng, s_keys, s_fit, s_out"))
+        conn.commit()
+    return summary
+
+
+_PG_SCORE = """
+CREATE TEMP TABLE s_out AS
+WITH k AS (
+  SELECT p.id, p.email, p.language, p.owner, p.rank, p.temperature, p.stage, p.score, p.fit_score,
+         p.engagement_score, p.company_key, p.scored_at, coalesce(kk.key, '') AS key, {combo},
+         e.prospect_id IS NOT NULL AS has, coalesce(e.total, 0) AS eng
+  FROM prospects AS p
+  LEFT JOIN s_keys AS kk ON kk.company = coalesce(p.company, '') AND kk.domain = {domain}
+  LEFT JOIN s_eng AS e ON e.prospect_id = p.id
+),
+g AS (SELECT key, count(*) AS n FROM k WHERE key <> '' AND eng >= :engaged_at GROUP BY key),
+c AS (
+  SELECT k.*, CASE WHEN k.key <> '' AND k.has AND coalesce(g.n, 0) <= :group_max
+                   THEN coalesce(g.n, 0) - CAST(k.eng >= :engaged_at AS integer) ELSE 0 END AS colleagues
+  FROM k LEFT JOIN g ON g.key = k.key
+  WHERE k.scored_at IS NULL OR k.scored_at <= :at
+),
+o AS (
+  SELECT o.*, least(o.colleagues, :cmax) AS c, f.fit,
+         CAST(round(CAST(f.fit + o.eng AS numeric), 6) AS float8) AS total
+  FROM c AS o JOIN s_fit AS f ON {join} AND f.c = least(o.colleagues, :cmax)
+),
+n AS (
+  SELECT o.*,
+         CASE WHEN o.total >= :rank_a THEN 'A' WHEN o.total >= :rank_b THEN 'B' ELSE 'C' END AS rank_new,
+         CASE WHEN o.eng >= :hot THEN 'hot' WHEN o.eng >= :warm THEN 'warm' ELSE 'cold' END AS temperature_new,
+         CASE WHEN o.total >= :sql THEN 'SQL' WHEN o.stage = 'SQL' THEN {demoted}
+              ELSE coalesce(nullif(o.stage, ''), 'MQL') END AS stage_new
+  FROM o
+),
+w AS (SELECT o.*, {temperature} AS temperature_w, {stage} AS stage_w FROM n AS o)
+SELECT w.*,
+       (coalesce(w.rank, '') <> w.rank_new OR coalesce(w.temperature, '') IS DISTINCT FROM w.temperature_w
+        OR coalesce(w.stage, '') IS DISTINCT FROM w.stage_w) AS moved,
+       (coalesce(w.rank, '') = w.rank_new AND coalesce(w.temperature, '') IS NOT DISTINCT FROM w.temperature_w
+        AND coalesce(w.stage, '') IS NOT DISTINCT FROM w.stage_w
+        AND abs(coalesce(w.fit_score, 0) - w.fit) < :eps AND abs(coalesce(w.engagement_score, 0) - w.eng) < :eps
+        AND abs(coalesce(w.score, 0) - w.total) < :eps AND w.company_key IS NOT DISTINCT FROM w.key) AS same
+FROM w
+"""
+_PG_WRITE = """
+UPDATE prospects AS p SET fit_score = o.fit, engagement_score = o.eng, score = o.total, rank = o.rank_new,
+       temperature = o.temperature_w, stage = o.stage_w, company_key = o.key, scored_at = :at
+FROM s_out AS o
+WHERE o.id = p.id AND NOT o.same AND p.id BETWEEN :lo AND :hi AND (p.scored_at IS NULL OR p.scored_at <= :at)
+RETURNING p.id
+"""
