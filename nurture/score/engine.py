@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, any_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import Engine, Row, any_, bindparam, insert, literal_column, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter, TextClause
@@ -120,43 +120,47 @@ _GROUP_LOCK_PG = (
 
 
 # Online scoring reads, with each prospect, its stored tally and how many of its events can count (the tally's
-# own count must match it: events recorded while no scoring listener ran are noticed and folded).
-def _countable() -> Any:
-    weight = case(
-        (
-            and_(
-                func.coalesce(Event.label, "unknown") == "human",
-                func.coalesce(Event.confidence, 0.5) >= bindparam("minc"),
-            ),
-            bindparam("w_human"),
-        ),
-        (Event.label == "machine", bindparam("w_machine")),
-        else_=bindparam("w_unknown"),
+# own count must match it: events recorded while no scoring listener ran are noticed and folded). The count's
+# condition is :func:`model.can_count` in SQL with the rules' values written in (quoted), so the statements are
+# built once per rule set and run with no list parameters to expand per event.
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _countable(rules: Rules) -> Any:
+    labels = rules.labels
+    weight = (
+        f"CASE WHEN coalesce(e.label, 'unknown') = 'human' AND coalesce(e.confidence, 0.5) >= "
+        f"{float(labels.human_min_confidence)!r} THEN {float(labels.human)!r} WHEN e.label = 'machine' THEN "
+        f"{float(labels.machine)!r} ELSE {float(labels.unknown)!r} END"
     )
-    counts = and_(
-        Event.type.in_(bindparam("ctypes", expanding=True)),
-        or_(Event.type.not_in(bindparam("ltypes", expanding=True)), weight > 0),
-    )
-    # The filter inside the aggregate, not in WHERE: with a type condition there SQLite picks the (type,
+    kinds = ", ".join(_sql_text(k) for k in sorted(rules.events))
+    labelled = ", ".join(_sql_text(k) for k in sorted(labels.types)) or "NULL"
+    # The condition inside the aggregate, not in WHERE: with a type condition there SQLite picks the (type,
     # occurred_at) index and scans every open of everyone instead of this prospect's few events.
-    return (
-        select(func.count(case((counts, 1))))
-        .where(Event.prospect_id == Prospect.id)
-        .scalar_subquery()
-        .label("countable")
-    )
+    return literal_column(
+        f"(SELECT count(CASE WHEN e.type IN ({kinds}) AND (e.type NOT IN ({labelled}) OR {weight} > 0) THEN 1 END)"
+        " FROM events AS e WHERE e.prospect_id = prospects.id)"
+    ).label("countable")
 
 
-_ONLINE_COLUMNS = (*_FACT_COLUMNS, Prospect.score_state, _countable())
-_ONLINE_READ = select(*_ONLINE_COLUMNS).where(Prospect.id.in_(_IDS)).order_by(Prospect.id)
-_ONLINE_LOCK_PG = (
-    select(*_ONLINE_COLUMNS)
-    .where(Prospect.id == any_(bindparam("id_array", type_=ARRAY(Prospect.id.type))))
-    .order_by(Prospect.id)
-    .with_for_update(key_share=True)
-)
-_ONLINE_GROUP_READ = _GROUP_READ.with_only_columns(*_ONLINE_COLUMNS)
-_ONLINE_GROUP_LOCK_PG = _GROUP_LOCK_PG.with_only_columns(*_ONLINE_COLUMNS)
+_ONLINE: dict[str, tuple[Any, Any, Any, Any]] = {}
+
+
+def _online_statements(rules: Rules) -> tuple[Any, Any, Any, Any]:
+    """(read, PostgreSQL lock, group read, PostgreSQL group lock) with the tally and the countable column."""
+    built = _ONLINE.get(rules.digest())
+    if built is None:
+        columns = (*_FACT_COLUMNS, Prospect.score_state, _countable(rules))
+        built = _ONLINE[rules.digest()] = (
+            _READ.with_only_columns(*columns),
+            _LOCK_PG.with_only_columns(*columns),
+            _GROUP_READ.with_only_columns(*columns),
+            _GROUP_LOCK_PG.with_only_columns(*columns),
+        )
+    return built
+
+
 _EXPLAINED = select(ScoreChange.prospect_id, ScoreChange.event_ids).where(ScoreChange.prospect_id.in_(_IDS))
 _SUBJECTS = select(Delivery.id, Delivery.subject).where(Delivery.id.in_(_IDS))
 _OWNERS = select(Prospect.id, Prospect.owner).where(Prospect.id.in_(_IDS))
@@ -330,30 +334,19 @@ def _lock(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
     return list(conn.execute(_READ, {"ids": sorted(ids)}))
 
 
-def _countable_params(rules: Rules) -> dict[str, Any]:
-    """The parameters of the ``countable`` column: :func:`model.can_count` in SQL."""
-    labels = rules.labels
-    return {
-        "ctypes": sorted(rules.events),
-        "ltypes": sorted(labels.types),
-        "minc": labels.human_min_confidence,
-        "w_human": float(labels.human),
-        "w_machine": float(labels.machine),
-        "w_unknown": float(labels.unknown),
-    }
-
-
 def _lock_online(conn: Connection, ids: Collection[int], rules: Rules) -> list[Row[Any]]:
+    read, lock_pg, _, _ = _online_statements(rules)
     if conn.dialect.name == "postgresql":
-        return list(conn.execute(_ONLINE_LOCK_PG, {"id_array": sorted(ids), **_countable_params(rules)}))
-    return list(conn.execute(_ONLINE_READ, {"ids": sorted(ids), **_countable_params(rules)}))
+        return list(conn.execute(lock_pg, {"id_array": sorted(ids)}))
+    return list(conn.execute(read, {"ids": sorted(ids)}))
 
 
 def _lock_group(conn: Connection, ids: Collection[int], rules: Rules) -> list[Row[Any]]:
     ordered = sorted(ids)
+    _, _, read, lock_pg = _online_statements(rules)
     if conn.dialect.name == "postgresql":
-        return list(conn.execute(_ONLINE_GROUP_LOCK_PG, {"id_array": ordered, **_countable_params(rules)}))
-    return list(conn.execute(_ONLINE_GROUP_READ, {"ids": ordered, "ids2": ordered, **_countable_params(rules)}))
+        return list(conn.execute(lock_pg, {"id_array": ordered}))
+    return list(conn.execute(read, {"ids": ordered, "ids2": ordered}))
 
 
 def _events_of(conn: Connection, ids: Collection[int], rules: Rules) -> dict[int, list[model.EventLike]]:
@@ -718,11 +711,18 @@ def all_engagements(conn: Connection, rules: Rules, at: datetime) -> dict[int, m
     return out
 
 
+# One sort of the events that can count, by (prospect, mail, type, time): in that order a mail's weighted click
+# (which proves its opens, so they do not count again) and the per-mail numbering come from windows over the same
+# sort; the cap numbering re-sorts only within each prospect (an incremental sort: the input is already by
+# prospect), and the sum groups the prospect's rows as they stream by.
 _SQL_ENGAGEMENT = """
 WITH r(type, points, half_life, cap, cap_days, per_mail, labelled) AS (VALUES {values}),
 e AS (
-  SELECT ev.id, ev.prospect_id, ev.type, ev.occurred_at, ev.delivery_id,
-         r.points, r.half_life, r.cap, r.cap_days, r.per_mail,
+  SELECT ev.id, ev.prospect_id, ev.type, ev.occurred_at, ev.delivery_id, r.half_life, r.cap, r.cap_days,
+         r.per_mail, r.points * CASE WHEN NOT r.labelled THEN 1.0
+              WHEN ev.label = 'human' AND ev.confidence >= :min_confidence THEN :w_human
+              WHEN ev.label = 'machine' THEN :w_machine
+              ELSE :w_unknown END AS points,
          CASE WHEN NOT r.labelled THEN 1.0
               WHEN ev.label = 'human' AND ev.confidence >= :min_confidence THEN :w_human
               WHEN ev.label = 'machine' THEN :w_machine
@@ -730,31 +730,27 @@ e AS (
   FROM events ev JOIN r ON r.type = ev.type
   WHERE ev.prospect_id IS NOT NULL
 ),
-clicked AS (SELECT DISTINCT delivery_id FROM e WHERE type = 'clicked' AND delivery_id IS NOT NULL AND w > 0),
-e1 AS (
-  SELECT e.* FROM e
-  WHERE e.w > 0 AND NOT (e.type = 'opened' AND e.delivery_id IN (SELECT delivery_id FROM clicked))
+m AS (
+  SELECT e.*,
+         e.delivery_id IS NOT NULL AND bool_or(e.type = 'clicked') OVER mail AS proved,
+         row_number() OVER (PARTITION BY e.prospect_id, e.delivery_id, e.type ORDER BY e.occurred_at, e.id) AS nm
+  FROM e
+  WHERE e.w > 0
+  WINDOW mail AS (PARTITION BY e.prospect_id, e.delivery_id)
 ),
-e2 AS (
-  SELECT e1.*, CASE WHEN per_mail > 0 AND delivery_id IS NOT NULL
-                    THEN row_number() OVER (PARTITION BY prospect_id, type, delivery_id ORDER BY occurred_at, id)
-                    ELSE 0 END AS nm
-  FROM e1
-),
-e3 AS (
-  SELECT e2.*, CASE WHEN cap > 0
-                    THEN row_number() OVER (
-                      PARTITION BY prospect_id, type, floor(floor(extract(epoch FROM occurred_at) / 86400) / cap_days)
-                      ORDER BY occurred_at, id)
-                    ELSE 0 END AS nc
-  FROM e2 WHERE nm <= per_mail OR nm = 0
+c AS (
+  SELECT m.*, row_number() OVER (
+           PARTITION BY m.prospect_id, m.type, floor(floor(extract(epoch FROM m.occurred_at) / 86400) / m.cap_days)
+           ORDER BY m.occurred_at, m.id) AS nc
+  FROM m
+  WHERE NOT (m.type = 'opened' AND m.proved) AND (m.per_mail = 0 OR m.delivery_id IS NULL OR m.nm <= m.per_mail)
 )
 SELECT prospect_id,
-       sum(points * w * CASE WHEN half_life > 0
-                             THEN power(0.5, greatest(0, extract(epoch FROM (CAST(:at AS timestamptz) - occurred_at))
-                                                          / 86400.0) / half_life)
-                             ELSE 1 END) AS total
-FROM e3 WHERE cap = 0 OR nc <= cap
+       sum(points * CASE WHEN half_life > 0
+                         THEN power(0.5, greatest(0, extract(epoch FROM (CAST(:at AS timestamptz) - occurred_at))
+                                                      / 86400.0) / half_life)
+                         ELSE 1 END) AS total
+FROM c WHERE cap = 0 OR nc <= cap
 GROUP BY prospect_id
 """
 _COUNTED = model.Counted(model.EventFact(0, "", datetime(1970, 1, 1)), 0.0, "counted", "")
@@ -1033,7 +1029,8 @@ def _recompute_pg(
     sizes = sizes if f.size_attributes else "CAST(ARRAY[] AS text[])"
     size_params = {f"a{i}": name for i, name in enumerate(f.size_attributes)}
     with engine.connect() as conn:
-        conn.execute(text("SET LOCAL work_mem = '256MB'"))
+        # The sorts of the engagement statement (about 60 bytes per counted event) stay in memory at 10M events.
+        conn.execute(text("SET LOCAL work_mem = '512MB'"))
         eng_sql, eng_params = _engagement_statement(rules, at)
         conn.execute(
             text(
