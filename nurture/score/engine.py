@@ -20,7 +20,9 @@ change row, one handoff.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from nurture.score.rules import Fit, Rules
 from nurture.store import db
 from nurture.store.models import Base, Delivery, Event, Handoff, Prospect, ScoreChange
 
+log = logging.getLogger("nurture.score")
 _PROSPECTS = Base.metadata.tables[Prospect.__tablename__]
 _FACT_COLUMNS = (
     Prospect.id,
@@ -1039,6 +1042,8 @@ def _recompute_pg(
             ),
             eng_params,
         )
+        phase = _phases()
+        phase("engagement")
         conn.execute(text("CREATE TEMP TABLE s_keys (company text, domain text, key text)"))
         conn.execute(
             text(
@@ -1075,6 +1080,7 @@ def _recompute_pg(
             ("industry", "title", "sizes", *(f"s_{n}" for n in model.STRENGTHS), "c", "fit", "parts"),
             ((*key[:2], list(key[2]), *key[3:], fit, json.dumps(parts)) for key, (fit, parts) in fits.items()),
         )
+        phase("company keys and fit")
         conn.execute(text("ANALYZE s_eng; ANALYZE s_keys; ANALYZE s_fit"))
         params = {
             **size_params,
@@ -1103,6 +1109,7 @@ def _recompute_pg(
             ),
             params,
         )
+        phase("scores")
         conn.execute(text("CREATE INDEX ON s_out (id)"))
         conn.execute(text("ANALYZE s_out"))
         conn.commit()
@@ -1121,6 +1128,7 @@ def _recompute_pg(
                 summary.changes.append(
                     Change(r.id, r.email, "stage", r.stage or "", r.stage_w, float(r.score or 0), r.total)
                 )
+        phase("changes listed")
         if dry_run:
             summary.updated = conn.execute(text("SELECT count(*) FROM s_out WHERE NOT same")).scalar_one()
             conn.commit()
@@ -1141,42 +1149,37 @@ def _recompute_pg(
                     )
                     written = list(conn.execute(text(_PG_WRITE), {"lo": start, "hi": end, "at": at}).scalars())
                     summary.updated += len(written)
-                    moved = [
-                        r
-                        for r in conn.execute(
-                            text("SELECT * FROM s_out WHERE id = ANY(:ids) AND moved ORDER BY id"), {"ids": written}
+                    if written:
+                        summary.handoffs += len(
+                            conn.execute(
+                                text(_PG_HISTORY),
+                                {
+                                    "ids": written,
+                                    "at": at,
+                                    "cause": cause,
+                                    "version": rules.version,
+                                    "digest": rules.digest(),
+                                },
+                            ).all()
                         )
-                    ]
-                    changed = []
-                    for r in moved:
-                        fit, parts = fits[
-                            (
-                                r.industry,
-                                r.title,
-                                tuple(r.sizes or ()),
-                                *(getattr(r, f"s_{n}") for n in model.STRENGTHS),
-                                r.c,
-                            )
-                        ]
-                        res = Result(
-                            r.id,
-                            fit,
-                            parts,
-                            model.Engagement(total=r.eng, counted=[_COUNTED] if r.has else []),
-                            r.rank_new,
-                            r.temperature_new,
-                            r.stage_new,
-                            r.key,
-                            r.colleagues,
-                        )
-                        changed.append((r, res, _moves(r, res, rules)[2]))
-                    for i in range(0, len(changed), 5000):
-                        summary.handoffs += _history(conn, changed[i : i + 5000], rules, at, cause)
                 if progress:
                     progress(min(end, high) - low + 1, high - low + 1)
+        phase("written")
         conn.execute(text("DROP TABLE IF EXISTS s_eng, s_keys, s_fit, s_out"))
         conn.commit()
     return summary
+
+
+def _phases() -> Callable[[str], None]:
+    """A logger of the recompute's phases: wall seconds since the previous one (debug level)."""
+    last = [time.perf_counter()]
+
+    def phase(name: str) -> None:
+        now = time.perf_counter()
+        log.debug("recompute: %s %.1f s", name, now - last[0])
+        last[0] = now
+
+    return phase
 
 
 _PG_SCORE = """
@@ -1197,7 +1200,7 @@ c AS (
   WHERE k.scored_at IS NULL OR k.scored_at <= :at
 ),
 o AS (
-  SELECT o.*, least(o.colleagues, :cmax) AS c, f.fit,
+  SELECT o.*, least(o.colleagues, :cmax) AS c, f.fit, f.parts,
          CAST(round(CAST(f.fit + o.eng AS numeric), 6) AS float8) AS total
   FROM c AS o JOIN s_fit AS f ON {join} AND f.c = least(o.colleagues, :cmax)
 ),
@@ -1218,6 +1221,53 @@ SELECT w.*,
         AND abs(coalesce(w.fit_score, 0) - w.fit) < :eps AND abs(coalesce(w.engagement_score, 0) - w.eng) < :eps
         AND abs(coalesce(w.score, 0) - w.total) < :eps AND w.company_key IS NOT DISTINCT FROM w.key) AS same
 FROM w
+"""
+# The history of the prospects one chunk wrote that moved: what :func:`_history` writes for a rules or decay
+# pass (no events to name), as one statement. ``to_char`` formats with C's printf, rounding as Python's format.
+_PG_HISTORY = """
+WITH moved AS (
+  SELECT o.*, f.field, f.old, f.new, f.n,
+         CASE WHEN f.old = '' THEN '-' ELSE f.old END || '→' || f.new || ': ' ||
+         CASE WHEN lower(coalesce(o.language, '')) LIKE 'ja%'
+              THEN CASE WHEN :cause = 'decay' THEN '時間経過による減衰 (スコア '
+                        ELSE 'ルール ' || :version || ' で再計算 (スコア ' END
+              ELSE CASE WHEN :cause = 'decay' THEN 'decay over time (score '
+                        ELSE 'recomputed with rules ' || :version || ' (score ' END
+         END || to_char(coalesce(o.score, 0), 'FM999999999990.0') || ' → '
+           || to_char(o.total, 'FM999999999990.0') || ')' AS explanation,
+         CASE f.field
+           WHEN 'rank' THEN CASE WHEN (CASE WHEN coalesce(nullif(f.old, ''), 'C') COLLATE "C" > f.new THEN f.new
+                                            ELSE coalesce(nullif(f.old, ''), 'C') END) = 'A'
+                                 THEN 'thresholds.rank_a' ELSE 'thresholds.rank_b' END
+           WHEN 'temperature' THEN CASE WHEN 'hot' IN (f.new, f.old) THEN 'thresholds.hot' ELSE 'thresholds.warm' END
+           ELSE 'thresholds.sql' END AS threshold
+  FROM s_out AS o
+  CROSS JOIN LATERAL (VALUES (1, 'rank', coalesce(o.rank, ''), o.rank_new),
+                             (2, 'temperature', coalesce(o.temperature, ''), o.temperature_w),
+                             (3, 'stage', coalesce(o.stage, ''), o.stage_w)) AS f(n, field, old, new)
+  WHERE o.id = ANY(:ids) AND o.moved AND f.old IS DISTINCT FROM f.new
+),
+ins AS (
+  INSERT INTO score_changes (prospect_id, field, old, new, at, cause, score_before, score_after, event_ids, rules,
+                             explanation, details)
+  SELECT id, field, old, new, :at, :cause, coalesce(score, 0), total, '[]'::jsonb,
+         CASE WHEN colleagues > 0 THEN jsonb_build_array('fit.colleagues', threshold)
+              ELSE jsonb_build_array(threshold) END,
+         explanation,
+         jsonb_build_object('counts', '{}'::jsonb, 'points', '{}'::jsonb, 'items', '[]'::jsonb,
+                            'fit', CAST(parts AS jsonb), 'fit_score', fit, 'engagement_score', eng,
+                            'rules_version', CAST(:version AS text), 'rules_digest', CAST(:digest AS text))
+  FROM moved ORDER BY id, n
+  RETURNING id, prospect_id, field, new
+)
+INSERT INTO handoffs (prospect_id, reason, change_id, event_id, owner, state, created_at, notice_due_at,
+                      notice_attempts, notice_error, decided_by, verdict_reason)
+SELECT ins.prospect_id, CASE ins.field WHEN 'rank' THEN 'rank_A' ELSE 'stage_SQL' END, ins.id, NULL,
+       coalesce(o.owner, ''), 'open', :at, :at, 0, '', '', ''
+FROM ins JOIN s_out AS o ON o.id = ins.prospect_id
+WHERE (ins.field = 'rank' AND ins.new = 'A') OR (ins.field = 'stage' AND ins.new = 'SQL')
+ORDER BY ins.id
+RETURNING id
 """
 _PG_WRITE = """
 UPDATE prospects AS p SET fit_score = o.fit, engagement_score = o.eng, score = o.total, rank = o.rank_new,

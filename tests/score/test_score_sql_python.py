@@ -18,7 +18,7 @@ from nurture import score
 from nurture.core import clock
 from nurture.score.rules import EventRule, Rules, Thresholds
 from nurture.store import db
-from nurture.store.models import Prospect
+from nurture.store.models import Handoff, Prospect, ScoreChange
 from nurture.track import record, record_events
 from nurture.track.vocabulary import NewEvent
 
@@ -77,10 +77,31 @@ def _fill(engine):
 
 def _scores(engine):
     with engine.connect() as conn:
-        return {
+        emails = dict(conn.execute(select(Prospect.id, Prospect.email)).all())
+        scores = {
             r.email: (round(r.score, 5), round(r.engagement_score, 5), r.rank, r.temperature, r.stage, r.company_key)
             for r in conn.execute(select(Prospect.__table__))
         }
+        history = sorted(
+            (
+                emails[h.prospect_id],
+                h.field,
+                h.old,
+                h.new,
+                h.cause,
+                h.explanation,
+                h.rules,
+                h.event_ids,
+                round(h.score_after, 5),
+                sorted(h.details["fit"].items()),
+                h.details["rules_digest"],
+            )
+            for h in conn.execute(select(ScoreChange.__table__).where(ScoreChange.cause != "events"))
+        )
+        handoffs = sorted(
+            (emails[h.prospect_id], h.reason, h.owner, h.state) for h in conn.execute(select(Handoff.__table__))
+        )
+        return scores, history, handoffs
 
 
 @pytest.mark.postgres
@@ -113,7 +134,8 @@ def test_postgresql_recompute_equals_the_python_one(tmp_path):
         (sqlite_scores, sqlite_summaries), (pg_scores, pg_summaries) = out
         assert pg_scores == sqlite_scores
         assert pg_summaries == sqlite_summaries
-        assert len({v[2] for v in pg_scores.values()}) > 1  # the data moves ranks (the comparison is not empty)
+        assert pg_scores[1] and pg_scores[2]  # history explained, handoffs made
+        assert len({v[2] for v in pg_scores[0].values()}) > 1  # the data moves ranks (the comparison is not empty)
         assert pg_summaries[1][3] and pg_summaries[2][1]  # the rules pass changed ranks, the decay pass wrote
     finally:
         with admin.begin() as conn:
