@@ -1034,6 +1034,7 @@ def _recompute_pg(
     with engine.connect() as conn:
         # The sorts of the engagement statement (about 60 bytes per counted event) stay in memory at 10M events.
         conn.execute(text("SET LOCAL work_mem = '512MB'"))
+        phase = _phases()
         eng_sql, eng_params = _engagement_statement(rules, at)
         conn.execute(
             text(
@@ -1042,7 +1043,6 @@ def _recompute_pg(
             ),
             eng_params,
         )
-        phase = _phases()
         phase("engagement")
         conn.execute(text("CREATE TEMP TABLE s_keys (company text, domain text, key text)"))
         conn.execute(
