@@ -1,7 +1,10 @@
 """Scoring against the database: :func:`rescore` (a few prospects, inside the caller's transaction: the online
 path) and :func:`recompute` (everyone, in chunks: ``nurture score``, the decay pass and the dry run).
 
-Both evaluate :mod:`nurture.score.model` on the same facts, so they agree exactly. What they write, in the same
+Both evaluate :mod:`nurture.score.model` on the same facts, so they agree exactly. Online, a prospect's
+engagement comes from its stored running tally (:class:`~nurture.score.model.Tally`, ``prospects.score_state``)
+when that holds all its other events, else from a fold of all its events; on PostgreSQL the rules and decay
+passes are set-based (:func:`_recompute_pg`). What they write, in the same
 transaction as the events (online) or per chunk (recompute):
 
 - ``prospects``: ``fit_score``, ``engagement_score``, ``score``, ``rank``, ``temperature`` and ``stage`` (the
@@ -1034,6 +1037,8 @@ def _recompute_pg(
     with engine.connect() as conn:
         # The sorts of the engagement statement (about 60 bytes per counted event) stay in memory at 10M events.
         conn.execute(text("SET LOCAL work_mem = '512MB'"))
+        # A pass that failed on this pooled connection may have left its temporary tables behind.
+        conn.execute(text("DROP TABLE IF EXISTS s_eng, s_keys, s_fit, s_out"))
         phase = _phases()
         eng_sql, eng_params = _engagement_statement(rules, at)
         conn.execute(
