@@ -1099,6 +1099,9 @@ def _recompute_pg(
             "warm": t.warm,
             "sql": t.sql,
             "eps": EPS,
+            # Time moves only engagement: the decay pass looks only at prospects with a counted event (as the
+            # Python path does; colleague points need a counted event of one's own).
+            "decay": cause == "decay",
         }
         conn.execute(
             text(
@@ -1202,7 +1205,7 @@ c AS (
   SELECT k.*, CASE WHEN k.key <> '' AND k.has AND coalesce(g.n, 0) <= :group_max
                    THEN coalesce(g.n, 0) - CAST(k.eng >= :engaged_at AS integer) ELSE 0 END AS colleagues
   FROM k LEFT JOIN g ON g.key = k.key
-  WHERE k.scored_at IS NULL OR k.scored_at <= :at
+  WHERE (k.scored_at IS NULL OR k.scored_at <= :at) AND (k.has OR NOT :decay)
 ),
 o AS (
   SELECT o.*, least(o.colleagues, :cmax) AS c, f.fit, f.parts,
