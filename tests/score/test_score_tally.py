@@ -6,15 +6,24 @@ folds the events instead, so only its answers need to be right."""
 from __future__ import annotations
 
 import dataclasses
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scoring_support import mail, prospect
+from sqlalchemy import select
 
+from nurture import score
+from nurture.core import clock
+from nurture.score import engine as engine_module
 from nurture.score import model
 from nurture.score.model import EventFact
 from nurture.score.rules import EventRule, Labels, Rules
+from nurture.store.models import Prospect
+from nurture.track import record, record_events
+from nurture.track.vocabulary import NewEvent
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 LABELS = [("human", 0.9), ("human", 0.5), ("machine", 0.95), ("unknown", 0.5)]
@@ -112,3 +121,74 @@ def test_a_click_takes_back_its_mails_counted_opens():
     t = model.tally(events[:2], capped)
     assert t.caps["opened"][2] == 1
     assert model.advance(t, events[2:], capped) is None
+
+
+def test_online_scoring_adds_in_order_events_to_the_stored_tally(engine, monkeypatch):
+    """Through the event door: after each prospect's first event (a fold), in-order events are added to the
+    stored tally without reading events (unless a field moves: the history names them), and every stored score
+    stays what a recompute gives at its instant; an event recorded while no scoring listened is noticed."""
+    score.configure(rules=Rules(version="tally"))
+    folded: list[int] = []
+    real = engine_module._online_engagements
+
+    def spy(conn, rows, new, rules, at, refold):
+        out = real(conn, rows, new, rules, at, refold)
+        folded.extend(out[2])
+        return out
+
+    monkeypatch.setattr(engine_module, "_online_engagements", spy)
+    try:
+        with clock.frozen(T0):
+            pids = [
+                prospect(engine, f"t{i}@firm.example.jp", company="株式会社タリー" if i < 3 else "") for i in range(4)
+            ]
+            mails = [mail(engine, p, item=f"t{p}", sent_at=T0) for p in pids]
+        rng = random.Random(5)
+        for step in range(40):
+            at = T0 + timedelta(hours=step * 7)
+            i = rng.randrange(4)
+            kind = rng.choice(["opened", "opened", "clicked", "replied"])
+            with clock.frozen(at):
+                record_events(
+                    engine,
+                    [
+                        NewEvent(
+                            kind,
+                            at - timedelta(minutes=1),
+                            "test",
+                            prospect_id=pids[i],
+                            delivery_id=mails[i] if kind != "replied" else None,
+                            label="human",
+                            confidence=0.9,
+                            rule="test",
+                        )
+                    ],
+                )
+            _check(engine, pids)
+        first_folds = len(set(folded))
+        assert first_folds <= 4 and len(folded) < 20, folded  # the rest came from the tallies
+        # Recorded while nobody scored: the tally no longer holds all events, so the next one folds.
+        record.remove_listener(score.on_events)
+        try:
+            with clock.frozen(T0 + timedelta(days=13)):
+                record_events(engine, [NewEvent("replied", clock.now(), "test", prospect_id=pids[3], label="human")])
+        finally:
+            record.add_listener(score.on_events)
+        folded.clear()
+        with clock.frozen(T0 + timedelta(days=14)):
+            record_events(engine, [NewEvent("replied", clock.now(), "test", prospect_id=pids[3], label="human")])
+        assert folded == [pids[3]]
+        _check(engine, pids)
+    finally:
+        score.configure()
+
+
+def _check(engine, pids):
+    with engine.connect() as conn:
+        for r in conn.execute(select(Prospect.__table__).where(Prospect.id.in_(pids))):
+            if r.scored_at is None:
+                continue
+            want = score.score_all(conn, score.current_rules(), r.scored_at)[r.id]
+            assert r.engagement_score == pytest.approx(want.engagement.total, abs=1e-6)
+            assert r.score == pytest.approx(want.total, abs=1e-6)
+            assert (r.rank, r.temperature, r.stage) == (want.rank, want.temperature, want.stage)
