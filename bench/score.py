@@ -11,6 +11,7 @@ machine / unknown, seminars, replies, unsubscribes). Then:
 
 - ``recompute (first)``: every prospect scored from its events and written (everyone changes);
 - ``recompute (again)``: the decay pass's steady state a minute later (only what decayed is written);
+- ``hits``: 250-open batches where every recipient already has ``--hits`` hits, with and without scoring;
 - ``online``: record_events of one human click for a prospect, with and without the scoring listener; the
   difference is what scoring adds to recording one event (median and p99 of ``--online`` calls), the first time
   (no stored tally: a fold) and again (the tally; the steady state), apart for calls that moved a field.
@@ -201,12 +202,71 @@ def online(engine, prospects: int, calls: int) -> None:
     print("     (CPU figures of the scored rounds include one max(id) of score_changes before and after each call)")
 
 
+def hit_batches(engine, history: int, rounds: int = 8) -> None:
+    """Batches of 250 human opens, one per recipient, where every recipient already has ``history`` hits (as
+    when the same people open every 10 s): record_events with and without the listener, alternating. Without
+    the tally each scored batch reread and refolded every recipient's hits."""
+    with clock.frozen(NOW):
+        with engine.begin() as conn:
+            first = conn.execute(text("select max(id) from prospects")).scalar_one() + 1
+            conn.execute(
+                insert(Prospect),
+                [
+                    {
+                        "email": f"hits{i}@hits{i // 3}.example.jp",
+                        "company": f"ヒット{i // 3}",
+                        "created_at": NOW,
+                        "updated_at": NOW,
+                        "consent_basis": "business_card",
+                        "attributes": {},
+                    }
+                    for i in range(250)
+                ],
+            )
+        pids = list(range(first, first + 250))
+    at = NOW + timedelta(hours=1)
+
+    def batch() -> list[NewEvent]:
+        return [
+            NewEvent("opened", at, "bench", prospect_id=p, label="human", confidence=0.9, rule="bench") for p in pids
+        ]
+
+    record.remove_listener(score.on_events)
+    for _ in range(history):
+        record_events(engine, batch())
+        at += timedelta(seconds=10)
+    record.add_listener(score.on_events)
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    for n in range(2 * rounds + 1):
+        scoring = n % 2 == 0  # the first scored batch folds everyone (no tally yet): not counted
+        (record.add_listener if scoring else record.remove_listener)(score.on_events)
+        with clock.frozen(at):
+            c0 = time.process_time()
+            record_events(engine, batch())
+            if n:
+                cpu[scoring].append((time.process_time() - c0) * 1000)
+        at += timedelta(seconds=10)
+        if not scoring:  # the tallies no longer hold every hit: one scored batch folds them again, not counted
+            record.add_listener(score.on_events)
+            with clock.frozen(at):
+                record_events(engine, batch())
+            at += timedelta(seconds=10)
+    record.add_listener(score.on_events)
+    on, off = statistics.median(cpu[True]), statistics.median(cpu[False])
+    print(
+        f"  250-open batch, {history} earlier hits each: CPU median {on:.1f} ms with scoring, {off:.1f} ms without"
+        f" => {(on - off) / 250:.3f} ms per event added",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", help="database URL (default: a fresh SQLite file); PostgreSQL: a new schema")
     parser.add_argument("--prospects", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--online", type=int, default=500, help="single-event calls per online round")
+    parser.add_argument("--hits", type=int, default=200, help="earlier hits per recipient in the batch round (0: skip)")
     parser.add_argument(
         "--colleague-points",
         type=float,
@@ -250,6 +310,8 @@ def main() -> None:
             )
         with clock.frozen(NOW + timedelta(minutes=20)):
             online(engine, args.prospects, args.online)
+        if args.hits:
+            hit_batches(engine, args.hits)
     finally:
         engine.dispose()
         if schema:
