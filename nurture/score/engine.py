@@ -420,7 +420,8 @@ def rescore(
                 total = scored[pid].engagement.total
                 scored[pid].engagement = model.engagement(full.get(pid, ()), rules, at)
                 scored[pid].engagement.total = total
-        _write(conn, rows, scored, rules, at, cause, states={pid: t.dumps() for pid, t in tallies.items()})
+        states = {pid: tallies[pid].dumps() if pid in tallies else row.score_state for pid, row in rows.items()}
+        _write(conn, rows, scored, rules, at, cause, states=states)
         results = list(scored.values())
     if inquiries:
         _inquiry_handoffs(conn, inquiries, at)
@@ -435,8 +436,8 @@ def _online_engagements(
     at: datetime,
     refold: Collection[int],
 ) -> tuple[dict[int, model.Engagement], dict[int, model.Tally], set[int]]:
-    """Each prospect's engagement at ``at`` and its tally after ``new``, from its stored tally where that is
-    exact, else from all its events (those prospects are returned as folded)."""
+    """Each prospect's engagement at ``at``, from its stored tally where that is exact, else from all its events
+    (those prospects are returned as folded); and the tallies that changed (new events added, or folded)."""
     out: dict[int, model.Engagement] = {}
     tallies: dict[int, model.Tally] = {}
     fold: list[int] = []
@@ -450,7 +451,8 @@ def _online_engagements(
                 value = advanced.value(at, rules) if advanced is not None else None
                 if advanced is not None and value is not None:
                     out[pid] = model.Engagement(total=value, counted=[_COUNTED] if advanced.counted else [])
-                    tallies[pid] = advanced
+                    if mine:  # a colleague's tally is unchanged: its stored text is written back as it is
+                        tallies[pid] = advanced
                     continue
         fold.append(pid)
     if fold:
