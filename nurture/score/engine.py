@@ -133,7 +133,8 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _countable(rules: Rules) -> Any:
+def _countable(rules: Rules) -> str:
+    """:func:`model.can_count` of an event ``e`` as an SQL condition, the rules' values written in."""
     labels = rules.labels
     weight = (
         f"CASE WHEN coalesce(e.label, 'unknown') = 'human' AND coalesce(e.confidence, 0.5) >= "
@@ -142,29 +143,45 @@ def _countable(rules: Rules) -> Any:
     )
     kinds = ", ".join(_sql_text(k) for k in sorted(rules.events))
     labelled = ", ".join(_sql_text(k) for k in sorted(labels.types)) or "NULL"
-    # The condition inside the aggregate, not in WHERE: with a type condition there SQLite picks the (type,
-    # occurred_at) index and scans every open of everyone instead of this prospect's few events.
-    return literal_column(
-        f"(SELECT count(CASE WHEN e.type IN ({kinds}) AND (e.type NOT IN ({labelled}) OR {weight} > 0) THEN 1 END)"
-        " FROM events AS e WHERE e.prospect_id = prospects.id)"
-    ).label("countable")
+    return f"e.type IN ({kinds}) AND (e.type NOT IN ({labelled}) OR {weight} > 0)"
 
 
-_ONLINE: dict[str, tuple[Any, Any, Any, Any]] = {}
+_ONLINE: dict[str, tuple[Any, Any, Any, Any, Any]] = {}
 
 
-def _online_statements(rules: Rules) -> tuple[Any, Any, Any, Any]:
-    """(read, PostgreSQL lock, group read, PostgreSQL group lock) with the tally and the countable column."""
+def _online_statements(rules: Rules) -> tuple[Any, Any, Any, Any, Any]:
+    """(read, PostgreSQL lock, group read, PostgreSQL group lock, PostgreSQL counts) with the tally, and on
+    SQLite the countable column. The condition sits inside the aggregate, not in WHERE: with a type condition
+    there SQLite picks the (type, occurred_at) index and scans every open of everyone. On PostgreSQL the count
+    is a statement of its own: as a correlated column of the group lock it made the planner scan all prospects
+    (29 ms instead of 0.5 ms per event at 100k prospects)."""
     built = _ONLINE.get(rules.digest())
     if built is None:
-        columns = (*_FACT_COLUMNS, Prospect.score_state, _countable(rules))
+        condition = _countable(rules)
+        counted: Any = literal_column(
+            f"(SELECT count(CASE WHEN {condition} THEN 1 END) FROM events AS e WHERE e.prospect_id = prospects.id)"
+        ).label("countable")
+        lite = (*_FACT_COLUMNS, Prospect.score_state, counted)
+        pg = (*_FACT_COLUMNS, Prospect.score_state)
         built = _ONLINE[rules.digest()] = (
-            _READ.with_only_columns(*columns),
-            _LOCK_PG.with_only_columns(*columns),
-            _GROUP_READ.with_only_columns(*columns),
-            _GROUP_LOCK_PG.with_only_columns(*columns),
+            _READ.with_only_columns(*lite),
+            _LOCK_PG.with_only_columns(*pg),
+            _GROUP_READ.with_only_columns(*lite),
+            _GROUP_LOCK_PG.with_only_columns(*pg),
+            text(
+                f"SELECT e.prospect_id, count(CASE WHEN {condition} THEN 1 END) FROM events AS e"
+                " WHERE e.prospect_id = ANY(:id_array) GROUP BY e.prospect_id"
+            ).bindparams(bindparam("id_array", type_=ARRAY(Prospect.id.type))),
         )
     return built
+
+
+def _counts(conn: Connection, rows: Mapping[int, Row[Any]], rules: Rules) -> dict[int, int]:
+    """How many of each prospect's events can count (the tally must hold them all)."""
+    if conn.dialect.name != "postgresql":
+        return {pid: r.countable for pid, r in rows.items()}
+    counts = dict(conn.execute(_online_statements(rules)[4], {"id_array": sorted(rows)}).all())
+    return {pid: counts.get(pid, 0) for pid in rows}
 
 
 _EXPLAINED = select(ScoreChange.prospect_id, ScoreChange.event_ids).where(ScoreChange.prospect_id.in_(_IDS))
@@ -341,7 +358,7 @@ def _lock(conn: Connection, ids: Collection[int]) -> list[Row[Any]]:
 
 
 def _lock_online(conn: Connection, ids: Collection[int], rules: Rules) -> list[Row[Any]]:
-    read, lock_pg, _, _ = _online_statements(rules)
+    read, lock_pg, _, _, _ = _online_statements(rules)
     if conn.dialect.name == "postgresql":
         return list(conn.execute(lock_pg, {"id_array": sorted(ids)}))
     return list(conn.execute(read, {"ids": sorted(ids)}))
@@ -349,7 +366,7 @@ def _lock_online(conn: Connection, ids: Collection[int], rules: Rules) -> list[R
 
 def _lock_group(conn: Connection, ids: Collection[int], rules: Rules) -> list[Row[Any]]:
     ordered = sorted(ids)
-    _, _, read, lock_pg = _online_statements(rules)
+    _, _, read, lock_pg, _ = _online_statements(rules)
     if conn.dialect.name == "postgresql":
         return list(conn.execute(lock_pg, {"id_array": ordered}))
     return list(conn.execute(read, {"ids": ordered, "ids2": ordered}))
@@ -441,12 +458,13 @@ def _online_engagements(
     out: dict[int, model.Engagement] = {}
     tallies: dict[int, model.Tally] = {}
     fold: list[int] = []
+    counts = _counts(conn, rows, rules) if new is not None else {}
     for pid, row in rows.items():
         mine = [] if new is None else [_fact(r) for r in new.get(pid, ())]
         t = model.Tally.loads(row.score_state, rules) if new is not None and pid not in refold else None
         if t is not None and all(e.id for e in mine):
             adding = sum(1 for e in mine if model.can_count(e.type, e.label, e.confidence, rules))
-            if t.events + adding == row.countable:
+            if t.events + adding == counts[pid]:
                 advanced = model.advance(t, mine, rules) if mine else t
                 value = advanced.value(at, rules) if advanced is not None else None
                 if advanced is not None and value is not None:
