@@ -13,7 +13,10 @@ rules it uses are the defaults until :func:`configure` is given a configuration;
 configuration (``nurture.cli.app``, ``nurture.web.app``) call it, so the CLI, the tracking server and its
 workers, and the forked senders (which inherit it) all score with the configured rules.
 
-Rows a later rule relabelled (``"relabeled": True``) rescore their prospects too (cause ``relabel``).
+Rows a later rule relabelled (``"relabeled": True``) rescore their prospects too (cause ``relabel``), from all
+their events. Otherwise the recorded rows are added to each prospect's stored running tally
+(:class:`~nurture.score.model.Tally`) when it holds all the prospect's other events, so an event does not
+reread them.
 
 May import (layers in pyproject.toml): ``track``, ``store`` and ``core``.
 """
@@ -78,9 +81,14 @@ def on_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
             ).scalar()
         if event_id is not None:
             pairs.append((r["prospect_id"], event_id))
+    again = {r["prospect_id"] for r in relabeled}
     if ids or pairs:
-        rescore(conn, ids, rules, cause="events", inquiries=pairs)
-    again = {r["prospect_id"] for r in relabeled} - ids
+        # A prospect with a relabelled row in the batch has all its events folded: its tally counted the old label.
+        new: dict[int, list[dict[str, Any]]] = {}
+        for r in fresh:
+            new.setdefault(r["prospect_id"], []).append(r)
+        rescore(conn, ids, rules, cause="events", inquiries=pairs, new=new, refold=ids & again)
+    again -= ids
     if again:
         rescore(conn, again, rules, cause="relabel")
 

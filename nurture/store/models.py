@@ -122,6 +122,9 @@ class Prospect(Base):
     #: The colleague group scoring puts the prospect in (``nurture.score.model.company_key``; "" = none), written
     #: when the prospect is scored (0010).
     company_key: Mapped[str] = mapped_column(String(200), server_default="", index=True)
+    #: Online scoring's running tally of the engagement (``nurture.score.model.Tally``, JSON; "" = none yet):
+    #: a new event is added to it instead of folding all the prospect's events again (0015).
+    score_state: Mapped[str] = mapped_column(Text, server_default="")
     owner: Mapped[str] = mapped_column(String(200), default="")
     last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_action: Mapped[str] = mapped_column(Text, default="")
@@ -310,6 +313,9 @@ class Event(Base):
         Index("ix_events_prospect_time", "prospect_id", "occurred_at"),
         Index("ix_events_delivery", "delivery_id"),
         Index("ix_events_type_time", "type", "occurred_at"),
+        # Online scoring counts a prospect's events that can count (type, label, confidence) with each event it
+        # scores: this index answers that without reading the rows (0015).
+        Index("ix_events_prospect_scoring", "prospect_id", "type", "label", "confidence"),
         # The hits that convict their source (track.botdetect.CATCHING_RULES), read by every batch of tracking
         # hits: a partial index keeps that read to the few such rows instead of every hit in the window (0005).
         Index(
