@@ -3,14 +3,14 @@ scoring adds a new event to it instead of reading and folding all the prospect's
 that counts a prospect's scorable events without reading the rows (the check that the tally holds them all).
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0014
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0012"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
