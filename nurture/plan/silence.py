@@ -127,9 +127,11 @@ def silent_prospects(
     now: datetime,
     *,
     kinds: Sequence[str] = KINDS,
+    only: Sequence[int] | None = None,
 ) -> Iterator[SilentProspect]:
     """The mailable prospects that ``campaigns`` (the active ones, within their dates) will not mail, in id
-    order, each with why; only those of ``kinds``. Streams in batches of :data:`BATCH`; writes nothing."""
+    order, each with why; only those of ``kinds``, and only among the ids ``only`` when given (a caller that
+    knows whom to ask: the leaks report). Streams in batches of :data:`BATCH`; writes nothing."""
     # E-mail campaigns only: a postal campaign's rhythm and reach are nurture.postal's (``postal run --dry-run``).
     playing = [
         c for c in campaigns if c.channel == "email" and c.status == "active" and campaign_window_reason(c, now) is None
@@ -158,7 +160,12 @@ def silent_prospects(
                 Prospect.title,
                 *columns,
             )
-            .where(*mailable_clauses(now), not_suppressed(), Prospect.id > last)
+            .where(
+                *mailable_clauses(now),
+                not_suppressed(),
+                Prospect.id > last,
+                *([Prospect.id.in_(only)] if only is not None else []),
+            )
             .order_by(Prospect.id)
             .limit(BATCH)
         ).all()

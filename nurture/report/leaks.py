@@ -242,8 +242,10 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
         # or overdue with each campaign's current reason (monthly cap, cadence gap ...).
         # Exact counts per kind in one statement; the planner's wording only for the rows shown (it takes
         # ~0.3 ms a prospect: minutes at a million). See nurture.report.silent_why.
-        kinds = silent_why.kind_counts(conn, campaigns, config, now, _filters(params))
-        named = silent_why.first_rows(conn, campaigns, config, now, params.limit or LIST_LIMIT, _filters(params))
+        found = silent_why.classify(conn, campaigns, config, now, _filters(params))
+        named = silent_why.first_rows(
+            conn, campaigns, config, now, params.limit or LIST_LIMIT, _filters(params), found=found
+        )
         report.sections.append(
             Section(
                 "silent_why",
@@ -259,7 +261,7 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
                     }
                     for f in named
                 ],
-                sum(kinds.values()),
+                len(found),
             )
         )
         # Post that came back (宛先不明): the address needs fixing before the next quarterly issue can reach them.

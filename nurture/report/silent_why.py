@@ -2,24 +2,24 @@
 and the planner's own account (:func:`nurture.plan.silence.silent_prospects`) only for the rows shown.
 
 :func:`silent_prospects` decides prospect by prospect in Python (about 0.3 ms each: minutes at a million), so the
-report asks it only for the first ``limit`` silent prospects (it streams in id order and is stopped there).
-The totals come from :func:`kind_counts`, which states the same rules as SQL over every mailable prospect (one
-join of prospects and deliveries grouped by prospect) — for each campaign in play, the outcome of
+report asks it only about the first ``limit`` prospects that :func:`classify` finds silent. :func:`classify`
+(who, and of which kind; the totals) states the same rules as SQL over every mailable prospect (one join of
+prospects and deliveries grouped by prospect) — for each campaign in play, the outcome of
 :func:`nurture.plan.planner.decide` in its order (queued; not due; monthly cap; cadence gap; no item for the
 industry; content exhausted, continued by its ``fallback`` as ``Round.decide`` does; send time now), then the kinds
 of :mod:`nurture.plan.silence` (``exhausted``, ``window``, ``overdue``). The zone-dependent parts (send time now,
 windows the schedule reaches, the local month of the monthly cap) are decided in Python once per distinct zone.
 
-The two must agree: tests/report/test_silent_why.py compares the counts with a full :func:`silent_prospects`
-pass over random histories and campaigns (fallbacks, caps, zones, unreached windows). A change to the planner's
-rules that is not mirrored here fails that test. Interval comparisons are in days as SQL numbers: a mail exactly
-on an interval boundary (to the microsecond) may fall on the other side than in Python.
+The two must agree: tests/report/test_silent_why.py compares who is named, and of which kind, with a full
+:func:`silent_prospects` pass over random histories and campaigns (fallbacks, caps, zones, unreached windows). A
+change to the planner's rules that is not mirrored here fails that test. Interval comparisons are in days as SQL
+numbers: a mail exactly on an interval boundary (to the microsecond) may fall on the other side than in Python.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -60,25 +60,18 @@ def first_rows(
     now: datetime,
     limit: int,
     where: Sequence[ColumnElement[bool]] = (),
+    *,
+    found: Sequence[tuple[int, str]] | None = None,
 ) -> list[SilentProspect]:
     """The first ``limit`` silent prospects of :data:`KINDS` (id order) meeting ``where`` (prospect filters), as
-    :func:`silent_prospects` words them; the planner stops once they are found."""
-    found = silent_prospects(conn, campaigns, config, now, kinds=KINDS)
-    if not where:
-        return list(islice(found, limit))
-    out: list[SilentProspect] = []
-    for chunk in _chunks(found, 1000):
-        ids = [f.prospect_id for f in chunk]
-        keep = set(conn.execute(select(Prospect.id).where(Prospect.id.in_(ids), *where)).scalars())
-        out.extend(f for f in chunk if f.prospect_id in keep)
-        if len(out) >= limit:
-            break
-    return out[:limit]
-
-
-def _chunks(items: Iterator[SilentProspect], size: int) -> Iterator[list[SilentProspect]]:
-    while chunk := list(islice(items, size)):
-        yield chunk
+    :func:`silent_prospects` words them. The planner is asked only about the first ``limit`` ids of ``found``
+    (:func:`classify`'s answer; computed here when not given), so this costs what is shown, not what exists:
+    streaming the planner over every prospect until ``limit`` silent ones turned up took ~10 s at a million."""
+    found = classify(conn, campaigns, config, now, where) if found is None else found
+    ids = [pid for pid, _ in found[:limit]]
+    if not ids:
+        return []
+    return list(islice(silent_prospects(conn, campaigns, config, now, kinds=KINDS, only=ids), limit))
 
 
 def kind_counts(
@@ -89,10 +82,22 @@ def kind_counts(
     where: Sequence[ColumnElement[bool]] = (),
 ) -> Counter[str]:
     """How many mailable prospects (meeting ``where``) :func:`silent_prospects` would name, per kind of
-    :data:`KINDS`: one statement, whatever the number of prospects."""
+    :data:`KINDS`."""
+    return Counter(kind for _, kind in classify(conn, campaigns, config, now, where))
+
+
+def classify(
+    conn: Connection,
+    campaigns: Sequence[Campaign],
+    config: Config,
+    now: datetime,
+    where: Sequence[ColumnElement[bool]] = (),
+) -> list[tuple[int, str]]:
+    """(prospect id, kind) of every mailable prospect (meeting ``where``) :func:`silent_prospects` would name,
+    in id order: one statement, whatever the number of prospects (the silent ones are a few percent of them)."""
     play = playing(campaigns, now)
     if not play:
-        return Counter()
+        return []
     by_name = {c.name: c for c in play}
     engine = conn.engine
     default_zone = config.default_time_zone
@@ -128,6 +133,7 @@ def kind_counts(
     # Step 1, per prospect (grouped by id): what the rules read, as plain columns, so that the rules below
     # read columns instead of repeating aggregates (PostgreSQL evaluated the whole rule twice per prospect).
     columns: list[Any] = [
+        Prospect.id.label("pid"),
         zone.label("zone"),
         days(last_any).label("gap"),
         days(func.coalesce(last_any, Prospect.created_at)).label("since"),
@@ -221,9 +227,13 @@ def kind_counts(
         ),
         else_=None,
     ).label("kind")
-    per_prospect = select(kind).subquery()
-    found = conn.execute(select(per_prospect.c.kind, func.count()).group_by(per_prospect.c.kind))
-    return Counter({str(k): int(n) for k, n in found if k is not None})
+    per_prospect = select(g.c.pid, kind).subquery()
+    found = conn.execute(
+        select(per_prospect.c.pid, per_prospect.c.kind)
+        .where(per_prospect.c.kind.is_not(None))
+        .order_by(per_prospect.c.pid)
+    )
+    return [(int(pid), str(k)) for pid, k in found]
 
 
 def _local_month(now: datetime, zone: str) -> tuple[datetime, datetime]:

@@ -208,6 +208,8 @@ def test_sql_counts_are_the_planners(setup):
         with engine.connect() as conn:
             found = list(silent_prospects(conn, campaigns, cfg, now, kinds=silent_why.KINDS))
             assert silent_why.kind_counts(conn, campaigns, cfg, now) == Counter(s.kind for s in found), now
+            # Not only as many: the same prospects, each of the same kind (first_rows asks the planner about them).
+            assert silent_why.classify(conn, campaigns, cfg, now) == [(s.prospect_id, s.kind) for s in found], now
             only = [Prospect.industry.in_(["IT", "both"])]
             kept = set(conn.execute(select(Prospect.id).where(*only)).scalars())
             expected = Counter(s.kind for s in found if s.prospect_id in kept)
