@@ -13,7 +13,10 @@ Leaving the block runs the app's shutdown (lifespan), which flushes buffered eve
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,6 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from sqlalchemy import Engine, insert
 
@@ -163,3 +167,30 @@ def seed_delivery(
         row["language"] = language
     with engine.begin() as conn:
         return conn.execute(insert(Delivery).values(row).returning(Delivery.id)).scalar_one()
+
+
+def start_serve(folder: Path, db_url: str, port: int, *args: str) -> subprocess.Popen:
+    """A real ``nurture serve --port PORT ARGS`` in ``folder`` (a nurture.toml for ``db_url`` is written there),
+    once its /healthz answers; its output is on the process's stdout. The caller stops it."""
+    (folder / "nurture.toml").write_text(
+        f'[database]\nurl = "{db_url}"\n\n[tracking]\nsecret = "{SECRET}"\nbase_url = "http://127.0.0.1:{port}"\n',
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nurture", "serve", "--port", str(port), *args],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(proc.communicate()[0].decode()) from None
+            time.sleep(0.05)

@@ -6,49 +6,21 @@ succeed on the restarted server. Opens of the last ~100 ms may be lost: that is 
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
 from servers import free_port
 from sqlalchemy import select
-from webserver import SECRET, LiveServer, make_config, seed_delivery, seed_prospect
+from webserver import LiveServer, make_config, seed_delivery, seed_prospect, start_serve
 
 from nurture.compose import links as tracking
 from nurture.store.models import Event, Prospect, Suppression, email_hash
 from nurture.web import create_app
 
 ONE_CLICK = {"content": b"List-Unsubscribe=One-Click", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
-
-
-def _start_server(tmp_path, db_url: str, port: int) -> subprocess.Popen:
-    (tmp_path / "nurture.toml").write_text(
-        f'[database]\nurl = "{db_url}"\n\n[tracking]\nsecret = "{SECRET}"\nbase_url = "http://127.0.0.1:{port}"\n',
-        encoding="utf-8",
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nurture", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError(proc.communicate()[0].decode()) from None
-            time.sleep(0.05)
 
 
 def test_kill_9_mid_load_loses_no_answered_unsubscribe(engine, db_url, tmp_path):
@@ -63,7 +35,7 @@ def test_kill_9_mid_load_loses_no_answered_unsubscribe(engine, db_url, tmp_path)
         unsubscribe = tracking.list_unsubscribe_headers(config, did, pid)["List-Unsubscribe"].split(">")[0][1:]
         people.append((pid, f"u{i}@example.co.jp", unsubscribe, tracking.urls_for(config, did, pid)["open_pixel"]))
     rng.shuffle(people)
-    proc = _start_server(tmp_path, db_url, port)
+    proc = start_serve(tmp_path, db_url, port)
     answered: list[int] = []  # prospects whose unsubscribe got its 200
     unanswered: list[tuple[int, str, str, str]] = []
     stop = threading.Event()

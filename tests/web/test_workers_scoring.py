@@ -7,10 +7,7 @@ locked, so two workers recording for one prospect take turns and the later one s
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -18,7 +15,7 @@ import httpx
 import pytest
 from servers import free_port
 from sqlalchemy import func, select
-from webserver import SECRET, make_config, seed_delivery, seed_prospect
+from webserver import make_config, seed_delivery, seed_prospect, start_serve
 
 from nurture import score
 from nurture.compose import links as tracking
@@ -29,32 +26,6 @@ CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
 RULES = 'version = "workers"\n[thresholds]\nrank_b = 5\nrank_a = 14\n'
-
-
-def _serve(tmp_path, db_url: str, port: int) -> subprocess.Popen:
-    (tmp_path / "nurture.toml").write_text(
-        f'[database]\nurl = "{db_url}"\n\n[tracking]\nsecret = "{SECRET}"\nbase_url = "http://127.0.0.1:{port}"\n',
-        encoding="utf-8",
-    )
-    (tmp_path / "scoring.toml").write_text(RULES, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nurture", "serve", "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError(proc.communicate()[0].decode()) from None
-            time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -68,7 +39,8 @@ def test_two_workers_score_every_click_exactly(engine, db_url, tmp_path):
     # One link per mail, clicked again and again: several *different* links of one mail within seconds would
     # be a scanner's click burst (nurture.track.botdetect), and then nothing scores at all.
     clicks = [tracking.click_url(config, did, 1, f"https://example.co.jp/article/{pid}") for pid, did in people]
-    proc = _serve(tmp_path, db_url, port)
+    (tmp_path / "scoring.toml").write_text(RULES, encoding="utf-8")
+    proc = start_serve(tmp_path, db_url, port, "--workers", "2")
     answered = []
     try:
 
