@@ -385,11 +385,16 @@ class Deliverer:
                 lane = _Lane(worker, conn, sender, builder, out)
                 while not self._stop.is_set():
                     want = self._take_budget(batch)
+                    # Whether planning was over before this claim looked: if it ends between an empty claim and
+                    # the check below, its last batch was committed after the claim looked, so look once more.
+                    planned_before = self.planning is None or self.planning.is_set()
                     ids = self.claim(conn, worker, want)
                     if len(ids) < want and self.limit is not None:
                         with self._lock:
                             self._claimed_total -= want - len(ids)
                     if not ids:
+                        if not planned_before and self.planning is not None and self.planning.is_set():
+                            continue
                         if self._wait_for_more(conn):
                             continue
                         return
