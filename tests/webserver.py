@@ -36,6 +36,10 @@ from nurture.store.states import DeliveryState
 
 HOST = "127.0.0.1"
 SECRET = "test-secret-0123456789abcdef"
+#: A desktop browser's user agent: hits with it (and none of a machine's signs) are labelled human.
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
 
 
 def make_config(db_url: str, base_url: str, root: Path | None = None, **sections: Any) -> Config:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
-from webserver import seed_delivery, seed_prospect
+from webserver import CHROME, seed_delivery, seed_prospect
 
 from nurture import score
 from nurture.core import clock
@@ -16,10 +16,6 @@ from nurture.score.rules import Rules, Thresholds
 from nurture.store.models import Handoff, Prospect, ScoreChange
 from nurture.track import record_events
 from nurture.track.vocabulary import NewEvent
-
-CHROME = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-)
 
 
 def rules(**thresholds: Any) -> Rules:

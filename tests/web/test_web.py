@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
-from webserver import SECRET, LiveServer, make_config, seed_delivery, seed_prospect
+from webserver import CHROME, SECRET, LiveServer, make_config, seed_delivery, seed_prospect
 
 from nurture.compose import links as tracking
 from nurture.core import clock
@@ -22,11 +22,6 @@ from nurture.store.models import Delivery, Event, Prospect, Suppression, email_h
 from nurture.web import create_app
 from nurture.web.hot import PIXEL
 from nurture.web.pages import add_months, mask_address
-
-CHROME = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-)
-
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,16 +15,13 @@ import httpx
 import pytest
 from servers import free_port
 from sqlalchemy import func, select
-from webserver import make_config, seed_delivery, seed_prospect, start_serve
+from webserver import CHROME, make_config, seed_delivery, seed_prospect, start_serve
 
 from nurture import score
 from nurture.compose import links as tracking
 from nurture.score import rules as rules_module
 from nurture.store.models import Event, Prospect
 
-CHROME = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-)
 RULES = 'version = "workers"\n[thresholds]\nrank_b = 5\nrank_a = 14\n'
 
 
