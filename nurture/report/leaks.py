@@ -51,9 +51,9 @@ def _filters(params: Params) -> list[Any]:
 def _people(conn: Any, query: Any, params: Params, *, one_pass: bool = False) -> tuple[list[dict[str, Any]], int]:
     """The first ``limit`` rows (default :data:`LIST_LIMIT`) and how many there are.
 
-    Two statements by default: a window count beside the rows makes PostgreSQL sort and anti-join every
-    candidate (16 s at a million prospects), while a bare COUNT hash-joins in parallel and the limited list stops
-    after ``limit`` rows. ``one_pass`` (a window count) for queries whose every row must be aggregated anyway
+    The list, then a count only when the list is full (two statements: a window count beside the rows makes
+    PostgreSQL sort and anti-join every candidate, 16 s at a million prospects, while a bare COUNT hash-joins in
+    parallel and the limited list stops after ``limit`` rows). ``one_pass`` (a window count) for queries whose every row must be aggregated anyway
     (the "silent" list groups a campaign's deliveries): one pass instead of two."""
     if one_pass:
         found = conn.execute(query.add_columns(func.count().over().label("_total")).limit(params.limit or LIST_LIMIT))
@@ -62,9 +62,14 @@ def _people(conn: Any, query: Any, params: Params, *, one_pass: bool = False) ->
         for r in out:
             del r["_total"]
         return out, total
+    # The list first, one row past the limit: when it is not full it is everything, and the count (a second
+    # scan of every prospect) is not needed — the usual case for overdue actions and returned post.
+    limit = params.limit or LIST_LIMIT
+    out = [dict(r._mapping) for r in conn.execute(query.limit(limit + 1))]
+    if len(out) <= limit:
+        return out, len(out)
     total = conn.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = conn.execute(query.limit(params.limit or LIST_LIMIT))
-    return [dict(r._mapping) for r in rows], total
+    return out[:limit], total
 
 
 def build(engine: Engine, params: Params, config: Config, campaigns: list[Campaign]) -> Report:
@@ -81,22 +86,24 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
         recent_mail = exists().where(
             Delivery.prospect_id == Prospect.id, Delivery.state.in_(_MAILED), Delivery.sent_at >= cutoff
         )
-        q = (
-            select(*who, Prospect.id.label("_id"), Prospect.last_contact_at)
-            .where(
-                *base,
-                or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at < cutoff),
-                ~recent_mail,
-            )
-            .order_by(temp_order, rank_order, Prospect.last_contact_at.nulls_first(), Prospect.id)
-        )
-        total = conn.scalar(select(func.count()).select_from(q.order_by(None).subquery())) or 0
+        # The count per (temperature, rank) bucket, in one parallel anti-join; then the list sorts only the
+        # buckets it needs. Sorting every candidate (two thirds of a million prospects) before the anti-join of
+        # the first rows took 1.4 s; the hottest, best-ranked buckets usually fill the list on their own.
+        clauses = (*base, or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at < cutoff), ~recent_mail)
+        bucket = (temp_order * 3 + rank_order).label("bucket")
+        per_bucket = dict(conn.execute(select(bucket, func.count()).where(*clauses).group_by(bucket)).all())
+        total = sum(per_bucket.values())
+        needed, filled = [], 0
+        for b in sorted(per_bucket):
+            if filled >= (params.limit or LIST_LIMIT):
+                break
+            needed.append(b)
+            filled += per_bucket[b]
         # The list sorts narrow rows (id and sort keys) and fetches the columns of the rows shown only: sorting
         # every candidate's wide row spilled to disk at a million prospects.
-        clauses = (*base, or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at < cutoff), ~recent_mail)
         narrow = (
             select(Prospect.id.label("nid"), temp_order.label("t"), rank_order.label("r"), Prospect.last_contact_at)
-            .where(*clauses)
+            .where(*clauses, bucket.in_(needed) if needed else false())
             .order_by(temp_order, rank_order, Prospect.last_contact_at.nulls_first(), Prospect.id)
             .limit(params.limit or LIST_LIMIT)
             .subquery()
