@@ -53,8 +53,8 @@ def _people(conn: Any, query: Any, params: Params, *, one_pass: bool = False) ->
 
     The list, then a count only when the list is full (two statements: a window count beside the rows makes
     PostgreSQL sort and anti-join every candidate, 16 s at a million prospects, while a bare COUNT hash-joins in
-    parallel and the limited list stops after ``limit`` rows). ``one_pass`` (a window count) for queries whose every row must be aggregated anyway
-    (the "silent" list groups a campaign's deliveries): one pass instead of two."""
+    parallel and the limited list stops after ``limit`` rows). ``one_pass`` (a window count) for queries whose
+    every row must be aggregated anyway (the "silent" list groups a campaign's deliveries): one pass, not two."""
     if one_pass:
         found = conn.execute(query.add_columns(func.count().over().label("_total")).limit(params.limit or LIST_LIMIT))
         out = [dict(r._mapping) for r in found]
@@ -83,13 +83,13 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
     temp_order = case((Prospect.temperature == "hot", 0), (Prospect.temperature == "warm", 1), else_=2)
     cutoff = now - timedelta(days=params.stale_days)
     with engine.connect() as conn:
-        recent_mail = exists().where(
-            Delivery.prospect_id == Prospect.id, Delivery.state.in_(_MAILED), Delivery.sent_at >= cutoff
-        )
+        # "No mail in the period" reads the prospect's own last_mailed_at (kept by triggers, 0019): the same answer
+        # as an anti-join with their mailed deliveries, without joining a million prospects to them.
+        no_recent_mail = or_(Prospect.last_mailed_at.is_(None), Prospect.last_mailed_at < cutoff)
         # The count per (temperature, rank) bucket, in one parallel anti-join; then the list sorts only the
         # buckets it needs. Sorting every candidate (two thirds of a million prospects) before the anti-join of
         # the first rows took 1.4 s; the hottest, best-ranked buckets usually fill the list on their own.
-        clauses = (*base, or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at < cutoff), ~recent_mail)
+        clauses = (*base, or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at < cutoff), no_recent_mail)
         bucket = (temp_order * 3 + rank_order).label("bucket")
         per_bucket = dict(conn.execute(select(bucket, func.count()).where(*clauses).group_by(bucket)).all())
         total = sum(per_bucket.values())
@@ -109,22 +109,11 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
             .subquery()
         )
         shown = (
-            select(*who, Prospect.id.label("_id"), Prospect.last_contact_at)
+            select(*who, Prospect.last_contact_at, Prospect.last_mailed_at.label("last_mail_at"))
             .join(narrow, narrow.c.nid == Prospect.id)
             .order_by(narrow.c.t, narrow.c.r, narrow.c.last_contact_at.nulls_first(), Prospect.id)
         )
         rows = [dict(r._mapping) for r in conn.execute(shown)]
-        # The latest mail of the rows shown only (a correlated subquery would run for every candidate row).
-        ids = [r.pop("_id") for r in rows]
-        last = dict(
-            conn.execute(
-                select(Delivery.prospect_id, func.max(Delivery.sent_at))
-                .where(Delivery.prospect_id.in_(ids), Delivery.state.in_(_MAILED))
-                .group_by(Delivery.prospect_id)
-            ).all()
-        )
-        for pid, r in zip(ids, rows, strict=True):
-            r["last_mail_at"] = last.get(pid)
         report.sections.append(
             Section(
                 "not_contacted",
@@ -163,7 +152,12 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
             (~in_segment, literal("in no segment")),
             else_=literal("waiting"),
         ).label("reason")
-        never = ~exists().where(Delivery.prospect_id == Prospect.id, Delivery.state.in_(_MAILED))
+        # Never mailed: no last_mailed_at, and (for the few without one) no mailed delivery either — a mail whose
+        # fate is unknown has no sent_at but was mailed.
+        never = and_(
+            Prospect.last_mailed_at.is_(None),
+            ~exists().where(Delivery.prospect_id == Prospect.id, Delivery.state.in_(_MAILED)),
+        )
         counts = conn.execute(
             select(reason, func.count()).where(never, *_filters(params)).group_by(reason).order_by(reason)
         ).all()

@@ -167,6 +167,10 @@ class Prospect(Base):
     #: something about the prospect changes; NULL = unknown (planned at the next run). Triggers reset it to NULL
     #: when a column of :data:`PLAN_COLUMNS`, a tag, a topic choice or a delivery's fate changes.
     next_plan_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    #: The latest ``sent_at`` of this prospect's mailed deliveries (state sent or unknown); NULL when none has one.
+    #: Kept by triggers on deliveries (0019), so every write path keeps it right; the leaks report reads it
+    #: instead of joining a million prospects to their deliveries.
+    last_mailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 #: The prospect columns the planner reads (segments, mailability, cadence, item choice): changing one resets
