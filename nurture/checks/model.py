@@ -1,5 +1,5 @@
 """The pitch model of the information-only check: a small linear classifier over character n-grams (Japanese)
-or lightly stemmed words, word pairs and character 5-grams inside words (English), plus cues and the hits of
+or words, word pairs and character 5-grams inside words (English), plus cues and the hits of
 the shipped rules, trained on the
 labelled corpus in ``tests/checks/corpus/items-*.jsonl`` and shipped as ``model.json`` beside this file.
 
@@ -55,7 +55,6 @@ ALPHA = {"ja": 1.0, "en": 0.25}
 _DIGIT = re.compile("[1-9]")
 _EN_WORD = re.compile(r"[a-z0$%#£€]+(?:['\u2019][a-z]+)?")
 _NOT_WORD = r"(?:[^a-z0$%#£€'\u2019]+)"
-_STEM_TAIL = "(?:ing|ed|es|s)?"  # a word feature is a stem (see stem): "order" is found in "ordered"
 
 
 def prepare(text: str) -> str:
@@ -75,31 +74,17 @@ def features(unit: str, language: str) -> set[str]:
         out = set(grams)
         out.update(map(str.__add__, grams, s[2:]))  # a 3-gram is a 2-gram plus a character: one new string
         return out
-    raw = [w.replace("\u2019", "'") for w in _EN_WORD.findall(unit)]
-    words = list(map(stem, raw))
+    words = [w.replace("\u2019", "'") for w in _EN_WORD.findall(unit)]
     out = set(words)
     out.update(map(" ".join, itertools.pairwise(words)))
     out.update(f"{a} _ {c}" for a, c in zip(words, words[2:], strict=False))  # "book a demo" ~ "book your demo"
     # Character 5-grams inside each word, its edges marked by spaces (" refer", "grade", "-off "): they reach
     # the forms and compounds a word list has not seen (referral/referring, upgrades). Only inside words and
     # only 5-grams: the 3- to 5-grams across words of session 5 were three times as many features (the cost
-    # of an English item) for no better held-out figure (bench/content.py).
-    out.update(*map(_word_grams, set(raw)))
+    # of an English item) for no better held-out figure (bench/content.py). No stemming either: it read
+    # "enrolled" (news) as "enroll" (a call to action) and was no better on held-out folds.
+    out.update(*map(_word_grams, set(words)))
     return out
-
-
-_STEM_SUFFIXES = ("ing", "ed", "es", "s")
-
-
-@functools.lru_cache(maxsize=65536)
-def stem(word: str) -> str:
-    """A light stem: -ing, -ed, -es, -s dropped from words of five letters or more, three letters kept
-    ("ordered", "orders" -> "order"; "upgrading" -> "upgrad"; "gas", "less" unchanged)."""
-    if len(word) > 4:
-        for suffix in _STEM_SUFFIXES:
-            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-                return word[: -len(suffix)]
-    return word
 
 
 @functools.lru_cache(maxsize=65536)
@@ -194,9 +179,7 @@ def locate(unit: str, feature: str, language: str) -> tuple[int, int]:
         pieces = [re.escape(c) if c != " " else _NOT_WORD for c in feature[1:]]
         m = re.search("".join(pieces), f" {unit} ")
         return (max(m.start() - 1, 0), min(m.end() - 1, len(unit))) if m else (0, 0)
-    parts = [
-        r"\S+" if w == "_" else re.escape(w).replace("'", "['\u2019]") + _STEM_TAIL for w in feature.split(" ")
-    ]
+    parts = [r"\S+" if w == "_" else re.escape(w).replace("'", "['\u2019]") for w in feature.split(" ")]
     m = re.search(r"(?<![a-z0])" + r"\s+".join(parts) + r"(?![a-z0])", unit)
     return m.span() if m else (0, 0)
 
