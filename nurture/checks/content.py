@@ -668,7 +668,9 @@ def training_docs(rows: Iterable[dict[str, str]], language: str) -> list[tuple[s
         if salesy:
             continue
         sentences = [
-            (p0 + s0, p0 + s1) for p0, p1 in _spans(text, _PARAGRAPH) for s0, s1 in _spans(text[p0:p1], SENTENCE_BOUNDARY)
+            (p0 + s0, p0 + s1)
+            for p0, p1 in _spans(text, _PARAGRAPH)
+            for s0, s1 in _spans(text[p0:p1], SENTENCE_BOUNDARY)
         ]
         if len(sentences) > 1:
             for a, b in sentences:

@@ -13,9 +13,9 @@ protocol of bench/content.py and tests/checks/test_model.py).
 ``fit(rows, language, *, inner=5, seed=14) -> PitchModel``: for each of ``inner`` folds of ``rows`` a model
 is trained on the others and reads the fold; every (error_at, veto_below) of the grid is scored on these
 inner held-out verdicts, the pair with the best min(recall, precision) is kept (ties: the better F1, then
-the higher ``error_at``, then the lower ``veto_below``); the returned model is trained on all ``rows`` and carries that pair, and a third
-threshold for whole mails (``mail_error_at``) chosen the same way on mails composed of the inner held-out
-items (:func:`choose_mail_threshold`).
+the higher ``error_at``, then the lower ``veto_below``); the returned model is trained on all ``rows`` and
+carries that pair, and a third threshold for whole mails (``mail_error_at``) chosen the same way on mails
+composed of the inner held-out items (:func:`choose_mail_threshold`).
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ informational text counts for less).
 
 ``train(docs, language, ...) -> PitchModel``: logistic regression over n-grams scaled by their naive-Bayes
 log-count ratio (:func:`nb_scale`; AdaGrad, L2, balanced classes, a fixed seed), pure Python: about 1 s of
-CPU per language for 800 items. Shipped weights already include the scale: scoring is a sum of weights. Its decision thresholds
-(``error_at``, ``veto_below``, ``mail_error_at``) are chosen by :func:`nurture.checks.fit.fit`, inside the
-training items. ``load_model()`` reads the shipped file once per
+CPU per language for 800 items. Shipped weights already include the scale: scoring is a sum of weights.
+Its decision thresholds (``error_at``, ``veto_below``, ``mail_error_at``) are chosen by
+:func:`nurture.checks.fit.fit`, inside the training items. ``load_model()`` reads the shipped file once per
 process (no network, no scikit-learn at run time). ``bench/content.py`` trains on k-1 folds and scores the
 held-out fold; ``python bench/content.py --write-model`` refits the shipped file on the whole corpus.
 """

@@ -26,8 +26,9 @@ LANGUAGES = ("ja", "en")
 # thresholds chosen by a 2-fold inner cross-validation inside that half (nurture.checks.fit: the held-out
 # half influences nothing), so the test stays a few seconds. The NB-scaled model of session 6 puts pitches
 # between 0.3 and 0.5 that the fixed default 0.5 missed, so fixed defaults no longer measure it. The floors
-# are those of session 5 (not lowered); the protocol reaches them with a margin. The measurement of issue 14's targets (recall and precision
-# >= 0.95) is bench/content.py: 5-fold, thresholds chosen by inner cross-validation inside the training folds.
+# are those of session 5 (not lowered); the protocol reaches them with a margin. The measurement of issue
+# 14's targets (recall and precision >= 0.95) is bench/content.py: 5-fold, thresholds chosen by inner
+# cross-validation inside the training folds.
 FLOORS = {"ja": (0.92, 0.87), "en": (0.88, 0.87)}  # (recall, precision) of errors on held-out items
 
 
