@@ -18,6 +18,7 @@
 
 Run: /work/venv/bin/python bench/content.py [--folds 5] [--seed 14] [--rounds 200] [--only held-out|later|cross|speed]
      /work/venv/bin/python bench/content.py --write-model   (refit nurture/checks/model.json on the corpus)
+     --language ja|en runs one language; --without-batch s6 leaves a corpus batch out (the figure without it).
 """
 
 from __future__ import annotations
