@@ -1,7 +1,7 @@
 """The pitch model of the information-only check: a small linear classifier over character n-grams (Japanese)
-or words, word pairs and character 5-grams inside words (English), plus cues and the hits of
-the shipped rules, trained on the
-labelled corpus in ``tests/checks/corpus/items-*.jsonl`` and shipped as ``model.json`` beside this file.
+or words, word pairs and character 5-grams inside words (English), plus cues and the hits of the shipped
+rules, trained on the labelled corpus in ``tests/checks/corpus/items-*.jsonl`` and shipped as ``model.json``
+beside this file.
 
 Why a model as well as rules: rules written while looking at a small corpus know its phrases and little else
 (issue 14: 73 % / 37 % recall on text written apart). A linear model over short n-grams generalises by class
@@ -125,7 +125,8 @@ def cue_pattern(patterns: Iterable[str]) -> str:
     """One alternation for a cue's patterns, with the alternatives that start at a word boundary grouped
     behind one ``\\b``: Python's ``re`` then tries them only where a word starts. A single alternative
     without it ('% off' among 18 ``\\b`` words) made the scan try every branch at every position, 15 times
-    slower (an English cue alone took over 1 ms of a 2,000-character item). Matches start where they did."""
+    slower (an English cue alone took over 1 ms of a 2,000-character item). The same alternatives match; only
+    which of two overlapping ones wins may differ, which the trained weights absorb."""
     bounded, other = [], []
     for p in patterns:
         for alt in _alternatives(p):
