@@ -18,6 +18,7 @@
 
 Run: /work/venv/bin/python bench/content.py [--folds 5] [--seed 14] [--rounds 200] [--only held-out|later|cross|speed]
      /work/venv/bin/python bench/content.py --write-model   (refit nurture/checks/model.json on the corpus)
+     --language ja|en runs one language; --without-batch s6 leaves a corpus batch out (the figure without it).
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ def speed(rounds: int) -> None:
 
 
 def main() -> None:
+    global LANGUAGES, read_corpus
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=14)
@@ -204,8 +206,17 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="list the false positives")
     parser.add_argument("--only", choices=("held-out", "later", "cross", "speed"), help="run one part")
     parser.add_argument("--batch", default="s5", help="the corpus batch judged by the 'later' part")
+    parser.add_argument("--language", choices=("ja", "en"), help="one language only (held-out, later, cross)")
+    parser.add_argument(
+        "--without-batch", metavar="BATCH", help="leave the corpus items of BATCH out (the figure without them)"
+    )
     parser.add_argument("--write-model", action="store_true", help="retrain nurture/checks/model.json and stop")
     args = parser.parse_args()
+    if args.language:
+        LANGUAGES = (args.language,)
+    if args.without_batch:
+        read_all = read_corpus
+        read_corpus = lambda language: [r for r in read_all(language) if r.get("batch") != args.without_batch]  # noqa: E731
     if args.write_model:
         models = {lang: fit(read_corpus(lang), lang) for lang in LANGUAGES}
         save(models)

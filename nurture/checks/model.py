@@ -1,6 +1,7 @@
 """The pitch model of the information-only check: a small linear classifier over character n-grams (Japanese)
-or words, word pairs and character 3-5-grams (English), plus the hits of the shipped rules, trained on the
-labelled corpus in ``tests/checks/corpus/items-*.jsonl`` and shipped as ``model.json`` beside this file.
+or words, word pairs and character 5-grams inside words (English), plus cues and the hits of the shipped
+rules, trained on the labelled corpus in ``tests/checks/corpus/items-*.jsonl`` and shipped as ``model.json``
+beside this file.
 
 Why a model as well as rules: rules written while looking at a small corpus know its phrases and little else
 (issue 14: 73 % / 37 % recall on text written apart). A linear model over short n-grams generalises by class
@@ -15,10 +16,11 @@ most, each with its weight and its span in ``unit``. ``rule_ids`` are the ids of
 the unit; they are features like any n-gram (a rule's weight is learnt, so a rule that misfires on
 informational text counts for less).
 
-``train(docs, language, ...) -> PitchModel``: plain logistic regression (AdaGrad, L2, balanced classes, a
-fixed seed), pure Python: about 1 s (ja) and 4 s (en) of CPU for 800 items. Its decision thresholds
-(``error_at``, ``veto_below``, ``mail_error_at``) are chosen by :func:`nurture.checks.fit.fit`, inside the
-training items. ``load_model()`` reads the shipped file once per
+``train(docs, language, ...) -> PitchModel``: logistic regression over n-grams scaled by their naive-Bayes
+log-count ratio (:func:`nb_scale`; AdaGrad, L2, balanced classes, a fixed seed), pure Python: about 1 s of
+CPU per language for 800 items. Shipped weights already include the scale: scoring is a sum of weights.
+Its decision thresholds (``error_at``, ``veto_below``, ``mail_error_at``) are chosen by
+:func:`nurture.checks.fit.fit`, inside the training items. ``load_model()`` reads the shipped file once per
 process (no network, no scikit-learn at run time). ``bench/content.py`` trains on k-1 folds and scores the
 held-out fold; ``python bench/content.py --write-model`` refits the shipped file on the whole corpus.
 """
@@ -47,6 +49,8 @@ FORMAT = 2
 ERROR_AT = 0.5
 VETO_BELOW = 0.1
 RATE = {"ja": 0.5, "en": 0.2}
+#: The count added to each class in :func:`nb_scale` (bench/content.py, 5-fold: en 0.25, ja 1.0 best).
+ALPHA = {"ja": 1.0, "en": 0.25}
 
 _DIGIT = re.compile("[1-9]")
 _EN_WORD = re.compile(r"[a-z0$%#£€]+(?:['\u2019][a-z]+)?")
@@ -66,31 +70,76 @@ def features(unit: str, language: str) -> set[str]:
         # Character 2- and 3-grams over the text without whitespace: Japanese has no word boundaries, and
         # a hard line wrap or a space inside a phrase must not change its features.
         s = "".join(unit.split())
-        out = set(map(str.__add__, s, s[1:]))
-        out.update(map(str.__add__, s, s[1:] and map(str.__add__, s[1:], s[2:])))
+        grams = list(map(str.__add__, s, s[1:]))
+        out = set(grams)
+        out.update(map(str.__add__, grams, s[2:]))  # a 3-gram is a 2-gram plus a character: one new string
         return out
     words = [w.replace("\u2019", "'") for w in _EN_WORD.findall(unit)]
     out = set(words)
     out.update(map(" ".join, itertools.pairwise(words)))
     out.update(f"{a} _ {c}" for a, c in zip(words, words[2:], strict=False))  # "book a demo" ~ "book your demo"
-    # Character 3- to 5-grams over the words (marked "#"): "upgrad", "refer", "-off" reach the forms and
-    # compounds a word list has not seen (upgrades/upgrading, referral/referring), which is where English
-    # recall was weakest. Built like the Japanese grams, with C-level map/zip.
-    t = " " + " ".join(words) + " "
-    g2 = list(map(str.__add__, t, t[1:]))
-    g3 = list(map(str.__add__, g2, t[2:]))
-    g4 = list(map(str.__add__, g3, t[3:]))
-    out.update(map("#".__add__, g3))
-    out.update(map("#".__add__, g4))
-    out.update(map("#".__add__, map(str.__add__, g4, t[4:])))
+    # Character 5-grams inside each word, its edges marked by spaces (" refer", "grade", "-off "): they reach
+    # the forms and compounds a word list has not seen (referral/referring, upgrades). Only inside words and
+    # only 5-grams: the 3- to 5-grams across words of session 5 were three times as many features (the cost
+    # of an English item) for no better held-out figure (bench/content.py). No stemming either: it read
+    # "enrolled" (news) as "enroll" (a call to action) and was no better on held-out folds.
+    out.update(*map(_word_grams, set(words)))
     return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _word_grams(word: str) -> tuple[str, ...]:
+    """The character 5-grams of `` word `` as features ("#" + gram); cached, as words repeat."""
+    t = f" {word} "
+    return tuple("#" + t[i : i + 5] for i in range(len(t) - 4))
+
+
+def _alternatives(pattern: str) -> list[str]:
+    """The top-level alternatives of a regex (``|`` outside groups and character classes)."""
+    out, depth, start, i, in_class = [], 0, 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "]" or pattern[i + 1 : i + 3] == "^]":  # a "]" first is a literal
+                i += 2 if pattern[i + 1] == "]" else 3
+                continue
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            out.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    out.append(pattern[start:])
+    return out
+
+
+def cue_pattern(patterns: Iterable[str]) -> str:
+    """One alternation for a cue's patterns, with the alternatives that start at a word boundary grouped
+    behind one ``\\b``: Python's ``re`` then tries them only where a word starts. A single alternative
+    without it ('% off' among 18 ``\\b`` words) made the scan try every branch at every position, 15 times
+    slower (an English cue alone took over 1 ms of a 2,000-character item). The same alternatives match; only
+    which of two overlapping ones wins may differ, which the trained weights absorb."""
+    bounded, other = [], []
+    for p in patterns:
+        for alt in _alternatives(p):
+            (bounded if alt.startswith("\\b") else other).append(alt[2:] if alt.startswith("\\b") else alt)
+    parts = ([f"\\b(?:{'|'.join(bounded)})"] if bounded else []) + [f"(?:{alt})" for alt in other]
+    return "|".join(parts)
 
 
 @functools.lru_cache(maxsize=2)
 def cues(language: str) -> dict[str, re.Pattern[str]]:
     """The cue patterns of ``language`` from cues.toml, one compiled alternation per cue name."""
     data = tomllib.loads(CUES_FILE.read_text("utf-8")).get(language, {})
-    return {name: re.compile("|".join(f"(?:{p})" for p in patterns)) for name, patterns in sorted(data.items())}
+    return {name: re.compile(cue_pattern(patterns)) for name, patterns in sorted(data.items())}
 
 
 def cue_features(unit: str, language: str) -> set[str]:
@@ -105,11 +154,18 @@ def cue_hits(text: str, language: str) -> list[tuple[int, str]]:
 
 
 def cue_pairs(names: Iterable[str]) -> set[str]:
-    """The cue features of a unit in which the cues ``names`` occur."""
-    found = sorted(set(names))
+    """The cue features of a unit in which the cues ``names`` occur (a new set: the caller adds rule hits)."""
+    return set(_cue_pairs(frozenset(names)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cue_pairs(names: frozenset[str]) -> frozenset[str]:
+    # Cached: the same few combinations of cues recur in every mail, and building their pair names was a
+    # tenth of the model's time on a 2,000-character item.
+    found = sorted(names)
     out = {f"cue:{name}" for name in found}
     out.update(f"cue:{a}&{b}" for i, a in enumerate(found) for b in found[i + 1 :])
-    return out
+    return frozenset(out)
 
 
 def locate(unit: str, feature: str, language: str) -> tuple[int, int]:
@@ -200,7 +256,7 @@ class PitchModel:
         """The fast path: one C-level pass of dict lookups over the unit's n-grams."""
         weights = self.weights
         norm = 1.0 / math.sqrt(len(feats)) if feats else 0.0
-        total = norm * sum(filter(None, map(weights.get, feats))) + sum(weights.get(f, 0.0) for f in dense)
+        total = norm * sum(filter(None, map(weights.get, feats))) + sum(filter(None, map(weights.get, dense)))
         return _sigmoid(self.bias + total)
 
     def score_features(
@@ -239,6 +295,25 @@ class PitchModel:
         }
 
 
+def nb_scale(docs: Iterable[tuple[Iterable[str], bool]], alpha: float) -> dict[str, float]:
+    """Per n-gram, |log-count ratio| between pitches and information (Wang & Manning 2012, "NBSVM"): how
+    much more often the n-gram occurs in one class than the other, with ``alpha`` added to every count.
+    The logistic regression then learns on inputs scaled by it, so a gram seen in a few pitches and no
+    information starts ahead of one seen in both; on 800 items per language this gave better held-out
+    figures than the plain inputs (bench/content.py)."""
+    counts: dict[str, list[int]] = {}
+    totals = [0, 0]
+    for feats, label in docs:
+        totals[label] += 1
+        for f in feats:
+            counts.setdefault(f, [0, 0])[label] += 1
+    neg_total, pos_total = (t + 2 * alpha for t in totals)
+    return {
+        f: abs(math.log((pos + alpha) / pos_total) - math.log((neg + alpha) / neg_total))
+        for f, (neg, pos) in counts.items()
+    }
+
+
 def train(
     docs: Sequence[tuple[str, bool, Iterable[str]]],
     language: str,
@@ -249,21 +324,29 @@ def train(
     l2_dense: float = 3e-3,
     seed: int = 14,
     keep: int = 40000,
+    alpha: float | None = None,
 ) -> PitchModel:
     """A model from ``docs``: (prepared text, is_pitch, ids of shipped rules that hit it). Deterministic for
     a given seed. ``keep`` bounds the exported vocabulary (strongest weights kept). Cues, their pairs and rule
     hits (``l2_dense``) are regularised harder than n-grams: there are few of them, each counts in full, and
     an unregularised pair weight made the model overconfident on long informational sentences."""
-    # AdaGrad's base step: English has five times as many features per sentence (character grams) and
-    # learns better with a smaller one (bench/content.py, k-fold AUC 0.981 -> 0.983; Japanese is worse with it).
+    # AdaGrad's base step: English learns better with a smaller one (bench/content.py; Japanese is worse
+    # with it).
     rate = RATE.get(language, 0.5) if rate is None else rate
-    vectors = []
+    alpha = ALPHA.get(language, 0.5) if alpha is None else alpha
+    prepared_docs = []
     for text, label, rule_ids in docs:
         prepared = prepare(text)
         sparse = sorted(features(prepared, language))
         dense = sorted(cue_features(prepared, language) | {f"rule:{r}" for r in rule_ids})
+        prepared_docs.append((sparse, dense, bool(label)))
+    scale = nb_scale(((sparse, label) for sparse, _, label in prepared_docs), alpha)
+    vectors = []
+    for sparse, dense, label in prepared_docs:
         norm = 1.0 / math.sqrt(len(sparse)) if sparse else 0.0
-        vectors.append(([(f, norm, l2) for f in sparse] + [(f, 1.0, l2_dense) for f in dense], 1.0 if label else 0.0))
+        vectors.append(
+            ([(f, norm * scale[f], l2) for f in sparse] + [(f, 1.0, l2_dense) for f in dense], 1.0 if label else 0.0)
+        )
     positives = sum(y for _, y in vectors) or 1.0
     negatives = (len(vectors) - positives) or 1.0
     class_weight = {1.0: len(vectors) / (2 * positives), 0.0: len(vectors) / (2 * negatives)}
@@ -286,6 +369,9 @@ def train(
                 weights[f] = w - rate * grad / math.sqrt(sq)
             bias_square += g * g
             bias -= rate * g / math.sqrt(bias_square)
+    # The n-gram weights are learnt on scaled inputs; the shipped weight is the product, so scoring and
+    # evidence stay a plain sum of weights.
+    weights = {f: w * scale[f] if f in scale else w for f, w in weights.items()}
     strongest = sorted(weights.items(), key=lambda kv: -abs(kv[1]))[:keep]
     return PitchModel(language, round(bias, 5), {f: round(w, 5) for f, w in strongest if abs(w) >= 1e-4})
 

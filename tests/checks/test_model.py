@@ -13,22 +13,22 @@ from nurture.checks.content import check_text
 from nurture.checks.fit import ERROR_GRID, MAIL_GRID, VETO_GRID, choose_mail_threshold, choose_thresholds, fit, folds
 from nurture.checks.model import (
     CORPUS_DIR,
-    ERROR_AT,
     MODEL_FILE,
-    VETO_BELOW,
     load_model,
     read_corpus,
     saved_digest,
     sources_digest,
-    train,
 )
 
 LANGUAGES = ("ja", "en")
 
-# Held-out floors asserted here: 2-fold (seed 14), a model trained on one half judging the other with the
-# default thresholds of model.py (fixed, chosen on nothing), so the test stays a few seconds. They are what
-# that protocol reaches today with a margin. The measurement of issue 14's targets (recall and precision
-# >= 0.95) is bench/content.py: 5-fold, thresholds chosen by inner cross-validation inside the training folds.
+# Held-out floors asserted here: 2-fold (seed 14), a model fitted on one half judging the other, its
+# thresholds chosen by a 2-fold inner cross-validation inside that half (nurture.checks.fit: the held-out
+# half influences nothing), so the test stays a few seconds. The NB-scaled model of session 6 puts pitches
+# between 0.3 and 0.5 that the fixed default 0.5 missed, so fixed defaults no longer measure it. The floors
+# are those of session 5 (not lowered); the protocol reaches them with a margin. The measurement of issue
+# 14's targets (recall and precision >= 0.95) is bench/content.py: 5-fold, thresholds chosen by inner
+# cross-validation inside the training folds.
 FLOORS = {"ja": (0.92, 0.87), "en": (0.88, 0.87)}  # (recall, precision) of errors on held-out items
 
 
@@ -68,14 +68,13 @@ def test_corpus_is_large_labelled_and_varied(language):
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_held_out_recall_and_precision(language):
-    """2-fold: the model is trained on one half only and the check (rules + that model) judges the other;
-    an item counts as caught when it gets an error."""
+    """2-fold: the model is fitted on one half only (weights and thresholds) and the check (rules + that
+    model) judges the other; an item counts as caught when it gets an error."""
     rows = read_corpus(language)
     tp = fp = fn = 0
     halves = folds(rows, 2, 14)
     for i, test in enumerate(halves):
-        model = train(content.training_docs(halves[1 - i], language), language)
-        assert (model.error_at, model.veto_below) == (ERROR_AT, VETO_BELOW)
+        model = fit(halves[1 - i], language, inner=2)
         for row in test:
             flagged = bool(content.errors(check_text(row["text"], language=language, model={language: model})))
             salesy = row["label"] == "salesy"
@@ -97,8 +96,9 @@ def test_thresholds_are_chosen_from_the_items_given():
     than the item one when informational items score high now and then (a mail has 25 chances)."""
     items = [(0.9, []), (0.7, []), (0.45, [(0.35, True)]), (0.6, []), (0.2, [(0.01, True)]), (0.1, [])]
     salesy = [True, True, True, False, False, False]
-    # 3 of 3 caught (a rule error at p=0.35 stands), not the 0.6 item; the rule error at p=0.01 is vetoed
-    assert choose_thresholds(items, salesy) == (0.7, 0.05)
+    # 3 of 3 caught (a rule error at p=0.35 stands), not the 0.6 item; the rule error at p=0.01 is vetoed.
+    # Every veto from 0.02 to 0.3 does both; ties go to the lowest (the rules are the reviewed part).
+    assert choose_thresholds(items, salesy) == (0.7, VETO_GRID[0])
     info = [0.05 * (i % 12) for i in range(60)]  # informational scores 0 .. 0.55
     scores = info + [0.97] * 30
     labels = [False] * 60 + [True] * 30
