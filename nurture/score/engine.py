@@ -178,7 +178,7 @@ def _online_statements(rules: Rules) -> tuple[Any, Any, Any, Any, Any]:
 
 def _counts(conn: Connection, rows: Mapping[int, Row[Any]], rules: Rules) -> dict[int, int]:
     """How many of each prospect's events can count (the tally must hold them all)."""
-    if conn.dialect.name != "postgresql":
+    if conn.dialect.name != "postgresql" or all(hasattr(r, "countable") for r in rows.values()):
         return {pid: r.countable for pid, r in rows.items()}
     counts = dict(conn.execute(_online_statements(rules)[4], {"id_array": sorted(rows)}).all())
     return {pid: counts.get(pid, 0) for pid in rows}
@@ -405,6 +405,12 @@ def rescore(
     if not ids and not inquiries:
         return []
     results: list[Result] = []
+    if ids and new is not None and conn.dialect.name == "postgresql":
+        fast = _rescore_pg(conn, ids, rules, at, cause, new, refold)
+        if fast is not None:
+            if inquiries:
+                _inquiry_handoffs(conn, inquiries, at)
+            return fast
     if ids:
         f = rules.fit
         if f.colleague_points:
@@ -445,6 +451,204 @@ def rescore(
     return results
 
 
+# --- online, PostgreSQL: the fewest round trips ----------------------------------------------------------------
+#
+# One event costs two statements on top of recording it: (1) the prospect and its colleague group locked and
+# read, with their tallies and the count and id sum of their countable events; (2) one statement that updates
+# the group and, when a rank / temperature / stage moved, inserts the history and the handoffs. Events are read
+# only to fold (no usable tally: one more statement) or to explain a move (one more, with the mails' subjects
+# and what earlier changes named). Straight on the psycopg connection (same transaction): SQLAlchemy's work per
+# statement cost more than the statements here. The statements are prepared (parsed and planned once).
+
+_PG_FACTS = (
+    "p.id, p.email, p.company, p.title, p.industry, p.attributes, "
+    + ", ".join(f"p.strength_{name}" for name in model.STRENGTHS)
+    + ", p.language, p.owner, p.rank, p.temperature, p.stage, p.score, p.fit_score, p.engagement_score,"
+    " p.company_key, p.score_state"
+)
+_PG_GROUP_WHERE = (
+    "p.id = ANY(%(ids)s) OR p.company_key = ANY(ARRAY(SELECT g.company_key FROM prospects AS g"
+    " WHERE g.id = ANY(%(ids)s) AND g.company_key <> ''))"
+)
+_PG_ALONE_WHERE = "p.id = ANY(%(ids)s)"
+# What explaining a move reads: the prospects' events, each with its mail's subject and the highest event id the
+# prospect's earlier changes named (those before it are explained already).
+_PG_EXPLAIN_READ = """
+SELECT e.id, e.prospect_id, e.type, e.occurred_at, e.label, e.confidence, e.delivery_id, e.campaign, e.item_key,
+       d.subject, coalesce(x.named, 0) AS named
+FROM events AS e
+LEFT JOIN deliveries AS d ON d.id = e.delivery_id
+LEFT JOIN (SELECT c.prospect_id, max(CAST(v.value AS bigint)) AS named FROM score_changes AS c
+           CROSS JOIN LATERAL jsonb_array_elements_text(c.event_ids) AS v(value)
+           WHERE c.prospect_id = ANY(%(ids)s) GROUP BY c.prospect_id) AS x ON x.prospect_id = e.prospect_id
+WHERE e.prospect_id = ANY(%(ids)s)
+"""
+_PG_ROWS = (
+    "jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS v(pid integer, fit_score float8, engagement_score float8,"
+    " score float8, rank text, temperature text, stage text, company_key text, score_state text)"
+)
+_PG_ONLINE_UPDATE = (
+    "UPDATE prospects AS p SET fit_score = v.fit_score, engagement_score = v.engagement_score, score = v.score,"
+    " rank = v.rank, temperature = v.temperature, stage = v.stage, company_key = v.company_key,"
+    f" score_state = v.score_state, scored_at = %(at)s FROM {_PG_ROWS} WHERE p.id = v.pid"
+)
+# The update, the history rows in the order given and a handoff per crossing to rank A / stage SQL, at once.
+_PG_ONLINE_WRITE = f"""
+WITH u AS ({_PG_ONLINE_UPDATE}),
+c AS (
+  INSERT INTO score_changes (prospect_id, field, old, new, at, cause, score_before, score_after, event_ids, rules,
+                             explanation, details)
+  SELECT c.prospect_id, c.field, c.old, c.new, %(at)s, %(cause)s, c.score_before, c.score_after, c.event_ids,
+         c.rules, c.explanation, c.details
+  FROM jsonb_to_recordset(CAST(%(changes)s AS jsonb)) AS c(n integer, prospect_id integer, field text, old text,
+       new text, score_before float8, score_after float8, event_ids jsonb, rules jsonb, explanation text,
+       details jsonb)
+  ORDER BY c.n
+  RETURNING id, prospect_id, field, new
+)
+INSERT INTO handoffs (prospect_id, reason, change_id, event_id, owner, state, created_at, notice_due_at,
+                      notice_attempts, notice_error, decided_by, verdict_reason)
+SELECT c.prospect_id, CASE c.field WHEN 'rank' THEN 'rank_A' ELSE 'stage_SQL' END, c.id, NULL,
+       coalesce(o.owner, ''), 'open', %(at)s, %(at)s, 0, '', '', ''
+FROM c JOIN jsonb_to_recordset(CAST(%(owners)s AS jsonb)) AS o(id integer, owner text) ON o.id = c.prospect_id
+WHERE (c.field = 'rank' AND c.new = 'A') OR (c.field = 'stage' AND c.new = 'SQL')
+ORDER BY c.id
+"""
+_PG_ONLINE: dict[tuple[str, bool], str] = {}
+
+
+def _pg_online_read(rules: Rules, group: bool) -> str:
+    """The lock and read of a group (colleague points) or of the prospects alone, with the count and the sum of
+    the ids of each one's countable events (a snapshot taken before the locks were granted may miss events that
+    their holder committed: the tally then holds ids the sum lacks, and the prospect is folded)."""
+    built = _PG_ONLINE.get((rules.digest(), group))
+    if built is None:
+        where = _PG_GROUP_WHERE if group else _PG_ALONE_WHERE
+        built = _PG_ONLINE[(rules.digest(), group)] = (
+            f"SELECT {_PG_FACTS}, c.n AS countable, c.s AS idsum FROM prospects AS p CROSS JOIN LATERAL"
+            " (SELECT count(*) AS n, CAST(coalesce(sum(e.id), 0) AS bigint) AS s FROM events AS e"
+            f" WHERE e.prospect_id = p.id AND {_countable(rules)}) AS c"
+            f" WHERE {where} ORDER BY p.id FOR NO KEY UPDATE OF p"
+        )
+    return built
+
+
+def _facts_pg(r: Any) -> ProspectFacts:
+    return ProspectFacts(
+        id=r.id,
+        email=r.email or "",
+        company=r.company or "",
+        title=r.title or "",
+        industry=r.industry or "",
+        attributes=r.attributes or {},
+        strengths={
+            "existing_business": r.strength_existing_business or 0,
+            "empathy": r.strength_empathy or 0,
+            "contribution": r.strength_contribution or 0,
+            "multiple_contacts": r.strength_multiple_contacts or 0,
+            "decision_maker": r.strength_decision_maker or 0,
+            "invested": r.strength_invested or 0,
+        },
+    )
+
+
+# company_key by (company, e-mail domain) for the online path (see :func:`_company_key`): normalising a name is
+# Unicode and regex work, and the same companies come back. Cleared when full.
+_ONLINE_KEYS: dict[tuple[str, str], str] = {}
+
+
+def _rescore_pg(
+    conn: Connection,
+    ids: set[int],
+    rules: Rules,
+    at: datetime,
+    cause: str,
+    new: Mapping[int, Sequence[Mapping[str, Any]]],
+    refold: Collection[int],
+) -> list[Result] | None:
+    """:func:`rescore` of events just recorded, on PostgreSQL, in two round trips when nothing moved (see above).
+    None when a prospect's company changed since it was last scored (its new colleague group must be read: the
+    caller does it the general way, locking again in id order)."""
+    from psycopg.rows import namedtuple_row  # the PostgreSQL driver; imported here, as SQLite needs none
+
+    f = rules.fit
+    group = bool(f.colleague_points)
+    raw = conn.connection.driver_connection
+    with raw.cursor(row_factory=namedtuple_row) as cur:  # type: ignore[union-attr]
+        rows = {r.id: r for r in cur.execute(_pg_online_read(rules, group), {"ids": sorted(ids)}, prepare=True)}
+    if len(_ONLINE_KEYS) >= _ONLINE_FIT_MAX:
+        _ONLINE_KEYS.clear()
+    keys = {pid: _company_key(r, _ONLINE_KEYS, f) for pid, r in rows.items()}
+    if group and {keys[i] for i in ids if i in rows} - {r.company_key for r in rows.values()} - {""}:
+        return None
+    engagements, tallies, _ = _online_engagements(conn, rows, new, rules, at, refold)
+    states = {pid: tallies[pid].dumps() if pid in tallies else row.score_state for pid, row in rows.items()}
+    facts = {pid: _facts_pg(r) for pid, r in rows.items()}
+    group_engaged: dict[str, int] = defaultdict(int)
+    for pid in rows:
+        if keys[pid] and engagements[pid].total >= f.colleague_engaged_at:
+            group_engaged[keys[pid]] += 1
+    scored = score_group(
+        facts, engagements, group_engaged, {pid: r.stage for pid, r in rows.items()}, rules, key_memo=_ONLINE_KEYS
+    )
+    updates = []
+    changed: list[tuple[Any, Result, list[tuple[str, str, str]]]] = []
+    for pid, res in scored.items():
+        row = rows[pid]
+        temperature, stage, moved = _moves(row, res, rules)
+        updates.append(
+            {
+                "pid": pid,
+                "fit_score": res.fit,
+                "engagement_score": res.engagement.total,
+                "score": res.total,
+                "rank": res.rank,
+                "temperature": temperature,
+                "stage": stage,
+                "company_key": res.company_key,
+                "score_state": states[pid],
+            }
+        )
+        if moved:
+            changed.append((row, res, moved))
+    if not changed:
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute(_PG_ONLINE_UPDATE, {"rows": json.dumps(updates), "at": at}, prepare=True)
+        return list(scored.values())
+    # The history names the events that moved a score, with their mails' subjects: one round trip reads them and
+    # what earlier changes named. A tally's totals stay (they decided the move).
+    events: dict[int, list[Any]] = defaultdict(list)
+    subjects: dict[int, str] = {}
+    explained: dict[int, int] = {}
+    with raw.cursor(row_factory=namedtuple_row) as cur:  # type: ignore[union-attr]
+        for e in cur.execute(_PG_EXPLAIN_READ, {"ids": sorted(row.id for row, _, _ in changed)}, prepare=True):
+            events[e.prospect_id].append(e)
+            explained[e.prospect_id] = e.named
+            if e.delivery_id:
+                subjects[e.delivery_id] = e.subject or ""
+    for row, res, _ in changed:
+        total = res.engagement.total
+        res.engagement = model.engagement(events.get(row.id, ()), rules, at)
+        res.engagement.total = total
+    changes = [
+        {"n": n, **{k: v for k, v in change.items() if k not in ("at", "cause")}}
+        for n, (_, change, _) in enumerate(_change_rows(changed, rules, at, cause, explained, subjects))
+    ]
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute(
+            _PG_ONLINE_WRITE,
+            {
+                "rows": json.dumps(updates),
+                "changes": json.dumps(changes, ensure_ascii=False),
+                "owners": json.dumps([{"id": row.id, "owner": row.owner or ""} for row, _, _ in changed]),
+                "at": at,
+                "cause": cause,
+            },
+            prepare=True,
+        )
+    return list(scored.values())
+
+
 def _online_engagements(
     conn: Connection,
     rows: Mapping[int, Row[Any]],
@@ -459,12 +663,14 @@ def _online_engagements(
     tallies: dict[int, model.Tally] = {}
     fold: list[int] = []
     counts = _counts(conn, rows, rules) if new is not None else {}
+    # The sum of the ids, where the read gave it (PostgreSQL's online read, whose count may predate the tally).
+    sums = {pid: r.idsum for pid, r in rows.items()} if all(hasattr(r, "idsum") for r in rows.values()) else None
     for pid, row in rows.items():
         mine = [] if new is None else [_fact(r) for r in new.get(pid, ())]
         t = model.Tally.loads(row.score_state, rules) if new is not None and pid not in refold else None
         if t is not None and all(e.id for e in mine):
-            adding = sum(1 for e in mine if model.can_count(e.type, e.label, e.confidence, rules))
-            if t.events + adding == counts[pid]:
+            adding = [e.id for e in mine if model.can_count(e.type, e.label, e.confidence, rules)]
+            if t.events + len(adding) == counts[pid] and (sums is None or t.ids + sum(adding) == sums[pid]):
                 advanced = model.advance(t, mine, rules) if mine else t
                 value = advanced.value(at, rules) if advanced is not None else None
                 if advanced is not None and value is not None:
@@ -602,10 +808,52 @@ def _history(
         subjects = {r.id: r.subject or "" for r in conn.execute(_SUBJECTS, {"ids": sorted(deliveries)})}
     handoffs = 0
     plain: list[dict[str, Any]] = []
+    for row, change, reason in _change_rows(changed, rules, at, cause, explained, subjects):
+        if not reason:
+            plain.append(change)
+            continue
+        change_id = conn.execute(_INSERT_CHANGE_ID, [change]).scalar_one()
+        conn.execute(
+            _INSERT_HANDOFF,
+            [
+                {
+                    "prospect_id": row.id,
+                    "reason": reason,
+                    "change_id": change_id,
+                    "event_id": None,
+                    "owner": row.owner or "",
+                    "state": "open",
+                    "created_at": at,
+                    "notice_due_at": at,
+                    "notice_attempts": 0,
+                    "notice_error": "",
+                    "decided_by": "",
+                    "verdict_reason": "",
+                }
+            ],
+        )
+        handoffs += 1
+    if plain:
+        conn.execute(_INSERT_CHANGE, plain)
+    return handoffs
+
+
+def _change_rows(
+    changed: list[tuple[Any, Result, list[tuple[str, str, str]]]],
+    rules: Rules,
+    at: datetime,
+    cause: str,
+    explained: Mapping[int, int],
+    subjects: Mapping[int, str],
+) -> list[tuple[Any, dict[str, Any], str]]:
+    """The ``score_changes`` rows of ``changed`` as (prospect row, column values, handoff reason or ""), in order.
+    ``explained``: prospect id -> the highest event id its earlier changes named; ``subjects``: delivery id ->
+    subject (the mails of the events to name)."""
+    out: list[tuple[Any, dict[str, Any], str]] = []
     digest = rules.digest()
     for row, res, moved in changed:
         moving: list[Counted] = (
-            [c for c in res.engagement.counted if c.event.id > explained[row.id]]
+            [c for c in res.engagement.counted if c.event.id > explained.get(row.id, 0)]
             if cause in ("events", "relabel")
             else []
         )
@@ -649,34 +897,8 @@ def _history(
                 "explanation": text,
                 "details": base,
             }
-            reason = {("rank", "A"): "rank_A", ("stage", "SQL"): "stage_SQL"}.get((name, new), "")
-            if not reason:
-                plain.append(change)
-                continue
-            change_id = conn.execute(_INSERT_CHANGE_ID, [change]).scalar_one()
-            conn.execute(
-                _INSERT_HANDOFF,
-                [
-                    {
-                        "prospect_id": row.id,
-                        "reason": reason,
-                        "change_id": change_id,
-                        "event_id": None,
-                        "owner": row.owner or "",
-                        "state": "open",
-                        "created_at": at,
-                        "notice_due_at": at,
-                        "notice_attempts": 0,
-                        "notice_error": "",
-                        "decided_by": "",
-                        "verdict_reason": "",
-                    }
-                ],
-            )
-            handoffs += 1
-    if plain:
-        conn.execute(_INSERT_CHANGE, plain)
-    return handoffs
+            out.append((row, change, {("rank", "A"): "rank_A", ("stage", "SQL"): "stage_SQL"}.get((name, new), "")))
+    return out
 
 
 def _threshold_rule(name: str, new: str, old: str) -> str:
