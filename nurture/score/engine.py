@@ -1279,8 +1279,10 @@ def _recompute_pg(
     with engine.connect() as conn:
         # The sorts of the engagement statement (about 60 bytes per counted event) stay in memory at 10M events.
         conn.execute(text("SET LOCAL work_mem = '512MB'"))
+        # Compiling these statements took longer than running them (as for the reports).
+        conn.execute(text("SET LOCAL jit = off"))
         # A pass that failed on this pooled connection may have left its temporary tables behind.
-        conn.execute(text("DROP TABLE IF EXISTS s_eng, s_keys, s_fit, s_out"))
+        conn.execute(text("DROP TABLE IF EXISTS s_eng, s_keys, s_fit, s_k, s_out"))
         phase = _phases()
         eng_sql, eng_params = _engagement_statement(rules, at)
         conn.execute(
@@ -1345,20 +1347,21 @@ def _recompute_pg(
             # Python path does; colleague points need a counted event of one's own).
             "decay": cause == "decay",
         }
-        conn.execute(
-            text(
-                _PG_SCORE.format(
-                    sizes=sizes,
-                    combo=_PG_COMBO.format(sizes=sizes),
-                    domain=_PG_DOMAIN,
-                    join=_PG_COMBO_JOIN,
-                    demoted="'MQL'" if t.sql_demotes else "'SQL'",
-                    temperature="o.temperature_new" if rules.fields.temperature == "derived" else "o.temperature",
-                    stage="o.stage_new" if rules.fields.stage == "derived" else "o.stage",
-                )
-            ),
-            params,
-        )
+        formats = {
+            "sizes": sizes,
+            "combo": _PG_COMBO.format(sizes=sizes),
+            "domain": _PG_DOMAIN,
+            "join": _PG_COMBO_JOIN,
+            "demoted": "'MQL'" if t.sql_demotes else "'SQL'",
+            "temperature": "o.temperature_new" if rules.fields.temperature == "derived" else "o.temperature",
+            "stage": "o.stage_new" if rules.fields.stage == "derived" else "o.stage",
+        }
+        conn.execute(text(_PG_SCORE_K.format(**formats)), params)
+        conn.execute(text("ANALYZE s_k"))
+        # A merge join on the ten columns of fit sorted every prospect by them, comparing text by the locale's
+        # collation (seconds at 100k); hashing the few combinations is linear.
+        conn.execute(text("SET LOCAL enable_mergejoin = off"))
+        conn.execute(text(_PG_SCORE.format(**formats)), params)
         phase("scores")
         conn.execute(text("CREATE INDEX ON s_out (id)"))
         conn.execute(text("ANALYZE s_out"))
@@ -1397,25 +1400,23 @@ def _recompute_pg(
                         ),
                         {"lo": start, "hi": end},
                     )
-                    written = list(conn.execute(text(_PG_WRITE), {"lo": start, "hi": end, "at": at}).scalars())
-                    summary.updated += len(written)
-                    if written:
-                        summary.handoffs += len(
-                            conn.execute(
-                                text(_PG_HISTORY),
-                                {
-                                    "ids": written,
-                                    "at": at,
-                                    "cause": cause,
-                                    "version": rules.version,
-                                    "digest": rules.digest(),
-                                },
-                            ).all()
-                        )
+                    written, handed = conn.execute(
+                        text(_PG_WRITE),
+                        {
+                            "lo": start,
+                            "hi": end,
+                            "at": at,
+                            "cause": cause,
+                            "version": rules.version,
+                            "digest": rules.digest(),
+                        },
+                    ).one()
+                    summary.updated += written
+                    summary.handoffs += handed
                 if progress:
                     progress(min(end, high) - low + 1, high - low + 1)
         phase("written")
-        conn.execute(text("DROP TABLE IF EXISTS s_eng, s_keys, s_fit, s_out"))
+        conn.execute(text("DROP TABLE IF EXISTS s_eng, s_keys, s_fit, s_k, s_out"))
         conn.commit()
     return summary
 
@@ -1432,8 +1433,12 @@ def _phases() -> Callable[[str], None]:
     return phase
 
 
-_PG_SCORE = """
-CREATE TEMP TABLE s_out AS
+# The scores, in two statements: first each prospect with its company key, engagement and colleagues (``s_k``,
+# analysed), then fit joined by equality on every column it reads and the colleague count (a hash join with the
+# few combinations; in one statement the planner joined the combinations before it knew the colleagues, then
+# sorted every prospect with each one to filter them).
+_PG_SCORE_K = """
+CREATE TEMP TABLE s_k AS
 WITH k AS (
   SELECT p.id, p.email, p.language, p.owner, p.rank, p.temperature, p.stage, p.score, p.fit_score,
          p.engagement_score, p.company_key, p.scored_at, coalesce(kk.key, '') AS key, {combo},
@@ -1442,17 +1447,20 @@ WITH k AS (
   LEFT JOIN s_keys AS kk ON kk.company = coalesce(p.company, '') AND kk.domain = {domain}
   LEFT JOIN s_eng AS e ON e.prospect_id = p.id
 ),
-g AS (SELECT key, count(*) AS n FROM k WHERE key <> '' AND eng >= :engaged_at GROUP BY key),
-c AS (
+g AS (SELECT key, count(*) AS n FROM k WHERE key <> '' AND eng >= :engaged_at GROUP BY key)
+SELECT c.*, least(c.colleagues, :cmax) AS c
+FROM (
   SELECT k.*, CASE WHEN k.key <> '' AND k.has AND coalesce(g.n, 0) <= :group_max
                    THEN coalesce(g.n, 0) - CAST(k.eng >= :engaged_at AS integer) ELSE 0 END AS colleagues
   FROM k LEFT JOIN g ON g.key = k.key
   WHERE (k.scored_at IS NULL OR k.scored_at <= :at) AND (k.has OR NOT :decay)
-),
-o AS (
-  SELECT o.*, least(o.colleagues, :cmax) AS c, f.fit, f.parts,
-         CAST(round(CAST(f.fit + o.eng AS numeric), 6) AS float8) AS total
-  FROM c AS o JOIN s_fit AS f ON {join} AND f.c = least(o.colleagues, :cmax)
+) AS c
+"""
+_PG_SCORE = """
+CREATE TEMP TABLE s_out AS
+WITH o AS (
+  SELECT o.*, f.fit, f.parts, CAST(round(CAST(f.fit + o.eng AS numeric), 6) AS float8) AS total
+  FROM s_k AS o JOIN s_fit AS f ON {join} AND f.c = o.c
 ),
 n AS (
   SELECT o.*,
@@ -1472,10 +1480,20 @@ SELECT w.*,
         AND abs(coalesce(w.score, 0) - w.total) < :eps AND w.company_key IS NOT DISTINCT FROM w.key) AS same
 FROM w
 """
-# The history of the prospects one chunk wrote that moved: what :func:`_history` writes for a rules or decay
-# pass (no events to name), as one statement. ``to_char`` formats with C's printf, rounding as Python's format.
-_PG_HISTORY = """
-WITH moved AS (
+# One id range written in one statement: the prospects whose values changed (and that nobody scored online since
+# the pass began), then the history of those that moved, as :func:`_history` writes it for a rules or decay pass
+# (no events to name), and a handoff per crossing to rank A / stage SQL. ``to_char`` formats with C's printf,
+# rounding as Python's format. Returns (rows written, handoffs).
+_PG_WRITE = """
+WITH w AS (
+  UPDATE prospects AS p SET fit_score = o.fit, engagement_score = o.eng, score = o.total, rank = o.rank_new,
+         temperature = o.temperature_w, stage = o.stage_w, company_key = o.key, scored_at = :at
+  FROM s_out AS o
+  WHERE o.id = p.id AND NOT o.same AND o.id BETWEEN :lo AND :hi AND p.id BETWEEN :lo AND :hi
+    AND (p.scored_at IS NULL OR p.scored_at <= :at)
+  RETURNING p.id
+),
+moved AS (
   SELECT o.*, f.field, f.old, f.new, f.n,
          CASE WHEN f.old = '' THEN '-' ELSE f.old END || '→' || f.new || ': ' ||
          CASE WHEN lower(coalesce(o.language, '')) LIKE 'ja%'
@@ -1492,10 +1510,11 @@ WITH moved AS (
            WHEN 'temperature' THEN CASE WHEN 'hot' IN (f.new, f.old) THEN 'thresholds.hot' ELSE 'thresholds.warm' END
            ELSE 'thresholds.sql' END AS threshold
   FROM s_out AS o
+  JOIN w ON w.id = o.id
   CROSS JOIN LATERAL (VALUES (1, 'rank', coalesce(o.rank, ''), o.rank_new),
                              (2, 'temperature', coalesce(o.temperature, ''), o.temperature_w),
                              (3, 'stage', coalesce(o.stage, ''), o.stage_w)) AS f(n, field, old, new)
-  WHERE o.id = ANY(:ids) AND o.moved AND f.old IS DISTINCT FROM f.new
+  WHERE o.id BETWEEN :lo AND :hi AND o.moved AND f.old IS DISTINCT FROM f.new
 ),
 ins AS (
   INSERT INTO score_changes (prospect_id, field, old, new, at, cause, score_before, score_after, event_ids, rules,
@@ -1509,20 +1528,16 @@ ins AS (
                             'rules_version', CAST(:version AS text), 'rules_digest', CAST(:digest AS text))
   FROM moved ORDER BY id, n
   RETURNING id, prospect_id, field, new
+),
+h AS (
+  INSERT INTO handoffs (prospect_id, reason, change_id, event_id, owner, state, created_at, notice_due_at,
+                        notice_attempts, notice_error, decided_by, verdict_reason)
+  SELECT ins.prospect_id, CASE ins.field WHEN 'rank' THEN 'rank_A' ELSE 'stage_SQL' END, ins.id, NULL,
+         coalesce(o.owner, ''), 'open', :at, :at, 0, '', '', ''
+  FROM ins JOIN s_out AS o ON o.id = ins.prospect_id
+  WHERE (ins.field = 'rank' AND ins.new = 'A') OR (ins.field = 'stage' AND ins.new = 'SQL')
+  ORDER BY ins.id
+  RETURNING id
 )
-INSERT INTO handoffs (prospect_id, reason, change_id, event_id, owner, state, created_at, notice_due_at,
-                      notice_attempts, notice_error, decided_by, verdict_reason)
-SELECT ins.prospect_id, CASE ins.field WHEN 'rank' THEN 'rank_A' ELSE 'stage_SQL' END, ins.id, NULL,
-       coalesce(o.owner, ''), 'open', :at, :at, 0, '', '', ''
-FROM ins JOIN s_out AS o ON o.id = ins.prospect_id
-WHERE (ins.field = 'rank' AND ins.new = 'A') OR (ins.field = 'stage' AND ins.new = 'SQL')
-ORDER BY ins.id
-RETURNING id
-"""
-_PG_WRITE = """
-UPDATE prospects AS p SET fit_score = o.fit, engagement_score = o.eng, score = o.total, rank = o.rank_new,
-       temperature = o.temperature_w, stage = o.stage_w, company_key = o.key, scored_at = :at
-FROM s_out AS o
-WHERE o.id = p.id AND NOT o.same AND p.id BETWEEN :lo AND :hi AND (p.scored_at IS NULL OR p.scored_at <= :at)
-RETURNING p.id
+SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM h)
 """
