@@ -3,8 +3,9 @@ path) and :func:`recompute` (everyone, in chunks: ``nurture score``, the decay p
 
 Both evaluate :mod:`nurture.score.model` on the same facts, so they agree exactly. Online, a prospect's
 engagement comes from its stored running tally (:class:`~nurture.score.model.Tally`, ``prospects.score_state``)
-when that holds all its other events, else from a fold of all its events; on PostgreSQL the rules and decay
-passes are set-based (:func:`_recompute_pg`). What they write, in the same
+when that holds all its other events, else from a fold of all its events; on PostgreSQL an event costs two
+statements (:func:`_rescore_pg`: a locked read of the group with tallies and event counts, one write) and the
+rules and decay passes are set-based (:func:`_recompute_pg`). What they write, in the same
 transaction as the events (online) or per chunk (recompute):
 
 - ``prospects``: ``fit_score``, ``engagement_score``, ``score``, ``rank``, ``temperature`` and ``stage`` (the
@@ -962,11 +963,13 @@ def all_engagements(conn: Connection, rules: Rules, at: datetime) -> dict[int, m
 # One sort of the events that can count, by (prospect, mail, type, time): in that order a mail's weighted click
 # (which proves its opens, so they do not count again) and the per-mail numbering come from windows over the same
 # sort; the cap numbering re-sorts only within each prospect (an incremental sort: the input is already by
-# prospect), and the sum groups the prospect's rows as they stream by.
+# prospect), and the sum groups the prospect's rows as they stream by. Types are sorted and partitioned by their
+# number in ``r`` (``ti``), not their name: text compares through the locale (C.UTF-8 is not C to PostgreSQL),
+# which cost more than the rest of the sort. Days and ages are computed in integers and float8, not numeric.
 _SQL_ENGAGEMENT = """
-WITH r(type, points, half_life, cap, cap_days, per_mail, labelled) AS (VALUES {values}),
+WITH r(ti, type, points, half_life, cap, cap_days, per_mail, labelled) AS (VALUES {values}),
 e AS (
-  SELECT ev.id, ev.prospect_id, ev.type, ev.occurred_at, ev.delivery_id, r.half_life, r.cap, r.cap_days,
+  SELECT ev.id, ev.prospect_id, r.ti, ev.occurred_at, ev.delivery_id, r.half_life, r.cap, r.cap_days,
          r.per_mail, r.points * CASE WHEN NOT r.labelled THEN 1.0
               WHEN ev.label = 'human' AND ev.confidence >= :min_confidence THEN :w_human
               WHEN ev.label = 'machine' THEN :w_machine
@@ -980,23 +983,26 @@ e AS (
 ),
 m AS (
   SELECT e.*,
-         e.delivery_id IS NOT NULL AND bool_or(e.type = 'clicked') OVER mail AS proved,
-         row_number() OVER (PARTITION BY e.prospect_id, e.delivery_id, e.type ORDER BY e.occurred_at, e.id) AS nm
+         e.delivery_id IS NOT NULL AND bool_or(e.ti = {clicked}) OVER mail AS proved,
+         row_number() OVER (PARTITION BY e.prospect_id, e.delivery_id, e.ti ORDER BY e.occurred_at, e.id) AS nm
   FROM e
   WHERE e.w > 0
   WINDOW mail AS (PARTITION BY e.prospect_id, e.delivery_id)
 ),
 c AS (
   SELECT m.*, row_number() OVER (
-           PARTITION BY m.prospect_id, m.type, floor(floor(extract(epoch FROM m.occurred_at) / 86400) / m.cap_days)
+           PARTITION BY m.prospect_id, m.ti,
+                        floor(CAST(CAST(m.occurred_at AT TIME ZONE 'UTC' AS date) - DATE '1970-01-01' AS float8)
+                              / nullif(m.cap_days, 0))
            ORDER BY m.occurred_at, m.id) AS nc
   FROM m
-  WHERE NOT (m.type = 'opened' AND m.proved) AND (m.per_mail = 0 OR m.delivery_id IS NULL OR m.nm <= m.per_mail)
+  WHERE NOT (m.ti = {opened} AND m.proved) AND (m.per_mail = 0 OR m.delivery_id IS NULL OR m.nm <= m.per_mail)
 )
 SELECT prospect_id,
        sum(points * CASE WHEN half_life > 0
-                         THEN power(0.5, greatest(0, extract(epoch FROM (CAST(:at AS timestamptz) - occurred_at))
-                                                      / 86400.0) / half_life)
+                         THEN power(CAST(0.5 AS float8),
+                                    greatest(0, date_part('epoch', CAST(:at AS timestamptz) - occurred_at) / 86400.0)
+                                    / half_life)
                          ELSE 1 END) AS total
 FROM c WHERE cap = 0 OR nc <= cap
 GROUP BY prospect_id
@@ -1014,13 +1020,19 @@ def _engagement_statement(rules: Rules, at: datetime) -> tuple[str, dict[str, An
         "w_unknown": rules.labels.unknown,
     }
     values = []
-    for n, (kind, rule) in enumerate(sorted(rules.events.items())):
+    kinds = sorted(rules.events)
+    for n, kind in enumerate(kinds):
+        rule = rules.events[kind]
         params.update({f"t{n}": kind, f"p{n}": float(rule.points), f"h{n}": float(rule.half_life_days)})
         values.append(
-            f"(CAST(:t{n} AS varchar), CAST(:p{n} AS float8), CAST(:h{n} AS float8), {int(rule.cap)}, "
+            f"({n}, CAST(:t{n} AS varchar), CAST(:p{n} AS float8), CAST(:h{n} AS float8), {int(rule.cap)}, "
             f"{int(rule.cap_days)}, {int(rule.per_mail)}, {'true' if kind in rules.labels.types else 'false'})"
         )
-    return _SQL_ENGAGEMENT.format(values=", ".join(values)), params
+    number = {kind: n for n, kind in enumerate(kinds)}
+    sql = _SQL_ENGAGEMENT.format(
+        values=", ".join(values), clicked=number.get("clicked", -1), opened=number.get("opened", -1)
+    )
+    return sql, params
 
 
 def all_engagements_sql(conn: Connection, rules: Rules, at: datetime) -> dict[int, model.Engagement]:
@@ -1233,7 +1245,8 @@ def explain_prospect(conn: Connection, prospect_id: int, rules: Rules, at: datet
 
 # --- everyone, set-based (PostgreSQL) ---------------------------------------------------------------------------
 
-_PG_DOMAIN = "CASE WHEN position('@' IN p.email) > 0 THEN regexp_replace(p.email, '^.*@', '') ELSE '' END"
+# The e-mail's domain: what follows its last '@' (as ``str.rsplit``), without a regular expression per row.
+_PG_DOMAIN = "CASE WHEN position('@' IN p.email) > 0 THEN split_part(p.email, '@', -1) ELSE '' END"
 _PG_STRENGTHS = ", ".join(f"coalesce(p.strength_{name}, 0)" for name in model.STRENGTHS)
 _PG_STRENGTH_NAMES = ", ".join(f"s_{name}" for name in model.STRENGTHS)
 # What fit reads, per prospect: the columns that make its "combination" (fit is computed once per combination
@@ -1456,11 +1469,14 @@ FROM (
   WHERE (k.scored_at IS NULL OR k.scored_at <= :at) AND (k.has OR NOT :decay)
 ) AS c
 """
+# (OFFSET 0 keeps each level a subquery of its own: inlined, every use of ``total`` and of the new fields
+# evaluated its expression again, the numeric rounding included.)
 _PG_SCORE = """
 CREATE TEMP TABLE s_out AS
 WITH o AS (
   SELECT o.*, f.fit, f.parts, CAST(round(CAST(f.fit + o.eng AS numeric), 6) AS float8) AS total
   FROM s_k AS o JOIN s_fit AS f ON {join} AND f.c = o.c
+  OFFSET 0
 ),
 n AS (
   SELECT o.*,
@@ -1469,6 +1485,7 @@ n AS (
          CASE WHEN o.total >= :sql THEN 'SQL' WHEN o.stage = 'SQL' THEN {demoted}
               ELSE coalesce(nullif(o.stage, ''), 'MQL') END AS stage_new
   FROM o
+  OFFSET 0
 ),
 w AS (SELECT o.*, {temperature} AS temperature_w, {stage} AS stage_w FROM n AS o)
 SELECT w.*,
