@@ -1408,8 +1408,10 @@ def _recompute_pg(
                 with conn.begin():
                     conn.execute(
                         text(
+                            # The range on both sides: without o's, s_out (1M rows) was read whole per range.
                             "SELECT p.id FROM prospects AS p JOIN s_out AS o ON o.id = p.id WHERE NOT o.same"
-                            " AND p.id BETWEEN :lo AND :hi ORDER BY p.id FOR NO KEY UPDATE OF p"
+                            " AND o.id BETWEEN :lo AND :hi AND p.id BETWEEN :lo AND :hi ORDER BY p.id"
+                            " FOR NO KEY UPDATE OF p"
                         ),
                         {"lo": start, "hi": end},
                     )
@@ -1470,7 +1472,8 @@ FROM (
 ) AS c
 """
 # (OFFSET 0 keeps each level a subquery of its own: inlined, every use of ``total`` and of the new fields
-# evaluated its expression again, the numeric rounding included.)
+# evaluated its expression again, the numeric rounding included. Stored in id order, so that each id range the
+# writes read through s_out's index is a few contiguous pages.)
 _PG_SCORE = """
 CREATE TEMP TABLE s_out AS
 WITH o AS (
@@ -1496,6 +1499,7 @@ SELECT w.*,
         AND abs(coalesce(w.fit_score, 0) - w.fit) < :eps AND abs(coalesce(w.engagement_score, 0) - w.eng) < :eps
         AND abs(coalesce(w.score, 0) - w.total) < :eps AND w.company_key IS NOT DISTINCT FROM w.key) AS same
 FROM w
+ORDER BY w.id
 """
 # One id range written in one statement: the prospects whose values changed (and that nobody scored online since
 # the pass began), then the history of those that moved, as :func:`_history` writes it for a rules or decay pass
