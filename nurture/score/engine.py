@@ -3,8 +3,9 @@ path) and :func:`recompute` (everyone, in chunks: ``nurture score``, the decay p
 
 Both evaluate :mod:`nurture.score.model` on the same facts, so they agree exactly. Online, a prospect's
 engagement comes from its stored running tally (:class:`~nurture.score.model.Tally`, ``prospects.score_state``)
-when that holds all its other events, else from a fold of all its events; on PostgreSQL the rules and decay
-passes are set-based (:func:`_recompute_pg`). What they write, in the same
+when that holds all its other events, else from a fold of all its events; on PostgreSQL an event costs two
+statements (:func:`_rescore_pg`: a locked read of the group with tallies and event counts, one write) and the
+rules and decay passes are set-based (:func:`_recompute_pg`). What they write, in the same
 transaction as the events (online) or per chunk (recompute):
 
 - ``prospects``: ``fit_score``, ``engagement_score``, ``score``, ``rank``, ``temperature`` and ``stage`` (the
@@ -178,7 +179,7 @@ def _online_statements(rules: Rules) -> tuple[Any, Any, Any, Any, Any]:
 
 def _counts(conn: Connection, rows: Mapping[int, Row[Any]], rules: Rules) -> dict[int, int]:
     """How many of each prospect's events can count (the tally must hold them all)."""
-    if conn.dialect.name != "postgresql":
+    if conn.dialect.name != "postgresql" or all(hasattr(r, "countable") for r in rows.values()):
         return {pid: r.countable for pid, r in rows.items()}
     counts = dict(conn.execute(_online_statements(rules)[4], {"id_array": sorted(rows)}).all())
     return {pid: counts.get(pid, 0) for pid in rows}
@@ -405,6 +406,12 @@ def rescore(
     if not ids and not inquiries:
         return []
     results: list[Result] = []
+    if ids and new is not None and conn.dialect.name == "postgresql":
+        fast = _rescore_pg(conn, ids, rules, at, cause, new, refold)
+        if fast is not None:
+            if inquiries:
+                _inquiry_handoffs(conn, inquiries, at)
+            return fast
     if ids:
         f = rules.fit
         if f.colleague_points:
@@ -445,6 +452,204 @@ def rescore(
     return results
 
 
+# --- online, PostgreSQL: the fewest round trips ----------------------------------------------------------------
+#
+# One event costs two statements on top of recording it: (1) the prospect and its colleague group locked and
+# read, with their tallies and the count and id sum of their countable events; (2) one statement that updates
+# the group and, when a rank / temperature / stage moved, inserts the history and the handoffs. Events are read
+# only to fold (no usable tally: one more statement) or to explain a move (one more, with the mails' subjects
+# and what earlier changes named). Straight on the psycopg connection (same transaction): SQLAlchemy's work per
+# statement cost more than the statements here. The statements are prepared (parsed and planned once).
+
+_PG_FACTS = (
+    "p.id, p.email, p.company, p.title, p.industry, p.attributes, "
+    + ", ".join(f"p.strength_{name}" for name in model.STRENGTHS)
+    + ", p.language, p.owner, p.rank, p.temperature, p.stage, p.score, p.fit_score, p.engagement_score,"
+    " p.company_key, p.score_state"
+)
+_PG_GROUP_WHERE = (
+    "p.id = ANY(%(ids)s) OR p.company_key = ANY(ARRAY(SELECT g.company_key FROM prospects AS g"
+    " WHERE g.id = ANY(%(ids)s) AND g.company_key <> ''))"
+)
+_PG_ALONE_WHERE = "p.id = ANY(%(ids)s)"
+# What explaining a move reads: the prospects' events, each with its mail's subject and the highest event id the
+# prospect's earlier changes named (those before it are explained already).
+_PG_EXPLAIN_READ = """
+SELECT e.id, e.prospect_id, e.type, e.occurred_at, e.label, e.confidence, e.delivery_id, e.campaign, e.item_key,
+       d.subject, coalesce(x.named, 0) AS named
+FROM events AS e
+LEFT JOIN deliveries AS d ON d.id = e.delivery_id
+LEFT JOIN (SELECT c.prospect_id, max(CAST(v.value AS bigint)) AS named FROM score_changes AS c
+           CROSS JOIN LATERAL jsonb_array_elements_text(c.event_ids) AS v(value)
+           WHERE c.prospect_id = ANY(%(ids)s) GROUP BY c.prospect_id) AS x ON x.prospect_id = e.prospect_id
+WHERE e.prospect_id = ANY(%(ids)s)
+"""
+_PG_ROWS = (
+    "jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS v(pid integer, fit_score float8, engagement_score float8,"
+    " score float8, rank text, temperature text, stage text, company_key text, score_state text)"
+)
+_PG_ONLINE_UPDATE = (
+    "UPDATE prospects AS p SET fit_score = v.fit_score, engagement_score = v.engagement_score, score = v.score,"
+    " rank = v.rank, temperature = v.temperature, stage = v.stage, company_key = v.company_key,"
+    f" score_state = v.score_state, scored_at = %(at)s FROM {_PG_ROWS} WHERE p.id = v.pid"
+)
+# The update, the history rows in the order given and a handoff per crossing to rank A / stage SQL, at once.
+_PG_ONLINE_WRITE = f"""
+WITH u AS ({_PG_ONLINE_UPDATE}),
+c AS (
+  INSERT INTO score_changes (prospect_id, field, old, new, at, cause, score_before, score_after, event_ids, rules,
+                             explanation, details)
+  SELECT c.prospect_id, c.field, c.old, c.new, %(at)s, %(cause)s, c.score_before, c.score_after, c.event_ids,
+         c.rules, c.explanation, c.details
+  FROM jsonb_to_recordset(CAST(%(changes)s AS jsonb)) AS c(n integer, prospect_id integer, field text, old text,
+       new text, score_before float8, score_after float8, event_ids jsonb, rules jsonb, explanation text,
+       details jsonb)
+  ORDER BY c.n
+  RETURNING id, prospect_id, field, new
+)
+INSERT INTO handoffs (prospect_id, reason, change_id, event_id, owner, state, created_at, notice_due_at,
+                      notice_attempts, notice_error, decided_by, verdict_reason)
+SELECT c.prospect_id, CASE c.field WHEN 'rank' THEN 'rank_A' ELSE 'stage_SQL' END, c.id, NULL,
+       coalesce(o.owner, ''), 'open', %(at)s, %(at)s, 0, '', '', ''
+FROM c JOIN jsonb_to_recordset(CAST(%(owners)s AS jsonb)) AS o(id integer, owner text) ON o.id = c.prospect_id
+WHERE (c.field = 'rank' AND c.new = 'A') OR (c.field = 'stage' AND c.new = 'SQL')
+ORDER BY c.id
+"""
+_PG_ONLINE: dict[tuple[str, bool], str] = {}
+
+
+def _pg_online_read(rules: Rules, group: bool) -> str:
+    """The lock and read of a group (colleague points) or of the prospects alone, with the count and the sum of
+    the ids of each one's countable events (a snapshot taken before the locks were granted may miss events that
+    their holder committed: the tally then holds ids the sum lacks, and the prospect is folded)."""
+    built = _PG_ONLINE.get((rules.digest(), group))
+    if built is None:
+        where = _PG_GROUP_WHERE if group else _PG_ALONE_WHERE
+        built = _PG_ONLINE[(rules.digest(), group)] = (
+            f"SELECT {_PG_FACTS}, c.n AS countable, c.s AS idsum FROM prospects AS p CROSS JOIN LATERAL"
+            " (SELECT count(*) AS n, CAST(coalesce(sum(e.id), 0) AS bigint) AS s FROM events AS e"
+            f" WHERE e.prospect_id = p.id AND {_countable(rules)}) AS c"
+            f" WHERE {where} ORDER BY p.id FOR NO KEY UPDATE OF p"
+        )
+    return built
+
+
+def _facts_pg(r: Any) -> ProspectFacts:
+    return ProspectFacts(
+        id=r.id,
+        email=r.email or "",
+        company=r.company or "",
+        title=r.title or "",
+        industry=r.industry or "",
+        attributes=r.attributes or {},
+        strengths={
+            "existing_business": r.strength_existing_business or 0,
+            "empathy": r.strength_empathy or 0,
+            "contribution": r.strength_contribution or 0,
+            "multiple_contacts": r.strength_multiple_contacts or 0,
+            "decision_maker": r.strength_decision_maker or 0,
+            "invested": r.strength_invested or 0,
+        },
+    )
+
+
+# company_key by (company, e-mail domain) for the online path (see :func:`_company_key`): normalising a name is
+# Unicode and regex work, and the same companies come back. Cleared when full.
+_ONLINE_KEYS: dict[tuple[str, str], str] = {}
+
+
+def _rescore_pg(
+    conn: Connection,
+    ids: set[int],
+    rules: Rules,
+    at: datetime,
+    cause: str,
+    new: Mapping[int, Sequence[Mapping[str, Any]]],
+    refold: Collection[int],
+) -> list[Result] | None:
+    """:func:`rescore` of events just recorded, on PostgreSQL, in two round trips when nothing moved (see above).
+    None when a prospect's company changed since it was last scored (its new colleague group must be read: the
+    caller does it the general way, locking again in id order)."""
+    from psycopg.rows import namedtuple_row  # the PostgreSQL driver; imported here, as SQLite needs none
+
+    f = rules.fit
+    group = bool(f.colleague_points)
+    raw = conn.connection.driver_connection
+    with raw.cursor(row_factory=namedtuple_row) as cur:  # type: ignore[union-attr]
+        rows = {r.id: r for r in cur.execute(_pg_online_read(rules, group), {"ids": sorted(ids)}, prepare=True)}
+    if len(_ONLINE_KEYS) >= _ONLINE_FIT_MAX:
+        _ONLINE_KEYS.clear()
+    keys = {pid: _company_key(r, _ONLINE_KEYS, f) for pid, r in rows.items()}
+    if group and {keys[i] for i in ids if i in rows} - {r.company_key for r in rows.values()} - {""}:
+        return None
+    engagements, tallies, _ = _online_engagements(conn, rows, new, rules, at, refold)
+    states = {pid: tallies[pid].dumps() if pid in tallies else row.score_state for pid, row in rows.items()}
+    facts = {pid: _facts_pg(r) for pid, r in rows.items()}
+    group_engaged: dict[str, int] = defaultdict(int)
+    for pid in rows:
+        if keys[pid] and engagements[pid].total >= f.colleague_engaged_at:
+            group_engaged[keys[pid]] += 1
+    scored = score_group(
+        facts, engagements, group_engaged, {pid: r.stage for pid, r in rows.items()}, rules, key_memo=_ONLINE_KEYS
+    )
+    updates = []
+    changed: list[tuple[Any, Result, list[tuple[str, str, str]]]] = []
+    for pid, res in scored.items():
+        row = rows[pid]
+        temperature, stage, moved = _moves(row, res, rules)
+        updates.append(
+            {
+                "pid": pid,
+                "fit_score": res.fit,
+                "engagement_score": res.engagement.total,
+                "score": res.total,
+                "rank": res.rank,
+                "temperature": temperature,
+                "stage": stage,
+                "company_key": res.company_key,
+                "score_state": states[pid],
+            }
+        )
+        if moved:
+            changed.append((row, res, moved))
+    if not changed:
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute(_PG_ONLINE_UPDATE, {"rows": json.dumps(updates), "at": at}, prepare=True)
+        return list(scored.values())
+    # The history names the events that moved a score, with their mails' subjects: one round trip reads them and
+    # what earlier changes named. A tally's totals stay (they decided the move).
+    events: dict[int, list[Any]] = defaultdict(list)
+    subjects: dict[int, str] = {}
+    explained: dict[int, int] = {}
+    with raw.cursor(row_factory=namedtuple_row) as cur:  # type: ignore[union-attr]
+        for e in cur.execute(_PG_EXPLAIN_READ, {"ids": sorted(row.id for row, _, _ in changed)}, prepare=True):
+            events[e.prospect_id].append(e)
+            explained[e.prospect_id] = e.named
+            if e.delivery_id:
+                subjects[e.delivery_id] = e.subject or ""
+    for row, res, _ in changed:
+        total = res.engagement.total
+        res.engagement = model.engagement(events.get(row.id, ()), rules, at)
+        res.engagement.total = total
+    changes = [
+        {"n": n, **{k: v for k, v in change.items() if k not in ("at", "cause")}}
+        for n, (_, change, _) in enumerate(_change_rows(changed, rules, at, cause, explained, subjects))
+    ]
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute(
+            _PG_ONLINE_WRITE,
+            {
+                "rows": json.dumps(updates),
+                "changes": json.dumps(changes, ensure_ascii=False),
+                "owners": json.dumps([{"id": row.id, "owner": row.owner or ""} for row, _, _ in changed]),
+                "at": at,
+                "cause": cause,
+            },
+            prepare=True,
+        )
+    return list(scored.values())
+
+
 def _online_engagements(
     conn: Connection,
     rows: Mapping[int, Row[Any]],
@@ -459,12 +664,14 @@ def _online_engagements(
     tallies: dict[int, model.Tally] = {}
     fold: list[int] = []
     counts = _counts(conn, rows, rules) if new is not None else {}
+    # The sum of the ids, where the read gave it (PostgreSQL's online read, whose count may predate the tally).
+    sums = {pid: r.idsum for pid, r in rows.items()} if all(hasattr(r, "idsum") for r in rows.values()) else None
     for pid, row in rows.items():
         mine = [] if new is None else [_fact(r) for r in new.get(pid, ())]
         t = model.Tally.loads(row.score_state, rules) if new is not None and pid not in refold else None
         if t is not None and all(e.id for e in mine):
-            adding = sum(1 for e in mine if model.can_count(e.type, e.label, e.confidence, rules))
-            if t.events + adding == counts[pid]:
+            adding = [e.id for e in mine if model.can_count(e.type, e.label, e.confidence, rules)]
+            if t.events + len(adding) == counts[pid] and (sums is None or t.ids + sum(adding) == sums[pid]):
                 advanced = model.advance(t, mine, rules) if mine else t
                 value = advanced.value(at, rules) if advanced is not None else None
                 if advanced is not None and value is not None:
@@ -602,10 +809,52 @@ def _history(
         subjects = {r.id: r.subject or "" for r in conn.execute(_SUBJECTS, {"ids": sorted(deliveries)})}
     handoffs = 0
     plain: list[dict[str, Any]] = []
+    for row, change, reason in _change_rows(changed, rules, at, cause, explained, subjects):
+        if not reason:
+            plain.append(change)
+            continue
+        change_id = conn.execute(_INSERT_CHANGE_ID, [change]).scalar_one()
+        conn.execute(
+            _INSERT_HANDOFF,
+            [
+                {
+                    "prospect_id": row.id,
+                    "reason": reason,
+                    "change_id": change_id,
+                    "event_id": None,
+                    "owner": row.owner or "",
+                    "state": "open",
+                    "created_at": at,
+                    "notice_due_at": at,
+                    "notice_attempts": 0,
+                    "notice_error": "",
+                    "decided_by": "",
+                    "verdict_reason": "",
+                }
+            ],
+        )
+        handoffs += 1
+    if plain:
+        conn.execute(_INSERT_CHANGE, plain)
+    return handoffs
+
+
+def _change_rows(
+    changed: list[tuple[Any, Result, list[tuple[str, str, str]]]],
+    rules: Rules,
+    at: datetime,
+    cause: str,
+    explained: Mapping[int, int],
+    subjects: Mapping[int, str],
+) -> list[tuple[Any, dict[str, Any], str]]:
+    """The ``score_changes`` rows of ``changed`` as (prospect row, column values, handoff reason or ""), in order.
+    ``explained``: prospect id -> the highest event id its earlier changes named; ``subjects``: delivery id ->
+    subject (the mails of the events to name)."""
+    out: list[tuple[Any, dict[str, Any], str]] = []
     digest = rules.digest()
     for row, res, moved in changed:
         moving: list[Counted] = (
-            [c for c in res.engagement.counted if c.event.id > explained[row.id]]
+            [c for c in res.engagement.counted if c.event.id > explained.get(row.id, 0)]
             if cause in ("events", "relabel")
             else []
         )
@@ -649,34 +898,8 @@ def _history(
                 "explanation": text,
                 "details": base,
             }
-            reason = {("rank", "A"): "rank_A", ("stage", "SQL"): "stage_SQL"}.get((name, new), "")
-            if not reason:
-                plain.append(change)
-                continue
-            change_id = conn.execute(_INSERT_CHANGE_ID, [change]).scalar_one()
-            conn.execute(
-                _INSERT_HANDOFF,
-                [
-                    {
-                        "prospect_id": row.id,
-                        "reason": reason,
-                        "change_id": change_id,
-                        "event_id": None,
-                        "owner": row.owner or "",
-                        "state": "open",
-                        "created_at": at,
-                        "notice_due_at": at,
-                        "notice_attempts": 0,
-                        "notice_error": "",
-                        "decided_by": "",
-                        "verdict_reason": "",
-                    }
-                ],
-            )
-            handoffs += 1
-    if plain:
-        conn.execute(_INSERT_CHANGE, plain)
-    return handoffs
+            out.append((row, change, {("rank", "A"): "rank_A", ("stage", "SQL"): "stage_SQL"}.get((name, new), "")))
+    return out
 
 
 def _threshold_rule(name: str, new: str, old: str) -> str:
@@ -740,11 +963,13 @@ def all_engagements(conn: Connection, rules: Rules, at: datetime) -> dict[int, m
 # One sort of the events that can count, by (prospect, mail, type, time): in that order a mail's weighted click
 # (which proves its opens, so they do not count again) and the per-mail numbering come from windows over the same
 # sort; the cap numbering re-sorts only within each prospect (an incremental sort: the input is already by
-# prospect), and the sum groups the prospect's rows as they stream by.
+# prospect), and the sum groups the prospect's rows as they stream by. Types are sorted and partitioned by their
+# number in ``r`` (``ti``), not their name: text compares through the locale (C.UTF-8 is not C to PostgreSQL),
+# which cost more than the rest of the sort. Days and ages are computed in integers and float8, not numeric.
 _SQL_ENGAGEMENT = """
-WITH r(type, points, half_life, cap, cap_days, per_mail, labelled) AS (VALUES {values}),
+WITH r(ti, type, points, half_life, cap, cap_days, per_mail, labelled) AS (VALUES {values}),
 e AS (
-  SELECT ev.id, ev.prospect_id, ev.type, ev.occurred_at, ev.delivery_id, r.half_life, r.cap, r.cap_days,
+  SELECT ev.id, ev.prospect_id, r.ti, ev.occurred_at, ev.delivery_id, r.half_life, r.cap, r.cap_days,
          r.per_mail, r.points * CASE WHEN NOT r.labelled THEN 1.0
               WHEN ev.label = 'human' AND ev.confidence >= :min_confidence THEN :w_human
               WHEN ev.label = 'machine' THEN :w_machine
@@ -758,23 +983,26 @@ e AS (
 ),
 m AS (
   SELECT e.*,
-         e.delivery_id IS NOT NULL AND bool_or(e.type = 'clicked') OVER mail AS proved,
-         row_number() OVER (PARTITION BY e.prospect_id, e.delivery_id, e.type ORDER BY e.occurred_at, e.id) AS nm
+         e.delivery_id IS NOT NULL AND bool_or(e.ti = {clicked}) OVER mail AS proved,
+         row_number() OVER (PARTITION BY e.prospect_id, e.delivery_id, e.ti ORDER BY e.occurred_at, e.id) AS nm
   FROM e
   WHERE e.w > 0
   WINDOW mail AS (PARTITION BY e.prospect_id, e.delivery_id)
 ),
 c AS (
   SELECT m.*, row_number() OVER (
-           PARTITION BY m.prospect_id, m.type, floor(floor(extract(epoch FROM m.occurred_at) / 86400) / m.cap_days)
+           PARTITION BY m.prospect_id, m.ti,
+                        floor(CAST(CAST(m.occurred_at AT TIME ZONE 'UTC' AS date) - DATE '1970-01-01' AS float8)
+                              / nullif(m.cap_days, 0))
            ORDER BY m.occurred_at, m.id) AS nc
   FROM m
-  WHERE NOT (m.type = 'opened' AND m.proved) AND (m.per_mail = 0 OR m.delivery_id IS NULL OR m.nm <= m.per_mail)
+  WHERE NOT (m.ti = {opened} AND m.proved) AND (m.per_mail = 0 OR m.delivery_id IS NULL OR m.nm <= m.per_mail)
 )
 SELECT prospect_id,
        sum(points * CASE WHEN half_life > 0
-                         THEN power(0.5, greatest(0, extract(epoch FROM (CAST(:at AS timestamptz) - occurred_at))
-                                                      / 86400.0) / half_life)
+                         THEN power(CAST(0.5 AS float8),
+                                    greatest(0, date_part('epoch', CAST(:at AS timestamptz) - occurred_at) / 86400.0)
+                                    / half_life)
                          ELSE 1 END) AS total
 FROM c WHERE cap = 0 OR nc <= cap
 GROUP BY prospect_id
@@ -792,13 +1020,19 @@ def _engagement_statement(rules: Rules, at: datetime) -> tuple[str, dict[str, An
         "w_unknown": rules.labels.unknown,
     }
     values = []
-    for n, (kind, rule) in enumerate(sorted(rules.events.items())):
+    kinds = sorted(rules.events)
+    for n, kind in enumerate(kinds):
+        rule = rules.events[kind]
         params.update({f"t{n}": kind, f"p{n}": float(rule.points), f"h{n}": float(rule.half_life_days)})
         values.append(
-            f"(CAST(:t{n} AS varchar), CAST(:p{n} AS float8), CAST(:h{n} AS float8), {int(rule.cap)}, "
+            f"({n}, CAST(:t{n} AS varchar), CAST(:p{n} AS float8), CAST(:h{n} AS float8), {int(rule.cap)}, "
             f"{int(rule.cap_days)}, {int(rule.per_mail)}, {'true' if kind in rules.labels.types else 'false'})"
         )
-    return _SQL_ENGAGEMENT.format(values=", ".join(values)), params
+    number = {kind: n for n, kind in enumerate(kinds)}
+    sql = _SQL_ENGAGEMENT.format(
+        values=", ".join(values), clicked=number.get("clicked", -1), opened=number.get("opened", -1)
+    )
+    return sql, params
 
 
 def all_engagements_sql(conn: Connection, rules: Rules, at: datetime) -> dict[int, model.Engagement]:
@@ -1011,7 +1245,8 @@ def explain_prospect(conn: Connection, prospect_id: int, rules: Rules, at: datet
 
 # --- everyone, set-based (PostgreSQL) ---------------------------------------------------------------------------
 
-_PG_DOMAIN = "CASE WHEN position('@' IN p.email) > 0 THEN regexp_replace(p.email, '^.*@', '') ELSE '' END"
+# The e-mail's domain: what follows its last '@' (as ``str.rsplit``), without a regular expression per row.
+_PG_DOMAIN = "CASE WHEN position('@' IN p.email) > 0 THEN split_part(p.email, '@', -1) ELSE '' END"
 _PG_STRENGTHS = ", ".join(f"coalesce(p.strength_{name}, 0)" for name in model.STRENGTHS)
 _PG_STRENGTH_NAMES = ", ".join(f"s_{name}" for name in model.STRENGTHS)
 # What fit reads, per prospect: the columns that make its "combination" (fit is computed once per combination
@@ -1057,8 +1292,10 @@ def _recompute_pg(
     with engine.connect() as conn:
         # The sorts of the engagement statement (about 60 bytes per counted event) stay in memory at 10M events.
         conn.execute(text("SET LOCAL work_mem = '512MB'"))
+        # Compiling these statements took longer than running them (as for the reports).
+        conn.execute(text("SET LOCAL jit = off"))
         # A pass that failed on this pooled connection may have left its temporary tables behind.
-        conn.execute(text("DROP TABLE IF EXISTS s_eng, s_keys, s_fit, s_out"))
+        conn.execute(text("DROP TABLE IF EXISTS s_eng, s_keys, s_fit, s_k, s_out"))
         phase = _phases()
         eng_sql, eng_params = _engagement_statement(rules, at)
         conn.execute(
@@ -1123,20 +1360,21 @@ def _recompute_pg(
             # Python path does; colleague points need a counted event of one's own).
             "decay": cause == "decay",
         }
-        conn.execute(
-            text(
-                _PG_SCORE.format(
-                    sizes=sizes,
-                    combo=_PG_COMBO.format(sizes=sizes),
-                    domain=_PG_DOMAIN,
-                    join=_PG_COMBO_JOIN,
-                    demoted="'MQL'" if t.sql_demotes else "'SQL'",
-                    temperature="o.temperature_new" if rules.fields.temperature == "derived" else "o.temperature",
-                    stage="o.stage_new" if rules.fields.stage == "derived" else "o.stage",
-                )
-            ),
-            params,
-        )
+        formats = {
+            "sizes": sizes,
+            "combo": _PG_COMBO.format(sizes=sizes),
+            "domain": _PG_DOMAIN,
+            "join": _PG_COMBO_JOIN,
+            "demoted": "'MQL'" if t.sql_demotes else "'SQL'",
+            "temperature": "o.temperature_new" if rules.fields.temperature == "derived" else "o.temperature",
+            "stage": "o.stage_new" if rules.fields.stage == "derived" else "o.stage",
+        }
+        conn.execute(text(_PG_SCORE_K.format(**formats)), params)
+        conn.execute(text("ANALYZE s_k"))
+        # A merge join on the ten columns of fit sorted every prospect by them, comparing text by the locale's
+        # collation (seconds at 100k); hashing the few combinations is linear.
+        conn.execute(text("SET LOCAL enable_mergejoin = off"))
+        conn.execute(text(_PG_SCORE.format(**formats)), params)
         phase("scores")
         conn.execute(text("CREATE INDEX ON s_out (id)"))
         conn.execute(text("ANALYZE s_out"))
@@ -1170,30 +1408,30 @@ def _recompute_pg(
                 with conn.begin():
                     conn.execute(
                         text(
+                            # The range on both sides: without o's, s_out (1M rows) was read whole per range.
                             "SELECT p.id FROM prospects AS p JOIN s_out AS o ON o.id = p.id WHERE NOT o.same"
-                            " AND p.id BETWEEN :lo AND :hi ORDER BY p.id FOR NO KEY UPDATE OF p"
+                            " AND o.id BETWEEN :lo AND :hi AND p.id BETWEEN :lo AND :hi ORDER BY p.id"
+                            " FOR NO KEY UPDATE OF p"
                         ),
                         {"lo": start, "hi": end},
                     )
-                    written = list(conn.execute(text(_PG_WRITE), {"lo": start, "hi": end, "at": at}).scalars())
-                    summary.updated += len(written)
-                    if written:
-                        summary.handoffs += len(
-                            conn.execute(
-                                text(_PG_HISTORY),
-                                {
-                                    "ids": written,
-                                    "at": at,
-                                    "cause": cause,
-                                    "version": rules.version,
-                                    "digest": rules.digest(),
-                                },
-                            ).all()
-                        )
+                    written, handed = conn.execute(
+                        text(_PG_WRITE),
+                        {
+                            "lo": start,
+                            "hi": end,
+                            "at": at,
+                            "cause": cause,
+                            "version": rules.version,
+                            "digest": rules.digest(),
+                        },
+                    ).one()
+                    summary.updated += written
+                    summary.handoffs += handed
                 if progress:
                     progress(min(end, high) - low + 1, high - low + 1)
         phase("written")
-        conn.execute(text("DROP TABLE IF EXISTS s_eng, s_keys, s_fit, s_out"))
+        conn.execute(text("DROP TABLE IF EXISTS s_eng, s_keys, s_fit, s_k, s_out"))
         conn.commit()
     return summary
 
@@ -1210,8 +1448,12 @@ def _phases() -> Callable[[str], None]:
     return phase
 
 
-_PG_SCORE = """
-CREATE TEMP TABLE s_out AS
+# The scores, in two statements: first each prospect with its company key, engagement and colleagues (``s_k``,
+# analysed), then fit joined by equality on every column it reads and the colleague count (a hash join with the
+# few combinations; in one statement the planner joined the combinations before it knew the colleagues, then
+# sorted every prospect with each one to filter them).
+_PG_SCORE_K = """
+CREATE TEMP TABLE s_k AS
 WITH k AS (
   SELECT p.id, p.email, p.language, p.owner, p.rank, p.temperature, p.stage, p.score, p.fit_score,
          p.engagement_score, p.company_key, p.scored_at, coalesce(kk.key, '') AS key, {combo},
@@ -1220,17 +1462,24 @@ WITH k AS (
   LEFT JOIN s_keys AS kk ON kk.company = coalesce(p.company, '') AND kk.domain = {domain}
   LEFT JOIN s_eng AS e ON e.prospect_id = p.id
 ),
-g AS (SELECT key, count(*) AS n FROM k WHERE key <> '' AND eng >= :engaged_at GROUP BY key),
-c AS (
+g AS (SELECT key, count(*) AS n FROM k WHERE key <> '' AND eng >= :engaged_at GROUP BY key)
+SELECT c.*, least(c.colleagues, :cmax) AS c
+FROM (
   SELECT k.*, CASE WHEN k.key <> '' AND k.has AND coalesce(g.n, 0) <= :group_max
                    THEN coalesce(g.n, 0) - CAST(k.eng >= :engaged_at AS integer) ELSE 0 END AS colleagues
   FROM k LEFT JOIN g ON g.key = k.key
   WHERE (k.scored_at IS NULL OR k.scored_at <= :at) AND (k.has OR NOT :decay)
-),
-o AS (
-  SELECT o.*, least(o.colleagues, :cmax) AS c, f.fit, f.parts,
-         CAST(round(CAST(f.fit + o.eng AS numeric), 6) AS float8) AS total
-  FROM c AS o JOIN s_fit AS f ON {join} AND f.c = least(o.colleagues, :cmax)
+) AS c
+"""
+# (OFFSET 0 keeps each level a subquery of its own: inlined, every use of ``total`` and of the new fields
+# evaluated its expression again, the numeric rounding included. Stored in id order, so that each id range the
+# writes read through s_out's index is a few contiguous pages.)
+_PG_SCORE = """
+CREATE TEMP TABLE s_out AS
+WITH o AS (
+  SELECT o.*, f.fit, f.parts, CAST(round(CAST(f.fit + o.eng AS numeric), 6) AS float8) AS total
+  FROM s_k AS o JOIN s_fit AS f ON {join} AND f.c = o.c
+  OFFSET 0
 ),
 n AS (
   SELECT o.*,
@@ -1239,6 +1488,7 @@ n AS (
          CASE WHEN o.total >= :sql THEN 'SQL' WHEN o.stage = 'SQL' THEN {demoted}
               ELSE coalesce(nullif(o.stage, ''), 'MQL') END AS stage_new
   FROM o
+  OFFSET 0
 ),
 w AS (SELECT o.*, {temperature} AS temperature_w, {stage} AS stage_w FROM n AS o)
 SELECT w.*,
@@ -1249,11 +1499,22 @@ SELECT w.*,
         AND abs(coalesce(w.fit_score, 0) - w.fit) < :eps AND abs(coalesce(w.engagement_score, 0) - w.eng) < :eps
         AND abs(coalesce(w.score, 0) - w.total) < :eps AND w.company_key IS NOT DISTINCT FROM w.key) AS same
 FROM w
+ORDER BY w.id
 """
-# The history of the prospects one chunk wrote that moved: what :func:`_history` writes for a rules or decay
-# pass (no events to name), as one statement. ``to_char`` formats with C's printf, rounding as Python's format.
-_PG_HISTORY = """
-WITH moved AS (
+# One id range written in one statement: the prospects whose values changed (and that nobody scored online since
+# the pass began), then the history of those that moved, as :func:`_history` writes it for a rules or decay pass
+# (no events to name), and a handoff per crossing to rank A / stage SQL. ``to_char`` formats with C's printf,
+# rounding as Python's format. Returns (rows written, handoffs).
+_PG_WRITE = """
+WITH w AS (
+  UPDATE prospects AS p SET fit_score = o.fit, engagement_score = o.eng, score = o.total, rank = o.rank_new,
+         temperature = o.temperature_w, stage = o.stage_w, company_key = o.key, scored_at = :at
+  FROM s_out AS o
+  WHERE o.id = p.id AND NOT o.same AND o.id BETWEEN :lo AND :hi AND p.id BETWEEN :lo AND :hi
+    AND (p.scored_at IS NULL OR p.scored_at <= :at)
+  RETURNING p.id
+),
+moved AS (
   SELECT o.*, f.field, f.old, f.new, f.n,
          CASE WHEN f.old = '' THEN '-' ELSE f.old END || '→' || f.new || ': ' ||
          CASE WHEN lower(coalesce(o.language, '')) LIKE 'ja%'
@@ -1270,10 +1531,11 @@ WITH moved AS (
            WHEN 'temperature' THEN CASE WHEN 'hot' IN (f.new, f.old) THEN 'thresholds.hot' ELSE 'thresholds.warm' END
            ELSE 'thresholds.sql' END AS threshold
   FROM s_out AS o
+  JOIN w ON w.id = o.id
   CROSS JOIN LATERAL (VALUES (1, 'rank', coalesce(o.rank, ''), o.rank_new),
                              (2, 'temperature', coalesce(o.temperature, ''), o.temperature_w),
                              (3, 'stage', coalesce(o.stage, ''), o.stage_w)) AS f(n, field, old, new)
-  WHERE o.id = ANY(:ids) AND o.moved AND f.old IS DISTINCT FROM f.new
+  WHERE o.id BETWEEN :lo AND :hi AND o.moved AND f.old IS DISTINCT FROM f.new
 ),
 ins AS (
   INSERT INTO score_changes (prospect_id, field, old, new, at, cause, score_before, score_after, event_ids, rules,
@@ -1287,20 +1549,16 @@ ins AS (
                             'rules_version', CAST(:version AS text), 'rules_digest', CAST(:digest AS text))
   FROM moved ORDER BY id, n
   RETURNING id, prospect_id, field, new
+),
+h AS (
+  INSERT INTO handoffs (prospect_id, reason, change_id, event_id, owner, state, created_at, notice_due_at,
+                        notice_attempts, notice_error, decided_by, verdict_reason)
+  SELECT ins.prospect_id, CASE ins.field WHEN 'rank' THEN 'rank_A' ELSE 'stage_SQL' END, ins.id, NULL,
+         coalesce(o.owner, ''), 'open', :at, :at, 0, '', '', ''
+  FROM ins JOIN s_out AS o ON o.id = ins.prospect_id
+  WHERE (ins.field = 'rank' AND ins.new = 'A') OR (ins.field = 'stage' AND ins.new = 'SQL')
+  ORDER BY ins.id
+  RETURNING id
 )
-INSERT INTO handoffs (prospect_id, reason, change_id, event_id, owner, state, created_at, notice_due_at,
-                      notice_attempts, notice_error, decided_by, verdict_reason)
-SELECT ins.prospect_id, CASE ins.field WHEN 'rank' THEN 'rank_A' ELSE 'stage_SQL' END, ins.id, NULL,
-       coalesce(o.owner, ''), 'open', :at, :at, 0, '', '', ''
-FROM ins JOIN s_out AS o ON o.id = ins.prospect_id
-WHERE (ins.field = 'rank' AND ins.new = 'A') OR (ins.field = 'stage' AND ins.new = 'SQL')
-ORDER BY ins.id
-RETURNING id
-"""
-_PG_WRITE = """
-UPDATE prospects AS p SET fit_score = o.fit, engagement_score = o.eng, score = o.total, rank = o.rank_new,
-       temperature = o.temperature_w, stage = o.stage_w, company_key = o.key, scored_at = :at
-FROM s_out AS o
-WHERE o.id = p.id AND NOT o.same AND p.id BETWEEN :lo AND :hi AND (p.scored_at IS NULL OR p.scored_at <= :at)
-RETURNING p.id
+SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM h)
 """

@@ -302,13 +302,15 @@ class Tally:
     ``sums[type] = (sum of points x weight x 0.5 ** (age at ref / half-life), ref µs)`` of the counted events;
     ``caps[type] = (period, slots used, events capped)`` of the latest cap period (capped: at least as many as
     the fold finds, as opens a later click proved stay in it; it only ever declines a take-back); ``mails`` by
-    delivery; the (µs, id) of the last event folded (``last``); how many events can count (``events``, checked
-    against the table so events recorded without scoring are noticed) and how many counted (``counted``).
+    delivery; the (µs, id) of the last event folded (``last``); how many events can count (``events``) and the
+    sum of their ids (``ids``), both checked against the table so events recorded without scoring are noticed
+    (the sum also when the count was read in a snapshot older than the tally); how many counted (``counted``).
     :meth:`value` gives :func:`engagement`'s total at any instant from ``last`` on (equal to within float
     rounding, well under the 6 decimals both round to)."""
 
     digest: str
     events: int = 0
+    ids: int = 0
     counted: int = 0
     last: tuple[int, int] = (-(2**62), 0)
     sums: dict[str, tuple[float, int]] = field(default_factory=dict)
@@ -333,6 +335,7 @@ class Tally:
             {
                 "v": self.digest,
                 "n": self.events,
+                "x": self.ids,
                 "c": self.counted,
                 "l": list(self.last),
                 "s": self.sums,
@@ -354,6 +357,7 @@ class Tally:
             return cls(
                 digest=d["v"],
                 events=int(d["n"]),
+                ids=int(d["x"]),
                 counted=int(d["c"]),
                 last=(int(d["l"][0]), int(d["l"][1])),
                 sums={k: (float(v[0]), int(v[1])) for k, v in d["s"].items()},
@@ -434,6 +438,7 @@ def _step(t: Tally, e: EventLike, w: float, rules: Rules) -> None:
     rule = rules.events[e.type]
     at = _micros(e.occurred_at)
     t.events += 1
+    t.ids += e.id
     t.last = (at, e.id)
     mail = t.mails.get(e.delivery_id) if e.delivery_id else None
     if e.type == "opened" and mail is not None and mail.clicked:
