@@ -7,7 +7,7 @@ partial index holds only mailed deliveries (sent or unknown) with the columns th
 one index-only probe. It gains an entry when a delivery becomes mailed; pending and failed rows are not in it.
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0017
 """
 
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from alembic import op
 from nurture.store.models import MAILED_WHERE
 
 revision = "0018"
-down_revision = "0015"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
