@@ -127,7 +127,8 @@ def cue_pattern(patterns: Iterable[str]) -> str:
     without it ('% off' among 18 ``\\b`` words) made the scan try every branch at every position, 15 times
     slower (an English cue alone took over 1 ms of a 2,000-character item). The same alternatives match; only
     which of two overlapping ones wins may differ, which the trained weights absorb."""
-    bounded, other = [], []
+    bounded: list[str] = []
+    other: list[str] = []
     for p in patterns:
         for alt in _alternatives(p):
             (bounded if alt.startswith("\\b") else other).append(alt[2:] if alt.startswith("\\b") else alt)

@@ -91,9 +91,12 @@ def build(engine: Engine, params: Params, config: Config, campaigns: list[Campai
         # the first rows took 1.4 s; the hottest, best-ranked buckets usually fill the list on their own.
         clauses = (*base, or_(Prospect.last_contact_at.is_(None), Prospect.last_contact_at < cutoff), no_recent_mail)
         bucket = (temp_order * 3 + rank_order).label("bucket")
-        per_bucket = dict(conn.execute(select(bucket, func.count()).where(*clauses).group_by(bucket)).all())
+        per_bucket: dict[int, int] = {
+            int(b): int(n) for b, n in conn.execute(select(bucket, func.count()).where(*clauses).group_by(bucket))
+        }
         total = sum(per_bucket.values())
-        needed, filled = [], 0
+        needed: list[int] = []
+        filled = 0
         for b in sorted(per_bucket):
             if filled >= (params.limit or LIST_LIMIT):
                 break
