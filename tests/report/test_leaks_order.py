@@ -69,6 +69,10 @@ def test_not_contacted_is_the_first_rows_in_order_and_counts_every_candidate(wor
         if deliveries:
             conn.execute(Delivery.__table__.insert(), deliveries)
     cutoff = NOW - timedelta(days=90)
+    last: dict[int, datetime] = {}
+    for d in deliveries:
+        if d["state"] in ("sent", "unknown"):
+            last[d["prospect_id"]] = max(last.get(d["prospect_id"], d["sent_at"]), d["sent_at"])
     recent = {d["prospect_id"] for d in deliveries if d["state"] in ("sent", "unknown") and d["sent_at"] >= cutoff}
     candidates = [
         p
@@ -93,3 +97,5 @@ def test_not_contacted_is_the_first_rows_in_order_and_counts_every_candidate(wor
         (section,) = [s for s in report.sections if s.key == "not_contacted"]
         assert section.total == len(candidates)
         assert [r["email"] for r in section.rows] == [p["email"] for p in candidates[:limit]], limit
+        # Their last mail: prospects.last_mailed_at, which the triggers of 0019 keep from the deliveries.
+        assert [r["last_mail_at"] for r in section.rows] == [last.get(p["id"]) for p in candidates[:limit]], limit
