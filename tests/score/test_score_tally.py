@@ -10,7 +10,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scoring_support import mail, prospect
 from sqlalchemy import select
@@ -28,8 +28,9 @@ from nurture.track.vocabulary import NewEvent
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 LABELS = [("human", 0.9), ("human", 0.5), ("machine", 0.95), ("unknown", 0.5)]
 
-rules_st = st.builds(
-    lambda hl, cap, cap_days, per_mail, unknown: dataclasses.replace(
+
+def _rules(hl: int, cap: int, cap_days: int, per_mail: int, unknown: float) -> Rules:
+    return dataclasses.replace(
         Rules(version="tally"),
         events={
             **Rules().events,
@@ -37,7 +38,11 @@ rules_st = st.builds(
             "clicked": EventRule(points=7, half_life_days=hl * 2, cap=cap, cap_days=cap_days, per_mail=per_mail),
         },
         labels=Labels(unknown=unknown),
-    ),
+    )
+
+
+rules_st = st.builds(
+    _rules,
     st.sampled_from([0, 1, 14]),
     st.integers(0, 3),
     st.integers(1, 3),
@@ -59,9 +64,26 @@ def _facts(raw):
     ]
 
 
+def _open_periods(t: model.Tally, rules: Rules) -> dict[str, tuple[int, int, int]]:
+    """The tally's cap periods that the day of its last event is still in."""
+    day = t.last[0] // 86_400_000_000
+    return {k: v for k, v in t.caps.items() if v[0] == day // rules.events[k].cap_days}
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     rules=rules_st, raw=st.lists(event_st, min_size=4, max_size=25), split=st.integers(0, 25), step=st.integers(1, 4)
+)
+@example(
+    rules=_rules(1, 1, 1, 0, 0.0),
+    raw=[
+        ("opened", ("human", 0.9), None, 0),
+        ("opened", ("human", 0.9), None, 0),
+        ("opened", ("human", 0.9), 1, 1440),
+        ("clicked", ("human", 0.9), 1, 1440),
+    ],
+    split=0,
+    step=1,
 )
 def test_tally_equals_the_fold(rules, raw, split, step):
     # Tracking records events as they happen: ids in time order (ties too), as the online path sees them.
@@ -80,10 +102,14 @@ def test_tally_equals_the_fold(rules, raw, split, step):
         t = model.Tally.loads(advanced.dumps(), rules)
         whole = model.tally(seen, rules)
         assert (t.events, t.counted, t.last) == (whole.events, whole.counted, whole.last)
+        # Only the cap periods still open can change what a later event counts (events come in time order): when
+        # a click takes back the only opens of the current period, the tally drops the period, while the fold still
+        # shows the period before it (found by hypothesis: two opens one day, an open and its click the next).
+        now_caps, whole_caps = _open_periods(t, rules), _open_periods(whole, rules)
+        assert {k: v[:2] for k, v in now_caps.items()} == {k: v[:2] for k, v in whole_caps.items()}
         # Capped events only ever decline a take-back, so the tally may count more of them (opens a click later
         # proved), never fewer.
-        assert {k: v[:2] for k, v in t.caps.items()} == {k: v[:2] for k, v in whole.caps.items()}
-        assert all(t.caps[k][2] >= v[2] for k, v in whole.caps.items())
+        assert all(now_caps[k][2] >= v[2] for k, v in whole_caps.items())
         assert t.mails.keys() == whole.mails.keys()
         for at in (max(e.occurred_at for e in seen), T0 + timedelta(days=9)):
             fold = model.engagement(seen, rules, at)
