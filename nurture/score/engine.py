@@ -534,25 +534,6 @@ def _pg_online_read(rules: Rules, group: bool) -> str:
     return built
 
 
-def _facts_pg(r: Any) -> ProspectFacts:
-    return ProspectFacts(
-        id=r.id,
-        email=r.email or "",
-        company=r.company or "",
-        title=r.title or "",
-        industry=r.industry or "",
-        attributes=r.attributes or {},
-        strengths={
-            "existing_business": r.strength_existing_business or 0,
-            "empathy": r.strength_empathy or 0,
-            "contribution": r.strength_contribution or 0,
-            "multiple_contacts": r.strength_multiple_contacts or 0,
-            "decision_maker": r.strength_decision_maker or 0,
-            "invested": r.strength_invested or 0,
-        },
-    )
-
-
 # company_key by (company, e-mail domain) for the online path (see :func:`_company_key`): normalising a name is
 # Unicode and regex work, and the same companies come back. Cleared when full.
 _ONLINE_KEYS: dict[tuple[str, str], str] = {}
@@ -584,7 +565,7 @@ def _rescore_pg(
         return None
     engagements, tallies, _ = _online_engagements(conn, rows, new, rules, at, refold)
     states = {pid: tallies[pid].dumps() if pid in tallies else row.score_state for pid, row in rows.items()}
-    facts = {pid: _facts_pg(r) for pid, r in rows.items()}
+    facts = {pid: facts_of(r._asdict()) for pid, r in rows.items()}
     group_engaged: dict[str, int] = defaultdict(int)
     for pid in rows:
         if keys[pid] and engagements[pid].total >= f.colleague_engaged_at:
@@ -597,19 +578,7 @@ def _rescore_pg(
     for pid, res in scored.items():
         row = rows[pid]
         temperature, stage, moved = _moves(row, res, rules)
-        updates.append(
-            {
-                "pid": pid,
-                "fit_score": res.fit,
-                "engagement_score": res.engagement.total,
-                "score": res.total,
-                "rank": res.rank,
-                "temperature": temperature,
-                "stage": stage,
-                "company_key": res.company_key,
-                "score_state": states[pid],
-            }
-        )
+        updates.append({**_scored_values(pid, res, temperature, stage), "score_state": states[pid]})
         if moved:
             changed.append((row, res, moved))
     if not changed:
@@ -701,6 +670,20 @@ def _fact(row: Mapping[str, Any]) -> EventFact:
     )
 
 
+def _scored_values(pid: int, res: Result, temperature: str, stage: str) -> dict[str, Any]:
+    """The prospect columns a scoring writes (both paths; ``pid`` keys the row), before their own extras."""
+    return {
+        "pid": pid,
+        "fit_score": res.fit,
+        "engagement_score": res.engagement.total,
+        "score": res.total,
+        "rank": res.rank,
+        "temperature": temperature,
+        "stage": stage,
+        "company_key": res.company_key,
+    }
+
+
 def _moves(row: Row[Any], res: Result, rules: Rules) -> tuple[str, str, list[tuple[str, str, str]]]:
     """The temperature and stage to write for ``row`` scored as ``res`` (derived, or the row's when set by hand)
     and the fields that change as (name, old, new)."""
@@ -745,14 +728,7 @@ def _write(
             continue  # nothing to write; scored_at moves only when something else does (no 1M-row no-op writes)
         updates.append(
             {
-                "pid": pid,
-                "fit_score": res.fit,
-                "engagement_score": res.engagement.total,
-                "score": res.total,
-                "rank": res.rank,
-                "temperature": temperature,
-                "stage": stage,
-                "company_key": res.company_key,
+                **_scored_values(pid, res, temperature, stage),
                 "scored_at": at,
                 **({"score_state": states[pid]} if states is not None else {}),
             }
