@@ -235,6 +235,17 @@ def _spans(text: str, boundary: re.Pattern[str]) -> list[tuple[int, int]]:
 
 
 _PARAGRAPH = re.compile(r"\n[ \t\u3000]*\n")
+
+
+def _paragraphs(text: str) -> list[tuple[int, int, list[tuple[int, int]]]]:
+    """How the check reads ``text``: its paragraphs as (start, end, their sentences' spans), offsets in ``text``.
+    Training splits informational items the same way (:func:`training_docs`)."""
+    return [
+        (p0, p1, [(p0 + s0, p0 + s1) for s0, s1 in _spans(text[p0:p1], SENTENCE_BOUNDARY)])
+        for p0, p1 in _spans(text, _PARAGRAPH)
+    ]
+
+
 _MAX_UNIT = 1200  # a "paragraph" longer than this is not read as one unit (its sentences still are)
 
 
@@ -381,11 +392,8 @@ def _scored_units(
         lo, hi = bisect.bisect_left(cue_starts, a), bisect.bisect_left(cue_starts, b)
         return cue_pairs(name for _, name in hits_of_cues[lo:hi])
 
-    for p0, p1 in _spans(jt, _PARAGRAPH):
-        inner = []
-        for s0, s1 in _spans(jt[p0:p1], SENTENCE_BOUNDARY):
-            feats = features(prepared[p0 + s0 : p0 + s1], model.language)
-            inner.append(_Unit(p0 + s0, p0 + s1, feats, cues_in(p0 + s0, p0 + s1)))
+    for p0, p1, spans in _paragraphs(jt):
+        inner = [_Unit(a, b, features(prepared[a:b], model.language), cues_in(a, b)) for a, b in spans]
         sentences.extend(inner)
         if len(inner) > 1 and p1 - p0 <= _MAX_UNIT:
             para = _Unit(
@@ -667,11 +675,7 @@ def training_docs(rows: Iterable[dict[str, str]], language: str) -> list[tuple[s
         docs.append((text, salesy, sorted({h.rule.id for h in hits})))
         if salesy:
             continue
-        sentences = [
-            (p0 + s0, p0 + s1)
-            for p0, p1 in _spans(text, _PARAGRAPH)
-            for s0, s1 in _spans(text[p0:p1], SENTENCE_BOUNDARY)
-        ]
+        sentences = [span for _, _, spans in _paragraphs(text) for span in spans]
         if len(sentences) > 1:
             for a, b in sentences:
                 ids = sorted({h.rule.id for h in hits if a <= h.start < b})
