@@ -9,6 +9,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import report_history as history
 
 from nurture.core import clock
 from nurture.core import config as configuration
@@ -30,24 +31,14 @@ def test_not_contacted_is_the_first_rows_in_order_and_counts_every_candidate(wor
     for pid in range(1, 121):
         contact = rnd.choice([None, NOW - timedelta(days=rnd.randint(1, 400), minutes=rnd.randint(0, 999))])
         prospects.append(
-            dict(
-                id=pid,
-                email=f"p{pid}@example.jp",
-                name="",
-                company="",
-                industry="製造業",
+            history._p(
+                pid,
+                f"p{pid}@example.jp",
                 # Skewed so that some buckets are empty and others large.
                 temperature=rnd.choice(["hot", "warm", "cold", "cold", "cold"]),
                 rank=rnd.choice(["A", "B", "C", "C"]),
-                stage="MQL",
-                owner="佐藤",
-                consent_basis="business_card",
                 status=rnd.choice(["active"] * 9 + ["unsubscribed"]),
-                attributes={},
-                frequency_factor=1.0,
                 last_contact_at=contact,
-                created_at=NOW - timedelta(days=500),
-                updated_at=NOW - timedelta(days=500),
             )
         )
         for n in range(rnd.choice([0, 0, 1, 2])):

@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic import command
 from sqlalchemy import delete, func, select, update
+from webserver import seed_delivery, seed_prospect
 
+from nurture.core import clock
 from nurture.store import db
 from nurture.store.models import Delivery, Prospect
 
@@ -34,34 +36,13 @@ def _stored(conn) -> dict[int, datetime | None]:
     return dict(conn.execute(select(Prospect.id, Prospect.last_mailed_at)).all())
 
 
-def _prospect(pid: int) -> dict[str, object]:
-    return dict(
-        id=pid,
-        email=f"p{pid}@example.jp",
-        name="",
-        company="",
-        industry="製造業",
-        temperature="cold",
-        rank="C",
-        stage="MQL",
-        owner="",
-        consent_basis="business_card",
-        status="active",
-        attributes={},
-        frequency_factor=1.0,
-        created_at=T0,
-        updated_at=T0,
-    )
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_last_mailed_at_follows_every_write_to_deliveries(db_url, seed):
     rnd = random.Random(seed)
     engine = db.engine_for(db_url)
     db.upgrade(engine)
-    with engine.begin() as conn:
-        conn.execute(Prospect.__table__.insert(), [_prospect(pid) for pid in range(1, 9)])
-    prospects = list(range(1, 9))
+    with clock.frozen(T0):
+        prospects = [seed_prospect(engine, f"p{n}@example.jp") for n in range(8)]
     ids: list[int] = []
     serial = mailed_steps = 0
 
@@ -122,18 +103,13 @@ def test_migration_fills_last_mailed_at_from_existing_deliveries(db_url):
     engine = db.engine_for(db_url)
     with engine.begin() as conn:
         command.upgrade(db._alembic_config(conn), "0018")
-    with engine.begin() as conn:
-        conn.execute(Prospect.__table__.insert(), [_prospect(1), _prospect(2), _prospect(3)])
-        conn.exec_driver_sql(
-            "INSERT INTO deliveries (campaign, prospect_id, item_key, state, sent_at, created_at, updated_at, subject,"
-            " language, error, sender, message_id, provider_message_id, attempts, claimed_by) VALUES "
-            "('c', 1, 'a', 'sent', '2026-01-10 03:00:00', '2026-01-10 03:00:00', '2026-01-10 03:00:00', 's',"
-            " 'ja', '', '', '', '', 1, ''),"
-            "('c', 1, 'b', 'sent', '2026-02-10 03:00:00', '2026-02-10 03:00:00', '2026-02-10 03:00:00', 's',"
-            " 'ja', '', '', '', '', 1, ''),"
-            "('c', 2, 'a', 'failed', '2026-03-10 03:00:00', '2026-03-10 03:00:00', '2026-03-10 03:00:00', 's',"
-            " 'ja', '', '', '', '', 1, '')"
+    with clock.frozen(T0):
+        p1, p2, p3 = (seed_prospect(engine, f"p{n}@example.jp") for n in range(3))
+        seed_delivery(engine, p1, campaign="c", item_key="a", sent_at=datetime(2026, 1, 10, 3, 0, tzinfo=UTC))
+        seed_delivery(engine, p1, campaign="c", item_key="b", sent_at=datetime(2026, 2, 10, 3, 0, tzinfo=UTC))
+        seed_delivery(
+            engine, p2, campaign="c", item_key="a", state="failed", sent_at=datetime(2026, 3, 10, 3, 0, tzinfo=UTC)
         )
     db.upgrade(engine)
     with engine.connect() as conn:
-        assert _stored(conn) == {1: datetime(2026, 2, 10, 3, 0, tzinfo=UTC), 2: None, 3: None}
+        assert _stored(conn) == {p1: datetime(2026, 2, 10, 3, 0, tzinfo=UTC), p2: None, p3: None}
