@@ -859,6 +859,7 @@ def _change_rows(
                 score_after=res.total,
                 colleagues=res.fit_parts.get("colleagues", 0.0) if cause == "events" and not said else 0.0,
                 version=rules.version,
+                below=_below(name, old, new, res, rules) if cause in ("events", "relabel") else None,
             )
             change = {
                 "prospect_id": row.id,
@@ -876,6 +877,24 @@ def _change_rows(
             }
             out.append((row, change, {("rank", "A"): "rank_A", ("stage", "SQL"): "stage_SQL"}.get((name, new), "")))
     return out
+
+
+#: The levels of each derived field, lowest first (a move to a lower index is a move down).
+_LEVELS = {"rank": ("C", "B", "A"), "temperature": ("cold", "warm", "hot")}
+
+
+def _below(name: str, old: str, new: str, res: Result, rules: Rules) -> tuple[str, float, str, float] | None:
+    """For a rank or temperature move down: (the score it is derived from, its value, the lowest level it no
+    longer reaches, that level's threshold), so the history does not read as if the events named after it had
+    lowered it. None for a move up, a stage, or a level nurture does not know (a hand-typed value)."""
+    levels = _LEVELS.get(name)
+    if levels is None or old not in levels or new not in levels or levels.index(new) >= levels.index(old):
+        return None
+    t = rules.thresholds
+    above = levels[levels.index(new) + 1]  # the lowest level the prospect no longer reaches
+    if name == "rank":
+        return ("total", res.total, above, t.rank_a if above == "A" else t.rank_b)
+    return ("engagement", res.engagement.total, above, t.hot if above == "hot" else t.warm)
 
 
 def _threshold_rule(name: str, new: str, old: str) -> str:

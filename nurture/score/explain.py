@@ -123,10 +123,24 @@ def sentence(
     score_after: float,
     colleagues: float = 0.0,
     version: str = "",
+    below: tuple[str, float, str, float] | None = None,
 ) -> str:
-    """One line: ``arrow`` (``C→B``) then why. ``cause`` decay/rules/relabel adds its own words."""
+    """One line: ``arrow`` (``C→B``) then why. ``cause`` decay/rules/relabel adds its own words.
+
+    ``below``: (score name, its value, the lowest level it no longer reaches, that level's threshold) for a move
+    down that the events did not cause, e.g. a temperature typed into the spreadsheet meeting its first scoring:
+    ``warm→cold`` after a human open reads as nonsense unless it first says the engagement is below warm's bar."""
     ja = language.lower().startswith("ja")
     parts = list(said)
+    if below is not None:
+        name, value, level, threshold = below
+        label = {"engagement": "エンゲージメント", "total": "合計スコア"}.get(name, name) if ja else name
+        parts.insert(
+            0,
+            f"{label} {value:.1f} が {level} の基準 {threshold:g} 未満"
+            if ja
+            else f"{label} {value:.1f} is below the {threshold:g} that {level} needs",
+        )
     if colleagues:
         who = "同じ会社の反応した担当者" if ja else "engaged colleagues at the company"
         parts.append(f"{who} ({_pts(colleagues)})")

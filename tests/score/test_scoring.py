@@ -89,6 +89,28 @@ def test_english_explanation(engine, configured):
     assert c.explanation == 'C→B: human click on "Logistics 2024" (+6); 3 machine opens ignored'
 
 
+def test_a_move_down_the_events_did_not_cause_says_what_the_level_needs(engine, configured):
+    """A temperature typed into the spreadsheet meets its first scoring: a human open leaves the engagement
+    under warm's threshold, and the history must not read as if the open had cooled the prospect."""
+    en = prospect(engine, "warm@acme.example.com", language="en", temperature="warm")
+    ja = prospect(engine, "warm@example.co.jp", language="ja", temperature="hot", rank="B")
+    record(engine, human("opened", did=mail(engine, en, subject="Logistics 2024")))
+    record(engine, human("opened", did=mail(engine, ja)))
+    (c,) = changes(engine, en, "temperature")
+    assert (c.old, c.new) == ("warm", "cold")
+    assert c.explanation == (
+        'warm→cold: engagement 1.0 is below the 5 that warm needs, human open on "Logistics 2024" (+1)'
+    )
+    (t,) = changes(engine, ja, "temperature")
+    assert t.explanation.startswith("hot→cold: エンゲージメント 1.0 が warm の基準 5 未満、人による「物流2024年問題」")
+    (r,) = changes(engine, ja, "rank")
+    assert r.explanation.startswith("B→C: 合計スコア ") and "が B の基準 5 未満" in r.explanation
+    # A move up says nothing of the kind.
+    record(engine, human("clicked", did=mail(engine, en, item="2026-12", subject="Cold chain")))
+    up = changes(engine, en, "rank")[-1]
+    assert (up.old, up.new) == ("C", "B") and "below" not in up.explanation
+
+
 def test_machine_opens_and_scanner_bursts_never_promote(engine, configured):
     pid = prospect(engine, "scan@gateway.example.jp")
     dids = [mail(engine, pid, item=f"2026-{m:02d}") for m in range(1, 11)]
