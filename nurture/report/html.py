@@ -254,6 +254,7 @@ table.wide { font-size: 11px; } table.wide th { font-size: 10px; }
 th, td { border-bottom: 1px solid #d8dee4; padding: 4px 6px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; font-weight: 600; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.k { white-space: nowrap; }
 tr { page-break-inside: avoid; break-inside: avoid; }
 .alarm { color: #cf222e; font-weight: 700; } .warning { color: #9a6700; font-weight: 700; }
 .ev { display: inline-block; border-radius: 4px; padding: 0 4px; margin: 1px; font-size: 11px; }
@@ -336,6 +337,10 @@ def _value(column: str, value: Any, language: str = "en") -> str:
     return html.escape(rate_text(column, value))
 
 
+_SHORT = 8  # characters: a cell or heading this short is kept on one line
+_KEEP = " class='k'"
+
+
 def _section(s: Section, language: str) -> str:
     en = language != "ja"
     total = s.total if s.total is not None else len(s.rows)
@@ -346,15 +351,20 @@ def _section(s: Section, language: str) -> str:
     columns = list(s.columns)
     if "events" in s.rows[0] and "events" not in columns:
         columns.append("events")
-    head = "".join(f"<th>{html.escape(t(c, language))}</th>" for c in columns)
+    # Short words (a field, a rank, a label, "温度感") never wrap: a narrow column otherwise stacks Japanese one
+    # character per line, since any two CJK characters may break. Long text (explanations, titles) still wraps.
+    head = "".join(
+        f"<th{_KEEP if len(t(c, language)) <= _SHORT else ''}>{html.escape(t(c, language))}</th>" for c in columns
+    )
     body = []
     for row in s.rows[:CHART_ROWS]:
         tds = "".join(
             f"<td class='n'>{_value(c, row.get(c))}</td>"
             if isinstance(row.get(c), (int, float)) and not isinstance(row.get(c), bool)
-            else f"<td>{html.escape(t(row[c], language))}</td>"
+            else f"<td{_KEEP}>{html.escape(t(row[c], language))}</td>"
             if c in _VALUE_COLUMNS and isinstance(row.get(c), str) and language == "ja" and row[c] in LABELS
-            else f"<td>{_value(c, row.get(c))}</td>"
+            else f"<td{_KEEP if isinstance(row.get(c), str) and len(row[c]) <= _SHORT else ''}>"
+            f"{_value(c, row.get(c))}</td>"
             for c in columns
         )
         body.append(f"<tr>{tds}</tr>")
