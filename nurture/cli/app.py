@@ -7,8 +7,10 @@ exit code from the error (1, or 2 for configuration), never a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
+from typing import Any
 
 import click
 from sqlalchemy import Engine
@@ -51,7 +53,25 @@ pass_app = click.make_pass_decorator(App)
 
 
 class NurtureGroup(click.Group):
-    """Turns NurtureError into a clean message and exit code."""
+    """Turns NurtureError into a clean message and exit code; finds commands registered with :meth:`lazy` by name
+    and imports their module when one is asked for (``nurture send`` from cron loads the sending stack, not the
+    web server, the reports' charts and the spreadsheet readers too; ``nurture --help`` imports them all)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy: dict[str, Callable[[], click.Command]] = {}
+
+    def lazy(self, name: str, load: Callable[[], click.Command]) -> None:
+        """Register command ``name``, built by ``load()`` the first time it is needed."""
+        self._lazy[name] = load
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self._lazy:
+            self.add_command(self._lazy[cmd_name](), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
