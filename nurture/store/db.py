@@ -297,6 +297,24 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
         ) from None
 
 
+def statistics_stale(conn: Connection, table: str, below: int = 1000) -> bool:
+    """PostgreSQL: whether ``table`` was last analyzed with fewer than ``below`` rows, or never (always False on
+    SQLite, which plans these lookups by index anyway). A first run on a fresh database fills such a table while
+    the planner still believes it nearly empty (see :func:`analyze`)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    rows = conn.scalar(text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table})
+    return rows is not None and rows < below
+
+
+def analyze(engine: Engine, table: str) -> None:
+    """``ANALYZE table`` on PostgreSQL (nothing on SQLite): fresh statistics now rather than when autovacuum gets
+    to it, for a run that has just grown a table it keeps querying."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text(f'ANALYZE "{table}"'))
+
+
 def require_schema(engine: Engine) -> None:
     """Raise a ConfigError telling the user to run ``nurture init`` unless the schema is current."""
     try:
