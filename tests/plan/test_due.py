@@ -143,7 +143,9 @@ class Sink:
         self.not_due += count
 
 
-def _reset(engine) -> None:
+def _reset(engine, n: int = N, *, spread: bool = True) -> None:
+    """Empty tables, then ``n`` opted-in prospects: with ``spread``, temperatures in turn and last contacts 5 days
+    apart; without, all hot and contacted at T0."""
     with engine.begin() as conn:
         for table in (Delivery, ProspectTag, Suppression, PlanState, Prospect):
             conn.execute(delete(table))
@@ -153,14 +155,14 @@ def _reset(engine) -> None:
                 {
                     "id": i + 1,
                     "email": f"p{i}@example.co.jp",
-                    "temperature": ("hot", "warm", "cold")[i % 3],
+                    "temperature": ("hot", "warm", "cold")[i % 3] if spread else "hot",
                     "consent_basis": "opt_in",
                     "status": "active",
-                    "last_contact_at": T0 - timedelta(days=5 * i),
+                    "last_contact_at": T0 - timedelta(days=5 * i) if spread else T0,
                     "created_at": T0,
                     "updated_at": T0,
                 }
-                for i in range(N)
+                for i in range(n)
             ],
         )
 
@@ -293,25 +295,7 @@ def test_a_first_run_refreshes_the_statistics_of_deliveries(pair, rules):
     20k). SQLite has nothing to refresh."""
     engine = pair[0]
     many = 2500
-    with engine.begin() as conn:
-        for table in (Delivery, ProspectTag, Suppression, PlanState, Prospect):
-            conn.execute(delete(table))
-        conn.execute(
-            Prospect.__table__.insert(),
-            [
-                {
-                    "id": i + 1,
-                    "email": f"p{i}@example.co.jp",
-                    "temperature": "hot",
-                    "consent_basis": "opt_in",
-                    "status": "active",
-                    "last_contact_at": T0,
-                    "created_at": T0,
-                    "updated_at": T0,
-                }
-                for i in range(many)
-            ],
-        )
+    _reset(engine, many, spread=False)
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(text("ANALYZE deliveries"))  # empty, as `nurture init` leaves it once autovacuum looked
