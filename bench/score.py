@@ -273,6 +273,9 @@ def main() -> None:
         help="override [fit] colleague_points (0: no colleague groups, so one event rescores one prospect)",
     )
     args = parser.parse_args()
+    if args.online and args.prospects // 3 < 2 * args.online:
+        # online() takes one prospect from each of 2 x --online distinct companies of three
+        parser.error(f"--online {args.online} needs at least {6 * args.online:,} --prospects")
     url = args.database or f"sqlite:///{tempfile.mkdtemp(prefix='nurture-bench-')}/score.db"
     schema = None
     if url.startswith("postgresql"):
