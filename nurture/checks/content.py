@@ -295,7 +295,9 @@ class _Unit:
 
     start: int  # in the joined text
     end: int
-    feats: set[str]
+    count: int  # its n-grams (known to the model or not)
+    names: list[str]  # its n-grams that carry a weight ...
+    weights: list[float]  # ... and those weights (PitchModel.lookup)
     dense: set[str]
     p: float = 0.0
     paragraph: _Unit | None = None
@@ -309,8 +311,8 @@ class _Unit:
     def score(self, model: PitchModel, prepared: str) -> Score:
         """The probability with its evidence (computed only for units that become findings)."""
         if self._score is None:
-            self._score = model.score_features(
-                self.feats, self.dense, text=prepared[self.start : self.end], offset=self.start
+            self._score = model.score_known(
+                self.count, self.names, self.weights, self.dense, text=prepared[self.start : self.end], offset=self.start
             )
         return self._score
 
@@ -392,16 +394,21 @@ def _scored_units(
         lo, hi = bisect.bisect_left(cue_starts, a), bisect.bisect_left(cue_starts, b)
         return cue_pairs(name for _, name in hits_of_cues[lo:hi])
 
+    language = model.language
     for p0, p1, spans in _paragraphs(jt):
-        inner = [_Unit(a, b, features(prepared[a:b], model.language), cues_in(a, b)) for a, b in spans]
+        grams = [features(prepared[a:b], language) for a, b in spans]
+        inner = [
+            _Unit(a, b, len(feats), *model.lookup(feats), cues_in(a, b))
+            for (a, b), feats in zip(spans, grams, strict=True)
+        ]
         sentences.extend(inner)
         if len(inner) > 1 and p1 - p0 <= _MAX_UNIT:
-            para = _Unit(
-                p0,
-                p1,
-                set().union(*(u.feats for u in inner)),
-                cues_in(p0, p1),
-            )
+            # A paragraph's n-grams are its sentences' ones: their weights are merged from the sentences'
+            # lookups rather than looked up again in the model's large table.
+            known: dict[str, float] = {}
+            for u in inner:
+                known.update(zip(u.names, u.weights, strict=True))
+            para = _Unit(p0, p1, len(set().union(*grams)), list(known), list(known.values()), cues_in(p0, p1))
             paragraphs.append((para, inner))
             for u in inner:
                 u.paragraph = para
@@ -413,9 +420,9 @@ def _scored_units(
             if unit.paragraph is not None:
                 unit.paragraph.dense.add(f"rule:{h.rule.id}")
     for u in sentences:
-        u.p = model.probability(u.feats, u.dense)
+        u.p = model.probability_of(u.count, u.weights, u.dense)
     for para, _inner in paragraphs:
-        para.p = model.probability(para.feats, para.dense)
+        para.p = model.probability_of(para.count, para.weights, para.dense)
     return sentences, paragraphs
 
 

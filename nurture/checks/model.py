@@ -260,6 +260,19 @@ class PitchModel:
         total = norm * sum(filter(None, map(weights.get, feats))) + sum(filter(None, map(weights.get, dense)))
         return _sigmoid(self.bias + total)
 
+    def lookup(self, feats: Iterable[str]) -> tuple[list[str], list[float]]:
+        """The features of ``feats`` that carry a weight, and those weights (aligned): one pass of lookups in
+        the large weight table, which the check keeps for the unit's probability and, if the unit becomes a
+        finding, its evidence (each lookup there costs more than anything else done per n-gram)."""
+        names = list(feats)
+        found = list(map(self.weights.get, names))
+        return list(itertools.compress(names, found)), list(filter(None, found))
+
+    def probability_of(self, count: int, weights: Iterable[float], dense: Iterable[str]) -> float:
+        """:meth:`probability` of a unit of ``count`` n-grams whose known ones weigh ``weights``."""
+        norm = 1.0 / math.sqrt(count) if count else 0.0
+        return _sigmoid(self.bias + norm * sum(weights) + sum(filter(None, map(self.weights.get, dense))))
+
     def score_features(
         self,
         feats: set[str],
@@ -268,21 +281,47 @@ class PitchModel:
         top: int = 6,
         text: str = "",
         offset: int = 0,
-        known: set[str] | None = None,
+        known: tuple[list[str], list[float]] | None = None,
     ) -> Score:
         """The probability with its evidence: the ``top`` strongest contributions, located in ``text`` and
-        shifted by ``offset`` (a rule feature has no span of its own: (offset, offset))."""
+        shifted by ``offset`` (a rule feature has no span of its own: (offset, offset)). ``known`` is
+        :meth:`lookup` of ``feats`` when the caller has it already."""
+        names, sparse = self.lookup(feats) if known is None else known
+        return self.score_known(len(feats), names, sparse, dense, top=top, text=text, offset=offset)
+
+    def score_known(
+        self,
+        count: int,
+        names: Sequence[str],
+        sparse: Sequence[float],
+        dense: Iterable[str],
+        *,
+        top: int = 6,
+        text: str = "",
+        offset: int = 0,
+    ) -> Score:
+        """:meth:`score_features` of a unit of ``count`` n-grams whose known ones are ``names``, weighing
+        ``sparse``."""
         weights = self.weights
-        known = self.known(feats) if known is None else known
-        norm = 1.0 / math.sqrt(len(feats)) if feats else 0.0
-        # (-|w|, feature, w): plain tuple order ranks the strongest first, ties by name (no key function).
-        ranked = [(-abs(w := weights[f] * norm), f, w) for f in known]
-        ranked += [(-abs(w := weights[f]), f, w) for f in dense if f in weights]
-        evidence = []
-        for _, f, w in heapq.nsmallest(top, ranked):
-            start, end = locate(text, f, self.language) if text else (0, 0)
-            evidence.append(Evidence(f, round(w, 4), start + offset, end + offset))
-        return Score(_sigmoid(self._total(len(feats), known, dense)), tuple(evidence))
+        norm = 1.0 / math.sqrt(count) if count else 0.0
+        dense_names = list(filter(weights.__contains__, dense))
+        dense_weights = list(map(weights.__getitem__, dense_names))
+        total = self.bias + norm * sum(sparse) + sum(dense_weights)
+        # Every finding shows its sentence's evidence, so this runs once per flagged sentence: rank with C-level
+        # sorts of floats, then order only the few contributions at or above the ``top``-th strongest (ties by
+        # name) instead of building and ranking a tuple per n-gram.
+        contributions = list(map(norm.__mul__, sparse)) + dense_weights
+        every = [*names, *dense_names]
+        magnitudes = list(map(abs, contributions))
+        evidence: list[Evidence] = []
+        if magnitudes:
+            cut = sorted(magnitudes)[-top] if len(magnitudes) > top else 0.0
+            strongest = itertools.compress(range(len(magnitudes)), map(cut.__le__, magnitudes))
+            chosen = sorted([(-magnitudes[i], every[i], contributions[i]) for i in strongest])[:top]
+            for _, f, w in chosen:
+                start, end = locate(text, f, self.language) if text else (0, 0)
+                evidence.append(Evidence(f, round(w, 4), start + offset, end + offset))
+        return Score(_sigmoid(total), tuple(evidence))
 
     def to_json(self) -> dict[str, object]:
         return {
