@@ -33,6 +33,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -260,6 +261,8 @@ class _Allow:
     def reason(self, rule: str, phrase: str) -> str | None:
         if rule in self.rules:
             return self.rules[rule] or "allowed"
+        if not self.phrases:
+            return None
         low = unicodedata.normalize("NFKC", phrase).casefold()
         for allowed, why in self.phrases:
             if allowed in low:
@@ -295,11 +298,13 @@ class _Unit:
 
     start: int  # in the joined text
     end: int
-    feats: set[str]
+    grams: list[str]  # its n-grams, each once ...
+    found: list[float | None]  # ... and their weights (None: not in the model), from one lookup
     dense: set[str]
     p: float = 0.0
     paragraph: _Unit | None = None
     _score: Score | None = None
+    _texts: tuple[str, ...] | None = None
 
     @property
     def judged(self) -> float:
@@ -309,10 +314,18 @@ class _Unit:
     def score(self, model: PitchModel, prepared: str) -> Score:
         """The probability with its evidence (computed only for units that become findings)."""
         if self._score is None:
-            self._score = model.score_features(
-                self.feats, self.dense, text=prepared[self.start : self.end], offset=self.start
+            names = list(itertools.compress(self.grams, self.found))
+            weights: list[float] = list(filter(None, self.found))
+            self._score = model.score_known(
+                len(self.grams), names, weights, self.dense, text=prepared[self.start : self.end], offset=self.start
             )
         return self._score
+
+    def evidence(self, model: PitchModel, prepared: str) -> tuple[str, ...]:
+        """:meth:`score`'s evidence as text, made once per unit (every rule hit in it shows the same)."""
+        if self._texts is None:
+            self._texts = tuple(map(_evidence_text, self.score(model, prepared).evidence))
+        return self._texts
 
 
 def _builtin(rule: Rule) -> bool:
@@ -341,14 +354,9 @@ def _evidence_text(ev: Evidence) -> str:
     return f'"{ev.feature}" {ev.weight:+.2f}'
 
 
-@functools.lru_cache(maxsize=256)
-def _evidence_texts(score: Score) -> tuple[str, ...]:
-    """The evidence of a score as text (cached: every rule hit of a sentence shows its sentence's evidence)."""
-    return tuple(_evidence_text(e) for e in score.evidence)
-
-
-def _model_why(language: str, score: Score) -> str:
-    strongest = ", ".join(_evidence_text(e) for e in score.evidence if e.weight > 0)
+def _model_why(language: str, score: Score, texts: tuple[str, ...]) -> str:
+    """``texts``: the evidence of ``score`` as text (:meth:`_Unit.evidence`)."""
+    strongest = ", ".join(t for t, e in zip(texts, score.evidence, strict=True) if e.weight > 0)
     if language == "ja":
         return (
             f"文面全体が営業・販売の呼びかけとして読まれます（判定モデル p={score.probability:.2f}、"
@@ -392,16 +400,21 @@ def _scored_units(
         lo, hi = bisect.bisect_left(cue_starts, a), bisect.bisect_left(cue_starts, b)
         return cue_pairs(name for _, name in hits_of_cues[lo:hi])
 
+    language, lookup = model.language, model.weights.get
     for p0, p1, spans in _paragraphs(jt):
-        inner = [_Unit(a, b, features(prepared[a:b], model.language), cues_in(a, b)) for a, b in spans]
+        inner = []
+        for a, b in spans:
+            grams = list(features(prepared[a:b], language))
+            inner.append(_Unit(a, b, grams, list(map(lookup, grams)), cues_in(a, b)))
         sentences.extend(inner)
         if len(inner) > 1 and p1 - p0 <= _MAX_UNIT:
-            para = _Unit(
-                p0,
-                p1,
-                set().union(*(u.feats for u in inner)),
-                cues_in(p0, p1),
-            )
+            # A paragraph's n-grams are its sentences' ones: their weights are merged from the sentences'
+            # lookups (a small dict, which also counts each n-gram once) instead of being looked up again in
+            # the model's large table, the costliest step per n-gram.
+            merged: dict[str, float | None] = {}
+            for u in inner:
+                merged.update(zip(u.grams, u.found, strict=True))
+            para = _Unit(p0, p1, list(merged), list(merged.values()), cues_in(p0, p1))
             paragraphs.append((para, inner))
             for u in inner:
                 u.paragraph = para
@@ -413,9 +426,9 @@ def _scored_units(
             if unit.paragraph is not None:
                 unit.paragraph.dense.add(f"rule:{h.rule.id}")
     for u in sentences:
-        u.p = model.probability(u.feats, u.dense)
+        u.p = model.probability_of(len(u.grams), filter(None, u.found), u.dense)
     for para, _inner in paragraphs:
-        para.p = model.probability(para.feats, para.dense)
+        para.p = model.probability_of(len(para.grams), filter(None, para.found), para.dense)
     return sentences, paragraphs
 
 
@@ -500,7 +513,7 @@ def _findings(
                 if model is not None and model.language == "ja"
                 else f" [the sentence reads as information, so this is a warning (model p={p:.2f})]"
             )
-        evidence = _evidence_texts(score) if score else ()
+        evidence = hit_unit.evidence(model, prepared) if score and hit_unit is not None and model else ()
         finding = Finding(
             source,
             line,
@@ -540,11 +553,11 @@ def _findings(
                 phrase,
                 MODEL_CATEGORY,
                 severity,
-                _model_why(model.language, score),
+                _model_why(model.language, score, unit.evidence(model, prepared)),
                 rule_id,
                 part,
                 round(score.probability, 3),
-                _evidence_texts(score),
+                unit.evidence(model, prepared),
             )
             # A reviewed phrase anywhere in the sentence covers the model's judgement of that sentence.
             reason = allow.reason(rule_id, jt[unit.start : unit.end])

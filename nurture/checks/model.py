@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import heapq
 import itertools
 import json
 import math
@@ -185,12 +184,20 @@ def locate(unit: str, feature: str, language: str) -> tuple[int, int]:
         at = "".join(unit[i] for i in index).find(feature)
         return (index[at], index[at + len(feature) - 1] + 1) if at >= 0 else (0, 0)
     if feature.startswith("#"):  # characters of words joined by single spaces: a space is any non-word run
-        pieces = [re.escape(c) if c != " " else _NOT_WORD for c in feature[1:]]
-        m = re.search("".join(pieces), f" {unit} ")
+        m = _locator(feature).search(f" {unit} ")
         return (max(m.start() - 1, 0), min(m.end() - 1, len(unit))) if m else (0, 0)
-    parts = [r"\S+" if w == "_" else re.escape(w).replace("'", "['\u2019]") for w in feature.split(" ")]
-    m = re.search(r"(?<![a-z0])" + r"\s+".join(parts) + r"(?![a-z0])", unit)
+    m = _locator(feature).search(unit)
     return m.span() if m else (0, 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _locator(feature: str) -> re.Pattern[str]:
+    """The pattern :func:`locate` finds an English feature with (cached: building it cost more than the
+    search, and every finding locates its sentence's strongest features)."""
+    if feature.startswith("#"):
+        return re.compile("".join(re.escape(c) if c != " " else _NOT_WORD for c in feature[1:]))
+    parts = [r"\S+" if w == "_" else re.escape(w).replace("'", "['\u2019]") for w in feature.split(" ")]
+    return re.compile(r"(?<![a-z0])" + r"\s+".join(parts) + r"(?![a-z0])")
 
 
 @dataclass(frozen=True)
@@ -244,21 +251,17 @@ class PitchModel:
         feats = features(prepared, self.language)
         return self.score_features(feats, self.dense(prepared, rule_ids), top=top, text=prepared)
 
-    def known(self, feats: set[str]) -> set[str]:
-        """The features of ``feats`` that carry a weight."""
-        return set(filter(self.weights.__contains__, feats))
-
-    def _total(self, count: int, known: Iterable[str], dense: Iterable[str]) -> float:
-        weights = self.weights
-        norm = 1.0 / math.sqrt(count) if count else 0.0
-        return self.bias + norm * sum(map(weights.__getitem__, known)) + sum(weights.get(f, 0.0) for f in dense)
-
     def probability(self, feats: set[str], dense: set[str]) -> float:
         """The fast path: one C-level pass of dict lookups over the unit's n-grams."""
         weights = self.weights
         norm = 1.0 / math.sqrt(len(feats)) if feats else 0.0
         total = norm * sum(filter(None, map(weights.get, feats))) + sum(filter(None, map(weights.get, dense)))
         return _sigmoid(self.bias + total)
+
+    def probability_of(self, count: int, weights: Iterable[float], dense: Iterable[str]) -> float:
+        """:meth:`probability` of a unit of ``count`` n-grams whose known ones weigh ``weights``."""
+        norm = 1.0 / math.sqrt(count) if count else 0.0
+        return _sigmoid(self.bias + norm * sum(weights) + sum(filter(None, map(self.weights.get, dense))))
 
     def score_features(
         self,
@@ -268,21 +271,57 @@ class PitchModel:
         top: int = 6,
         text: str = "",
         offset: int = 0,
-        known: set[str] | None = None,
+        known: tuple[list[str], list[float]] | None = None,
     ) -> Score:
         """The probability with its evidence: the ``top`` strongest contributions, located in ``text`` and
-        shifted by ``offset`` (a rule feature has no span of its own: (offset, offset))."""
+        shifted by ``offset`` (a rule feature has no span of its own: (offset, offset)). ``known``: the
+        features of ``feats`` that carry a weight and those weights, when the caller has them already."""
         weights = self.weights
-        known = self.known(feats) if known is None else known
-        norm = 1.0 / math.sqrt(len(feats)) if feats else 0.0
-        # (-|w|, feature, w): plain tuple order ranks the strongest first, ties by name (no key function).
-        ranked = [(-abs(w := weights[f] * norm), f, w) for f in known]
-        ranked += [(-abs(w := weights[f]), f, w) for f in dense if f in weights]
-        evidence = []
-        for _, f, w in heapq.nsmallest(top, ranked):
-            start, end = locate(text, f, self.language) if text else (0, 0)
+        if known is None:
+            found = list(map(weights.get, feats))
+            known = list(itertools.compress(feats, found)), list(filter(None, found))
+        names, sparse = known
+        return self.score_known(len(feats), names, sparse, dense, top=top, text=text, offset=offset)
+
+    def score_known(
+        self,
+        count: int,
+        names: Sequence[str],
+        sparse: Sequence[float],
+        dense: Iterable[str],
+        *,
+        top: int = 6,
+        text: str = "",
+        offset: int = 0,
+    ) -> Score:
+        """:meth:`score_features` of a unit of ``count`` n-grams whose known ones are ``names``, weighing
+        ``sparse``."""
+        weights = self.weights
+        norm = 1.0 / math.sqrt(count) if count else 0.0
+        dense_names = list(filter(weights.__contains__, dense))
+        dense_weights = list(map(weights.__getitem__, dense_names))
+        total = self.bias + norm * sum(sparse) + sum(dense_weights)
+        # Every finding shows its sentence's evidence, so this runs once per flagged sentence. The ``top``
+        # strongest n-grams are among the ``top`` lowest and highest weights (norm > 0 keeps the order): one
+        # C-level sort of floats finds those values, and only the n-grams that carry them (ties included,
+        # ordered by name) become tuples, instead of one tuple per n-gram of the unit.
+        ordered = sorted(sparse)
+        extremes = set(ordered[:top] + ordered[-top:])
+        picked = itertools.compress(zip(names, sparse, strict=True), map(extremes.__contains__, sparse))
+        ranked = [(-abs(w * norm), f, w * norm) for f, w in picked]
+        ranked += [(-abs(w), f, w) for f, w in zip(dense_names, dense_weights, strict=True)]
+        ranked.sort()
+        evidence: list[Evidence] = []
+        ja = self.language == "ja"
+        for _, f, w in ranked[:top]:
+            if not text:
+                start = end = 0
+            elif ja and not f.startswith(("rule:", "cue:")) and (at := text.find(f)) >= 0:
+                start, end = at, at + len(f)  # locate()'s first case, without its call
+            else:
+                start, end = locate(text, f, self.language)
             evidence.append(Evidence(f, round(w, 4), start + offset, end + offset))
-        return Score(_sigmoid(self._total(len(feats), known, dense)), tuple(evidence))
+        return Score(_sigmoid(total), tuple(evidence))
 
     def to_json(self) -> dict[str, object]:
         return {
