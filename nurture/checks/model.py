@@ -251,15 +251,9 @@ class PitchModel:
         feats = features(prepared, self.language)
         return self.score_features(feats, self.dense(prepared, rule_ids), top=top, text=prepared)
 
-    def probability(self, feats: set[str], dense: set[str]) -> float:
-        """The fast path: one C-level pass of dict lookups over the unit's n-grams."""
-        weights = self.weights
-        norm = 1.0 / math.sqrt(len(feats)) if feats else 0.0
-        total = norm * sum(filter(None, map(weights.get, feats))) + sum(filter(None, map(weights.get, dense)))
-        return _sigmoid(self.bias + total)
-
     def probability_of(self, count: int, weights: Iterable[float], dense: Iterable[str]) -> float:
-        """:meth:`probability` of a unit of ``count`` n-grams whose known ones weigh ``weights``."""
+        """The pitch probability of a unit of ``count`` n-grams whose known ones weigh ``weights`` (looked up
+        once by the caller), with its dense features ``dense``: no evidence, the fast path."""
         norm = 1.0 / math.sqrt(count) if count else 0.0
         return _sigmoid(self.bias + norm * sum(weights) + sum(filter(None, map(self.weights.get, dense))))
 
@@ -271,16 +265,11 @@ class PitchModel:
         top: int = 6,
         text: str = "",
         offset: int = 0,
-        known: tuple[list[str], list[float]] | None = None,
     ) -> Score:
         """The probability with its evidence: the ``top`` strongest contributions, located in ``text`` and
-        shifted by ``offset`` (a rule feature has no span of its own: (offset, offset)). ``known``: the
-        features of ``feats`` that carry a weight and those weights, when the caller has them already."""
-        weights = self.weights
-        if known is None:
-            found = list(map(weights.get, feats))
-            known = list(itertools.compress(feats, found)), list(filter(None, found))
-        names, sparse = known
+        shifted by ``offset`` (a rule feature has no span of its own: (offset, offset))."""
+        found = list(map(self.weights.get, feats))
+        names, sparse = list(itertools.compress(feats, found)), list(filter(None, found))
         return self.score_known(len(feats), names, sparse, dense, top=top, text=text, offset=offset)
 
     def score_known(
