@@ -115,10 +115,9 @@ def waiting(conn: Connection, now: datetime, looked: int) -> int:
     On PostgreSQL above :data:`EXACT_BELOW` prospects: the table's row estimate (kept by autovacuum and ANALYZE)
     less ``looked``, since an exact count reads every row (1.2 s at 1M, more than the rest of a no-op run);
     exact otherwise."""
-    if conn.dialect.name == "postgresql":
-        estimate = conn.scalar(text("SELECT reltuples FROM pg_class WHERE oid = CAST('prospects' AS regclass)"))
-        if estimate is not None and estimate >= EXACT_BELOW:
-            return max(0, int(estimate) - looked)
+    estimate = db.row_estimate(conn, "prospects")
+    if estimate is not None and estimate >= EXACT_BELOW:
+        return max(0, int(estimate) - looked)
     return conn.scalar(select(func.count()).where(Prospect.next_plan_at > now)) or 0
 
 

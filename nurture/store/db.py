@@ -297,13 +297,20 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
         ) from None
 
 
+def row_estimate(conn: Connection, table: str) -> float | None:
+    """PostgreSQL's estimate of the rows in ``table`` (``pg_class.reltuples``, kept by autovacuum and ANALYZE; -1
+    when never analyzed); None on SQLite. Free, where ``count(*)`` reads the table."""
+    if conn.dialect.name != "postgresql":
+        return None
+    value = conn.scalar(text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table})
+    return None if value is None else float(value)
+
+
 def statistics_stale(conn: Connection, table: str, below: int = 1000) -> bool:
     """PostgreSQL: whether ``table`` was last analyzed with fewer than ``below`` rows, or never (always False on
     SQLite, which plans these lookups by index anyway). A first run on a fresh database fills such a table while
     the planner still believes it nearly empty (see :func:`analyze`)."""
-    if conn.dialect.name != "postgresql":
-        return False
-    rows = conn.scalar(text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table})
+    rows = row_estimate(conn, table)
     return rows is not None and rows < below
 
 
