@@ -353,9 +353,8 @@ def _section(s: Section, language: str) -> str:
         columns.append("events")
     # Short words (a field, a rank, a label, "温度感") never wrap: a narrow column otherwise stacks Japanese one
     # character per line, since any two CJK characters may break. Long text (explanations, titles) still wraps.
-    head = "".join(
-        f"<th{_KEEP if len(t(c, language)) <= _SHORT else ''}>{html.escape(t(c, language))}</th>" for c in columns
-    )
+    labels = [t(c, language) for c in columns]
+    head = "".join(f"<th{_KEEP if len(label) <= _SHORT else ''}>{html.escape(label)}</th>" for label in labels)
     body = []
     for row in s.rows[:CHART_ROWS]:
         tds = "".join(
